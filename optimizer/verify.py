@@ -1,0 +1,349 @@
+"""Verification: does the optimized model compute what the original computes?
+
+Inputs come from the user (`--inputs data.npz`) or are generated from the declared shapes (dynamic
+dims bound by `--input-shape` or by defaults tried in turn until the ORIGINAL model runs). The
+reference is the original in onnxruntime with graph optimizations off. Each output is compared by
+max abs error, max relative error (max|a-b| / max|a|) and cosine similarity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx_ir as ir
+
+__all__ = [
+    "OutputComparison",
+    "VerificationResult",
+    "VerificationInputError",
+    "Tolerance",
+    "Verifier",
+    "parse_input_shapes",
+    "load_inputs",
+    "default_tolerance",
+]
+
+logger = logging.getLogger(__name__)
+
+RANDOM_OPS = frozenset({"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli"})
+_QUANTIZED_OPS = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
+     "ConvInteger", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul", "MatMulNBits", "QGemm"}
+)
+
+
+class VerificationInputError(Exception):
+    """The ORIGINAL model cannot run on the inputs we have: a problem with inputs, not the optimizer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+
+
+def default_tolerance(model: ir.Model) -> Tolerance:
+    """Tight for lossless rewrites of float models; looser for models already quantized."""
+    ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)}
+    if ops & _QUANTIZED_OPS:
+        return Tolerance(rtol=1e-2, atol=1e-3)
+    return Tolerance(rtol=1e-4, atol=1e-5)
+
+
+@dataclasses.dataclass
+class OutputComparison:
+    name: str
+    max_abs: float
+    max_rel: float
+    cosine: float
+    passed: bool
+    note: str = ""
+
+
+@dataclasses.dataclass
+class VerificationResult:
+    status: str  # "passed", "failed" or "skipped"
+    outputs: list[OutputComparison] = dataclasses.field(default_factory=list)
+    reason: str = ""
+    tolerance: Tolerance | None = None
+    inputs_source: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """`["ids=1,128", "mask=1,128"]` -> {"ids": (1, 128), ...}; ValueError with a readable message."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition("=")
+        if not sep or not name:
+            raise ValueError(f"--input-shape {spec!r}: expected NAME=D1,D2,...")
+        try:
+            values = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip() != "")
+        except ValueError:
+            raise ValueError(f"--input-shape {spec!r}: dims must be integers") from None
+        if any(d < 0 for d in values):
+            raise ValueError(f"--input-shape {spec!r}: dims must be >= 0")
+        shapes[name] = values
+    return shapes
+
+
+def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Arrays keyed by input name from an .npz file (never unpickles objects)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise VerificationInputError(f"{path}: no such file") from None
+    except Exception as error:  # noqa: BLE001 - zip/format errors of many kinds
+        raise VerificationInputError(f"{path}: not a readable .npz file ({error})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _InputSpec:
+    name: str
+    dtype: np.dtype
+    dims: tuple  # ints, or str/None for dynamic dims
+
+
+def _input_specs(model: ir.Model) -> list[_InputSpec]:
+    specs = []
+    for value in model.graph.inputs:
+        if value.is_initializer():
+            continue  # an initializer-input keeps its default
+        if value.dtype is None:
+            raise VerificationInputError(f"input '{value.name}' has no declared type; pass --inputs")
+        try:
+            dtype = value.dtype.numpy()
+        except Exception:  # noqa: BLE001
+            raise VerificationInputError(f"input '{value.name}' has type {value.dtype}, which cannot be generated; pass --inputs") from None
+        if value.shape is None:
+            raise VerificationInputError(f"input '{value.name}' has no declared shape; pass --input-shape {value.name}=... or --inputs")
+        dims = tuple(d if isinstance(d, int) else (d.value if isinstance(d, ir.SymbolicDim) else None) for d in value.shape)
+        specs.append(_InputSpec(value.name, np.dtype(dtype), dims))
+    return specs
+
+
+# Dynamic dims are tried with these values in turn until the original model accepts them.
+_DIM_PROFILES = ({"batch": 1, "other": 16}, {"batch": 1, "other": 1}, {"batch": 1, "other": 64}, {"batch": 1, "other": 224})
+_BATCH_WORDS = ("batch", "n", "b", "bs", "unk__0", "N")
+
+
+def _bind_dims(spec: _InputSpec, profile: Mapping[str, int], symbols: dict) -> tuple[int, ...]:
+    dims = []
+    for position, dim in enumerate(spec.dims):
+        if isinstance(dim, int) and dim >= 0:
+            dims.append(dim)
+            continue
+        if isinstance(dim, str) and dim in symbols:
+            dims.append(symbols[dim])
+            continue
+        batch_like = position == 0 and (dim is None or str(dim).lower() in _BATCH_WORDS or "batch" in str(dim).lower())
+        value = profile["batch"] if batch_like else profile["other"]
+        if isinstance(dim, str):
+            symbols[dim] = value
+        dims.append(value)
+    return tuple(dims)
+
+
+def _generate_array(spec: _InputSpec, shape: tuple[int, ...], rng: np.random.Generator, zeros: bool) -> np.ndarray:
+    dtype, lname = spec.dtype, spec.name.lower()
+    if dtype.kind == "f" or dtype.name == "bfloat16":
+        if zeros:
+            return np.zeros(shape, dtype=dtype)
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind in "iu":
+        if "mask" in lname:
+            return np.ones(shape, dtype=dtype)
+        if zeros or "type" in lname or "segment" in lname or "position" in lname:
+            return np.zeros(shape, dtype=dtype)
+        high = 256 if dtype == np.uint8 else 100
+        return rng.integers(0, high, size=shape).astype(dtype)
+    if dtype.kind == "b":
+        return np.ones(shape, dtype=bool) if zeros or "mask" in lname else rng.integers(0, 2, size=shape).astype(bool)
+    if dtype.kind in "OUS":
+        return np.full(shape, "a", dtype=object)
+    raise VerificationInputError(f"input '{spec.name}' has dtype {dtype}, which cannot be generated; pass --inputs")
+
+
+def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[int, ...]]):
+    """Input sets to try, most realistic first."""
+    for name, shape in input_shapes.items():
+        spec = next((s for s in specs if s.name == name), None)
+        if spec is None:
+            raise VerificationInputError(f"--input-shape names '{name}', which is not an input of the model ({', '.join(s.name for s in specs) or 'none'})")
+        if len(shape) != len(spec.dims):
+            raise VerificationInputError(f"--input-shape {name}: rank {len(shape)} but the model declares rank {len(spec.dims)}")
+        for given, declared in zip(shape, spec.dims):
+            if isinstance(declared, int) and declared >= 0 and declared != given:
+                raise VerificationInputError(f"--input-shape {name}={','.join(map(str, shape))} contradicts the declared static shape {list(spec.dims)}")
+    profiles = _DIM_PROFILES if any(not (isinstance(d, int) and d >= 0) for s in specs if s.name not in input_shapes for d in s.dims) else _DIM_PROFILES[:1]
+    for profile in profiles:
+        for zeros in (False, True):
+            rng = np.random.default_rng(0)
+            symbols: dict = {}
+            feeds = {}
+            for spec in specs:
+                shape = input_shapes.get(spec.name) or _bind_dims(spec, profile, symbols)
+                feeds[spec.name] = _generate_array(spec, shape, rng, zeros)
+            yield feeds, f"generated ({'zeros' if zeros else 'random'}; " + ", ".join(f"{k}={list(v.shape)}" for k, v in feeds.items()) + ")"
+
+
+# -- running and comparing ----------------------------------------------------------------------
+
+
+def _session(path: str, reference: bool):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if reference:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line[:300]
+    return type(error).__name__
+
+
+def compare_arrays(name: str, expected, actual, tolerance: Tolerance) -> OutputComparison:
+    """Error metrics of one output; non-float outputs must match exactly."""
+    if isinstance(expected, list) or isinstance(actual, list):
+        same = isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual) and all(
+            compare_arrays(name, e, a, tolerance).passed for e, a in zip(expected, actual)
+        )
+        return OutputComparison(name, 0.0 if same else math.inf, 0.0 if same else math.inf, 1.0 if same else 0.0, same, "sequence")
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    if expected.shape != actual.shape:
+        return OutputComparison(name, math.inf, math.inf, 0.0, False, f"shape {list(actual.shape)} != expected {list(expected.shape)}")
+    if expected.dtype != actual.dtype:
+        return OutputComparison(name, math.inf, math.inf, 0.0, False, f"dtype {actual.dtype} != expected {expected.dtype}")
+    if expected.dtype.kind not in "fc":
+        same = bool(np.array_equal(expected, actual))
+        mismatched = 0 if same else int(np.sum(expected != actual))
+        return OutputComparison(name, 0.0 if same else math.inf, 0.0 if same else math.inf, 1.0 if same else 0.0, same, "" if same else f"{mismatched} elements differ")
+    e64, a64 = expected.astype(np.float64), actual.astype(np.float64)
+    nan_e, nan_a = np.isnan(e64), np.isnan(a64)
+    if not np.array_equal(nan_e, nan_a):
+        return OutputComparison(name, math.inf, math.inf, 0.0, False, "NaN in different places")
+    finite = ~nan_e & np.isfinite(e64) & np.isfinite(a64)
+    if not np.array_equal(e64[~finite & ~nan_e], a64[~finite & ~nan_e]):
+        return OutputComparison(name, math.inf, math.inf, 0.0, False, "infinities differ")
+    e, a = e64[finite], a64[finite]
+    if e.size == 0:
+        return OutputComparison(name, 0.0, 0.0, 1.0, True)
+    max_abs = float(np.max(np.abs(e - a)))
+    scale = float(np.max(np.abs(e)))
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
+    norms = float(np.linalg.norm(e) * np.linalg.norm(a))
+    cosine = float(np.dot(e.ravel(), a.ravel()) / norms) if norms > 0 else (1.0 if max_abs == 0 else 0.0)
+    passed = max_abs <= tolerance.atol + tolerance.rtol * scale
+    return OutputComparison(name, max_abs, max_rel, cosine, passed)
+
+
+class Verifier:
+    """Holds the original's outputs on fixed inputs; `check(path)` compares a candidate model file."""
+
+    def __init__(
+        self,
+        original_path: str | os.PathLike,
+        original: ir.Model,
+        *,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+        tolerance: Tolerance | None = None,
+    ) -> None:
+        self.tolerance = tolerance or default_tolerance(original)
+        self.skip_reason = ""
+        self.feeds: dict[str, np.ndarray] = {}
+        self.expected: list = []
+        self.inputs_source = ""
+        self.output_names = [v.name for v in original.graph.outputs]
+        ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(original.graph)}
+        if ops & RANDOM_OPS:
+            self.skip_reason = f"the model draws random numbers ({', '.join(sorted(ops & RANDOM_OPS))}); outputs are not comparable"
+            return
+        try:
+            session = _session(str(original_path), reference=True)
+        except Exception as error:  # noqa: BLE001
+            self.skip_reason = f"onnxruntime cannot load the original model: {_first_line(error)}"
+            return
+        specs = _input_specs(original)
+        if inputs is not None:
+            self._use_given_inputs(session, specs, inputs)
+        else:
+            self._find_working_inputs(session, specs, input_shapes or {})
+
+    def _use_given_inputs(self, session, specs: list[_InputSpec], inputs: Mapping[str, np.ndarray]) -> None:
+        names = {s.name for s in specs}
+        missing = sorted(names - set(inputs))
+        extra = sorted(set(inputs) - names - {v.name for v in session.get_inputs()})
+        if missing:
+            raise VerificationInputError(f"--inputs lacks arrays for: {', '.join(missing)}")
+        if extra:
+            raise VerificationInputError(f"--inputs has arrays that are not model inputs: {', '.join(extra)}")
+        feeds = {}
+        for spec in specs:
+            array = np.asarray(inputs[spec.name])
+            if array.dtype != spec.dtype:
+                raise VerificationInputError(f"--inputs '{spec.name}' is {array.dtype}, the model expects {spec.dtype}")
+            feeds[spec.name] = array
+        try:
+            self.expected = session.run(self.output_names, feeds)
+        except Exception as error:  # noqa: BLE001
+            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given --inputs: {_first_line(error)}") from None
+        self.feeds, self.inputs_source = feeds, "--inputs"
+
+    def _find_working_inputs(self, session, specs, input_shapes) -> None:
+        last_error = None
+        for feeds, source in _candidate_feeds(specs, input_shapes):
+            try:
+                self.expected = session.run(self.output_names, feeds)
+            except Exception as error:  # noqa: BLE001 - try the next input profile
+                last_error = error
+                logger.debug("original rejects %s: %s", source, error)
+                continue
+            self.feeds, self.inputs_source = feeds, source
+            return
+        raise VerificationInputError(
+            "the ORIGINAL model fails in onnxruntime on generated inputs "
+            f"({_first_line(last_error)}); pass real inputs with --inputs FILE.npz or bind dims with --input-shape NAME=D1,D2,..."
+        )
+
+    def check(self, candidate_path: str | os.PathLike) -> VerificationResult:
+        """Run the candidate on the same inputs and compare every output."""
+        if self.skip_reason:
+            return VerificationResult("skipped", reason=self.skip_reason, tolerance=self.tolerance)
+        try:
+            session = _session(str(candidate_path), reference=False)
+            actual = session.run(self.output_names, self.feeds)
+        except Exception as error:  # noqa: BLE001
+            return VerificationResult("failed", reason=f"onnxruntime cannot run the optimized model: {_first_line(error)}", tolerance=self.tolerance, inputs_source=self.inputs_source)
+        outputs = [compare_arrays(n, e, a, self.tolerance) for n, e, a in zip(self.output_names, self.expected, actual)]
+        failed = [o.name for o in outputs if not o.passed]
+        return VerificationResult(
+            "failed" if failed else "passed",
+            outputs,
+            reason=f"outputs differ beyond tolerance: {', '.join(failed)}" if failed else "",
+            tolerance=self.tolerance,
+            inputs_source=self.inputs_source,
+        )
+

@@ -1,0 +1,1 @@
+"""Folding passes: constants, static shapes, constant-condition If, initializer-inputs."""

@@ -1,0 +1,101 @@
+"""Constant folding: a node whose inputs are all constants becomes an initializer.
+
+`y = Op(c1, c2)  =>  y = <evaluated tensor>` (onnxruntime evaluates, onnx's reference evaluator as
+fallback). Never folds across a graph input (initializer-inputs included), random ops, ops with
+subgraphs, custom domains, or Quantize/DequantizeLinear (the runtime needs QDQ pairs to run int8
+kernels). A fold whose outputs exceed `fold_max_bytes` and grow past `fold_max_growth` times its
+inputs is refused, so models never balloon (Expand, Tile, ConstantOfShape, Range...).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer.pipeline import OptimizationPass
+from passes.folding.evaluator import evaluate_node
+from passes.graph_edit import replace_with_constant
+from passes.values import constant_array, constant_tensor
+
+__all__ = ["FoldConstantsPass"]
+
+logger = logging.getLogger(__name__)
+
+NEVER_FOLDED = frozenset(
+    {
+        "Constant",
+        "RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli",
+        "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+        "If", "Loop", "Scan",
+        "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceAt", "SequenceErase",
+        "SequenceLength", "SplitToSequence", "ConcatFromSequence", "SequenceMap",
+        "Optional", "OptionalGetElement", "OptionalHasElement",
+    }
+)
+
+
+def _estimated_output_elements(node: ir.Node, arrays: list[np.ndarray | None]) -> int | None:
+    """Output element count of the ops that expand data, computed before running them."""
+    try:
+        op = node.op_type
+        if op == "ConstantOfShape":
+            return int(np.prod(arrays[0]))
+        if op == "Expand":
+            return int(np.prod(np.broadcast_shapes(arrays[0].shape, tuple(int(d) for d in arrays[1]))))
+        if op == "Tile":
+            return int(arrays[0].size * np.prod(arrays[1]))
+        if op == "Range":
+            start, limit, delta = (float(a) for a in arrays[:3])
+            return max(int(np.ceil((limit - start) / delta)), 0)
+    except Exception:  # noqa: BLE001 - malformed inputs: let the evaluator decide
+        return None
+    return None
+
+
+class FoldConstantsPass(OptimizationPass):
+    name = "fold-constants"
+    level = "O1"
+    description = "Evaluate nodes whose inputs are all constants, with a size guard against model bloat."
+
+    def apply(self, model: ir.Model) -> collections.Counter[str]:
+        counts: collections.Counter[str] = collections.Counter()
+        opsets = dict(model.opset_imports)
+        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+            if node.graph is None or not self._foldable(node):
+                continue
+            arrays = [None if v is None else constant_array(v) for v in node.inputs]
+            if any(a is None and v is not None for a, v in zip(arrays, node.inputs)):
+                continue
+            input_bytes = sum(a.nbytes for a in arrays if a is not None)
+            estimate = _estimated_output_elements(node, arrays)
+            if estimate is not None and self._too_big(estimate * 8, input_bytes):
+                self.declined["output too large"] += 1
+                continue
+            results = evaluate_node(node, arrays, opsets)
+            if results is None:
+                self.declined["could not evaluate"] += 1
+                continue
+            if self._too_big(sum(r.nbytes for r in results), input_bytes):
+                self.declined["output too large"] += 1
+                continue
+            for output, array in zip(node.outputs, results):
+                if output.uses() or output.is_graph_output():
+                    replace_with_constant(output, array, anchor=node)
+            node.graph.remove(node, safe=True)
+            counts[node.op_type] += 1
+        return counts
+
+    def _foldable(self, node: ir.Node) -> bool:
+        if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLDED:
+            return False
+        if not any(v is not None for v in node.inputs):
+            return False
+        if any(a.is_ref() or a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values()):
+            return False
+        return all(v is None or constant_tensor(v) is not None for v in node.inputs)
+
+    def _too_big(self, output_bytes: int, input_bytes: int) -> bool:
+        return output_bytes > self.options.fold_max_bytes and output_bytes > self.options.fold_max_growth * max(input_bytes, 1)

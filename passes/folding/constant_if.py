@@ -1,0 +1,58 @@
+"""If with a constant condition: the taken branch is inlined, the other dropped.
+
+`y = If(c = const){then: ...; else: ...}  =>  nodes of the taken branch, y = its output`.
+Branch initializers move to the enclosing graph (renamed if a name is taken).
+"""
+
+from __future__ import annotations
+
+import collections
+
+import onnx_ir as ir
+
+from optimizer.pipeline import OptimizationPass
+from passes.graph_edit import replace_value, unique_initializer_name
+from passes.values import constant_array
+
+__all__ = ["InlineConstantIfPass"]
+
+
+class InlineConstantIfPass(OptimizationPass):
+    name = "inline-constant-if"
+    level = "O1"
+    description = "Replace an If whose condition is a constant by the nodes of the branch it takes."
+
+    def apply(self, model: ir.Model) -> collections.Counter[str]:
+        counts: collections.Counter[str] = collections.Counter()
+        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+            if node.op_type != "If" or node.domain not in ("", "ai.onnx") or node.graph is None:
+                continue
+            condition = constant_array(node.inputs[0])
+            if condition is None or condition.size != 1:
+                continue
+            branch_attr = node.attributes.get("then_branch" if bool(condition.reshape(-1)[0]) else "else_branch")
+            if branch_attr is None or branch_attr.is_ref():
+                continue
+            branch = branch_attr.as_graph()
+            if len(branch.outputs) != len(node.outputs):
+                self.declined["branch output count differs from the If's"] += 1
+                continue
+            self._inline(node, branch)
+            counts["If"] += 1
+        return counts
+
+    @staticmethod
+    def _inline(node: ir.Node, branch: ir.Graph) -> None:
+        graph = node.graph
+        for name, value in list(branch.initializers.items()):
+            del branch.initializers[name]
+            value.name = unique_initializer_name(graph, name)
+            graph.register_initializer(value)
+        results = list(branch.outputs)
+        branch.outputs.clear()
+        moved = list(branch)
+        branch.remove(moved)
+        graph.insert_before(node, moved)
+        for output, result in zip(node.outputs, results):
+            replace_value(output, result, graph, anchor=node)
+        graph.remove(node, safe=True)

@@ -1,0 +1,82 @@
+"""Small, safe graph edits shared by passes: bypassing a node while keeping the graph's interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+__all__ = ["bypass_value", "owning_graph", "replace_value", "replace_with_constant", "unique_initializer_name"]
+
+
+def owning_graph(value: ir.Value) -> ir.Graph | None:
+    """The graph a value is defined in (producer's graph, or the graph it is an input/initializer of)."""
+    producer = value.producer()
+    if producer is not None:
+        return producer.graph
+    return value.graph
+
+
+def bypass_value(old: ir.Value, new: ir.Value) -> bool:
+    """Make every consumer of `old` read `new` instead, so `old`'s producer can go.
+
+    When `old` is a graph output, `new` takes its place and its name, type and shape, which keeps
+    the interface intact; that is refused (returns False) when `new` is itself a graph input,
+    output or initializer, or lives in another graph.
+    """
+    if not old.is_graph_output():
+        old.replace_all_uses_with(new)
+        return True
+    graph = owning_graph(old)
+    new_producer = new.producer()
+    if (
+        graph is None
+        or new.is_graph_input()
+        or new.is_graph_output()
+        or new.is_initializer()
+        or new_producer is None
+        or new_producer.graph is not graph
+    ):
+        return False
+    old.replace_all_uses_with(new, replace_graph_outputs=True)
+    name, type_, shape = old.name, old.type, old.shape
+    old.name = None
+    new.name = name
+    if type_ is not None:
+        new.type = type_
+    new.shape = shape
+    return True
+
+
+def unique_initializer_name(graph: ir.Graph, base: str) -> str:
+    """`base`, or `base_2`, `base_3`... whichever is not yet an initializer of `graph`."""
+    name, n = base, 1
+    while name in graph.initializers:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+def replace_value(old: ir.Value, new: ir.Value, graph: ir.Graph, anchor: ir.Node) -> None:
+    """Like `bypass_value`, but when `new` cannot become a graph output, an Identity is inserted before
+    `anchor` to carry it under the output's name, so the replacement always succeeds."""
+    if bypass_value(old, new):
+        return
+    identity = ir.Node("", "Identity", [new], num_outputs=1)
+    graph.insert_before(anchor, identity)
+    if not bypass_value(old, identity.outputs[0]):
+        raise RuntimeError(f"cannot replace graph output {old.name!r}")
+
+
+def replace_with_constant(output: ir.Value, array: np.ndarray, anchor: ir.Node) -> None:
+    """Make the readers of `output` (a value produced by `anchor`) read a new initializer holding `array`."""
+    graph = anchor.graph
+    base = f"{output.name}_folded" if output.is_graph_output() else (output.name or "folded")
+    tensor = ir.tensor(array)
+    constant = ir.Value(
+        name=unique_initializer_name(graph, base),
+        shape=ir.Shape(array.shape),
+        type=ir.TensorType(tensor.dtype),
+        const_value=tensor,
+    )
+    graph.register_initializer(constant)
+    replace_value(output, constant, graph, anchor=anchor)
