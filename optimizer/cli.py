@@ -1,0 +1,192 @@
+"""The `optimize` command: parse, call the library, render. Heavy imports happen inside commands.
+
+Exit codes: 0 success; 1 verification failed under --strict; 2 bad input (one line on stderr);
+3 internal error; 130 interrupted. No traceback unless -v.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["main", "cli"]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _DefaultCommandGroup(click.Group):
+    """A group where `optimize MODEL ...` means `optimize run MODEL ...`."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise _Interrupted()
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING
+    if verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    if quiet:
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("onnx_ir", "onnxscript"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if verbose < 2 else level)
+
+
+def _split_names(values: tuple[str, ...]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+@click.group(cls=_DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="optimize", prog_name="optimize")
+def cli() -> None:
+    """Make an ONNX model faster without changing what it computes, and prove it.
+
+    \b
+      optimize MODEL.onnx -o FAST.onnx     optimize, verify in onnxruntime, write
+      optimize passes                       list the passes and their levels
+    Run `optimize run --help` for every option of the main command.
+    """
+
+
+@cli.command("run")
+@click.argument("model", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the optimized model [default: MODEL.opt.onnx].")
+@click.option("--level", type=click.Choice(["O1", "O2", "O3"]), default="O2", show_default=True, help="O1 cleanup+folding; O2 adds standard-ONNX fusions; O3 adds onnxruntime-only fusions.")
+@click.option("--passes", "only_passes", multiple=True, metavar="NAME,...", help="Run only these passes (see `optimize passes`).")
+@click.option("--skip-passes", multiple=True, metavar="NAME,...", help="Leave these passes out.")
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Verification inputs: an .npz of arrays keyed by graph input name.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@click.option("--verify/--no-verify", default=True, show_default=True, help="Check the result against the original in onnxruntime.")
+@click.option("--rtol", type=float, help="Relative tolerance (default 1e-4; 1e-2 for quantized models).")
+@click.option("--atol", type=float, help="Absolute tolerance (default 1e-5; 1e-3 for quantized models).")
+@click.option("--strict", is_flag=True, help="A verification failure exits 1 instead of dropping the pass that caused it.")
+@click.option("--keep-initializer-inputs", is_flag=True, help="Keep graph inputs that have initializers as inputs (default: they become constants).")
+@click.option("--external-data/--no-external-data", default=None, help="Write weights to OUT.onnx.data [default: only when over 2 GB].")
+@click.option("--fold-max-bytes", type=click.IntRange(min=0), help="Refuse constant folds whose output exceeds this many bytes... [default: 1048576]")
+@click.option("--fold-max-growth", type=click.FloatRange(min=0), help="...and grows past this multiple of its inputs [default: 2.0].")
+@click.option("--force", is_flag=True, help="Overwrite an existing output (also the input itself).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary (JSON) on stdout instead of tables.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
+@click.option("-v", "--verbose", count=True, help="More detail: all op types, declined matches; -vv logs and tracebacks.")
+def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, force, as_json, quiet, verbose) -> None:
+    """Optimize MODEL losslessly, verify the result in onnxruntime and write it."""
+    _configure_logging(verbose, quiet)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if output is None:
+        output = model.with_name(model.stem + ".opt.onnx")
+    console = _stderr()
+    try:
+        from optimizer import api, io, verify as verification
+
+        try:
+            shapes = verification.parse_input_shapes(input_shapes)
+            api.resolve_pass_names(level, _split_names(only_passes), _split_names(skip_passes))
+        except (ValueError, KeyError) as error:
+            _fail(error.args[0] if error.args else str(error), EXIT_BAD_INPUT)
+        inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        show_progress = not quiet and not as_json and console.is_terminal
+        status = console.status("loading") if show_progress else None
+        if status:
+            status.start()
+        try:
+            result = api.optimize(
+                model,
+                output,
+                level=level,
+                passes=_split_names(only_passes) or None,
+                skip_passes=_split_names(skip_passes),
+                verify=verify,
+                inputs=inputs,
+                input_shapes=shapes,
+                rtol=rtol,
+                atol=atol,
+                strict=strict,
+                keep_initializer_inputs=keep_initializer_inputs,
+                external_data=external_data,
+                force=force,
+                fold_max_bytes=fold_max_bytes,
+                fold_max_growth=fold_max_growth,
+                on_stage=(lambda text: status.update(text)) if status else None,
+            )
+        finally:
+            if status:
+                status.stop()
+    except (io.ModelInputError, verification.VerificationInputError) as error:
+        if verbose >= 2:
+            logging.exception("bad input")
+        _fail(str(error), EXIT_BAD_INPUT)
+    except api.VerificationFailedError as error:
+        _fail(f"{error} (--strict: nothing written)", EXIT_FAILED)
+    except (KeyboardInterrupt, _Interrupted):
+        _fail("interrupted; no output written", EXIT_INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
+        if verbose >= 2:
+            logging.exception("internal error")
+        _fail(f"internal error ({type(error).__name__}: {error}); rerun with -vv for details", EXIT_INTERNAL)
+
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    elif not quiet:
+        from rich.console import Console
+
+        from optimizer.report import render_optimization
+
+        render_optimization(result, Console(highlight=False), verbose=verbose > 0)
+    else:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
+
+
+@cli.command("passes")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def passes_command(as_json: bool) -> None:
+    """List every pass with its name, level and what it does."""
+    from passes import REGISTRY
+
+    rows = [(cls.name, cls.level, cls.description) for cls in REGISTRY.values()]
+    if as_json:
+        click.echo(json.dumps([{"name": n, "level": lv, "description": d} for n, lv, d in rows], indent=2))
+        return
+    from rich.console import Console
+
+    from optimizer.report import render_pass_list
+
+    render_pass_list(rows, Console(highlight=False))
+
+
+def main() -> None:
+    cli(prog_name="optimize")
+
+
+if __name__ == "__main__":
+    main()

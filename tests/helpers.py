@@ -1,0 +1,63 @@
+"""Test helpers: build models from ONNX text, run one pass, run models in onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from optimizer.pipeline import OptimizationPass, PassOptions
+from passes.shape_inference import infer_shapes
+
+
+def from_text(text: str) -> ir.Model:
+    return ir.from_onnx_text(text)
+
+
+def run_pass(pass_class: type[OptimizationPass], model: ir.Model, options: PassOptions | None = None) -> OptimizationPass:
+    """Run one pass once (with shape inference first when it needs shapes); returns the pass instance."""
+    if pass_class.needs_shapes:
+        infer_shapes(model)
+    instance = pass_class(options)
+    instance(model)
+    return instance
+
+
+def ops(model: ir.Model) -> list[str]:
+    """Op types of the main graph in order."""
+    return [node.op_type for node in model.graph]
+
+
+def run(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Outputs of the model in onnxruntime (optimizations off, so what we test is our rewrite)."""
+    proto = ir.serde.serialize_model(model)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def assert_equivalent(text: str, after: ir.Model, feeds: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """The rewritten model computes what the model in `text` computes, on `feeds`."""
+    expected = run(from_text(text), feeds)
+    actual = run(after, feeds)
+    assert len(expected) == len(actual)
+    for e, a in zip(expected, actual):
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol)
+
+
+def assert_unchanged(text: str, after: ir.Model) -> None:
+    """`after` is structurally the model in `text` (same nodes, attributes, constants, names aside)."""
+    before = ir.serde.serialize_model(from_text(text))
+    now = ir.serde.serialize_model(after)
+    for graph in (before.graph, now.graph):
+        del graph.value_info[:]
+    assert [n.op_type for n in before.graph.node] == [n.op_type for n in now.graph.node]
+    assert onnx.printer.to_text(before.graph) == onnx.printer.to_text(now.graph)
+
+
+def random_feeds(**shapes: tuple[int, ...]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
