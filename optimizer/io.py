@@ -192,17 +192,20 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
     if proto.ir_version <= 0 or not proto.HasField("graph") or (not proto.graph.node and not proto.graph.output):
         raise _fail(where, "not an ONNX model (no IR version or no graph)")
     _check_versions(proto, where)
+    has_external = False
+    for tensor in _iter_tensors(proto.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            _check_external_location(tensor, where.parent, where)
+            has_external = True
+        else:
+            _check_embedded_size(tensor, where)
     try:
-        onnx.checker.check_model(proto)
+        # With external data the checker must resolve locations against the model's folder,
+        # which it only does when given the path.
+        onnx.checker.check_model(str(where) if has_external else proto)
     except Exception as error:  # noqa: BLE001 - checker raises ValidationError and C++ errors
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise _fail(where, f"invalid ONNX model: {first}") from None
-    base_dir = where.parent
-    for tensor in _iter_tensors(proto.graph):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            _check_external_location(tensor, base_dir, where)
-        else:
-            _check_embedded_size(tensor, where)
     return proto
 
 

@@ -1,0 +1,101 @@
+"""The `optimize` command through click's runner, and once as the installed console script."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from optimizer.cli import cli
+from tests.models import save, small_model
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    return save(small_model(), tmp_path / "m.onnx")
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_optimize_prints_summary(model_path, tmp_path):
+    result = invoke(model_path, "-o", tmp_path / "o.onnx")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o.onnx").exists()
+    for text in ("nodes", "file size", "fold-constants", "Verification", "verified"):
+        assert text in result.output
+
+
+def test_json_summary(model_path, tmp_path):
+    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--json")
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["schema_version"] == 1
+    assert summary["verification"]["status"] == "passed"
+    assert summary["input"]["nodes"] == 4 and summary["output"]["nodes"] == 2
+    assert {p["name"] for p in summary["passes"]} >= {"fold-constants", "eliminate-no-ops"}
+
+
+def test_default_output_name(model_path, tmp_path):
+    assert invoke(model_path, "-q").exit_code == 0
+    assert (tmp_path / "m.opt.onnx").exists()
+
+
+def test_inputs_npz_and_input_shape(model_path, tmp_path):
+    np.savez(tmp_path / "in.npz", x=np.ones((2, 4), np.float32))
+    result = invoke(model_path, "-o", tmp_path / "a.onnx", "--inputs", tmp_path / "in.npz", "--json")
+    assert json.loads(result.stdout)["verification"]["inputs_source"] == "--inputs"
+    result = invoke(model_path, "-o", tmp_path / "b.onnx", "--input-shape", "x=3,4", "--json")
+    assert "x=[3, 4]" in json.loads(result.stdout)["verification"]["inputs_source"]
+
+
+def test_inputs_missing_array_is_bad_input(model_path, tmp_path):
+    np.savez(tmp_path / "in.npz", other=np.ones((2, 4), np.float32))
+    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--inputs", tmp_path / "in.npz")
+    assert result.exit_code == 2
+    assert "lacks arrays for: x" in result.stderr
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_level_and_pass_selection(model_path, tmp_path):
+    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--passes", "eliminate-no-ops,eliminate-dead-code", "--json")
+    summary = json.loads(result.stdout)
+    assert [p["name"] for p in summary["passes"]] == ["eliminate-no-ops", "eliminate-dead-code"]
+    assert summary["output"]["op_counts"].get("Mul") == 1  # folding was not asked for
+    result = invoke(model_path, "-o", tmp_path / "p.onnx", "--skip-passes", "fold-constants", "--json")
+    assert "fold-constants" not in [p["name"] for p in json.loads(result.stdout)["passes"]]
+
+
+def test_unknown_pass_is_bad_input(model_path, tmp_path):
+    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--passes", "nope")
+    assert result.exit_code == 2 and "unknown pass 'nope'" in result.stderr
+
+
+def test_passes_command_lists_every_pass():
+    result = invoke("passes", "--json")
+    listed = json.loads(result.stdout)
+    from passes import REGISTRY
+
+    assert [p["name"] for p in listed] == list(REGISTRY)
+    assert all(p["level"] in ("O1", "O2", "O3") and p["description"] for p in listed)
+    assert "fold-constants" in invoke("passes").output
+
+
+def test_no_verify(model_path, tmp_path):
+    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--no-verify", "--json")
+    assert json.loads(result.stdout)["verification"] == {"status": "not run"}
+
+
+def test_installed_console_script(model_path, tmp_path):
+    script = shutil.which("optimize", path=os.path.dirname(sys.executable))
+    assert script, "the optimize console script is not installed in this environment"
+    completed = subprocess.run([script, model_path, "-o", str(tmp_path / "o.onnx"), "--json"], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["verification"]["status"] == "passed"
+    assert Path(tmp_path / "o.onnx").exists()
