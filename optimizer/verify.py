@@ -119,7 +119,8 @@ class _InputSpec:
     dims: tuple  # ints, or str/None for dynamic dims
 
 
-def _input_specs(model: ir.Model) -> list[_InputSpec]:
+def _input_specs(model: ir.Model, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[_InputSpec]:
+    input_shapes = input_shapes or {}
     specs = []
     for value in model.graph.inputs:
         if value.is_initializer():
@@ -131,6 +132,9 @@ def _input_specs(model: ir.Model) -> list[_InputSpec]:
         except Exception:  # noqa: BLE001
             raise VerificationInputError(f"input '{value.name}' has type {value.dtype}, which cannot be generated; pass --inputs") from None
         if value.shape is None:
+            if value.name in input_shapes:
+                specs.append(_InputSpec(value.name, np.dtype(dtype), tuple(input_shapes[value.name])))
+                continue
             raise VerificationInputError(f"input '{value.name}' has no declared shape; pass --input-shape {value.name}=... or --inputs")
         dims = tuple(d if isinstance(d, int) else (d.value if isinstance(d, ir.SymbolicDim) else None) for d in value.shape)
         specs.append(_InputSpec(value.name, np.dtype(dtype), dims))
@@ -139,6 +143,7 @@ def _input_specs(model: ir.Model) -> list[_InputSpec]:
 
 # Dynamic dims are tried with these values in turn until the original model accepts them.
 _DIM_PROFILES = ({"batch": 1, "other": 16}, {"batch": 1, "other": 1}, {"batch": 1, "other": 64}, {"batch": 1, "other": 224})
+_MAX_GENERATED_BYTES = 512 * 1024**2
 _BATCH_WORDS = ("batch", "n", "b", "bs", "unk__0", "N")
 
 
@@ -196,9 +201,11 @@ def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[i
             rng = np.random.default_rng(0)
             symbols: dict = {}
             feeds = {}
+            shapes = {spec.name: input_shapes.get(spec.name) or _bind_dims(spec, profile, symbols) for spec in specs}
+            if sum(int(np.prod(shape, dtype=np.float64)) * spec.dtype.itemsize for spec, shape in zip(specs, shapes.values())) > _MAX_GENERATED_BYTES:
+                continue  # this profile would not fit in memory; try the next
             for spec in specs:
-                shape = input_shapes.get(spec.name) or _bind_dims(spec, profile, symbols)
-                feeds[spec.name] = _generate_array(spec, shape, rng, zeros)
+                feeds[spec.name] = _generate_array(spec, shapes[spec.name], rng, zeros)
             yield feeds, f"generated ({'zeros' if zeros else 'random'}; " + ", ".join(f"{k}={list(v.shape)}" for k, v in feeds.items()) + ")"
 
 
@@ -286,7 +293,7 @@ class Verifier:
         except Exception as error:  # noqa: BLE001
             self.skip_reason = f"onnxruntime cannot load the original model: {_first_line(error)}"
             return
-        specs = _input_specs(original)
+        specs = _input_specs(original, input_shapes)
         if inputs is not None:
             self._use_given_inputs(session, specs, inputs)
         else:
