@@ -58,8 +58,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     if quiet:
         level = logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("onnx_ir", "onnxscript"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if verbose < 2 else level)
+    # onnx-ir warns about things we handle on purpose (e.g. initializer-inputs it will not dedup).
+    logging.getLogger("onnx_ir").setLevel(level if verbose >= 2 else logging.ERROR)
 
 
 def _split_names(values: tuple[str, ...]) -> list[str]:
