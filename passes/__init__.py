@@ -14,6 +14,7 @@ from passes.folding.constant_folding import FoldConstantsPass
 from passes.folding.constant_if import InlineConstantIfPass
 from passes.folding.initializer_inputs import InitializerInputsToConstantsPass
 from passes.folding.shape_folding import FoldShapesPass
+from passes.fusion.conv_bn import FuseConvBatchNormPass
 
 __all__ = ["REGISTRY", "LEVELS", "passes_for_level", "get_pass_class"]
 
@@ -24,6 +25,7 @@ _ORDERED: list[type[OptimizationPass]] = [
     FoldShapesPass,
     FoldConstantsPass,
     EliminateNoOpsPass,
+    FuseConvBatchNormPass,
     EliminateCommonSubexpressionsPass,
     DeduplicateConstantsPass,
     EliminateDeadCodePass,

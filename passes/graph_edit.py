@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["bypass_value", "owning_graph", "replace_value", "replace_with_constant", "unique_initializer_name"]
+__all__ = ["add_initializer", "bypass_value", "owning_graph", "replace_value", "replace_with_constant", "unique_initializer_name"]
 
 
 def owning_graph(value: ir.Value) -> ir.Graph | None:
@@ -67,16 +67,21 @@ def replace_value(old: ir.Value, new: ir.Value, graph: ir.Graph, anchor: ir.Node
         raise RuntimeError(f"cannot replace graph output {old.name!r}")
 
 
-def replace_with_constant(output: ir.Value, array: np.ndarray, anchor: ir.Node) -> None:
-    """Make the readers of `output` (a value produced by `anchor`) read a new initializer holding `array`."""
-    graph = anchor.graph
-    base = f"{output.name}_folded" if output.is_graph_output() else (output.name or "folded")
+def add_initializer(graph: ir.Graph, base: str, array: np.ndarray) -> ir.Value:
+    """Register `array` as a new initializer of `graph` under a fresh name derived from `base`."""
     tensor = ir.tensor(array)
-    constant = ir.Value(
+    value = ir.Value(
         name=unique_initializer_name(graph, base),
         shape=ir.Shape(array.shape),
         type=ir.TensorType(tensor.dtype),
         const_value=tensor,
     )
-    graph.register_initializer(constant)
-    replace_value(output, constant, graph, anchor=anchor)
+    graph.register_initializer(value)
+    return value
+
+
+def replace_with_constant(output: ir.Value, array: np.ndarray, anchor: ir.Node) -> None:
+    """Make the readers of `output` (a value produced by `anchor`) read a new initializer holding `array`."""
+    base = f"{output.name}_folded" if output.is_graph_output() else (output.name or "folded")
+    constant = add_initializer(anchor.graph, base, array)
+    replace_value(output, constant, anchor.graph, anchor=anchor)

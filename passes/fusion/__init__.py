@@ -1,0 +1,1 @@
+"""Fusion passes: one family per module (O2 standard ONNX; O3 onnxruntime contrib ops)."""
