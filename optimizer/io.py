@@ -192,17 +192,16 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
     if proto.ir_version <= 0 or not proto.HasField("graph") or (not proto.graph.node and not proto.graph.output):
         raise _fail(where, "not an ONNX model (no IR version or no graph)")
     _check_versions(proto, where)
-    has_external = False
     for tensor in _iter_tensors(proto.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _check_external_location(tensor, where.parent, where)
-            has_external = True
         else:
             _check_embedded_size(tensor, where)
     try:
-        # With external data the checker must resolve locations against the model's folder,
-        # which it only does when given the path.
-        onnx.checker.check_model(str(where) if has_external else proto)
+        # The checker needs structure, not weights (their sizes were checked above): give it a
+        # skeleton, which saves serializing every weight once more. External locations were
+        # checked above as well, against the model's folder.
+        onnx.checker.check_model(_skeleton(proto))
     except Exception as error:  # noqa: BLE001 - checker raises ValidationError and C++ errors
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         # The checker is stricter than the runtime (e.g. outputs declared without a shape, which
@@ -211,6 +210,31 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
             raise _fail(where, f"invalid ONNX model: {first}") from None
         logger.warning("%s: onnx.checker objects (%s), but onnxruntime loads the model; continuing", where, first)
     return proto
+
+
+def _copy_fields(source, target, skip: str) -> None:
+    """Copy every set field of a protobuf message except `skip` (no weights are touched)."""
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        if isinstance(value, (list, tuple)) or hasattr(value, "extend"):  # repeated field
+            getattr(target, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with every main-graph initializer replaced by an empty tensor of the same name and type."""
+    skeleton = onnx.ModelProto()
+    _copy_fields(proto, skeleton, skip="graph")
+    _copy_fields(proto.graph, skeleton.graph, skip="initializer")
+    for tensor in proto.graph.initializer:
+        empty = skeleton.graph.initializer.add()
+        empty.name, empty.data_type = tensor.name, tensor.data_type
+        empty.dims.append(0)
+    return skeleton
 
 
 def _runtime_loads(path: Path) -> bool:
