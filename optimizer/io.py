@@ -307,7 +307,10 @@ def stage(model: ir.Model, folder: str | os.PathLike, name: str, *, external_dat
         raise _fail(folder / name, f"cannot write: {error.strerror or error}") from None
     staged = staging / name
     try:
-        ir.save(model, staged, external_data=name + ".data" if use_external else None)
+        if use_external:
+            ir.save(model, staged, external_data=name + ".data")
+        else:
+            _write_embedded(model, staged)
     except OSError as error:
         discard(staged)
         raise _fail(folder / name, f"cannot write: {error.strerror or error}") from None
@@ -315,6 +318,75 @@ def stage(model: ir.Model, folder: str | os.PathLike, name: str, *, external_dat
         discard(staged)
         raise
     return staged
+
+
+_STREAMED_TENSOR_BYTES = 64 * 1024
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = number & 0x7F
+        number >>= 7
+        if number:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _length_delimited(field_number: int, length: int) -> bytes:
+    """The tag and length prefix of a length-delimited protobuf field."""
+    return _varint(field_number << 3 | 2) + _varint(length)
+
+
+def _write_embedded(model: ir.Model, path: Path) -> None:
+    """Write a self-contained model without building it as one protobuf string.
+
+    Protobuf messages are concatenations of their fields, so large main-graph initializers are
+    written header first and raw bytes straight after, one tensor at a time; the rest of the model
+    is serialized normally. Peak memory stays at the model plus one tensor (ir.save needs 3x).
+    """
+    graph = model.graph
+    streamed = []
+    for name, value in list(graph.initializers.items()):
+        tensor = value.const_value
+        if tensor is None or isinstance(tensor, ir.StringTensor) or tensor.nbytes < _STREAMED_TENSOR_BYTES:
+            continue
+        streamed.append((name, value))
+        del graph.initializers[name]
+    try:
+        proto = ir.serde.serialize_model(model)
+    finally:
+        for name, value in streamed:
+            graph.register_initializer(value)
+    graph_head = proto.graph.SerializeToString()
+    proto.ClearField("graph")
+    entries = []
+    for name, value in streamed:
+        tensor = value.const_value
+        header = onnx.TensorProto(name=name, data_type=tensor.dtype.value, dims=list(tensor.shape.numpy()))
+        if tensor.doc_string:
+            header.doc_string = tensor.doc_string
+        head = header.SerializeToString()
+        entries.append((name, head, _length_delimited(9, tensor.nbytes)))
+    graph_length = len(graph_head) + sum(
+        len(_length_delimited(5, len(head) + len(raw_prefix) + value.const_value.nbytes)) + len(head) + len(raw_prefix) + value.const_value.nbytes
+        for (_, head, raw_prefix), (_, value) in zip(entries, streamed)
+    )
+    with open(path, "wb") as file:
+        file.write(proto.SerializeToString())
+        file.write(_length_delimited(7, graph_length))
+        file.write(graph_head)
+        for (_, head, raw_prefix), (_, value) in zip(entries, streamed):
+            data = value.const_value.tobytes()
+            if len(data) != value.const_value.nbytes:
+                raise RuntimeError(f"tensor {value.name!r}: {len(data)} bytes, expected {value.const_value.nbytes}")
+            file.write(_length_delimited(5, len(head) + len(raw_prefix) + len(data)))
+            file.write(head)
+            file.write(raw_prefix)
+            file.write(data)
+            del data
 
 
 def publish(staged: Path, target: str | os.PathLike) -> Path | None:
