@@ -18,7 +18,6 @@ import json
 import math
 import platform
 import re
-import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence

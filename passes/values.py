@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["constant_tensor", "constant_array", "static_shape", "is_graph_output", "is_graph_input"]
+__all__ = ["constant_tensor", "constant_array", "static_shape"]
 
 
 def _constant_node_tensor(node: ir.Node) -> ir.TensorProtocol | None:
@@ -20,14 +20,9 @@ def _constant_node_tensor(node: ir.Node) -> ir.TensorProtocol | None:
         return None
     if attr.name == "value" and attr.type == ir.AttributeType.TENSOR:
         return attr.as_tensor()
-    scalar_kinds = {
-        "value_float": (np.float32, ir.AttributeType.FLOAT),
-        "value_int": (np.int64, ir.AttributeType.INT),
-        "value_floats": (np.float32, ir.AttributeType.FLOATS),
-        "value_ints": (np.int64, ir.AttributeType.INTS),
-    }
-    if attr.name in scalar_kinds:
-        dtype, _ = scalar_kinds[attr.name]
+    scalar_dtypes = {"value_float": np.float32, "value_int": np.int64, "value_floats": np.float32, "value_ints": np.int64}
+    if attr.name in scalar_dtypes:
+        dtype = scalar_dtypes[attr.name]
         return ir.tensor(np.array(attr.value, dtype=dtype))
     return None
 
@@ -68,11 +63,3 @@ def static_shape(value: ir.Value | None) -> tuple[int, ...] | None:
         dims.append(dim)
     return tuple(dims)
 
-
-def is_graph_output(value: ir.Value) -> bool:
-    """Whether the value is an output of the graph that produces it (main graph or a subgraph)."""
-    return value.is_graph_output()
-
-
-def is_graph_input(value: ir.Value) -> bool:
-    return value.is_graph_input()
