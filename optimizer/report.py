@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from optimizer.api import OptimizationResult
@@ -39,8 +40,8 @@ def _error(value: float) -> str:
 
 def render_optimization(result: OptimizationResult, console: Console, *, verbose: bool = False) -> None:
     """Before/after summary: size, op types, passes, verification per output, warnings."""
-    source = str(result.input_path) if result.input_path else "<model>"
-    target = str(result.output_path) if result.output_path else "(not written)"
+    source = escape(str(result.input_path)) if result.input_path else "<model>"
+    target = escape(str(result.output_path)) if result.output_path else "(not written)"
     console.print(f"[bold]{source}[/] -> [bold]{target}[/]  (level {result.level})")
 
     size = Table(title="Model", title_justify="left")
@@ -59,7 +60,7 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
     for op in sorted(set(before.op_counts) | set(after.op_counts)):
         b, a = before.op_counts.get(op, 0), after.op_counts.get(op, 0)
         if verbose or a != b:
-            ops.add_row(op, str(b), str(a))
+            ops.add_row(escape(op), str(b), str(a))
             rows += 1
     if rows:
         console.print(ops)
@@ -68,11 +69,11 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
     for column, justify in (("pass", "left"), ("runs", "right"), ("changes", "left"), ("time", "right")):
         passes.add_column(column, justify=justify)
     for entry in result.pass_summary():
-        changes = ", ".join(f"{k} {v}" for k, v in entry["changes"].items()) or "-"
+        changes = escape(", ".join(f"{k} {v}" for k, v in entry["changes"].items()) or "-")
         if entry.get("dropped"):
-            changes = f"[red]dropped[/]: {entry['dropped'][:80]}"
+            changes = f"[red]dropped[/]: {escape(entry['dropped'][:80])}"
         elif verbose and entry["declined"]:
-            changes += " [dim](declined: " + ", ".join(f"{k} {v}" for k, v in entry["declined"].items()) + ")[/]"
+            changes += " [dim](declined: " + escape(", ".join(f"{k} {v}" for k, v in entry["declined"].items())) + ")[/]"
         passes.add_row(entry["name"], str(entry["runs"]), changes, f"{entry['seconds'] * 1000:.1f} ms")
     console.print(passes)
 
@@ -80,21 +81,21 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
     if verification is None:
         console.print("[yellow]verification: not run (--no-verify)[/]")
     elif verification.status == "skipped":
-        console.print(f"[yellow]verification skipped:[/] {verification.reason}")
+        console.print(f"[yellow]verification skipped:[/] {escape(verification.reason)}")
     else:
-        table = Table(title=f"Verification in onnxruntime (rtol {verification.tolerance.rtol:g}, atol {verification.tolerance.atol:g}; inputs {verification.inputs_source})", title_justify="left")
+        table = Table(title=escape(f"Verification in onnxruntime (rtol {verification.tolerance.rtol:g}, atol {verification.tolerance.atol:g}; inputs {verification.inputs_source})"), title_justify="left")
         for column in ("output", "max abs", "max rel", "cosine", "result"):
             table.add_column(column, justify="left" if column == "output" else "right")
         for output in verification.outputs:
-            status = "[green]ok[/]" if output.passed else f"[red]FAIL[/] {output.note}"
-            table.add_row(output.name, _error(output.max_abs), _error(output.max_rel), f"{output.cosine:.6f}", status)
+            status = "[green]ok[/]" if output.passed else f"[red]FAIL[/] {escape(output.note)}"
+            table.add_row(escape(output.name), _error(output.max_abs), _error(output.max_rel), f"{output.cosine:.6f}", status)
         if verification.outputs:
             console.print(table)
         if verification.status == "failed":
-            console.print(f"[red]verification failed:[/] {verification.reason}")
+            console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
 
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     seconds = sum(result.seconds.values())
     verdict = "[green]verified[/]" if result.verified else "[yellow]not verified[/]"
     console.print(f"{verdict}; {before.nodes} -> {after.nodes} nodes in {seconds:.2f} s")
@@ -105,5 +106,5 @@ def render_pass_list(rows: list[tuple[str, str, str]], console: Console) -> None
     for column in ("name", "level", "description"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)

@@ -99,3 +99,10 @@ def test_installed_console_script(model_path, tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["verification"]["status"] == "passed"
     assert Path(tmp_path / "o.onnx").exists()
+
+
+def test_names_with_brackets_are_printed_verbatim(tmp_path):
+    path = save(small_model(), tmp_path / "model[v2].onnx")
+    result = invoke(path, "-o", tmp_path / "out[/x].onnx".replace("/", "_"))
+    assert result.exit_code == 0, result.output
+    assert "model[v2].onnx" in result.output.replace("\n", "")

@@ -1,0 +1,196 @@
+"""LayerNormalization from its decomposition, as exporters emit it (opset >= 17).
+
+`m = ReduceMean(x); d = Sub(x, m); v = ReduceMean(Pow(d, 2) | Mul(d, d)); s = Sqrt(Add(v, eps));
+ n = Div(d, s) | Mul(d, Reciprocal(s)); y = Add(Mul(n, gamma), beta)`
+  =>  `y = LayerNormalization(x, gamma, beta, axis=-k, epsilon=eps)`
+over the trailing k axes; gamma and beta are optional in the pattern (ones / none in the fusion).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.graph_edit import add_initializer, bypass_value
+from passes.values import constant_array
+
+__all__ = ["FuseLayerNormPass"]
+
+
+@dataclasses.dataclass
+class _Match:
+    x: ir.Value
+    axis: int
+    epsilon: float
+    gamma: ir.Value | None
+    beta: ir.Value | None
+    output: ir.Value
+    anchor: ir.Node
+    removed: list[ir.Node]
+
+
+def _producer(value: ir.Value | None, op: str) -> ir.Node | None:
+    node = value.producer() if value is not None else None
+    return node if node is not None and node.op_type == op and node.domain in ("", "ai.onnx") else None
+
+
+def _only_consumer(value: ir.Value) -> ir.Node | None:
+    uses = value.uses()
+    if len(uses) != 1 or value.is_graph_output():
+        return None
+    return uses[0].node
+
+
+def _reduce_axes(node: ir.Node) -> list[int] | None:
+    attr = node.attributes.get("axes")
+    if attr is not None and not attr.is_ref():
+        axes = list(attr.as_ints())
+    elif len(node.inputs) > 1 and node.inputs[1] is not None:
+        array = constant_array(node.inputs[1])
+        if array is None:
+            return None
+        axes = [int(a) for a in array.reshape(-1)]
+    else:
+        return None
+    keepdims = node.attributes.get("keepdims")
+    if keepdims is not None and not keepdims.is_ref() and keepdims.as_int() == 0:
+        return None
+    return axes
+
+
+def _other(node: ir.Node, value: ir.Value) -> ir.Value | None:
+    """The operand of a binary node that is not `value`."""
+    a, b = node.inputs[0], node.inputs[1]
+    return b if a is value else a if b is value else None
+
+
+def _scalar(value: ir.Value | None) -> float | None:
+    array = constant_array(value)
+    if array is None or array.size != 1:
+        return None
+    return float(array.reshape(-1)[0])
+
+
+class _LayerNormDecomposition(Rule):
+    name = "layernorm"
+    anchor = "Sqrt"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        if model.opset_imports.get("", 0) < 17:
+            return Declined("opset below 17 (use --target-opset 17)")
+        add_eps = _producer(node.inputs[0], "Add")
+        if add_eps is None:
+            return Declined("Sqrt input is not Add(variance, eps)")
+        variance = next((v for v in add_eps.inputs if _producer(v, "ReduceMean") is not None), None)
+        epsilon = _scalar(_other(add_eps, variance)) if variance is not None else None
+        if variance is None or epsilon is None:
+            return Declined("Sqrt input is not Add(variance, constant eps)")
+        reduce_var = variance.producer()
+        square = reduce_var.inputs[0].producer()
+        if square is None or square.op_type not in ("Pow", "Mul"):
+            return Declined("variance is not the mean of a square")
+        centered = square.inputs[0]
+        if square.op_type == "Pow" and _scalar(square.inputs[1]) != 2.0:
+            return Declined("Pow exponent is not 2")
+        if square.op_type == "Mul" and square.inputs[1] is not centered:
+            return Declined("Mul is not a square")
+        sub = _producer(centered, "Sub")
+        mean = _producer(sub.inputs[1], "ReduceMean") if sub is not None else None
+        if sub is None or mean is None or mean.inputs[0] is not sub.inputs[0]:
+            return Declined("centering is not x - ReduceMean(x)")
+        x = sub.inputs[0]
+        axes_mean, axes_var = _reduce_axes(mean), _reduce_axes(reduce_var)
+        rank = len(x.shape) if x.shape is not None else None
+        if axes_mean is None or axes_var is None or rank is None:
+            return Declined("reduction axes or input rank unknown")
+        normalized = sorted(a % rank for a in axes_mean)
+        if normalized != sorted(a % rank for a in axes_var) or normalized != list(range(rank - len(normalized), rank)):
+            return Declined("reduction is not over the trailing axes")
+        if x.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE):
+            return Declined("input is not floating point")
+        # The normalization: Div(d, s) or Mul(d, Reciprocal(s)).
+        divide = _only_consumer(node.outputs[0])
+        removed = [mean, sub, square, reduce_var, add_eps, node]
+        if divide is not None and divide.op_type == "Reciprocal":
+            removed.append(divide)
+            divide = _only_consumer(divide.outputs[0])
+            if divide is None or divide.op_type != "Mul":
+                return Declined("Reciprocal is not followed by Mul")
+        elif divide is None or divide.op_type != "Div" or divide.inputs[0] is not centered:
+            return Declined("Sqrt is not the divisor of the centered input")
+        if centered not in divide.inputs:
+            return Declined("normalization does not read the centered input")
+        if {u.node for u in centered.uses()} != {square, divide}:
+            return Declined("centered input is used elsewhere")
+        for value in (mean.outputs[0], square.outputs[0], reduce_var.outputs[0], add_eps.outputs[0]):
+            if len(value.uses()) != 1 or value.is_graph_output():
+                return Declined("an intermediate is used elsewhere")
+        removed.append(divide)
+        output, gamma, beta = divide.outputs[0], None, None
+        scale_node = _only_consumer(output)
+        if scale_node is not None and scale_node.op_type == "Mul" and constant_array(_other(scale_node, output)) is not None:
+            gamma, output = _other(scale_node, output), scale_node.outputs[0]
+            removed.append(scale_node)
+            shift_node = _only_consumer(output)
+            if shift_node is not None and shift_node.op_type == "Add" and constant_array(_other(shift_node, output)) is not None:
+                beta, output = _other(shift_node, output), shift_node.outputs[0]
+                removed.append(shift_node)
+        dims = tuple(x.shape[a] for a in normalized)
+        if not all(isinstance(d, int) for d in dims):
+            return Declined("normalized dims are dynamic")
+        for param in (gamma, beta):
+            if param is not None and _as_parameter(constant_array(param), dims) is None:
+                return Declined("scale or bias does not match the normalized dims")
+        return _Match(x, normalized[0] - rank, epsilon, gamma, beta, output, removed[-1], removed)
+
+    def rewrite(self, match: _Match) -> None:
+        graph = match.anchor.graph
+        dims = tuple(int(d) for d in match.x.shape[match.axis:])
+        dtype = match.x.dtype.numpy()
+        inputs = [match.x]
+        for param, suffix in ((match.gamma, "scale"), (match.beta, "bias")):
+            if param is None:
+                if suffix == "scale":
+                    inputs.append(add_initializer(graph, f"{match.output.name}_scale", np.ones(dims, dtype)))
+                continue
+            array = constant_array(param)
+            inputs.append(param if array.shape == dims else add_initializer(graph, f"{match.output.name}_{suffix}", _as_parameter(array, dims)))
+        fused = ir.Node(
+            "",
+            "LayerNormalization",
+            inputs,
+            [ir.AttrInt64("axis", match.axis), ir.AttrFloat32("epsilon", match.epsilon)],
+            num_outputs=1,
+        )
+        graph.insert_after(match.anchor, fused)
+        if not bypass_value(match.output, fused.outputs[0]):
+            graph.remove(fused)
+            raise RuntimeError("layernorm: could not reroute the output")
+        for node in reversed(match.removed):
+            graph.remove(node, safe=True)
+
+
+def _as_parameter(array: np.ndarray | None, dims: tuple[int, ...]) -> np.ndarray | None:
+    """`array` as a tensor of exactly the normalized dims, when it broadcasts to them; else None."""
+    if array is None:
+        return None
+    shape = array.shape
+    while len(shape) > len(dims) and shape[0] == 1:
+        shape = shape[1:]
+    try:
+        if np.broadcast_shapes(shape, dims) != dims:
+            return None
+    except ValueError:
+        return None
+    return np.ascontiguousarray(np.broadcast_to(array.reshape(shape), dims))
+
+
+class FuseLayerNormPass(RewritePass):
+    name = "fuse-layer-norm"
+    level = "O2"
+    description = "Replace decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]) by LayerNormalization (opset >= 17)."
+    needs_shapes = True
+    rules = (_LayerNormDecomposition,)

@@ -1,0 +1,78 @@
+"""fuse-layer-norm (TVM style): exporters' variants fuse, equivalence holds, each decline is named."""
+
+import numpy as np
+import pytest
+
+from passes.fusion.layer_norm import FuseLayerNormPass
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+
+GAMMA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(0.5, 1.5, 8)) + "}"
+BETA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(-0.3, 0.3, 8)) + "}"
+
+
+def _text(body: str, opset: int = 17, extra_outputs: str = "") -> str:
+    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
+g (float[2, 3, 8] x) => (float[2, 3, 8] y{extra_outputs})
+  <int64[1] axes = {{-1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}}, float eps = {{1e-5}},
+   float[8] gamma = {GAMMA}, float[8] beta = {BETA}>
+{{
+  {body}
+}}"""
+
+
+POW_FORM = """m = ReduceMean<axes=[-1]>(x)
+  d = Sub(x, m)
+  p = Pow(d, two)
+  v = ReduceMean<axes=[-1]>(p)
+  ve = Add(v, eps)
+  s = Sqrt(ve)
+  n = Div(d, s)
+  t = Mul(n, gamma)
+  y = Add(t, beta)"""
+
+MUL_RECIPROCAL_FORM = """m = ReduceMean<axes=[-1]>(x)
+  d = Sub(x, m)
+  p = Mul(d, d)
+  v = ReduceMean<axes=[-1]>(p)
+  ve = Add(eps, v)
+  s = Sqrt(ve)
+  r = Reciprocal(s)
+  n = Mul(d, r)
+  t = Mul(gamma, n)
+  y = Add(t, beta)"""
+
+NO_AFFINE_FORM = POW_FORM.replace("  t = Mul(n, gamma)\n  y = Add(t, beta)", "  y = Identity(n)")
+AXES_INPUT_FORM = POW_FORM.replace("ReduceMean<axes=[-1]>(x)", "ReduceMean(x, axes)").replace("ReduceMean<axes=[-1]>(p)", "ReduceMean(p, axes)")
+
+
+@pytest.mark.parametrize(
+    "body, opset",
+    [(POW_FORM, 17), (MUL_RECIPROCAL_FORM, 17), (NO_AFFINE_FORM, 17), (AXES_INPUT_FORM, 18)],
+    ids=["pow-div", "mul-reciprocal", "no-affine", "opset18-axes-input"],
+)
+def test_fuses_layer_norm_variants(body, opset):
+    text = _text(body, opset)
+    model = from_text(text)
+    applied = run_pass(FuseLayerNormPass, model)
+    assert applied.stats == {"layernorm": 1}
+    assert [op for op in ops(model) if op != "Identity"] == ["LayerNormalization"]
+    assert_equivalent(text, model, random_feeds(x=(2, 3, 8)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "body, opset, reason, extra",
+    [
+        (POW_FORM, 16, "opset below 17 (use --target-opset 17)", ""),
+        (POW_FORM.replace("axes=[-1]", "axes=[1]"), 17, "reduction is not over the trailing axes", ""),
+        (POW_FORM.replace("Pow(d, two)", "Pow(d, three)"), 17, "Pow exponent is not 2", ""),
+        (POW_FORM + "\n  z = Relu(d)", 17, "centered input is used elsewhere", ", float[2, 3, 8] z"),
+    ],
+    ids=["old-opset", "middle-axis", "cube", "shared-centered"],
+)
+def test_declines(body, opset, reason, extra):
+    text = _text(body, opset, extra)
+    model = from_text(text)
+    applied = run_pass(FuseLayerNormPass, model)
+    assert applied.stats == {}
+    assert applied.declined == {f"layernorm: {reason}": 1}
+    assert_unchanged(text, model)
