@@ -26,6 +26,8 @@ __all__ = ["optimize", "OptimizationResult", "ModelStats", "DroppedPass", "resol
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+TARGET_OPSET_STEP = "target-opset"
+"""The opset upgrade runs before the passes and is recorded, verified and bisected like one."""
 
 
 @dataclasses.dataclass
@@ -164,8 +166,9 @@ class _Interface:
 class _Run:
     """One optimize() call: fresh copies of the original, pipeline attempts, checks, bisection."""
 
-    def __init__(self, load_fresh: Callable[[], ir.Model], verifier: Verifier | None, workspace: Path, name: str, options: PassOptions, external_data: bool | None):
+    def __init__(self, load_fresh: Callable[[], ir.Model], verifier: Verifier | None, workspace: Path, name: str, options: PassOptions, external_data: bool | None, target_opset: int | None = None):
         self.load_fresh = load_fresh
+        self.target_opset = target_opset
         self.verifier = verifier
         self.workspace = workspace
         self.name = name
@@ -178,8 +181,17 @@ class _Run:
 
         model = self.load_fresh()
         interface = _Interface.of(model)
-        instances = [REGISTRY[name](self.options) for name in names]
-        records = Pipeline(instances).run(model)
+        records: list[PassRecord] = []
+        if TARGET_OPSET_STEP in names and self.target_opset is not None:
+            start = time.perf_counter()
+            before = model.opset_imports.get("", 1)
+            try:
+                model = io.convert_opset(model, self.target_opset)
+            except ValueError as error:
+                raise PassFailedError(TARGET_OPSET_STEP, [], error) from error
+            records.append(PassRecord(TARGET_OPSET_STEP, 1, {f"opset {before} -> {self.target_opset}": 1}, time.perf_counter() - start))
+        instances = [REGISTRY[name](self.options) for name in names if name != TARGET_OPSET_STEP]
+        records += Pipeline(instances).run(model)
         converted = [n for p in instances for n in getattr(p, "converted", [])]
         for name in converted:
             interface.inputs.pop(name, None)
@@ -237,6 +249,7 @@ def optimize(
     force: bool = False,
     fold_max_bytes: int | None = None,
     fold_max_growth: float | None = None,
+    target_opset: int | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> OptimizationResult:
     """Optimize a model (a path or an `onnx_ir.Model`) losslessly, verify it, and write `output` if given.
@@ -248,6 +261,8 @@ def optimize(
     seconds: dict[str, float] = {}
     warnings: list[str] = []
     names = resolve_pass_names(level, passes, skip_passes, keep_initializer_inputs)
+    if target_opset is not None:
+        names = [TARGET_OPSET_STEP, *names]
     options = PassOptions(
         **{k: v for k, v in {"fold_max_bytes": fold_max_bytes, "fold_max_growth": fold_max_growth}.items() if v is not None}
     )
@@ -276,6 +291,8 @@ def optimize(
             return unused_copy.pop() if unused_copy else io.load(reference_path, validate=False)
 
         before = ModelStats.of(original, reference_path)
+        if target_opset is not None:
+            _check_target_opset(target_opset, original.opset_imports.get("", original.opset_imports.get("ai.onnx", 1)))
         seconds["load"] = time.perf_counter() - start
 
         verifier = None
@@ -292,7 +309,7 @@ def optimize(
         del original  # load_fresh still holds it for the first attempt
 
         workspace = output_path.parent if output_path is not None else Path(scratch)
-        run = _Run(load_fresh, verifier, workspace, output_path.name if output_path else "optimized.onnx", options, external_data)
+        run = _Run(load_fresh, verifier, workspace, output_path.name if output_path else "optimized.onnx", options, external_data, target_opset)
         dropped: list[DroppedPass] = []
         seconds["optimize"] = seconds["verify"] = 0.0
         try:
@@ -359,6 +376,14 @@ def optimize(
         seconds=seconds,
         warnings=warnings,
     )
+
+
+def _check_target_opset(target: int, current: int) -> None:
+    _, max_opset = io.supported_versions()
+    if target > max_opset:
+        raise io.ModelInputError(f"--target-opset {target}: this installation supports opsets up to {max_opset}")
+    if target < current:
+        raise io.ModelInputError(f"--target-opset {target}: the model already uses opset {current}; only upgrades are supported")
 
 
 class VerificationFailedError(Exception):

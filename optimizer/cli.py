@@ -94,11 +94,12 @@ def cli() -> None:
 @click.option("--external-data/--no-external-data", default=None, help="Write weights to OUT.onnx.data [default: only when over 2 GB].")
 @click.option("--fold-max-bytes", type=click.IntRange(min=0), help="Refuse constant folds whose output exceeds this many bytes... [default: 1048576]")
 @click.option("--fold-max-growth", type=click.FloatRange(min=0), help="...and grows past this multiple of its inputs [default: 2.0].")
+@click.option("--target-opset", type=click.IntRange(min=7), help="Upgrade the model to this opset first (onnx's version converter, verified like a pass) so standard fusions apply.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (also the input itself).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary (JSON) on stdout instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @click.option("-v", "--verbose", count=True, help="More detail: all op types, declined matches; -vv logs and tracebacks.")
-def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, force, as_json, quiet, verbose) -> None:
+def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, target_opset, force, as_json, quiet, verbose) -> None:
     """Optimize MODEL losslessly, verify the result in onnxruntime and write it."""
     _configure_logging(verbose, quiet)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -136,6 +137,7 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
                 force=force,
                 fold_max_bytes=fold_max_bytes,
                 fold_max_growth=fold_max_growth,
+                target_opset=target_opset,
                 on_stage=(lambda text: status.update(text)) if status else None,
             )
         finally:

@@ -30,6 +30,7 @@ __all__ = [
     "discard",
     "staged_bytes",
     "check_writable",
+    "convert_opset",
     "model_file_bytes",
     "supported_versions",
     "EXTERNAL_DATA_THRESHOLD",
@@ -271,6 +272,27 @@ def load(path: str | os.PathLike, *, validate: bool = True) -> ir.Model:
     model = ir.serde.deserialize_model(proto)
     ir.external_data.set_base_dir(model.graph, os.path.dirname(os.path.abspath(path)))
     return model
+
+
+def convert_opset(model: ir.Model, opset: int) -> ir.Model:
+    """The model upgraded to default-domain `opset` by onnx's version converter (ValueError if it cannot)."""
+    from onnx import version_converter
+
+    base_dir = None
+    for value in model.graph.initializers.values():
+        if isinstance(value.const_value, ir.ExternalTensor):
+            base_dir = value.const_value.base_dir
+            break
+    proto = ir.serde.serialize_model(model)
+    try:
+        converted = version_converter.convert_version(proto, opset)
+    except Exception as error:  # noqa: BLE001 - the converter raises C++ errors of several kinds
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"onnx's version converter cannot upgrade this model to opset {opset}: {first}") from None
+    upgraded = ir.serde.deserialize_model(converted)
+    if base_dir is not None:
+        ir.external_data.set_base_dir(upgraded.graph, base_dir)
+    return upgraded
 
 
 def model_file_bytes(model: ir.Model, path: str | os.PathLike) -> int:

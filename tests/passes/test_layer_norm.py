@@ -76,3 +76,31 @@ def test_declines(body, opset, reason, extra):
     assert applied.stats == {}
     assert applied.declined == {f"layernorm: {reason}": 1}
     assert_unchanged(text, model)
+
+
+def test_target_opset_lets_old_models_fuse(tmp_path):
+    import onnx
+
+    from optimizer.api import optimize
+
+    text = _text(POW_FORM, opset=13)
+    onnx.save(onnx.parser.parse_model(text), tmp_path / "old.onnx")
+    plain = optimize(tmp_path / "old.onnx", tmp_path / "a.onnx")
+    assert "LayerNormalization" not in plain.after.op_counts
+    upgraded = optimize(tmp_path / "old.onnx", tmp_path / "b.onnx", target_opset=17)
+    assert upgraded.verification.passed and upgraded.dropped == []
+    assert upgraded.after.op_counts == {"LayerNormalization": 1}
+    assert onnx.load(tmp_path / "b.onnx").opset_import[0].version == 17
+    assert upgraded.pass_summary()[0]["changes"] == {"opset 13 -> 17": 1}
+
+
+def test_target_opset_refuses_downgrade(tmp_path):
+    import onnx
+    import pytest as _pytest
+
+    from optimizer.api import optimize
+    from optimizer.io import ModelInputError
+
+    onnx.save(onnx.parser.parse_model(_text(POW_FORM, opset=17)), tmp_path / "m.onnx")
+    with _pytest.raises(ModelInputError, match="only upgrades"):
+        optimize(tmp_path / "m.onnx", tmp_path / "o.onnx", target_opset=13)
