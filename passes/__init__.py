@@ -15,6 +15,7 @@ from passes.folding.constant_if import InlineConstantIfPass
 from passes.folding.initializer_inputs import InitializerInputsToConstantsPass
 from passes.folding.shape_folding import FoldShapesPass
 from passes.fusion.conv_bn import FuseConvBatchNormPass
+from passes.fusion.gelu import FuseGeluPass
 from passes.fusion.layer_norm import FuseLayerNormPass
 
 __all__ = ["REGISTRY", "LEVELS", "passes_for_level", "get_pass_class"]
@@ -28,6 +29,7 @@ _ORDERED: list[type[OptimizationPass]] = [
     EliminateNoOpsPass,
     FuseConvBatchNormPass,
     FuseLayerNormPass,
+    FuseGeluPass,
     EliminateCommonSubexpressionsPass,
     DeduplicateConstantsPass,
     EliminateDeadCodePass,
