@@ -16,6 +16,7 @@ from passes.folding.initializer_inputs import InitializerInputsToConstantsPass
 from passes.folding.shape_folding import FoldShapesPass
 from passes.fusion.conv_bn import FuseConvBatchNormPass
 from passes.fusion.gelu import FuseGeluPass
+from passes.fusion.gemm import FuseMatMulAddPass
 from passes.fusion.layer_norm import FuseLayerNormPass
 
 __all__ = ["REGISTRY", "LEVELS", "passes_for_level", "get_pass_class"]
@@ -30,6 +31,7 @@ _ORDERED: list[type[OptimizationPass]] = [
     FuseConvBatchNormPass,
     FuseLayerNormPass,
     FuseGeluPass,
+    FuseMatMulAddPass,
     EliminateCommonSubexpressionsPass,
     DeduplicateConstantsPass,
     EliminateDeadCodePass,

@@ -1,0 +1,76 @@
+"""MatMul + Add of a constant bias becomes Gemm, for 2-D inputs.
+
+`y = Add(MatMul(a[M,K], B[K,N]), c)` with B and c constants, c of shape [N], [1,N] or [M,N]
+  =>  `y = Gemm(a, B, c)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import onnx_ir as ir
+
+from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.graph_edit import bypass_value
+from passes.values import constant_array
+
+__all__ = ["FuseMatMulAddPass"]
+
+_FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE, ir.DataType.BFLOAT16)
+
+
+@dataclasses.dataclass
+class _Match:
+    matmul: ir.Node
+    add: ir.Node
+    bias: ir.Value
+
+
+class _MatMulAdd(Rule):
+    name = "matmul+add"
+    anchor = "Add"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        matmul, bias = None, None
+        for index in (0, 1):
+            producer = node.inputs[index].producer() if node.inputs[index] is not None else None
+            if producer is not None and producer.op_type == "MatMul" and producer.domain in ("", "ai.onnx"):
+                matmul, bias = producer, node.inputs[1 - index]
+                break
+        if matmul is None:
+            return Declined("no MatMul operand")
+        product = matmul.outputs[0]
+        if len(product.uses()) != 1 or product.is_graph_output():
+            return Declined("MatMul output is also used elsewhere")
+        a, weight = matmul.inputs
+        if a.shape is None or len(a.shape) != 2:
+            return Declined("MatMul input is not 2-D")
+        weight_array, bias_array = constant_array(weight), constant_array(bias)
+        if weight_array is None or weight_array.ndim != 2:
+            return Declined("MatMul weight is not a 2-D constant")
+        if bias_array is None:
+            return Declined("bias is not a constant")
+        if a.dtype not in _FLOATS or weight.dtype != a.dtype or bias.dtype != a.dtype:
+            return Declined("not floating point of one type")
+        n = weight_array.shape[1]
+        m = a.shape[0]
+        if bias_array.shape not in ((n,), (1, n)) and not (isinstance(m, int) and bias_array.shape == (m, n)):
+            return Declined("bias shape does not broadcast as Gemm's C")
+        return _Match(matmul, node, bias)
+
+    def rewrite(self, match: _Match) -> None:
+        graph = match.add.graph
+        gemm = ir.Node("", "Gemm", [match.matmul.inputs[0], match.matmul.inputs[1], match.bias], num_outputs=1)
+        graph.insert_after(match.add, gemm)
+        if not bypass_value(match.add.outputs[0], gemm.outputs[0]):
+            graph.remove(gemm)
+            raise RuntimeError("matmul+add: could not reroute the output")
+        graph.remove([match.add, match.matmul], safe=True)
+
+
+class FuseMatMulAddPass(RewritePass):
+    name = "fuse-matmul-add"
+    level = "O2"
+    description = "Turn 2-D MatMul followed by Add of a constant bias into Gemm."
+    needs_shapes = True
+    rules = (_MatMulAdd,)

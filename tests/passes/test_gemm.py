@@ -1,0 +1,42 @@
+"""fuse-matmul-add (TVM style)."""
+
+import pytest
+
+from passes.fusion.gemm import FuseMatMulAddPass
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+
+W = "{" + ", ".join(str(i / 10) for i in range(12)) + "}"
+
+
+def _text(body: str, x: str = "float[2, 4] x", y: str = "float[2, 3] y", extra: str = "") -> str:
+    return f"""<ir_version: 10, opset_import: ["" : 17]>
+g ({x}) => ({y}{extra}) <float[4, 3] w = {W}, float[3] b = {{0.1, 0.2, 0.3}}, float[2, 3] b2 = {{1, 2, 3, 4, 5, 6}}> {{
+  {body}
+}}"""
+
+
+@pytest.mark.parametrize("body", ["m = MatMul(x, w)\n  y = Add(m, b)", "m = MatMul(x, w)\n  y = Add(b2, m)"], ids=["row-bias", "full-bias-first"])
+def test_fuses(body):
+    text = _text(body)
+    model = from_text(text)
+    applied = run_pass(FuseMatMulAddPass, model)
+    assert applied.stats == {"matmul+add": 1}
+    assert ops(model) == ["Gemm"]
+    assert_equivalent(text, model, random_feeds(x=(2, 4)))
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        (_text("m = MatMul(x, w)\n  y = Add(m, b)", x="float[2, 2, 4] x", y="float[2, 2, 3] y"), "MatMul input is not 2-D"),
+        (_text("m = MatMul(x, w)\n  y = Add(m, b)\n  z = Relu(m)", extra=", float[2, 3] z"), "MatMul output is also used elsewhere"),
+        (_text("m = MatMul(x, w)\n  y = Add(m, c)", x="float[2, 4] x, float[3] c"), "bias is not a constant"),
+    ],
+    ids=["3d", "shared", "non-constant-bias"],
+)
+def test_declines(text, reason):
+    model = from_text(text)
+    applied = run_pass(FuseMatMulAddPass, model)
+    assert applied.stats == {}
+    assert applied.declined == {f"matmul+add: {reason}": 1}
+    assert_unchanged(text, model)
