@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["add_initializer", "bypass_value", "owning_graph", "replace_value", "replace_with_constant", "unique_initializer_name"]
+__all__ = ["add_initializer", "bypass_value", "owning_graph", "replace_pattern", "replace_value", "replace_with_constant", "unique_initializer_name"]
 
 
 def owning_graph(value: ir.Value) -> ir.Graph | None:
@@ -85,3 +85,15 @@ def replace_with_constant(output: ir.Value, array: np.ndarray, anchor: ir.Node) 
     base = f"{output.name}_folded" if output.is_graph_output() else (output.name or "folded")
     constant = add_initializer(anchor.graph, base, array)
     replace_value(output, constant, anchor.graph, anchor=anchor)
+
+
+def replace_pattern(fused: ir.Node, after: ir.Node, output: ir.Value, removed: list[ir.Node]) -> None:
+    """Insert `fused` after `after`, let it produce `output`'s readers (and name, if a graph output),
+    then remove the matched nodes, last first."""
+    graph = after.graph
+    graph.insert_after(after, fused)
+    if not bypass_value(output, fused.outputs[0]):
+        graph.remove(fused)
+        raise RuntimeError(f"{fused.op_type}: could not reroute the output {output.name!r}")
+    for node in reversed(removed):
+        graph.remove(node, safe=True)

@@ -12,34 +12,14 @@ import math
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.graph_edit import bypass_value
-from passes.values import constant_array
+from passes.fusion.matching import other_operand, scalar, sole_consumer
+from passes.graph_edit import replace_pattern
 
 __all__ = ["FuseGeluPass"]
 
 
-def _scalar(value: ir.Value | None) -> float | None:
-    array = constant_array(value)
-    if array is None or array.size != 1 or array.dtype.kind != "f":
-        return None
-    return float(array.reshape(-1)[0])
-
-
 def _close(value: float | None, target: float) -> bool:
     return value is not None and abs(value - target) <= 1e-4 * abs(target)
-
-
-def _single_consumer(value: ir.Value, op: str) -> ir.Node | None:
-    uses = value.uses()
-    if len(uses) != 1 or value.is_graph_output():
-        return None
-    node = uses[0].node
-    return node if node.op_type == op and node.domain in ("", "ai.onnx") else None
-
-
-def _other(node: ir.Node, value: ir.Value) -> ir.Value | None:
-    a, b = node.inputs[0], node.inputs[1]
-    return b if a is value else a if b is value else None
 
 
 @dataclasses.dataclass
@@ -60,41 +40,34 @@ class _ErfGelu(Rule):
         scale = node.inputs[0].producer()
         if scale is None or scale.op_type not in ("Div", "Mul") or len(scale.outputs[0].uses()) != 1:
             return Declined("Erf input is not x / sqrt(2)")
-        x, factor = scale.inputs[0], _scalar(scale.inputs[1])
+        x, factor = scale.inputs[0], scalar(scale.inputs[1])
         if not (_close(factor, math.sqrt(2)) if scale.op_type == "Div" else _close(factor, 1 / math.sqrt(2))):
             return Declined("Erf input is not x / sqrt(2)")
-        plus_one = _single_consumer(node.outputs[0], "Add")
-        if plus_one is None or not _close(_scalar(_other(plus_one, node.outputs[0])), 1.0):
+        plus_one = sole_consumer(node.outputs[0], "Add")
+        if plus_one is None or not _close(scalar(other_operand(plus_one, node.outputs[0])), 1.0):
             return Declined("Erf is not followed by + 1")
-        first = _single_consumer(plus_one.outputs[0], "Mul")
+        first = sole_consumer(plus_one.outputs[0], "Mul")
         if first is None:
             return Declined("1 + Erf is not multiplied")
         removed = [scale, node, plus_one, first]
-        operand = _other(first, plus_one.outputs[0])
-        if operand is x or _close(_scalar(operand), 0.5):
-            second = _single_consumer(first.outputs[0], "Mul")
+        operand = other_operand(first, plus_one.outputs[0])
+        if operand is x or _close(scalar(operand), 0.5):
+            second = sole_consumer(first.outputs[0], "Mul")
             if second is None:
                 return Declined("product is not completed by a second Mul")
-            remaining = _other(second, first.outputs[0])
-            if not ((operand is x and _close(_scalar(remaining), 0.5)) or (operand is not x and remaining is x)):
+            remaining = other_operand(second, first.outputs[0])
+            if not ((operand is x and _close(scalar(remaining), 0.5)) or (operand is not x and remaining is x)):
                 return Declined("product is not 0.5 * x * (1 + Erf)")
             removed.append(second)
             return _Match(x, second.outputs[0], second, removed)
         half = operand.producer() if operand is not None else None
-        if half is None or half.op_type != "Mul" or len(operand.uses()) != 1 or x not in half.inputs or not _close(_scalar(_other(half, x)), 0.5):
+        if half is None or half.op_type != "Mul" or len(operand.uses()) != 1 or x not in half.inputs or not _close(scalar(other_operand(half, x)), 0.5):
             return Declined("product is not 0.5 * x * (1 + Erf)")
         removed.insert(0, half)
         return _Match(x, first.outputs[0], first, removed)
 
     def rewrite(self, match: _Match) -> None:
-        graph = match.last.graph
-        gelu = ir.Node("", "Gelu", [match.x], num_outputs=1)
-        graph.insert_after(match.last, gelu)
-        if not bypass_value(match.output, gelu.outputs[0]):
-            graph.remove(gelu)
-            raise RuntimeError("gelu: could not reroute the output")
-        for node in reversed(match.removed):
-            graph.remove(node, safe=True)
+        replace_pattern(ir.Node("", "Gelu", [match.x], num_outputs=1), match.last, match.output, match.removed)
 
 
 class FuseGeluPass(RewritePass):

@@ -11,7 +11,7 @@ import dataclasses
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.graph_edit import bypass_value
+from passes.graph_edit import replace_pattern
 from passes.values import constant_array
 
 __all__ = ["FuseMatMulAddPass"]
@@ -59,13 +59,8 @@ class _MatMulAdd(Rule):
         return _Match(matmul, node, bias)
 
     def rewrite(self, match: _Match) -> None:
-        graph = match.add.graph
         gemm = ir.Node("", "Gemm", [match.matmul.inputs[0], match.matmul.inputs[1], match.bias], num_outputs=1)
-        graph.insert_after(match.add, gemm)
-        if not bypass_value(match.add.outputs[0], gemm.outputs[0]):
-            graph.remove(gemm)
-            raise RuntimeError("matmul+add: could not reroute the output")
-        graph.remove([match.add, match.matmul], safe=True)
+        replace_pattern(gemm, match.add, match.add.outputs[0], [match.matmul, match.add])
 
 
 class FuseMatMulAddPass(RewritePass):

@@ -14,7 +14,8 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.graph_edit import add_initializer, bypass_value
+from passes.fusion.matching import other_operand, producer_of, scalar, sole_consumer
+from passes.graph_edit import add_initializer, replace_pattern
 from passes.values import constant_array
 
 __all__ = ["FuseLayerNormPass"]
@@ -30,18 +31,6 @@ class _Match:
     output: ir.Value
     anchor: ir.Node
     removed: list[ir.Node]
-
-
-def _producer(value: ir.Value | None, op: str) -> ir.Node | None:
-    node = value.producer() if value is not None else None
-    return node if node is not None and node.op_type == op and node.domain in ("", "ai.onnx") else None
-
-
-def _only_consumer(value: ir.Value) -> ir.Node | None:
-    uses = value.uses()
-    if len(uses) != 1 or value.is_graph_output():
-        return None
-    return uses[0].node
 
 
 def _reduce_axes(node: ir.Node) -> list[int] | None:
@@ -61,19 +50,6 @@ def _reduce_axes(node: ir.Node) -> list[int] | None:
     return axes
 
 
-def _other(node: ir.Node, value: ir.Value) -> ir.Value | None:
-    """The operand of a binary node that is not `value`."""
-    a, b = node.inputs[0], node.inputs[1]
-    return b if a is value else a if b is value else None
-
-
-def _scalar(value: ir.Value | None) -> float | None:
-    array = constant_array(value)
-    if array is None or array.size != 1:
-        return None
-    return float(array.reshape(-1)[0])
-
-
 class _LayerNormDecomposition(Rule):
     name = "layernorm"
     anchor = "Sqrt"
@@ -81,11 +57,11 @@ class _LayerNormDecomposition(Rule):
     def match(self, node: ir.Node, model: ir.Model):
         if model.opset_imports.get("", 0) < 17:
             return Declined("opset below 17 (use --target-opset 17)")
-        add_eps = _producer(node.inputs[0], "Add")
+        add_eps = producer_of(node.inputs[0], "Add")
         if add_eps is None:
             return Declined("Sqrt input is not Add(variance, eps)")
-        variance = next((v for v in add_eps.inputs if _producer(v, "ReduceMean") is not None), None)
-        epsilon = _scalar(_other(add_eps, variance)) if variance is not None else None
+        variance = next((v for v in add_eps.inputs if producer_of(v, "ReduceMean") is not None), None)
+        epsilon = scalar(other_operand(add_eps, variance)) if variance is not None else None
         if variance is None or epsilon is None:
             return Declined("Sqrt input is not Add(variance, constant eps)")
         reduce_var = variance.producer()
@@ -93,12 +69,12 @@ class _LayerNormDecomposition(Rule):
         if square is None or square.op_type not in ("Pow", "Mul"):
             return Declined("variance is not the mean of a square")
         centered = square.inputs[0]
-        if square.op_type == "Pow" and _scalar(square.inputs[1]) != 2.0:
+        if square.op_type == "Pow" and scalar(square.inputs[1]) != 2.0:
             return Declined("Pow exponent is not 2")
         if square.op_type == "Mul" and square.inputs[1] is not centered:
             return Declined("Mul is not a square")
-        sub = _producer(centered, "Sub")
-        mean = _producer(sub.inputs[1], "ReduceMean") if sub is not None else None
+        sub = producer_of(centered, "Sub")
+        mean = producer_of(sub.inputs[1], "ReduceMean") if sub is not None else None
         if sub is None or mean is None or mean.inputs[0] is not sub.inputs[0]:
             return Declined("centering is not x - ReduceMean(x)")
         x = sub.inputs[0]
@@ -112,11 +88,11 @@ class _LayerNormDecomposition(Rule):
         if x.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE):
             return Declined("input is not floating point")
         # The normalization: Div(d, s) or Mul(d, Reciprocal(s)).
-        divide = _only_consumer(node.outputs[0])
+        divide = sole_consumer(node.outputs[0])
         removed = [mean, sub, square, reduce_var, add_eps, node]
         if divide is not None and divide.op_type == "Reciprocal":
             removed.append(divide)
-            divide = _only_consumer(divide.outputs[0])
+            divide = sole_consumer(divide.outputs[0])
             if divide is None or divide.op_type != "Mul":
                 return Declined("Reciprocal is not followed by Mul")
         elif divide is None or divide.op_type != "Div" or divide.inputs[0] is not centered:
@@ -130,13 +106,13 @@ class _LayerNormDecomposition(Rule):
                 return Declined("an intermediate is used elsewhere")
         removed.append(divide)
         output, gamma, beta = divide.outputs[0], None, None
-        scale_node = _only_consumer(output)
-        if scale_node is not None and scale_node.op_type == "Mul" and constant_array(_other(scale_node, output)) is not None:
-            gamma, output = _other(scale_node, output), scale_node.outputs[0]
+        scale_node = sole_consumer(output)
+        if scale_node is not None and scale_node.op_type == "Mul" and constant_array(other_operand(scale_node, output)) is not None:
+            gamma, output = other_operand(scale_node, output), scale_node.outputs[0]
             removed.append(scale_node)
-            shift_node = _only_consumer(output)
-            if shift_node is not None and shift_node.op_type == "Add" and constant_array(_other(shift_node, output)) is not None:
-                beta, output = _other(shift_node, output), shift_node.outputs[0]
+            shift_node = sole_consumer(output)
+            if shift_node is not None and shift_node.op_type == "Add" and constant_array(other_operand(shift_node, output)) is not None:
+                beta, output = other_operand(shift_node, output), shift_node.outputs[0]
                 removed.append(shift_node)
         dims = tuple(x.shape[a] for a in normalized)
         if not all(isinstance(d, int) for d in dims):
@@ -165,12 +141,7 @@ class _LayerNormDecomposition(Rule):
             [ir.AttrInt64("axis", match.axis), ir.AttrFloat32("epsilon", match.epsilon)],
             num_outputs=1,
         )
-        graph.insert_after(match.anchor, fused)
-        if not bypass_value(match.output, fused.outputs[0]):
-            graph.remove(fused)
-            raise RuntimeError("layernorm: could not reroute the output")
-        for node in reversed(match.removed):
-            graph.remove(node, safe=True)
+        replace_pattern(fused, match.anchor, match.output, match.removed)
 
 
 def _as_parameter(array: np.ndarray | None, dims: tuple[int, ...]) -> np.ndarray | None:

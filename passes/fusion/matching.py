@@ -1,0 +1,40 @@
+"""Small pattern-matching helpers shared by the fusion rules."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from passes.values import constant_array
+
+__all__ = ["producer_of", "sole_consumer", "other_operand", "scalar"]
+
+
+def producer_of(value: ir.Value | None, op: str) -> ir.Node | None:
+    """The default-domain `op` node producing `value`, or None."""
+    node = value.producer() if value is not None else None
+    return node if node is not None and node.op_type == op and node.domain in ("", "ai.onnx") else None
+
+
+def sole_consumer(value: ir.Value, op: str | None = None) -> ir.Node | None:
+    """The one node reading `value` (of type `op` when given); None if it has other readers or is a graph output."""
+    uses = value.uses()
+    if len(uses) != 1 or value.is_graph_output():
+        return None
+    node = uses[0].node
+    if op is not None and (node.op_type != op or node.domain not in ("", "ai.onnx")):
+        return None
+    return node
+
+
+def other_operand(node: ir.Node, value: ir.Value) -> ir.Value | None:
+    """The operand of a binary node that is not `value` (None when `value` is not an operand)."""
+    a, b = node.inputs[0], node.inputs[1]
+    return b if a is value else a if b is value else None
+
+
+def scalar(value: ir.Value | None) -> float | None:
+    """A one-element constant as a float, else None."""
+    array = constant_array(value)
+    if array is None or array.size != 1:
+        return None
+    return float(array.reshape(-1)[0])
