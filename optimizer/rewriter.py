@@ -32,6 +32,8 @@ class Rule:
     name: ClassVar[str]
     anchor: ClassVar[str]
     domain: ClassVar[str] = ""
+    introduces: ClassVar[dict[str, int]] = {}
+    """Opset imports the rewrite needs (e.g. {"com.microsoft": 1}); added to the model when it fires."""
 
     def match(self, node: ir.Node, model: ir.Model) -> Any | Declined:
         raise NotImplementedError
@@ -60,4 +62,6 @@ class RewritePass(OptimizationPass):
                     continue
                 rule.rewrite(found)
                 counts[rule.name] += 1
+                for domain, version in rule.introduces.items():
+                    model.opset_imports.setdefault(domain, version)
         return counts

@@ -14,10 +14,14 @@ from passes.folding.constant_folding import FoldConstantsPass
 from passes.folding.constant_if import InlineConstantIfPass
 from passes.folding.initializer_inputs import InitializerInputsToConstantsPass
 from passes.folding.shape_folding import FoldShapesPass
-from passes.fusion.conv_bn import FuseConvBatchNormPass
+from passes.fusion.attention import FuseAttentionPass
+from passes.fusion.conv_affine import FuseConvAffinePass
+from passes.fusion.conv_bn import FuseConvBatchNormPass, FuseGemmBatchNormPass
 from passes.fusion.gelu import FuseGeluPass
 from passes.fusion.gemm import FuseMatMulAddPass
-from passes.fusion.layer_norm import FuseLayerNormPass
+from passes.fusion.layer_norm import FuseLayerNormAnyOpsetPass, FuseLayerNormPass
+from passes.fusion.pad import FusePadPass
+from passes.fusion.skip_layer_norm import FuseSkipLayerNormPass
 
 __all__ = ["REGISTRY", "LEVELS", "passes_for_level", "get_pass_class"]
 
@@ -28,10 +32,16 @@ _ORDERED: list[type[OptimizationPass]] = [
     FoldShapesPass,
     FoldConstantsPass,
     EliminateNoOpsPass,
+    FusePadPass,
     FuseConvBatchNormPass,
+    FuseConvAffinePass,
     FuseLayerNormPass,
+    FuseLayerNormAnyOpsetPass,
     FuseGeluPass,
+    FuseGemmBatchNormPass,
     FuseMatMulAddPass,
+    FuseAttentionPass,
+    FuseSkipLayerNormPass,
     EliminateCommonSubexpressionsPass,
     DeduplicateConstantsPass,
     EliminateDeadCodePass,

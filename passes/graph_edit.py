@@ -24,6 +24,9 @@ def bypass_value(old: ir.Value, new: ir.Value) -> bool:
     output or initializer, or lives in another graph.
     """
     if not old.is_graph_output():
+        if new.producer() is not None:  # the same value: keep what shape inference cannot know (contrib ops)
+            new.type = new.type or old.type
+            new.shape = new.shape or old.shape
         old.replace_all_uses_with(new)
         return True
     graph = owning_graph(old)

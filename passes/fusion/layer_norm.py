@@ -1,9 +1,13 @@
-"""LayerNormalization from its decomposition, as exporters emit it (opset >= 17).
+"""LayerNormalization from its decomposition, as exporters emit it (opset >= 17; any opset at O3).
 
 `m = ReduceMean(x); d = Sub(x, m); v = ReduceMean(Pow(d, 2) | Mul(d, d)); s = Sqrt(Add(v, eps));
  n = Div(d, s) | Mul(d, Reciprocal(s)); y = Add(Mul(n, gamma), beta)`
   =>  `y = LayerNormalization(x, gamma, beta, axis=-k, epsilon=eps)`
 over the trailing k axes; gamma and beta are optional in the pattern (ones / none in the fusion).
+
+Below opset 17 the standard op does not exist, but onnxruntime registers LayerNormalization in the
+default domain at every opset; O3 (models meant for onnxruntime) fuses there too, as onnxruntime's
+own transformer optimizer does. `onnx.checker` rejects such a model; onnxruntime runs it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from passes.fusion.matching import other_operand, producer_of, scalar, sole_cons
 from passes.graph_edit import add_initializer, replace_pattern
 from passes.values import constant_array
 
-__all__ = ["FuseLayerNormPass"]
+__all__ = ["FuseLayerNormPass", "FuseLayerNormAnyOpsetPass"]
 
 
 @dataclasses.dataclass
@@ -54,9 +58,12 @@ class _LayerNormDecomposition(Rule):
     name = "layernorm"
     anchor = "Sqrt"
 
+    def opset_reason(self, opset: int) -> str | None:
+        return "opset below 17 (use --target-opset 17 or --level O3)" if opset < 17 else None
+
     def match(self, node: ir.Node, model: ir.Model):
-        if model.opset_imports.get("", 0) < 17:
-            return Declined("opset below 17 (use --target-opset 17)")
+        if (reason := self.opset_reason(model.opset_imports.get("", 0))) is not None:
+            return Declined(reason)
         add_eps = producer_of(node.inputs[0], "Add")
         if add_eps is None:
             return Declined("Sqrt input is not Add(variance, eps)")
@@ -165,3 +172,18 @@ class FuseLayerNormPass(RewritePass):
     description = "Replace decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]) by LayerNormalization (opset >= 17)."
     needs_shapes = True
     rules = (_LayerNormDecomposition,)
+
+
+class _OnnxruntimeLayerNorm(_LayerNormDecomposition):
+    name = "layernorm (opset < 17, onnxruntime)"
+
+    def opset_reason(self, opset: int) -> str | None:
+        return "opset 17 or later: the standard fusion applies" if opset >= 17 else None
+
+
+class FuseLayerNormAnyOpsetPass(RewritePass):
+    name = "fuse-layer-norm-ort"
+    level = "O3"
+    description = "Below opset 17: replace decomposed LayerNorm by the LayerNormalization onnxruntime runs at any opset."
+    needs_shapes = True
+    rules = (_OnnxruntimeLayerNorm,)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from passes.fusion.layer_norm import FuseLayerNormPass
+from passes.fusion.layer_norm import FuseLayerNormAnyOpsetPass, FuseLayerNormPass
 from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
 
 GAMMA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(0.5, 1.5, 8)) + "}"
@@ -62,7 +62,7 @@ def test_fuses_layer_norm_variants(body, opset):
 @pytest.mark.parametrize(
     "body, opset, reason, extra",
     [
-        (POW_FORM, 16, "opset below 17 (use --target-opset 17)", ""),
+        (POW_FORM, 16, "opset below 17 (use --target-opset 17 or --level O3)", ""),
         (POW_FORM.replace("axes=[-1]", "axes=[1]"), 17, "reduction is not over the trailing axes", ""),
         (POW_FORM.replace("Pow(d, two)", "Pow(d, three)"), 17, "Pow exponent is not 2", ""),
         (POW_FORM + "\n  z = Relu(d)", 17, "centered input is used elsewhere", ", float[2, 3, 8] z"),
@@ -104,3 +104,22 @@ def test_target_opset_refuses_downgrade(tmp_path):
     onnx.save(onnx.parser.parse_model(_text(POW_FORM, opset=17)), tmp_path / "m.onnx")
     with _pytest.raises(ModelInputError, match="only upgrades"):
         optimize(tmp_path / "m.onnx", tmp_path / "o.onnx", target_opset=13)
+
+
+@pytest.mark.parametrize("body, opset", [(POW_FORM, 11), (MUL_RECIPROCAL_FORM, 13), (POW_FORM, 16)], ids=["tf2onnx-opset11", "opset13", "opset16"])
+def test_onnxruntime_variant_fuses_below_opset_17(body, opset):
+    text = _text(body, opset)
+    model = from_text(text)
+    applied = run_pass(FuseLayerNormAnyOpsetPass, model)
+    assert applied.stats == {"layernorm (opset < 17, onnxruntime)": 1}
+    assert ops(model) == ["LayerNormalization"]
+    assert model.graph.node(0).domain == ""
+    assert_equivalent(text, model, random_feeds(x=(2, 3, 8)), rtol=1e-4, atol=1e-5)
+
+
+def test_onnxruntime_variant_leaves_opset_17_to_the_standard_pass():
+    text = _text(POW_FORM, 17)
+    model = from_text(text)
+    applied = run_pass(FuseLayerNormAnyOpsetPass, model)
+    assert applied.declined == {"layernorm (opset < 17, onnxruntime): opset 17 or later: the standard fusion applies": 1}
+    assert_unchanged(text, model)

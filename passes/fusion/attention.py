@@ -1,0 +1,374 @@
+"""Multi-head attention as exporters emit it  =>  onnxruntime's fused attention ops (O3, com.microsoft).
+
+The core every eager export shares (BERT, DistilBERT, ViT, GPT-2, with or without a mask):
+
+    Qh = Transpose(Reshape(q, [B,S,H,D]), perm=[0,2,1,3])            (Vh alike)
+    Kt = Transpose(Reshape(k, [B,T,H,D]), perm=[0,2,3,1])            (or two Transposes)
+    P  = Softmax(MatMul(Qh, Kt) * scale [+ mask], axis=-1)            (scale as Mul/Div, on Q, K or the scores)
+    y  = Reshape(Transpose(MatMul(P, Vh), perm=[0,2,1,3]), [B,S,H*D])
+      =>  y = MultiHeadAttention(q, k, v, attention_bias=mask, num_heads=H, scale=scale)
+
+and, when q, k and v are projections of one input x by constant weights (three MatMuls with
+optional bias Adds, or one packed projection split in three as GPT-2's c_attn):
+
+      =>  y = Attention(x, [Wq|Wk|Wv], [bq|bk|bv], attention_bias=mask, num_heads=H, scale=scale)
+
+The mask is any additive float tensor of shape [B|1, H|1, S|1, T]; a mask broadcast over the
+query axis is expanded to S rows (static S only), as the kernels want S rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.fusion.matching import producer_of, scalar, sole_consumer
+from passes.graph_edit import add_initializer, bypass_value
+from passes.values import constant_array
+
+__all__ = ["FuseAttentionPass", "MS_DOMAIN"]
+
+MS_DOMAIN = "com.microsoft"
+_FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16)
+
+
+@dataclasses.dataclass
+class _Heads:
+    """One of q, k, v: the [B,S,H*D] value and the nodes that split it into heads."""
+
+    value: ir.Value
+    nodes: list[ir.Node]
+    heads: int
+    head_size: int
+
+
+@dataclasses.dataclass
+class _Match:
+    q: _Heads
+    k: _Heads
+    v: _Heads
+    scale: float
+    mask: ir.Value | None
+    output: ir.Value
+    last: ir.Node
+    removed: list[ir.Node]
+
+
+def _perm(node: ir.Node) -> tuple[int, ...] | None:
+    attr = node.attributes.get("perm")
+    return None if attr is None or attr.is_ref() else tuple(attr.value)
+
+
+def _single_use(value: ir.Value) -> bool:
+    return len(value.uses()) == 1 and not value.is_graph_output()
+
+
+def _strip_scales(value: ir.Value) -> tuple[ir.Value, float, list[ir.Node]]:
+    """Walk back through single-use Mul/Div by scalar constants; returns the source, the product, the nodes."""
+    factor, nodes = 1.0, []
+    while True:
+        node = value.producer()
+        if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in ("Mul", "Div") or not _single_use(value):
+            return value, factor, nodes
+        if node.op_type == "Div":
+            c = scalar(node.inputs[1])
+            if c is None or c == 0:
+                return value, factor, nodes
+            factor, source = factor / c, node.inputs[0]
+        else:
+            a, b = scalar(node.inputs[0]), scalar(node.inputs[1])
+            if b is not None:
+                factor, source = factor * b, node.inputs[0]
+            elif a is not None:
+                factor, source = factor * a, node.inputs[1]
+            else:
+                return value, factor, nodes
+        nodes.append(node)
+        value = source
+
+
+def _heads(value: ir.Value, perm: tuple[int, ...]) -> _Heads | Declined:
+    """Match `Transpose(Reshape(x, [B,S,H,D]), perm)` (K: also perm [0,1,3,2] over a [0,2,1,3] Transpose)."""
+    transpose = producer_of(value, "Transpose")
+    if transpose is None or not _single_use(value):
+        return Declined("heads are not split by Reshape and Transpose")
+    nodes = [transpose]
+    if perm == (0, 2, 3, 1) and _perm(transpose) == (0, 1, 3, 2):
+        inner = producer_of(transpose.inputs[0], "Transpose")
+        if inner is None or _perm(inner) != (0, 2, 1, 3) or not _single_use(transpose.inputs[0]):
+            return Declined("heads are not split by Reshape and Transpose")
+        nodes.insert(0, inner)
+        transpose = inner
+    elif _perm(transpose) != perm:
+        return Declined("heads are not split by Reshape and Transpose")
+    reshape = producer_of(transpose.inputs[0], "Reshape")
+    if reshape is None or not _single_use(transpose.inputs[0]):
+        return Declined("heads are not split by Reshape and Transpose")
+    nodes.insert(0, reshape)
+    source, split = reshape.inputs[0], reshape.outputs[0]
+    if split.shape is None or len(split.shape) != 4 or source.shape is None or len(source.shape) != 3:
+        return Declined("head split is not [B,S,hidden] -> [B,S,H,D]")
+    heads, head_size, hidden = split.shape[2], split.shape[3], source.shape[2]
+    if not all(isinstance(d, int) for d in (heads, head_size, hidden)) or heads * head_size != hidden:
+        return Declined("head count or size unknown")
+    if split.shape[0] != source.shape[0] or split.shape[1] != source.shape[1]:
+        return Declined("head split is not [B,S,hidden] -> [B,S,H,D]")
+    if source.dtype not in _FLOATS:
+        return Declined("not float32/float16")
+    return _Heads(source, nodes, heads, head_size)
+
+
+def _merge_heads(context: ir.Value, hidden: int) -> tuple[ir.Node, list[ir.Node]] | Declined:
+    """Match `Reshape(Transpose(context, [0,2,1,3]), [B,S,H*D])`; returns the Reshape and the nodes."""
+    transpose = sole_consumer(context, "Transpose")
+    if transpose is None or _perm(transpose) != (0, 2, 1, 3):
+        return Declined("heads are not merged by Transpose and Reshape")
+    reshape = sole_consumer(transpose.outputs[0], "Reshape")
+    if reshape is None or reshape.inputs[0] is not transpose.outputs[0]:
+        return Declined("heads are not merged by Transpose and Reshape")
+    shape = reshape.outputs[0].shape
+    if shape is None or len(shape) != 3 or shape[2] != hidden:
+        return Declined("merged heads are not [B,S,hidden]")
+    return reshape, [transpose, reshape]
+
+
+def _mask_ok(mask: ir.Value, q: _Heads, k: _Heads) -> str | None:
+    """None when `mask` can be the kernels' attention_bias, else why not."""
+    if mask.dtype != q.value.dtype:
+        return "mask is not of the attention's float type"
+    shape = mask.shape
+    if shape is None or len(shape) != 4:
+        return "mask is not 4-D"
+    batch, seq, total = q.value.shape[0], q.value.shape[1], k.value.shape[1]
+    if shape[0] not in (1, batch) or shape[1] not in (1, q.heads) or shape[3] != total:
+        return "mask shape is not [B|1, H|1, S, T]"
+    if shape[2] != seq and not (shape[2] == 1 and isinstance(seq, int)):
+        return "mask shape is not [B|1, H|1, S, T]"
+    return None
+
+
+class _MultiHeadAttention(Rule):
+    name = "attention"
+    anchor = "Softmax"
+    introduces = {MS_DOMAIN: 1}
+
+    def match(self, node: ir.Node, model: ir.Model):
+        scores = node.inputs[0]
+        rank = len(scores.shape) if scores.shape is not None else None
+        axis_attr = node.attributes.get("axis")
+        default_axis = -1 if model.opset_imports.get("", 0) >= 13 else 1
+        axis = default_axis if axis_attr is None else axis_attr.value
+        if rank != 4 or axis not in (-1, 3):
+            return Declined("Softmax is not over the last axis of 4-D scores")
+        if not _single_use(scores):
+            return Declined("an intermediate is used elsewhere")
+        removed: list[ir.Node] = []
+        mask = None
+        add = producer_of(scores, "Add")
+        if add is not None:
+            for index in (0, 1):
+                source, _, _ = _strip_scales(add.inputs[index])
+                if producer_of(source, "MatMul") is not None:
+                    mask, scores = add.inputs[1 - index], add.inputs[index]
+                    break
+            else:
+                return Declined("scores are not MatMul(Q, K^T)")
+            if not _single_use(scores):
+                return Declined("an intermediate is used elsewhere")
+            removed.append(add)
+        scores, scale, scale_nodes = _strip_scales(scores)
+        removed[:0] = scale_nodes
+        qk = producer_of(scores, "MatMul")
+        if qk is None:
+            return Declined("scores are not MatMul(Q, K^T)")
+        removed.insert(0, qk)
+        q_value, q_scale, q_nodes = _strip_scales(qk.inputs[0])
+        k_value, k_scale, k_nodes = _strip_scales(qk.inputs[1])
+        scale *= q_scale * k_scale
+        if scale <= 0 or not np.isfinite(scale):
+            return Declined("attention scale is not positive")
+        q = _heads(q_value, (0, 2, 1, 3))
+        k = _heads(k_value, (0, 2, 3, 1))
+        if isinstance(q, Declined):
+            return q
+        if isinstance(k, Declined):
+            return k
+        pv = sole_consumer(node.outputs[0], "MatMul")
+        if pv is None or pv.inputs[0] is not node.outputs[0]:
+            return Declined("probabilities are not multiplied by V")
+        v = _heads(pv.inputs[1], (0, 2, 1, 3))
+        if isinstance(v, Declined):
+            return v
+        if len({q.heads, k.heads, v.heads}) != 1 or len({q.head_size, k.head_size, v.head_size}) != 1:
+            return Declined("q, k, v differ in heads")
+        if k.value.shape[1] != v.value.shape[1] or k.value.shape[0] != q.value.shape[0] or v.value.shape[0] != q.value.shape[0]:
+            return Declined("q, k, v shapes do not agree")
+        if len({q.value.dtype, k.value.dtype, v.value.dtype}) != 1:
+            return Declined("q, k, v differ in type")
+        if mask is not None and (reason := _mask_ok(mask, q, k)) is not None:
+            return Declined(reason)
+        merged = _merge_heads(pv.outputs[0], q.heads * q.head_size)
+        if isinstance(merged, Declined):
+            return merged
+        last, tail = merged
+        graph = node.graph
+        if any(n.graph is not graph for n in [*q.nodes, *k.nodes, *v.nodes, *tail]):
+            return Declined("pattern spans subgraphs")
+        removed = [*q.nodes, *q_nodes, *k.nodes, *k_nodes, *removed, node, *v.nodes, pv, *tail]
+        return _Match(q, k, v, scale, mask, last.outputs[0], last, removed)
+
+    def rewrite(self, match: _Match) -> None:
+        graph = match.last.graph
+        mask = match.mask
+        inserted: list[ir.Node] = []
+        if mask is not None and mask.shape[2] != match.q.value.shape[1]:
+            # Expand broadcasts: the 1s keep the mask's own batch, head and key dims.
+            rows = np.array([1, 1, match.q.value.shape[1], 1], dtype=np.int64)
+            target = add_initializer(graph, "attention_mask_rows", rows)
+            expand = ir.Node("", "Expand", [mask, target], num_outputs=1)
+            inserted.append(expand)
+            mask = expand.outputs[0]
+        packed = _packed_projection(match, graph)
+        attributes = [ir.AttrInt64("num_heads", match.q.heads), ir.AttrFloat32("scale", match.scale)]
+        if packed is not None:
+            x, weight, bias, projection_nodes = packed
+            inputs = [x, weight, bias, None, None, mask] if mask is not None else [x, weight, bias]
+            fused = ir.Node(MS_DOMAIN, "Attention", inputs, attributes=attributes, num_outputs=1)
+        else:
+            projection_nodes = []
+            inputs = [match.q.value, match.k.value, match.v.value]
+            if mask is not None:
+                inputs += [None, None, mask]
+            fused = ir.Node(MS_DOMAIN, "MultiHeadAttention", inputs, attributes=attributes, num_outputs=1)
+        anchor = match.last
+        for new in [*inserted, fused]:
+            graph.insert_after(anchor, new)
+            anchor = new
+        if not bypass_value(match.output, fused.outputs[0]):
+            for new in [*inserted, fused]:
+                graph.remove(new)
+            raise RuntimeError("attention: could not reroute the output")
+        for old in reversed(match.removed):
+            graph.remove(old, safe=True)
+        for old in reversed(projection_nodes):
+            if not any(out.uses() or out.is_graph_output() for out in old.outputs):
+                graph.remove(old, safe=True)
+
+
+def _projection(value: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray | None, list[ir.Node]] | None:
+    """`value = MatMul(x, W) [+ b]` with constant W [E_in, E] and b [E]: (x, W, b, nodes)."""
+    nodes: list[ir.Node] = []
+    bias = None
+    add = producer_of(value, "Add")
+    if add is not None:
+        for index in (0, 1):
+            b = constant_array(add.inputs[1 - index])
+            if b is not None and producer_of(add.inputs[index], "MatMul") is not None:
+                bias, value = b, add.inputs[index]
+                break
+        else:
+            return None
+        if bias.ndim != 1 or not _single_use(value):
+            return None
+        nodes.append(add)
+    matmul = producer_of(value, "MatMul")
+    if matmul is None:
+        return None
+    weight = constant_array(matmul.inputs[1])
+    if weight is None or weight.ndim != 2 or (bias is not None and bias.shape[0] != weight.shape[1]):
+        return None
+    nodes.insert(0, matmul)
+    return matmul.inputs[0], weight, bias, nodes
+
+
+def _split_projection(match: _Match) -> tuple[ir.Value, np.ndarray, np.ndarray, list[ir.Node]] | None:
+    """q, k, v = Split(Reshape(Gemm(Reshape(x, [-1, E_in]), W, b), [B,S,3E]), axis=-1): GPT-2's c_attn."""
+    split = match.q.value.producer()
+    if split is None or split.op_type != "Split" or split.domain not in ("", "ai.onnx") or len(split.outputs) != 3:
+        return None
+    if [o for o in split.outputs] != [match.q.value, match.k.value, match.v.value]:
+        return None
+    if any(not _single_use(o) for o in split.outputs):
+        return None
+    axis = split.attributes.get("axis")
+    packed = split.inputs[0]
+    if axis is None or axis.value not in (2, -1) or packed.shape is None or len(packed.shape) != 3:
+        return None
+    hidden = match.q.heads * match.q.head_size
+    sizes = constant_array(split.inputs[1]) if len(split.inputs) > 1 and split.inputs[1] is not None else None
+    if sizes is None:
+        attr = split.attributes.get("split")
+        sizes = np.array(attr.value) if attr is not None else np.array([packed.shape[2] // 3] * 3 if isinstance(packed.shape[2], int) else [])
+    if list(sizes) != [hidden] * 3 or not _single_use(packed):
+        return None
+    nodes = [split]
+    reshape_out = producer_of(packed, "Reshape")
+    if reshape_out is not None:
+        gemm = producer_of(reshape_out.inputs[0], "Gemm")
+        if gemm is None or not _single_use(reshape_out.inputs[0]):
+            return None
+        attrs = {k: a.value for k, a in gemm.attributes.items()}
+        if attrs.get("transA", 0) or attrs.get("transB", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            return None
+        reshape_in = producer_of(gemm.inputs[0], "Reshape")
+        if reshape_in is None or not _single_use(gemm.inputs[0]):
+            return None
+        x = reshape_in.inputs[0]
+        weight = constant_array(gemm.inputs[1])
+        bias = constant_array(gemm.inputs[2]) if len(gemm.inputs) > 2 and gemm.inputs[2] is not None else None
+        if weight is None or weight.ndim != 2 or (bias is not None and bias.shape != (weight.shape[1],)):
+            return None
+        if x.shape is None or len(x.shape) != 3 or x.shape[0] != packed.shape[0] or x.shape[1] != packed.shape[1]:
+            return None
+        nodes[:0] = [reshape_in, gemm, reshape_out]
+    else:
+        found = _projection(packed)
+        if found is None:
+            return None
+        x, weight, bias, projection_nodes = found
+        nodes[:0] = projection_nodes
+    if weight.shape[1] != 3 * hidden:
+        return None
+    if bias is None:
+        bias = np.zeros(3 * hidden, dtype=weight.dtype)
+    return x, weight, bias, nodes
+
+
+def _packed_projection(match: _Match, graph: ir.Graph) -> tuple[ir.Value, ir.Value, ir.Value, list[ir.Node]] | None:
+    """The shared input and packed [Wq|Wk|Wv], [bq|bk|bv] initializers when q, k, v are projections of one x."""
+    dtype = match.q.value.dtype.numpy()
+    found = _split_projection(match)
+    if found is None:
+        parts = [_projection(h.value) for h in (match.q, match.k, match.v)]
+        if any(p is None for p in parts) or len({id(p[0]) for p in parts}) != 1:
+            return None
+        if any(not _single_use(h.value) for h in (match.q, match.k, match.v)):
+            return None
+        x = parts[0][0]
+        hidden = match.q.heads * match.q.head_size
+        weights = [p[1] for p in parts]
+        if any(w.shape[1] != hidden or w.shape[0] != weights[0].shape[0] for w in weights):
+            return None
+        weight = np.concatenate(weights, axis=1)
+        bias = np.concatenate([p[2] if p[2] is not None else np.zeros(hidden, dtype=weight.dtype) for p in parts])
+        nodes = [n for p in parts for n in p[3]]
+    else:
+        x, weight, bias, nodes = found
+    if x.shape is None or len(x.shape) != 3 or x.dtype != match.q.value.dtype or weight.dtype != dtype or bias.dtype != dtype:
+        return None
+    if any(n.graph is not graph for n in nodes):
+        return None
+    weight_value = add_initializer(graph, "attention_qkv_weight", weight)
+    bias_value = add_initializer(graph, "attention_qkv_bias", bias)
+    return x, weight_value, bias_value, nodes
+
+
+class FuseAttentionPass(RewritePass):
+    name = "fuse-attention"
+    level = "O3"
+    description = "Replace exported multi-head attention by com.microsoft Attention (packed QKV) or MultiHeadAttention."
+    needs_shapes = True
+    rules = (_MultiHeadAttention,)

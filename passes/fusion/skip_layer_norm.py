@@ -1,0 +1,133 @@
+"""Residual Add feeding LayerNormalization  =>  onnxruntime's SkipLayerNormalization (O3, com.microsoft).
+
+    y = LayerNormalization(Add(x, skip), gamma, beta, axis=-1, epsilon=e)
+      =>  y = SkipLayerNormalization(x, skip, gamma, beta, epsilon=e)
+    y = LayerNormalization(Add(Add(x, b), skip), ...)          with b a constant [hidden] bias
+      =>  y = SkipLayerNormalization(x, skip, gamma, beta, b, epsilon=e)
+
+When the sum is read elsewhere too (GPT-2's residual stream), those readers take the fused node's
+fourth output, the sum `input + skip + bias`. x and skip must have the same 2-D or 3-D shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import onnx_ir as ir
+
+from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.fusion.attention import MS_DOMAIN
+from passes.fusion.matching import producer_of
+from passes.graph_edit import bypass_value
+from passes.values import constant_array
+
+__all__ = ["FuseSkipLayerNormPass"]
+
+_FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16)
+
+
+@dataclasses.dataclass
+class _Match:
+    layer_norm: ir.Node
+    add: ir.Node
+    x: ir.Value
+    skip: ir.Value
+    bias: ir.Value | None
+    bias_add: ir.Node | None
+    epsilon: float
+
+
+def _bias_of(value: ir.Value, hidden: int) -> tuple[ir.Value, ir.Value, ir.Node] | None:
+    """`value = Add(x, b)` with b a constant of shape [hidden], read only by the residual Add: (x, b, add)."""
+    add = producer_of(value, "Add")
+    if add is None or len(value.uses()) != 1 or value.is_graph_output():
+        return None
+    for index in (0, 1):
+        bias = constant_array(add.inputs[1 - index])
+        if bias is not None and bias.shape == (hidden,) and constant_array(add.inputs[index]) is None:
+            if add.inputs[index].shape == value.shape:
+                return add.inputs[index], add.inputs[1 - index], add
+    return None
+
+
+class _SkipLayerNorm(Rule):
+    name = "skip+layernorm"
+    anchor = "LayerNormalization"
+    introduces = {MS_DOMAIN: 1}
+
+    def match(self, node: ir.Node, model: ir.Model):
+        if any(out.uses() or out.is_graph_output() for out in node.outputs[1:]):
+            return Declined("mean or inverse std output is used")
+        add = producer_of(node.inputs[0], "Add")
+        if add is None:
+            return Declined("input is not a residual Add")
+        x, skip = add.inputs
+        shape = node.inputs[0].shape
+        if shape is None or len(shape) not in (2, 3) or x.shape != shape or skip.shape != shape:
+            return Declined("residual operands differ in shape or are not 2-D/3-D")
+        hidden = shape[-1]
+        if not isinstance(hidden, int):
+            return Declined("hidden size is dynamic")
+        axis_attr = node.attributes.get("axis")
+        axis = -1 if axis_attr is None else axis_attr.value
+        if axis not in (-1, len(shape) - 1):
+            return Declined("not normalized over the last axis")
+        if x.dtype not in _FLOATS or skip.dtype != x.dtype:
+            return Declined("not float32/float16")
+        gamma, beta = node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else None
+        for parameter in (gamma, beta):
+            if parameter is not None and (parameter.shape is None or tuple(parameter.shape) != (hidden,)):
+                return Declined("scale or bias is not [hidden]")
+        if add.graph is not node.graph:
+            return Declined("Add and LayerNormalization live in different graphs")
+        epsilon_attr = node.attributes.get("epsilon")
+        epsilon = 1e-5 if epsilon_attr is None else epsilon_attr.value
+        bias = bias_add = None
+        for first, second in ((x, skip), (skip, x)):
+            found = _bias_of(first, hidden)
+            if found is not None:
+                x, bias, bias_add = found
+                skip = second
+                break
+        return _Match(node, add, x, skip, bias, bias_add, epsilon)
+
+    def rewrite(self, match: _Match) -> None:
+        node, graph = match.layer_norm, match.layer_norm.graph
+        beta = node.inputs[2] if len(node.inputs) > 2 else None
+        inputs = [match.x, match.skip, node.inputs[1], beta]
+        if match.bias is not None:
+            inputs.append(match.bias)
+        while inputs and inputs[-1] is None:
+            inputs.pop()
+        residual = match.add.outputs[0]
+        keep_sum = len(residual.uses()) > 1 or residual.is_graph_output()
+        fused = ir.Node(
+            MS_DOMAIN,
+            "SkipLayerNormalization",
+            inputs,
+            attributes=[ir.AttrFloat32("epsilon", match.epsilon)],
+            num_outputs=4 if keep_sum else 1,
+        )
+        graph.insert_after(node, fused)
+        if not bypass_value(node.outputs[0], fused.outputs[0]):
+            graph.remove(fused)
+            raise RuntimeError("skip+layernorm: could not reroute the output")
+        graph.remove(node, safe=True)
+        if keep_sum:
+            total = fused.outputs[3]
+            total.dtype, total.shape = residual.dtype, residual.shape
+            if not bypass_value(residual, total):
+                raise RuntimeError("skip+layernorm: could not reroute the residual sum")
+        graph.remove(match.add, safe=True)
+        if match.bias_add is not None:
+            graph.remove(match.bias_add, safe=True)
+        if keep_sum:
+            graph.sort()  # other readers of the sum may sit between the Add and the LayerNormalization
+
+
+class FuseSkipLayerNormPass(RewritePass):
+    name = "fuse-skip-layer-norm"
+    level = "O3"
+    description = "Replace residual Add (+ bias) + LayerNormalization by com.microsoft SkipLayerNormalization."
+    needs_shapes = True
+    rules = (_SkipLayerNorm,)
