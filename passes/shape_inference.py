@@ -47,8 +47,21 @@ def _merge(model: ir.Model, inferred_proto: onnx.ModelProto) -> bool:
 
 def infer_shapes(model: ir.Model) -> bool:
     """Annotate values with inferred types and shapes in place; a failure leaves the model as it was."""
+    order = list(model.graph.initializers.values())
     try:
         return _merge(model, _c_api_utils.call_onnx_api(_infer, model))
     except Exception as error:  # noqa: BLE001 - inference is best-effort
         logger.info("shape inference failed: %s", error)
         return False
+    finally:
+        _restore_order(model.graph, order)
+
+
+def _restore_order(graph: ir.Graph, order: list[ir.Value]) -> None:
+    """onnx-ir's C-API helper re-adds large initializers at the end; put them back where they were."""
+    if list(graph.initializers.values()) == order:
+        return
+    for value in order:
+        graph.initializers.pop(value.name, None)
+    for value in order:
+        graph.initializers[value.name] = value

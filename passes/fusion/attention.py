@@ -90,6 +90,20 @@ def _strip_scales(value: ir.Value) -> tuple[ir.Value, float, list[ir.Node]]:
         value = source
 
 
+def _looks_like_scores(value: ir.Value) -> bool:
+    """`value` is MatMul(...) or a scalar Mul/Div of one: the scores side of the mask Add."""
+    node = value.producer()
+    while node is not None and node.domain in ("", "ai.onnx") and node.op_type in ("Mul", "Div"):
+        constant = [scalar(v) is not None for v in node.inputs]
+        if node.op_type == "Div" and constant[1]:
+            node = node.inputs[0].producer()
+        elif node.op_type == "Mul" and any(constant):
+            node = node.inputs[0 if constant[1] else 1].producer()
+        else:
+            return False
+    return node is not None and node.op_type == "MatMul" and node.domain in ("", "ai.onnx")
+
+
 def _heads(value: ir.Value, perm: tuple[int, ...]) -> _Heads | Declined:
     """Match `Transpose(Reshape(x, [B,S,H,D]), perm)` (K: also perm [0,1,3,2] over a [0,2,1,3] Transpose)."""
     transpose = producer_of(value, "Transpose")
@@ -170,8 +184,7 @@ class _MultiHeadAttention(Rule):
         add = producer_of(scores, "Add")
         if add is not None:
             for index in (0, 1):
-                source, _, _ = _strip_scales(add.inputs[index])
-                if producer_of(source, "MatMul") is not None:
+                if _looks_like_scores(add.inputs[index]):
                     mask, scores = add.inputs[1 - index], add.inputs[index]
                     break
             else:
