@@ -81,6 +81,15 @@ class OptimizationResult:
     def verified(self) -> bool:
         return self.verification is not None and self.verification.passed
 
+    @property
+    def introduced_ops(self) -> dict[str, int]:
+        """Ops of non-standard domains (e.g. com.microsoft contrib ops) the passes added: the output needs a runtime that has them."""
+        return {
+            op: count - self.before.op_counts.get(op, 0)
+            for op, count in self.after.op_counts.items()
+            if ":" in op and count > self.before.op_counts.get(op, 0)
+        }
+
     def pass_summary(self) -> list[dict]:
         """Per pass (pipeline order): rounds run, total changes by kind, declines, seconds."""
         summary: dict[str, dict] = {name: {"name": name, "runs": 0, "changes": {}, "declined": {}, "seconds": 0.0} for name in self.passes}
@@ -108,6 +117,7 @@ class OptimizationResult:
                 **dataclasses.asdict(self.after),
             },
             "level": self.level,
+            "introduced_ops": self.introduced_ops,
             "passes": self.pass_summary(),
             "dropped_passes": [dataclasses.asdict(d) for d in self.dropped],
             "converted_initializer_inputs": self.converted_initializer_inputs,

@@ -94,6 +94,9 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
         if verification.status == "failed":
             console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
 
+    if result.introduced_ops:
+        listed = ", ".join(f"{op} {count}" for op, count in sorted(result.introduced_ops.items()))
+        console.print(f"[cyan]onnxruntime-only ops introduced:[/] {escape(listed)} (the output needs onnxruntime)")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     seconds = sum(result.seconds.values())

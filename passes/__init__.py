@@ -21,7 +21,9 @@ from passes.fusion.gelu import FuseGeluPass
 from passes.fusion.gemm import FuseMatMulAddPass
 from passes.fusion.layer_norm import FuseLayerNormAnyOpsetPass, FuseLayerNormPass
 from passes.fusion.pad import FusePadPass
+from passes.fusion.reshape_chains import FuseReshapeChainsPass
 from passes.fusion.skip_layer_norm import FuseSkipLayerNormPass
+from passes.fusion.transpose import FuseTransposesPass
 
 __all__ = ["REGISTRY", "LEVELS", "passes_for_level", "get_pass_class"]
 
@@ -32,6 +34,7 @@ _ORDERED: list[type[OptimizationPass]] = [
     FoldShapesPass,
     FoldConstantsPass,
     EliminateNoOpsPass,
+    FuseReshapeChainsPass,
     FusePadPass,
     FuseConvBatchNormPass,
     FuseConvAffinePass,
@@ -40,6 +43,7 @@ _ORDERED: list[type[OptimizationPass]] = [
     FuseGeluPass,
     FuseGemmBatchNormPass,
     FuseMatMulAddPass,
+    FuseTransposesPass,
     FuseAttentionPass,
     FuseSkipLayerNormPass,
     EliminateCommonSubexpressionsPass,

@@ -1,0 +1,383 @@
+"""Chains of data-movement ops collapse into one op, or into nothing when they cancel.
+
+`Reshape(R(x), s2)  =>  Reshape(x, s2')` for R a Reshape, Flatten, Squeeze or Unsqueeze (PyTorch's
+view().view(), flatten().view()): a 0 in s2 (without allowzero) copies a dim of R's output, so s2'
+has it resolved from R's constant shape or R's inferred output shape, else the rule declines;
+`Squeeze(Unsqueeze(x, a), a)  =>  x`, `Unsqueeze(Squeeze(x, a), a)  =>  x`;
+`Unsqueeze(Unsqueeze(x, a1), a2)  =>  Unsqueeze(x, a)`, `Squeeze(Squeeze(x, a1), a2)  =>  Squeeze(x, a)`
+(axes as an attribute below opset 13, as an input from 13);
+`Slice(Slice(x, s1, e1, a1, t1), s2, e2, a2, t2)  =>  Slice(x, s1+s2, e1+e2, a1+a2, t1+t2)` when the
+axes a1 and a2 are disjoint (attributes below opset 10, inputs from 10);
+`Cast(Cast(x, T1), T2)  =>  Cast(x, T2)`, and `Cast(Cast(x, T1), T0)  =>  x` for x of type T0, when T1
+holds every value of T0 exactly (float16 -> float32, int32 -> int64, uint8 -> int16, bool -> any), so
+the result is bit-identical; a narrowing intermediate (float32 -> float16, int64 -> int32) stays.
+The first op of a chain must have no other reader; a result that would have to rename a graph
+input or initializer to keep the graph's outputs is declined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.fusion.matching import producer_of, sole_consumer
+from passes.graph_edit import add_initializer, bypass_value, owning_graph
+from passes.values import constant_array
+
+__all__ = ["FuseReshapeChainsPass"]
+
+_NOT_RENAMED = "result is a graph output that cannot be renamed"
+_UNKNOWN_RANK = "negative axes on an input of unknown rank"
+
+
+def _opset(model: ir.Model) -> int:
+    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+
+
+def _bypass_refused(old: ir.Value, new: ir.Value) -> bool:
+    """Whether `bypass_value(old, new)` would refuse (checked before anything is changed)."""
+    if not old.is_graph_output():
+        return False
+    producer = new.producer()
+    return (
+        new.is_graph_input()
+        or new.is_graph_output()
+        or new.is_initializer()
+        or producer is None
+        or producer.graph is not owning_graph(old)
+    )
+
+
+def _first_of_chain(node: ir.Node, ops: tuple[str, ...]) -> ir.Node | None:
+    return next((first for op in ops if (first := producer_of(node.inputs[0], op)) is not None), None)
+
+
+def _attr_int(node: ir.Node, name: str, default: int) -> int:
+    attr = node.attributes.get(name)
+    return default if attr is None or attr.is_ref() else attr.as_int()
+
+
+def _attr_ints(node: ir.Node, name: str) -> list[int] | None:
+    attr = node.attributes.get(name)
+    return None if attr is None or attr.is_ref() else [int(v) for v in attr.as_ints()]
+
+
+def _input_ints(node: ir.Node, index: int) -> list[int] | None:
+    """A constant integer input as a list (None when absent or not constant)."""
+    value = node.inputs[index] if index < len(node.inputs) else None
+    array = constant_array(value)
+    return None if array is None else [int(v) for v in array.reshape(-1)]
+
+
+def _has_input(node: ir.Node, index: int) -> bool:
+    return index < len(node.inputs) and node.inputs[index] is not None
+
+
+def _rank(value: ir.Value) -> int | None:
+    return None if value.shape is None else len(value.shape)
+
+
+def _normalized(axes: list[int], rank: int | None) -> list[int] | None:
+    """Axes made non-negative against `rank` (None when a negative axis meets an unknown rank)."""
+    if all(a >= 0 for a in axes):
+        return axes
+    return None if rank is None else [a + rank if a < 0 else a for a in axes]
+
+
+def _ints_input(graph: ir.Graph, base: str, values: list[int]) -> ir.Value:
+    return add_initializer(graph, base, np.array(values, dtype=np.int64))
+
+
+@dataclasses.dataclass
+class _Chain:
+    first: ir.Node
+    second: ir.Node
+    cancels: bool = False
+    """The chain computes its input: its output's readers read the first op's input."""
+    params: list | None = None
+    """The second op's new integer parameters (shape, axes, slice bounds); None: keep its own."""
+
+
+def _cancel(chain: _Chain) -> None:
+    """The chain computes its input: readers of the second op's output read the first op's input."""
+    if not bypass_value(chain.second.outputs[0], chain.first.inputs[0]):
+        raise RuntimeError(f"{chain.second.op_type} chain: could not reroute the output")
+    chain.second.graph.remove(chain.second, safe=True)
+    chain.first.graph.remove(chain.first, safe=True)
+
+
+def _skip_first(chain: _Chain) -> None:
+    """The second op reads the first op's input directly; the first goes."""
+    chain.second.replace_input_with(0, chain.first.inputs[0])
+    chain.first.graph.remove(chain.first, safe=True)
+
+
+# Reshape chains ------------------------------------------------------------------------------------
+
+
+def _resolve_zeros(shape: list[int], first: ir.Node) -> list[int] | None:
+    """`shape` with each 0 (a copy of the intermediate's dim) made explicit, or kept when the
+    intermediate copied that dim from x itself; None when a copied dim is not known."""
+    inner = _input_ints(first, 1) if first.op_type == "Reshape" else None
+    inner_copies = first.op_type == "Reshape" and not _attr_int(first, "allowzero", 0)
+    middle = first.outputs[0].shape
+    resolved = []
+    for index, dim in enumerate(shape):
+        if dim != 0:
+            resolved.append(dim)
+            continue
+        if inner is not None and index < len(inner) and (inner[index] > 0 or (inner[index] == 0 and inner_copies)):
+            resolved.append(inner[index])
+            continue
+        known = middle[index] if middle is not None and index < len(middle) else None
+        if not isinstance(known, int) or known <= 0:
+            return None
+        resolved.append(known)
+    return resolved
+
+
+class _ReshapeChain(Rule):
+    name = "reshape chain"
+    anchor = "Reshape"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        first = _first_of_chain(node, ("Reshape", "Flatten", "Squeeze", "Unsqueeze"))
+        if first is None:
+            return Declined("input is not a Reshape, Flatten, Squeeze or Unsqueeze")
+        if sole_consumer(first.outputs[0]) is None:
+            return Declined(f"first {first.op_type} output is used elsewhere")
+        shape = _input_ints(node, 1)
+        if shape is None:
+            return Declined("second shape is not a constant")
+        resolved = shape if _attr_int(node, "allowzero", 0) else _resolve_zeros(shape, first)
+        if resolved is None:
+            return Declined("0 in the second shape copies an intermediate dim that is not known")
+        return _Chain(first, node, params=None if resolved == shape else resolved)
+
+    def rewrite(self, match: _Chain) -> None:
+        if match.params is not None:
+            base = f"{match.second.outputs[0].name or 'reshape'}_shape"
+            match.second.replace_input_with(1, _ints_input(match.second.graph, base, match.params))
+        _skip_first(match)
+
+
+# Squeeze / Unsqueeze chains ------------------------------------------------------------------------
+
+
+def _axes(node: ir.Node) -> list[int] | None | Declined:
+    """The node's axes (attribute or input), None when it has none, Declined when not constant."""
+    attr = _attr_ints(node, "axes")
+    if attr is not None:
+        return attr
+    if not _has_input(node, 1):
+        return None
+    axes = _input_ints(node, 1)
+    return Declined("axes are not constant") if axes is None else axes
+
+
+def _nth_free(taken: set[int], n: int) -> int:
+    """The n-th (from 0) non-negative position not in `taken`."""
+    position = -1
+    for _ in range(n + 1):
+        position += 1
+        while position in taken:
+            position += 1
+    return position
+
+
+class _SqueezeChain(Rule):
+    """Squeeze/Unsqueeze after Squeeze/Unsqueeze: opposite ops with the same axes cancel, equal ops merge."""
+
+    name = "squeeze chain"
+    anchor = "Squeeze"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        first = _first_of_chain(node, ("Squeeze", "Unsqueeze"))
+        if first is None:
+            return Declined("input is not a Squeeze or Unsqueeze")
+        if sole_consumer(first.outputs[0]) is None:
+            return Declined(f"first {first.op_type} output is used elsewhere")
+        inner, outer = _axes(first), _axes(node)
+        for axes in (inner, outer):
+            if isinstance(axes, Declined):
+                return axes
+        if inner is None or outer is None:
+            return Declined("Squeeze without axes")
+        x = first.inputs[0]
+        rank = _rank(x)
+        # Ranks the axes refer to: the first op's input or output, then the second op's.
+        grows = first.op_type == "Unsqueeze"
+        middle_rank = None if rank is None else rank + len(inner) if grows else rank - len(inner)
+        inner_reference = middle_rank if grows else rank
+        outer_reference = None if middle_rank is None else middle_rank + len(outer) if node.op_type == "Unsqueeze" else middle_rank
+        a1, a2 = _normalized(inner, inner_reference), _normalized(outer, outer_reference)
+        if first.op_type != node.op_type:
+            if a1 is None or a2 is None:
+                # Both all negative against one rank (Unsqueeze(-1) then Squeeze(-1)) still compare.
+                if not (all(a < 0 for a in inner + outer) and len(inner) == len(outer)):
+                    return Declined(_UNKNOWN_RANK)
+                a1, a2 = inner, outer
+            if sorted(a1) != sorted(a2):
+                return Declined("axes do not cancel")
+            if _bypass_refused(node.outputs[0], x):
+                return Declined(_NOT_RENAMED)
+            return _Chain(first, node, cancels=True)
+        if a1 is None or a2 is None:
+            return Declined(_UNKNOWN_RANK)
+        if grows:  # output positions: a2, and the middle's positions a1 among the others
+            merged = set(a2) | {_nth_free(set(a2), i) for i in a1}
+        else:  # input positions: a1, and the middle's positions a2 among the others
+            merged = set(a1) | {_nth_free(set(a1), i) for i in a2}
+        return _Chain(first, node, params=sorted(merged))
+
+    def rewrite(self, match: _Chain) -> None:
+        if match.cancels:
+            _cancel(match)
+            return
+        second = match.second
+        if "axes" in second.attributes:
+            second.attributes["axes"] = ir.AttrInt64s("axes", match.params)
+        else:
+            base = f"{second.outputs[0].name or second.op_type.lower()}_axes"
+            second.replace_input_with(1, _ints_input(second.graph, base, match.params))
+        _skip_first(match)
+
+
+class _UnsqueezeChain(_SqueezeChain):
+    name = "unsqueeze chain"
+    anchor = "Unsqueeze"
+
+
+# Slice chains --------------------------------------------------------------------------------------
+
+
+def _slice_parameters(node: ir.Node, attribute_form: bool) -> tuple[list[int], ...] | None:
+    """(starts, ends, axes, steps) with the defaults filled in; None when any is not constant."""
+    if attribute_form:
+        starts, ends, axes, steps = _attr_ints(node, "starts"), _attr_ints(node, "ends"), _attr_ints(node, "axes"), None
+    else:
+        starts, ends, axes, steps = (_input_ints(node, i) for i in range(1, 5))
+        if (_has_input(node, 3) and axes is None) or (_has_input(node, 4) and steps is None):
+            return None
+    if starts is None or ends is None:
+        return None
+    axes = axes if axes is not None else list(range(len(starts)))
+    steps = steps if steps is not None else [1] * len(starts)
+    return starts, ends, axes, steps
+
+
+class _SliceChain(Rule):
+    name = "slice chain"
+    anchor = "Slice"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        first = producer_of(node.inputs[0], "Slice")
+        if first is None:
+            return Declined("input is not a Slice")
+        if sole_consumer(first.outputs[0]) is None:
+            return Declined("first Slice output is used elsewhere")
+        attribute_form = _opset(model) < 10
+        inner, outer = _slice_parameters(first, attribute_form), _slice_parameters(node, attribute_form)
+        if inner is None or outer is None:
+            return Declined("slice parameters are not constants")
+        rank = _rank(first.inputs[0])
+        a1, a2 = _normalized(inner[2], rank), _normalized(outer[2], rank)
+        if a1 is None or a2 is None:
+            return Declined(_UNKNOWN_RANK)
+        if set(a1) & set(a2):
+            return Declined("Slice axes overlap")
+        # Slices of different axes are independent: each axis keeps its dim, so its bounds clamp alike.
+        merged = [list(p1) + list(p2) for p1, p2 in zip(inner, outer)]
+        merged[2] = a1 + a2
+        return _Chain(first, node, params=merged)
+
+    def rewrite(self, match: _Chain) -> None:
+        second = match.second
+        starts, ends, axes, steps = match.params
+        if "starts" in second.attributes:
+            for name, values in (("starts", starts), ("ends", ends), ("axes", axes)):
+                second.attributes[name] = ir.AttrInt64s(name, values)
+        else:
+            base = second.outputs[0].name or "slice"
+            second.resize_inputs(5)
+            for index, (name, values) in enumerate((("starts", starts), ("ends", ends), ("axes", axes), ("steps", steps)), start=1):
+                second.replace_input_with(index, _ints_input(second.graph, f"{base}_{name}", values))
+        _skip_first(match)
+
+
+# Cast chains ---------------------------------------------------------------------------------------
+
+_T = ir.DataType
+_SIGNED_BITS = {_T.INT8: 8, _T.INT16: 16, _T.INT32: 32, _T.INT64: 64}
+_UNSIGNED_BITS = {_T.UINT8: 8, _T.UINT16: 16, _T.UINT32: 32, _T.UINT64: 64}
+_SIGNIFICAND_BITS = {_T.FLOAT16: 11, _T.BFLOAT16: 8, _T.FLOAT: 24, _T.DOUBLE: 53}
+_FLOAT_WIDENINGS = {
+    _T.FLOAT16: {_T.FLOAT16, _T.FLOAT, _T.DOUBLE},
+    _T.BFLOAT16: {_T.BFLOAT16, _T.FLOAT, _T.DOUBLE},
+    _T.FLOAT: {_T.FLOAT, _T.DOUBLE},
+    _T.DOUBLE: {_T.DOUBLE},
+}
+_EXACT_CAST_TYPES = {_T.BOOL, *_SIGNED_BITS, *_UNSIGNED_BITS, *_SIGNIFICAND_BITS}
+
+
+def _holds(wide: ir.DataType, narrow: ir.DataType) -> bool:
+    """Whether every value of `narrow` is exactly a value of `wide`."""
+    if narrow == wide or narrow == _T.BOOL:
+        return True
+    if wide == _T.BOOL:
+        return False
+    if narrow in _FLOAT_WIDENINGS:
+        return wide in _FLOAT_WIDENINGS[narrow]
+    # An integer: its magnitude bits (a signed minimum is a power of two, so it fits alike).
+    bits = _SIGNED_BITS[narrow] - 1 if narrow in _SIGNED_BITS else _UNSIGNED_BITS[narrow]
+    if wide in _SIGNIFICAND_BITS:
+        return bits <= _SIGNIFICAND_BITS[wide]
+    if wide in _UNSIGNED_BITS:
+        return narrow in _UNSIGNED_BITS and bits <= _UNSIGNED_BITS[wide]
+    return bits <= _SIGNED_BITS[wide] - 1
+
+
+class _CastChain(Rule):
+    name = "cast chain"
+    anchor = "Cast"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        first = producer_of(node.inputs[0], "Cast")
+        if first is None:
+            return Declined("input is not a Cast")
+        if sole_consumer(first.outputs[0]) is None:
+            return Declined("first Cast output is used elsewhere")
+        x = first.inputs[0]
+        source = x.dtype
+        if source is None or source == _T.UNDEFINED:
+            return Declined("source type unknown")
+        middle, target = _T(_attr_int(first, "to", 0)), _T(_attr_int(node, "to", 0))
+        if not {source, middle, target} <= _EXACT_CAST_TYPES:
+            return Declined("type outside the exact-cast table")
+        if not _holds(middle, source):
+            return Declined("intermediate type narrows the source type")
+        if target == source:
+            if _bypass_refused(node.outputs[0], x):
+                return Declined(_NOT_RENAMED)
+            return _Chain(first, node, cancels=True)
+        return _Chain(first, node)
+
+    def rewrite(self, match: _Chain) -> None:
+        if match.cancels:
+            _cancel(match)
+        else:
+            _skip_first(match)
+
+
+class FuseReshapeChainsPass(RewritePass):
+    name = "fuse-reshape-chains"
+    level = "O2"
+    description = (
+        "Collapse Reshape/Flatten/Squeeze/Unsqueeze chains into one op, cancel Unsqueeze-Squeeze pairs, "
+        "merge Slices of disjoint axes and drop exact intermediate Casts."
+    )
+    needs_shapes = True
+    rules = (_ReshapeChain, _SqueezeChain, _UnsqueezeChain, _SliceChain, _CastChain)

@@ -1,0 +1,193 @@
+"""Transposes folded away: composed with each other, or into Gemm's transA/transB.
+
+`Transpose(Transpose(x, p1), p2)  =>  Transpose(x, q)` with `q[i] = p1[p2[i]]`, or `x` itself when q
+is the identity (tf2onnx's NHWC <-> NCHW pairs around layout-sensitive ops);
+`Gemm(Transpose(a), b, c)  =>  Gemm(a, b, c, transA=1 - transA)`, likewise for B and transB;
+`MatMul(Transpose(a), W)  =>  Gemm(a, W, transA=1)` and `MatMul(W, Transpose(b))  =>  Gemm(W, b, transB=1)`
+for a 2-D Transpose, a 2-D float constant W and opset >= 11 (Gemm without C).
+A Transpose of a constant is left to constant folding; a Transpose whose output has other readers
+stays, and so does a result that would have to rename a graph input to keep the graph's outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import onnx_ir as ir
+
+from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.fusion.matching import producer_of, sole_consumer
+from passes.graph_edit import bypass_value, owning_graph, replace_pattern
+from passes.values import constant_array, constant_tensor
+
+__all__ = ["FuseTransposesPass"]
+
+_LEFT_TO_FOLDING = "Transpose of a constant is left to constant folding"
+_MATMUL_TYPES = (ir.DataType.FLOAT, ir.DataType.DOUBLE)
+
+
+def _opset(model: ir.Model) -> int:
+    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+
+
+def _perm(node: ir.Node) -> list[int] | None:
+    """The Transpose's permutation: its `perm`, else the reversal of its input's axes (None when the rank is unknown)."""
+    attr = node.attributes.get("perm")
+    if attr is not None:
+        return None if attr.is_ref() else list(attr.as_ints())
+    shape = node.inputs[0].shape
+    return None if shape is None else list(reversed(range(len(shape))))
+
+
+def _bypass_refused(old: ir.Value, new: ir.Value) -> bool:
+    """Whether `bypass_value(old, new)` would refuse (checked before anything is changed)."""
+    if not old.is_graph_output():
+        return False
+    producer = new.producer()
+    return (
+        new.is_graph_input()
+        or new.is_graph_output()
+        or new.is_initializer()
+        or producer is None
+        or producer.graph is not owning_graph(old)
+    )
+
+
+@dataclasses.dataclass
+class _TransposePair:
+    first: ir.Node
+    second: ir.Node
+    perm: list[int]
+
+
+class _TransposeTranspose(Rule):
+    name = "transpose+transpose"
+    anchor = "Transpose"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        first = producer_of(node.inputs[0], "Transpose")
+        if first is None:
+            return Declined("input is not a Transpose")
+        if sole_consumer(first.outputs[0]) is None:
+            return Declined("first Transpose output is used elsewhere")
+        x = first.inputs[0]
+        if constant_tensor(x) is not None:
+            return Declined(_LEFT_TO_FOLDING)
+        inner, outer = _perm(first), _perm(node)
+        if inner is None or outer is None:
+            return Declined("permutation unknown (no perm and input rank unknown)")
+        composed = [inner[axis] for axis in outer]
+        if composed == list(range(len(composed))) and _bypass_refused(node.outputs[0], x):
+            return Declined("identity result is a graph output that cannot be renamed")
+        return _TransposePair(first, node, composed)
+
+    def rewrite(self, match: _TransposePair) -> None:
+        x = match.first.inputs[0]
+        if match.perm == list(range(len(match.perm))):
+            if not bypass_value(match.second.outputs[0], x):
+                raise RuntimeError("transpose+transpose: could not reroute the second Transpose's output")
+            match.second.graph.remove(match.second, safe=True)
+        else:
+            match.second.replace_input_with(0, x)
+            match.second.attributes["perm"] = ir.AttrInt64s("perm", match.perm)
+        match.first.graph.remove(match.first, safe=True)
+
+
+def _swaps_two_axes(node: ir.Node | None, rank_known_two: bool) -> bool:
+    """A Transpose with perm [1, 0] (or no perm on an input known to be 2-D)."""
+    if node is None:
+        return False
+    attr = node.attributes.get("perm")
+    if attr is None:
+        return rank_known_two or (node.inputs[0].shape is not None and len(node.inputs[0].shape) == 2)
+    return not attr.is_ref() and list(attr.as_ints()) == [1, 0]
+
+
+@dataclasses.dataclass
+class _GemmOperands:
+    gemm: ir.Node
+    transposes: dict[int, ir.Node]
+
+
+class _TransposeGemm(Rule):
+    name = "transpose+gemm"
+    anchor = "Gemm"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        # Gemm's A and B are 2-D, so a Transpose feeding them is 2-D too.
+        candidates = {i: producer_of(node.inputs[i], "Transpose") for i in (0, 1)}
+        candidates = {i: t for i, t in candidates.items() if _swaps_two_axes(t, rank_known_two=True)}
+        if not candidates:
+            return Declined("no transposed operand")
+        folded, reason = {}, None
+        for index, transpose in candidates.items():
+            if sole_consumer(transpose.outputs[0]) is None:
+                reason = reason or "Transpose output is used elsewhere"
+            elif constant_tensor(transpose.inputs[0]) is not None:
+                reason = reason or _LEFT_TO_FOLDING
+            else:
+                folded[index] = transpose
+        if not folded:
+            return Declined(reason)
+        return _GemmOperands(node, folded)
+
+    def rewrite(self, match: _GemmOperands) -> None:
+        gemm = match.gemm
+        for index, transpose in match.transposes.items():
+            flag = ("transA", "transB")[index]
+            attr = gemm.attributes.get(flag)
+            current = 0 if attr is None else attr.as_int()
+            gemm.attributes[flag] = ir.AttrInt64(flag, 1 - current)
+            gemm.replace_input_with(index, transpose.inputs[0])
+            transpose.graph.remove(transpose, safe=True)
+
+
+@dataclasses.dataclass
+class _MatMulOperand:
+    matmul: ir.Node
+    transpose: ir.Node
+    index: int
+
+
+class _TransposeMatMul(Rule):
+    name = "transpose+matmul"
+    anchor = "MatMul"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        found = next(
+            ((i, t) for i in (0, 1) if _swaps_two_axes(t := producer_of(node.inputs[i], "Transpose"), rank_known_two=False)),
+            None,
+        )
+        if found is None:
+            return Declined("no 2-D transposed operand")
+        index, transpose = found
+        if sole_consumer(transpose.outputs[0]) is None:
+            return Declined("Transpose output is used elsewhere")
+        x = transpose.inputs[0]
+        if constant_tensor(x) is not None:
+            return Declined(_LEFT_TO_FOLDING)
+        weight = constant_array(node.inputs[1 - index])
+        if weight is None or weight.ndim != 2:
+            return Declined("other operand is not a 2-D constant")
+        if x.dtype not in _MATMUL_TYPES or node.inputs[1 - index].dtype != x.dtype:
+            return Declined("not float32 or float64")
+        if _opset(model) < 11:
+            return Declined("opset below 11 (Gemm needs C)")
+        return _MatMulOperand(node, transpose, index)
+
+    def rewrite(self, match: _MatMulOperand) -> None:
+        matmul, index = match.matmul, match.index
+        operands = [matmul.inputs[0], matmul.inputs[1]]
+        operands[index] = match.transpose.inputs[0]
+        flag = ("transA", "transB")[index]
+        gemm = ir.Node("", "Gemm", operands, attributes=[ir.AttrInt64(flag, 1)], num_outputs=1)
+        replace_pattern(gemm, matmul, matmul.outputs[0], [matmul])
+        match.transpose.graph.remove(match.transpose, safe=True)
+
+
+class FuseTransposesPass(RewritePass):
+    name = "fuse-transposes"
+    level = "O2"
+    description = "Compose consecutive Transposes (dropping pairs that cancel) and fold 2-D Transposes into Gemm's transA/transB."
+    needs_shapes = True
+    rules = (_TransposeTranspose, _TransposeGemm, _TransposeMatMul)
