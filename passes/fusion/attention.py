@@ -5,7 +5,7 @@ The core every eager export shares (BERT, DistilBERT, ViT, GPT-2, with or withou
     Qh = Transpose(Reshape(q, [B,S,H,D]), perm=[0,2,1,3])            (Vh alike)
     Kt = Transpose(Reshape(k, [B,T,H,D]), perm=[0,2,3,1])            (or two Transposes)
     P  = Softmax(MatMul(Qh, Kt) * scale [+ mask], axis=-1)            (scale as Mul/Div, on Q, K or the scores)
-    y  = Reshape(Transpose(MatMul(P, Vh), perm=[0,2,1,3]), [B,S,H*D])
+    y  = Reshape(Transpose(MatMul(P, Vh), perm=[0,2,1,3]), [B,S,H*D])     (or [B*S,H*D]: a Reshape follows)
       =>  y = MultiHeadAttention(q, k, v, attention_bias=mask, num_heads=H, scale=scale)
 
 and, when q, k and v are projections of one input x by constant weights (three MatMuls with
@@ -144,8 +144,8 @@ def _merge_heads(context: ir.Value, hidden: int) -> tuple[ir.Node, list[ir.Node]
     if reshape is None or reshape.inputs[0] is not transpose.outputs[0]:
         return Declined("heads are not merged by Transpose and Reshape")
     shape = reshape.outputs[0].shape
-    if shape is None or len(shape) != 3 or shape[2] != hidden:
-        return Declined("merged heads are not [B,S,hidden]")
+    if shape is None or len(shape) not in (2, 3) or shape[-1] != hidden:
+        return Declined("merged heads are not [B,S,hidden] or [B*S,hidden]")
     return reshape, [transpose, reshape]
 
 
@@ -256,12 +256,16 @@ class _MultiHeadAttention(Rule):
             if mask is not None:
                 inputs += [None, None, mask]
             fused = ir.Node(MS_DOMAIN, "MultiHeadAttention", inputs, attributes=attributes, num_outputs=1)
+        appended: list[ir.Node] = []
+        if len(match.output.shape) == 2:  # the export merged heads straight into [B*S, hidden] rows
+            rows = add_initializer(graph, "attention_rows", np.array([-1, match.q.heads * match.q.head_size], dtype=np.int64))
+            appended.append(ir.Node("", "Reshape", [fused.outputs[0], rows], num_outputs=1))
         anchor = match.last
-        for new in [*inserted, fused]:
+        for new in [*inserted, fused, *appended]:
             graph.insert_after(anchor, new)
             anchor = new
-        if not bypass_value(match.output, fused.outputs[0]):
-            for new in [*inserted, fused]:
+        if not bypass_value(match.output, (appended or [fused])[-1].outputs[0]):
+            for new in [*inserted, fused, *appended]:
                 graph.remove(new)
             raise RuntimeError("attention: could not reroute the output")
         for old in reversed(match.removed):

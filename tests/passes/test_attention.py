@@ -144,6 +144,15 @@ def test_padding_mask_broadcast_over_queries_is_expanded():
     assert_equivalent(text, model, _feeds(mask_shape=(B, 1, 1, S)), rtol=1e-4, atol=1e-5)
 
 
+def test_heads_merged_into_rows_keep_their_2d_shape():
+    text = _text(_model(merged="flat"), outputs=f"float[{B * S}, {E}] y")
+    model = from_text(text)
+    applied = run_pass(FuseAttentionPass, model)
+    assert applied.stats == {"attention": 1}
+    assert ops(model) == ["Attention", "Reshape"]
+    assert_equivalent(text, model, _feeds(), rtol=1e-4, atol=1e-5)
+
+
 def test_cross_attention_becomes_multi_head_attention():
     body = _model().replace("mk = MatMul(x, wk)", "mk = MatMul(memory, wk)").replace("mv = MatMul(x, wv)", "mv = MatMul(memory, wv)")
     body = body.replace("rk = Reshape(k, heads)", "rk = Reshape(k, heads0)").replace("rv = Reshape(v, heads)", "rv = Reshape(v, heads0)")
@@ -176,7 +185,7 @@ def test_dynamic_batch_and_sequence_fuse():
         (_model(), f"float[{B}, {S}, {E}] x, float[1, 1, {S}, 1] mask", None, "mask shape is not [B|1, H|1, S, T]"),
         (_model().replace("qh = Transpose<perm=[0, 2, 1, 3]>(rq)", "qh = Transpose<perm=[0, 2, 3, 1]>(rq)").replace("kt = Transpose<perm=[0, 2, 3, 1]>(rk)", "kt = Transpose<perm=[0, 2, 1, 3]>(rk)"), None, None, "heads are not split by Reshape and Transpose"),
         (_model(), None, f"float[{B}, {S}, {E}] y, float[{B}, {H}, {S}, {S}] probs", "probabilities are not multiplied by V"),
-        (_model(merged="flat"), None, f"float[{B * S}, {E}] y", "merged heads are not [B,S,hidden]"),
+        (_model(merged="heads"), None, f"float[{B}, {S}, {H}, {D}] y", "merged heads are not [B,S,hidden] or [B*S,hidden]"),
         (_model(scores="qk = MatMul(qh, kt)\n  scaled = Mul(qk, mask)", softmax="probs = Softmax<axis=-1>(scaled)"), None, None, "scores are not MatMul(Q, K^T)"),
         (_model(scores="qk = MatMul(qh, kt)\n  scaled = Mul(qk, negative)"), None, None, "attention scale is not positive"),
     ],
