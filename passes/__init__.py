@@ -19,9 +19,11 @@ from passes.fusion.conv_affine import FuseConvAffinePass
 from passes.fusion.conv_bn import FuseConvBatchNormPass, FuseGemmBatchNormPass
 from passes.fusion.gelu import FuseGeluPass
 from passes.fusion.gemm import FuseMatMulAddPass
+from passes.fusion.hard_activations import FuseHardActivationsPass
 from passes.fusion.layer_norm import FuseLayerNormAnyOpsetPass, FuseLayerNormPass
 from passes.fusion.pad import FusePadPass
 from passes.fusion.reshape_chains import FuseReshapeChainsPass
+from passes.fusion.rms_norm import FuseRMSNormPass
 from passes.fusion.skip_layer_norm import FuseSkipLayerNormPass
 from passes.fusion.transpose import FuseTransposesPass
 
@@ -40,7 +42,9 @@ _ORDERED: list[type[OptimizationPass]] = [
     FuseConvAffinePass,
     FuseLayerNormPass,
     FuseLayerNormAnyOpsetPass,
+    FuseRMSNormPass,
     FuseGeluPass,
+    FuseHardActivationsPass,
     FuseGemmBatchNormPass,
     FuseMatMulAddPass,
     FuseTransposesPass,

@@ -1,7 +1,12 @@
-"""Gelu from its Erf form, as exporters emit it (opset >= 20).
+"""Gelu from its Erf and Tanh forms, as exporters emit them (opset >= 20).
 
 `0.5 * x * (1 + Erf(x / sqrt(2)))` in any of the exporters' orders (Div by sqrt(2) or Mul by
 1/sqrt(2); the 0.5 applied first, last or to x)  =>  `Gelu(x)`.
+
+`0.5 * x * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`, the 0.5 in the same orders and the Tanh
+argument in any arrangement of Add/Sub/Mul/Div-by-constant/Pow that is that polynomial in x
+(x^3 as Pow(x, 3) or x*x*x; x + 0.044715*x^3 or x*(1 + 0.044715*x*x); the sqrt(2/pi) outside or
+folded into the coefficients)  =>  `Gelu(x, approximate="tanh")`.
 """
 
 from __future__ import annotations
@@ -12,10 +17,15 @@ import math
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import other_operand, scalar, sole_consumer
+from passes.fusion.matching import other_operand, producer_of, scalar, sole_consumer
 from passes.graph_edit import replace_pattern
 
 __all__ = ["FuseGeluPass"]
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_CUBIC = 0.044715
+_MAX_POLYNOMIAL_NODES = 12
+"""How far the Tanh argument is followed upstream; the exporters' forms take at most 6 nodes."""
 
 
 def _close(value: float | None, target: float) -> bool:
@@ -28,6 +38,41 @@ class _Match:
     output: ir.Value
     last: ir.Node
     removed: list[ir.Node]
+    approximate: str = "none"
+
+
+def _match_half_product(plus_one: ir.Node, x: ir.Value | None, function: str) -> tuple[ir.Value, list[ir.Node]] | Declined:
+    """`0.5 * x * plus_one` in any order of its two Muls: x (found here when not given) and the Muls,
+    last one last; or why not."""
+    one_plus = plus_one.outputs[0]
+    first = sole_consumer(one_plus, "Mul")
+    if first is None:
+        return Declined(f"1 + {function} is not multiplied")
+    operand = other_operand(first, one_plus)
+    half = producer_of(operand, "Mul")
+    is_half_product = (
+        half is not None
+        and operand is not x
+        and len(operand.uses()) == 1
+        and not operand.is_graph_output()
+        and any(_close(scalar(v), 0.5) for v in half.inputs)
+    )
+    if operand is x or _close(scalar(operand), 0.5) or (x is None and not is_half_product):
+        second = sole_consumer(first.outputs[0], "Mul")
+        if second is None:
+            return Declined("product is not completed by a second Mul")
+        remaining = other_operand(second, first.outputs[0])
+        if _close(scalar(operand), 0.5) and remaining is not None and scalar(remaining) is None and (x is None or remaining is x):
+            return remaining, [first, second]
+        if _close(scalar(remaining), 0.5) and scalar(operand) is None and (x is None or operand is x):
+            return operand, [first, second]
+        return Declined(f"product is not 0.5 * x * (1 + {function})")
+    if is_half_product:
+        factor = next(v for v in half.inputs if _close(scalar(v), 0.5))
+        half_x = half.inputs[1] if half.inputs[0] is factor else half.inputs[0]
+        if scalar(half_x) is None and (x is None or half_x is x):
+            return half_x, [half, first]
+    return Declined(f"product is not 0.5 * x * (1 + {function})")
 
 
 class _ErfGelu(Rule):
@@ -46,32 +91,109 @@ class _ErfGelu(Rule):
         plus_one = sole_consumer(node.outputs[0], "Add")
         if plus_one is None or not _close(scalar(other_operand(plus_one, node.outputs[0])), 1.0):
             return Declined("Erf is not followed by + 1")
-        first = sole_consumer(plus_one.outputs[0], "Mul")
-        if first is None:
-            return Declined("1 + Erf is not multiplied")
-        removed = [scale, node, plus_one, first]
-        operand = other_operand(first, plus_one.outputs[0])
-        if operand is x or _close(scalar(operand), 0.5):
-            second = sole_consumer(first.outputs[0], "Mul")
-            if second is None:
-                return Declined("product is not completed by a second Mul")
-            remaining = other_operand(second, first.outputs[0])
-            if not ((operand is x and _close(scalar(remaining), 0.5)) or (operand is not x and remaining is x)):
-                return Declined("product is not 0.5 * x * (1 + Erf)")
-            removed.append(second)
-            return _Match(x, second.outputs[0], second, removed)
-        half = operand.producer() if operand is not None else None
-        if half is None or half.op_type != "Mul" or len(operand.uses()) != 1 or x not in half.inputs or not _close(scalar(other_operand(half, x)), 0.5):
-            return Declined("product is not 0.5 * x * (1 + Erf)")
-        removed.insert(0, half)
-        return _Match(x, first.outputs[0], first, removed)
+        product = _match_half_product(plus_one, x, "Erf")
+        if isinstance(product, Declined):
+            return product
+        _, muls = product
+        return _Match(x, muls[-1].outputs[0], muls[-1], [scale, node, plus_one, *muls])
 
     def rewrite(self, match: _Match) -> None:
-        replace_pattern(ir.Node("", "Gelu", [match.x], num_outputs=1), match.last, match.output, match.removed)
+        _replace_by_gelu(match)
+
+
+def _polynomial(value: ir.Value | None, x: ir.Value, nodes: list[ir.Node]) -> dict[int, float] | None:
+    """`value` as a polynomial in `x` (degree -> coefficient, degree <= 3) when it is computed from x
+    and scalar constants by Add, Sub, Mul, Div by a constant and Pow by 1, 2 or 3; else None.
+    The nodes computing it are appended to `nodes`, each before its operands' producers; at most
+    `_MAX_POLYNOMIAL_NODES` are followed."""
+    if value is x:
+        return {1: 1.0}
+    constant = scalar(value)
+    if constant is not None:
+        return {0: constant}
+    node = value.producer() if value is not None else None
+    if node is None or node.op_type not in ("Add", "Sub", "Mul", "Div", "Pow") or node.domain not in ("", "ai.onnx"):
+        return None
+    if len(nodes) >= _MAX_POLYNOMIAL_NODES:
+        return None
+    nodes.append(node)
+    left = _polynomial(node.inputs[0], x, nodes)
+    if left is None:
+        return None
+    if node.op_type in ("Pow", "Div"):
+        operand = scalar(node.inputs[1])
+        if node.op_type == "Div":
+            result = None if not operand else {d: c / operand for d, c in left.items()}
+        elif operand in (1.0, 2.0, 3.0):
+            result = {0: 1.0}
+            for _ in range(int(operand)):
+                result = _times(result, left)
+        else:
+            result = None
+    else:
+        right = _polynomial(node.inputs[1], x, nodes)
+        if right is None:
+            return None
+        if node.op_type == "Mul":
+            result = _times(left, right)
+        else:
+            sign = 1.0 if node.op_type == "Add" else -1.0
+            result = dict(left)
+            for degree, coefficient in right.items():
+                result[degree] = result.get(degree, 0.0) + sign * coefficient
+    if result is None or max(result, default=0) > 3:
+        return None
+    return result
+
+
+def _times(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
+    product: dict[int, float] = {}
+    for da, ca in a.items():
+        for db, cb in b.items():
+            product[da + db] = product.get(da + db, 0.0) + ca * cb
+    return product
+
+
+class _TanhGelu(Rule):
+    name = "gelu-tanh"
+    anchor = "Tanh"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        if model.opset_imports.get("", 0) < 20:
+            return Declined("opset below 20 (use --target-opset 20)")
+        plus_one = sole_consumer(node.outputs[0], "Add")
+        if plus_one is None or not _close(scalar(other_operand(plus_one, node.outputs[0])), 1.0):
+            return Declined("Tanh is not followed by + 1")
+        product = _match_half_product(plus_one, None, "Tanh")
+        if isinstance(product, Declined):
+            return product
+        x, muls = product
+        inner: list[ir.Node] = []
+        polynomial = _polynomial(node.inputs[0], x, inner)
+        if polynomial is None:
+            return Declined("Tanh input is not a cubic polynomial in x")
+        terms = {degree: c for degree, c in polynomial.items() if c != 0.0}
+        if set(terms) != {1, 3} or not _close(terms[1], _SQRT_2_OVER_PI) or not _close(terms[3] / terms[1], _CUBIC):
+            return Declined("Tanh input is not sqrt(2/pi) * (x + 0.044715 * x^3)")
+        for inner_node in inner:
+            out = inner_node.outputs[0]
+            if len(out.uses()) != 1 or out.is_graph_output():
+                return Declined("an intermediate is used elsewhere")
+        removed = [*reversed(inner), node, plus_one, *muls]  # producers before their consumers
+        return _Match(x, muls[-1].outputs[0], muls[-1], removed, approximate="tanh")
+
+    def rewrite(self, match: _Match) -> None:
+        _replace_by_gelu(match)
+
+
+def _replace_by_gelu(match: _Match) -> None:
+    attributes = [ir.AttrString("approximate", match.approximate)] if match.approximate != "none" else []
+    fused = ir.Node("", "Gelu", [match.x], attributes, num_outputs=1)
+    replace_pattern(fused, match.last, match.output, match.removed)
 
 
 class FuseGeluPass(RewritePass):
     name = "fuse-gelu"
     level = "O2"
-    description = "Replace 0.5*x*(1+Erf(x/sqrt(2))) in its exporters' orders by Gelu (opset >= 20)."
-    rules = (_ErfGelu,)
+    description = "Replace 0.5*x*(1+Erf(x/sqrt(2))) and 0.5*x*(1+Tanh(sqrt(2/pi)*(x+0.044715*x^3))) in their exporters' orders by Gelu (opset >= 20)."
+    rules = (_ErfGelu, _TanhGelu)

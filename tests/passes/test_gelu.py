@@ -47,3 +47,89 @@ def test_declines(body, opset, reason, extra):
     assert applied.stats == {}
     assert applied.declined == {f"gelu: {reason}": 1}
     assert_unchanged(text, model)
+
+
+def _tanh_text(body: str, opset: int = 20, extra_outputs: str = "") -> str:
+    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
+g (float[2, 8] x) => (float[2, 8] y{extra_outputs})
+  <float k = {{0.7978845608}}, float c = {{0.044715}}, float kc = {{0.0356774081}}, float one = {{1.0}}, float half = {{0.5}},
+   float two = {{2.0}}, float three = {{3.0}}, float four = {{4.0}}, float wrong = {{0.05}}>
+{{
+  {body}
+}}"""
+
+
+# transformers' NewGELUActivation (GPT-2 gelu_new) as torch.onnx exports it: 0.5*x first, Pow(x, 3.0).
+GPT2 = """h = Mul(x, half)
+  p = Pow(x, three)
+  q = Mul(p, c)
+  r = Add(x, q)
+  t = Mul(r, k)
+  th = Tanh(t)
+  s = Add(th, one)
+  y = Mul(h, s)"""
+# x^3 as x * (x * x), constants on the left, 0.5 applied last.
+CUBE_BY_MULS = """sq = Mul(x, x)
+  cu = Mul(x, sq)
+  q = Mul(c, cu)
+  r = Add(q, x)
+  t = Mul(k, r)
+  th = Tanh(t)
+  s = Add(one, th)
+  m = Mul(x, s)
+  y = Mul(m, half)"""
+# FastGELU / Megatron: sqrt(2/pi) * x * (1 + 0.044715 * x * x), 0.5 applied to (1 + Tanh).
+FACTORED = """a = Mul(x, k)
+  b = Mul(c, x)
+  bb = Mul(b, x)
+  o = Add(one, bb)
+  t = Mul(a, o)
+  th = Tanh(t)
+  s = Add(th, one)
+  m = Mul(s, half)
+  y = Mul(x, m)"""
+# sqrt(2/pi) folded into the coefficients by a constant folder.
+FOLDED = """a = Mul(x, k)
+  p = Pow(x, three)
+  b = Mul(p, kc)
+  t = Add(a, b)
+  th = Tanh(t)
+  s = Add(th, one)
+  m = Mul(x, s)
+  y = Mul(half, m)"""
+
+
+@pytest.mark.parametrize("body", [GPT2, CUBE_BY_MULS, FACTORED, FOLDED], ids=["gpt2-gelu-new", "cube-by-muls", "factored", "folded"])
+def test_fuses_tanh_gelu_forms(body):
+    text = _tanh_text(body)
+    model = from_text(text)
+    applied = run_pass(FuseGeluPass, model)
+    assert applied.stats == {"gelu-tanh": 1}
+    assert ops(model) == ["Gelu"]
+    gelu = next(iter(model.graph))
+    assert gelu.attributes["approximate"].as_string() == "tanh"
+    assert gelu.inputs[0].name == "x" and gelu.outputs[0].name == "y"
+    assert_equivalent(text, model, random_feeds(x=(2, 8)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "body, opset, reason, extra",
+    [
+        (GPT2, 18, "opset below 20 (use --target-opset 20)", ""),
+        (GPT2.replace("Add(th, one)", "Add(th, two)"), 20, "Tanh is not followed by + 1", ""),
+        (GPT2 + "\n  z = Relu(s)", 20, "1 + Tanh is not multiplied", ", float[2, 8] z"),
+        (FACTORED.replace("  y = Mul(x, m)", "").replace("m = Mul(s, half)", "y = Mul(s, half)"), 20, "product is not completed by a second Mul", ""),
+        (CUBE_BY_MULS.replace("Mul(m, half)", "Mul(m, two)"), 20, "product is not 0.5 * x * (1 + Tanh)", ""),
+        (GPT2.replace("Pow(x, three)", "Pow(x, four)"), 20, "Tanh input is not a cubic polynomial in x", ""),
+        (GPT2.replace("Mul(p, c)", "Mul(p, wrong)"), 20, "Tanh input is not sqrt(2/pi) * (x + 0.044715 * x^3)", ""),
+        (GPT2 + "\n  z = Relu(p)", 20, "an intermediate is used elsewhere", ", float[2, 8] z"),
+    ],
+    ids=["old-opset", "not-plus-one", "shared-one-plus-tanh", "no-second-mul", "wrong-half", "not-cubic", "wrong-coefficient", "shared-cube"],
+)
+def test_tanh_declines(body, opset, reason, extra):
+    text = _tanh_text(body, opset, extra)
+    model = from_text(text)
+    applied = run_pass(FuseGeluPass, model)
+    assert applied.stats == {}
+    assert applied.declined == {f"gelu-tanh: {reason}": 1}
+    assert_unchanged(text, model)

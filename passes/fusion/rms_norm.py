@@ -1,0 +1,180 @@
+"""RMSNormalization from its decomposition, as exporters emit it (opset >= 23).
+
+`s = Sqrt(Add(ReduceMean(Pow(x, 2) | Mul(x, x)), eps));
+ n = Div(x, s) | Mul(x, Reciprocal(s)) | Mul(x, Div(1, s)); y = Mul(n, gamma)`
+  =>  `y = RMSNormalization(x, gamma, axis=-k, epsilon=eps)`
+over the trailing k axes; gamma is optional in the pattern (ones in the fusion). transformers'
+LlamaRMSNorm casts to float32 and back (`Cast(x, to=float)` before, `Cast(n, to=float)` before the
+weight); those casts go too when they are identities, i.e. for float32 input. Any other input type
+is declined, since RMSNormalization would then compute in float32 (stash_type) what the model
+computes in its own type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.fusion.matching import other_operand, producer_of, scalar, sole_consumer
+from passes.graph_edit import add_initializer, replace_pattern
+from passes.values import constant_array
+
+__all__ = ["FuseRMSNormPass"]
+
+
+@dataclasses.dataclass
+class _Match:
+    x: ir.Value
+    axis: int
+    epsilon: float
+    gamma: ir.Value | None
+    output: ir.Value
+    anchor: ir.Node
+    removed: list[ir.Node]
+
+
+def _reduce_axes(node: ir.Node) -> list[int] | None:
+    """The axes of a keepdims ReduceMean (attribute before opset 18, input from 18); None when unknown."""
+    attr = node.attributes.get("axes")
+    if attr is not None and not attr.is_ref():
+        axes = list(attr.as_ints())
+    elif len(node.inputs) > 1 and node.inputs[1] is not None:
+        array = constant_array(node.inputs[1])
+        if array is None:
+            return None
+        axes = [int(a) for a in array.reshape(-1)]
+    else:
+        return None
+    keepdims = node.attributes.get("keepdims")
+    if keepdims is not None and not keepdims.is_ref() and keepdims.as_int() == 0:
+        return None
+    return axes
+
+
+def _is_float_cast(node: ir.Node | None) -> bool:
+    attr = node.attributes.get("to") if node is not None else None
+    return attr is not None and not attr.is_ref() and attr.as_int() == ir.DataType.FLOAT
+
+
+def _is_centered(x: ir.Value) -> bool:
+    """`x = a - ReduceMean(a)`: the pattern is then a LayerNormalization."""
+    sub = producer_of(x, "Sub")
+    mean = producer_of(sub.inputs[1], "ReduceMean") if sub is not None else None
+    return mean is not None and mean.inputs[0] is sub.inputs[0]
+
+
+class _RMSNormDecomposition(Rule):
+    name = "rmsnorm"
+    anchor = "Sqrt"
+
+    def match(self, node: ir.Node, model: ir.Model):
+        if model.opset_imports.get("", 0) < 23:
+            return Declined("opset below 23 (use --target-opset 23)")
+        add_eps = producer_of(node.inputs[0], "Add")
+        mean_square = next((v for v in add_eps.inputs if producer_of(v, "ReduceMean") is not None), None) if add_eps is not None else None
+        epsilon = scalar(other_operand(add_eps, mean_square)) if mean_square is not None else None
+        if epsilon is None:
+            return Declined("Sqrt input is not Add(mean square, constant eps)")
+        reduce = mean_square.producer()
+        square = reduce.inputs[0].producer() if reduce.inputs[0] is not None else None
+        if square is None or square.op_type not in ("Pow", "Mul") or square.domain not in ("", "ai.onnx"):
+            return Declined("mean is not of a square")
+        x = square.inputs[0]
+        if square.op_type == "Pow" and scalar(square.inputs[1]) != 2.0:
+            return Declined("Pow exponent is not 2")
+        if square.op_type == "Mul" and square.inputs[1] is not x:
+            return Declined("mean is not of a square")
+        if _is_centered(x):
+            return Declined("input is x - mean(x): a LayerNormalization, left to fuse-layer-norm")
+        axes, rank = _reduce_axes(reduce), (len(x.shape) if x.shape is not None else None)
+        if axes is None or rank is None:
+            return Declined("reduction axes or input rank unknown")
+        normalized = sorted(a % rank for a in axes) if all(-rank <= a < rank for a in axes) else []
+        if not normalized or normalized != list(range(rank - len(normalized), rank)):
+            return Declined("reduction is not over the trailing axes")
+        for value in (square.outputs[0], reduce.outputs[0], add_eps.outputs[0], node.outputs[0]):
+            if len(value.uses()) != 1 or value.is_graph_output():
+                return Declined("an intermediate is used elsewhere")
+        # The normalization: Div(x, s), Mul(x, Reciprocal(s)) or Mul(x, Div(1, s)).
+        removed = [square, reduce, add_eps, node]
+        divide = sole_consumer(node.outputs[0])
+        if divide is not None and (
+            divide.op_type == "Reciprocal" or (divide.op_type == "Div" and divide.inputs[1] is node.outputs[0] and scalar(divide.inputs[0]) == 1.0)
+        ):
+            removed.append(divide)
+            inverse = divide.outputs[0]
+            divide = sole_consumer(inverse, "Mul")
+            if divide is None or other_operand(divide, inverse) is not x:
+                return Declined("Sqrt is not the divisor of the input")
+        elif divide is None or divide.op_type != "Div" or divide.inputs[0] is not x:
+            return Declined("Sqrt is not the divisor of the input")
+        removed.append(divide)
+        # transformers' casts to float32 and back: identities for float32 input, declined otherwise.
+        source, cast_in = x, producer_of(x, "Cast")
+        if cast_in is not None and _is_float_cast(cast_in):
+            if cast_in.inputs[0].dtype != ir.DataType.FLOAT:
+                return Declined("Cast to float32 is not an identity (input is not float32)")
+            if {use.node for use in x.uses()} == {square, divide} and not x.is_graph_output():
+                source = cast_in.inputs[0]
+                removed.insert(0, cast_in)
+        if source.dtype != ir.DataType.FLOAT:
+            return Declined("input is not float32")
+        output = divide.outputs[0]
+        cast_out = sole_consumer(output, "Cast")
+        if cast_out is not None and _is_float_cast(cast_out):
+            output = cast_out.outputs[0]
+            removed.append(cast_out)
+        gamma = None
+        scale_node = sole_consumer(output, "Mul")
+        if scale_node is not None and constant_array(other_operand(scale_node, output)) is not None:
+            gamma, output = other_operand(scale_node, output), scale_node.outputs[0]
+            removed.append(scale_node)
+        dims = tuple(x.shape[a] for a in normalized)
+        if not all(isinstance(d, int) for d in dims):
+            return Declined("normalized dims are dynamic")
+        if gamma is not None and _as_parameter(constant_array(gamma), dims) is None:
+            return Declined("scale does not match the normalized dims")
+        return _Match(source, normalized[0] - rank, epsilon, gamma, output, removed[-1], removed)
+
+    def rewrite(self, match: _Match) -> None:
+        graph = match.anchor.graph
+        dims = tuple(int(d) for d in match.x.shape[match.axis :])
+        if match.gamma is None:
+            scale = add_initializer(graph, f"{match.output.name}_scale", np.ones(dims, np.float32))
+        else:
+            array = constant_array(match.gamma)
+            scale = match.gamma if array.shape == dims else add_initializer(graph, f"{match.output.name}_scale", _as_parameter(array, dims))
+        fused = ir.Node(
+            "",
+            "RMSNormalization",
+            [match.x, scale],
+            [ir.AttrInt64("axis", match.axis), ir.AttrFloat32("epsilon", match.epsilon)],
+            num_outputs=1,
+        )
+        replace_pattern(fused, match.anchor, match.output, match.removed)
+
+
+def _as_parameter(array: np.ndarray | None, dims: tuple[int, ...]) -> np.ndarray | None:
+    """`array` as a tensor of exactly the normalized dims, when it broadcasts to them; else None."""
+    if array is None:
+        return None
+    shape = array.shape
+    while len(shape) > len(dims) and shape[0] == 1:
+        shape = shape[1:]
+    try:
+        if np.broadcast_shapes(shape, dims) != dims:
+            return None
+    except ValueError:
+        return None
+    return np.ascontiguousarray(np.broadcast_to(array.reshape(shape), dims))
+
+
+class FuseRMSNormPass(RewritePass):
+    name = "fuse-rms-norm"
+    level = "O2"
+    description = "Replace decomposed RMSNorm (Pow/ReduceMean/Add/Sqrt/Div or Reciprocal+Mul[/Mul], Llama's float32 Casts when identities) by RMSNormalization (opset >= 23)."
+    needs_shapes = True
+    rules = (_RMSNormDecomposition,)
