@@ -15,9 +15,10 @@ from passes.folding.constant_if import InlineConstantIfPass
 from passes.folding.initializer_inputs import InitializerInputsToConstantsPass
 from passes.folding.shape_folding import FoldShapesPass
 from passes.fusion.attention import FuseAttentionPass
+from passes.fusion.bias_gelu import FuseBiasGeluPass
 from passes.fusion.conv_affine import FuseConvAffinePass
 from passes.fusion.conv_bn import FuseConvBatchNormPass, FuseGemmBatchNormPass
-from passes.fusion.gelu import FuseGeluPass
+from passes.fusion.gelu import FuseGeluAnyOpsetPass, FuseGeluPass
 from passes.fusion.gemm import FuseMatMulAddPass
 from passes.fusion.hard_activations import FuseHardActivationsPass
 from passes.fusion.layer_norm import FuseLayerNormAnyOpsetPass, FuseLayerNormPass
@@ -44,12 +45,14 @@ _ORDERED: list[type[OptimizationPass]] = [
     FuseLayerNormAnyOpsetPass,
     FuseRMSNormPass,
     FuseGeluPass,
+    FuseGeluAnyOpsetPass,
     FuseHardActivationsPass,
     FuseGemmBatchNormPass,
     FuseMatMulAddPass,
     FuseTransposesPass,
     FuseAttentionPass,
     FuseSkipLayerNormPass,
+    FuseBiasGeluPass,
     EliminateCommonSubexpressionsPass,
     DeduplicateConstantsPass,
     EliminateDeadCodePass,

@@ -25,13 +25,12 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import producer_of, scalar, sole_consumer
+from passes.fusion.matching import MS_DOMAIN, producer_of, scalar, sole_consumer
 from passes.graph_edit import add_initializer, bypass_value
 from passes.values import constant_array
 
-__all__ = ["FuseAttentionPass", "MS_DOMAIN"]
+__all__ = ["FuseAttentionPass"]
 
-MS_DOMAIN = "com.microsoft"
 _FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16)
 
 

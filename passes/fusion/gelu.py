@@ -7,6 +7,9 @@
 argument in any arrangement of Add/Sub/Mul/Div-by-constant/Pow that is that polynomial in x
 (x^3 as Pow(x, 3) or x*x*x; x + 0.044715*x^3 or x*(1 + 0.044715*x*x); the sqrt(2/pi) outside or
 folded into the coefficients)  =>  `Gelu(x, approximate="tanh")`.
+
+Below opset 20 the standard op does not exist; O3 (models meant for onnxruntime) fuses the same
+patterns into onnxruntime's com.microsoft `Gelu` and `FastGelu` (the Tanh form) instead.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import math
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import other_operand, producer_of, scalar, sole_consumer
+from passes.fusion.matching import MS_DOMAIN, other_operand, producer_of, scalar, sole_consumer
 from passes.graph_edit import replace_pattern
 
-__all__ = ["FuseGeluPass"]
+__all__ = ["FuseGeluPass", "FuseGeluAnyOpsetPass"]
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _CUBIC = 0.044715
@@ -75,13 +78,40 @@ def _match_half_product(plus_one: ir.Node, x: ir.Value | None, function: str) ->
     return Declined(f"product is not 0.5 * x * (1 + {function})")
 
 
-class _ErfGelu(Rule):
+class _StandardGelu(Rule):
+    """Fuses into the standard Gelu, which needs opset 20."""
+
+    def opset_reason(self, opset: int) -> str | None:
+        return "opset below 20 (use --target-opset 20 or --level O3)" if opset < 20 else None
+
+    def fused(self, match: _Match) -> ir.Node:
+        attributes = [ir.AttrString("approximate", match.approximate)] if match.approximate != "none" else []
+        return ir.Node("", "Gelu", [match.x], attributes, num_outputs=1)
+
+    def rewrite(self, match: _Match) -> None:
+        replace_pattern(self.fused(match), match.last, match.output, match.removed)
+
+
+class _OnnxruntimeGelu(_StandardGelu):
+    """Fuses into onnxruntime's Gelu / FastGelu, below opset 20 (above it, the standard rule applies)."""
+
+    introduces = {MS_DOMAIN: 1}
+
+    def opset_reason(self, opset: int) -> str | None:
+        return "opset 20 or later: the standard fusion applies" if opset >= 20 else None
+
+    def fused(self, match: _Match) -> ir.Node:
+        op = "FastGelu" if match.approximate == "tanh" else "Gelu"
+        return ir.Node(MS_DOMAIN, op, [match.x], num_outputs=1)
+
+
+class _ErfGelu(_StandardGelu):
     name = "gelu"
     anchor = "Erf"
 
     def match(self, node: ir.Node, model: ir.Model):
-        if model.opset_imports.get("", 0) < 20:
-            return Declined("opset below 20 (use --target-opset 20)")
+        if (reason := self.opset_reason(model.opset_imports.get("", 0))) is not None:
+            return Declined(reason)
         scale = node.inputs[0].producer()
         if scale is None or scale.op_type not in ("Div", "Mul") or len(scale.outputs[0].uses()) != 1:
             return Declined("Erf input is not x / sqrt(2)")
@@ -96,9 +126,6 @@ class _ErfGelu(Rule):
             return product
         _, muls = product
         return _Match(x, muls[-1].outputs[0], muls[-1], [scale, node, plus_one, *muls])
-
-    def rewrite(self, match: _Match) -> None:
-        _replace_by_gelu(match)
 
 
 def _polynomial(value: ir.Value | None, x: ir.Value, nodes: list[ir.Node]) -> dict[int, float] | None:
@@ -154,13 +181,13 @@ def _times(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
     return product
 
 
-class _TanhGelu(Rule):
+class _TanhGelu(_StandardGelu):
     name = "gelu-tanh"
     anchor = "Tanh"
 
     def match(self, node: ir.Node, model: ir.Model):
-        if model.opset_imports.get("", 0) < 20:
-            return Declined("opset below 20 (use --target-opset 20)")
+        if (reason := self.opset_reason(model.opset_imports.get("", 0))) is not None:
+            return Declined(reason)
         plus_one = sole_consumer(node.outputs[0], "Add")
         if plus_one is None or not _close(scalar(other_operand(plus_one, node.outputs[0])), 1.0):
             return Declined("Tanh is not followed by + 1")
@@ -182,14 +209,13 @@ class _TanhGelu(Rule):
         removed = [*reversed(inner), node, plus_one, *muls]  # producers before their consumers
         return _Match(x, muls[-1].outputs[0], muls[-1], removed, approximate="tanh")
 
-    def rewrite(self, match: _Match) -> None:
-        _replace_by_gelu(match)
+
+class _OnnxruntimeErfGelu(_OnnxruntimeGelu, _ErfGelu):
+    name = "gelu (opset < 20, onnxruntime)"
 
 
-def _replace_by_gelu(match: _Match) -> None:
-    attributes = [ir.AttrString("approximate", match.approximate)] if match.approximate != "none" else []
-    fused = ir.Node("", "Gelu", [match.x], attributes, num_outputs=1)
-    replace_pattern(fused, match.last, match.output, match.removed)
+class _OnnxruntimeTanhGelu(_OnnxruntimeGelu, _TanhGelu):
+    name = "fastgelu (opset < 20, onnxruntime)"
 
 
 class FuseGeluPass(RewritePass):
@@ -197,3 +223,10 @@ class FuseGeluPass(RewritePass):
     level = "O2"
     description = "Replace 0.5*x*(1+Erf(x/sqrt(2))) and 0.5*x*(1+Tanh(sqrt(2/pi)*(x+0.044715*x^3))) in their exporters' orders by Gelu (opset >= 20)."
     rules = (_ErfGelu, _TanhGelu)
+
+
+class FuseGeluAnyOpsetPass(RewritePass):
+    name = "fuse-gelu-ort"
+    level = "O3"
+    description = "Below opset 20: replace the Erf and Tanh Gelu forms by com.microsoft Gelu and FastGelu."
+    rules = (_OnnxruntimeErfGelu, _OnnxruntimeTanhGelu)

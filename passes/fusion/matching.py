@@ -6,7 +6,10 @@ import onnx_ir as ir
 
 from passes.values import constant_array
 
-__all__ = ["producer_of", "sole_consumer", "other_operand", "scalar"]
+__all__ = ["MS_DOMAIN", "producer_of", "sole_consumer", "other_operand", "scalar"]
+
+MS_DOMAIN = "com.microsoft"
+"""onnxruntime's contrib-op domain (O3 fusions)."""
 
 
 def producer_of(value: ir.Value | None, op: str) -> ir.Node | None:

@@ -16,8 +16,7 @@ import dataclasses
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.attention import MS_DOMAIN
-from passes.fusion.matching import producer_of
+from passes.fusion.matching import MS_DOMAIN, producer_of
 from passes.graph_edit import bypass_value
 from passes.values import constant_array
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from passes.fusion.gelu import FuseGeluPass
+from passes.fusion.gelu import FuseGeluAnyOpsetPass, FuseGeluPass
 from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
 
 
@@ -33,7 +33,7 @@ def test_fuses_gelu_forms(body):
 @pytest.mark.parametrize(
     "body, opset, reason, extra",
     [
-        (PYTORCH, 17, "opset below 20 (use --target-opset 20)", ""),
+        (PYTORCH, 17, "opset below 20 (use --target-opset 20 or --level O3)", ""),
         (PYTORCH.replace("Div(x, sqrt2)", "Div(x, two)"), 20, "Erf input is not x / sqrt(2)", ""),
         (PYTORCH.replace("y = Mul(m, half)", "y = Mul(m, two)"), 20, "product is not 0.5 * x * (1 + Erf)", ""),
         (PYTORCH + "\n  z = Relu(s)", 20, "1 + Erf is not multiplied", ", float[2, 8] z"),
@@ -115,7 +115,7 @@ def test_fuses_tanh_gelu_forms(body):
 @pytest.mark.parametrize(
     "body, opset, reason, extra",
     [
-        (GPT2, 18, "opset below 20 (use --target-opset 20)", ""),
+        (GPT2, 18, "opset below 20 (use --target-opset 20 or --level O3)", ""),
         (GPT2.replace("Add(th, one)", "Add(th, two)"), 20, "Tanh is not followed by + 1", ""),
         (GPT2 + "\n  z = Relu(s)", 20, "1 + Tanh is not multiplied", ", float[2, 8] z"),
         (FACTORED.replace("  y = Mul(x, m)", "").replace("m = Mul(s, half)", "y = Mul(s, half)"), 20, "product is not completed by a second Mul", ""),
@@ -132,4 +132,33 @@ def test_tanh_declines(body, opset, reason, extra):
     applied = run_pass(FuseGeluPass, model)
     assert applied.stats == {}
     assert applied.declined == {f"gelu-tanh: {reason}": 1}
+    assert_unchanged(text, model)
+
+
+@pytest.mark.parametrize(
+    "text, op, rule, shape",
+    [
+        (_text(PYTORCH, opset=13), "Gelu", "gelu (opset < 20, onnxruntime)", (2, 8)),
+        (_text(HALF_FIRST, opset=11), "Gelu", "gelu (opset < 20, onnxruntime)", (2, 8)),
+        (_tanh_text(GPT2, opset=17), "FastGelu", "fastgelu (opset < 20, onnxruntime)", None),
+    ],
+    ids=["erf-opset13", "erf-opset11", "gpt2-tanh-opset17"],
+)
+def test_onnxruntime_variant_fuses_below_opset_20(text, op, rule, shape):
+    model = from_text(text)
+    applied = run_pass(FuseGeluAnyOpsetPass, model)
+    assert applied.stats == {rule: 1}
+    assert ops(model) == [op]
+    assert model.graph.node(0).domain == "com.microsoft"
+    assert model.opset_imports["com.microsoft"] == 1
+    x_shape = tuple(model.graph.inputs[0].shape)
+    assert_equivalent(text, model, random_feeds(x=x_shape), rtol=1e-4, atol=1e-5)
+
+
+def test_onnxruntime_variant_leaves_opset_20_to_the_standard_pass():
+    text = _text(PYTORCH, opset=20)
+    model = from_text(text)
+    applied = run_pass(FuseGeluAnyOpsetPass, model)
+    assert applied.stats == {}
+    assert applied.declined == {"gelu (opset < 20, onnxruntime): opset 20 or later: the standard fusion applies": 1}
     assert_unchanged(text, model)
