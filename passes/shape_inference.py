@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import _c_api_utils
+
+from passes.values import constant_array
 
 __all__ = ["infer_shapes"]
 
@@ -49,7 +52,12 @@ def infer_shapes(model: ir.Model) -> bool:
     """Annotate values with inferred types and shapes in place; a failure leaves the model as it was."""
     order = list(model.graph.initializers.values())
     try:
-        return _merge(model, _c_api_utils.call_onnx_api(_infer, model))
+        modified = _merge(model, _c_api_utils.call_onnx_api(_infer, model))
+        if _resolve_reshapes(model.graph):  # then propagate what the resolved shapes tell downstream
+            _forget_placeholders(model.graph)
+            _merge(model, _c_api_utils.call_onnx_api(_infer, model))
+            modified = True
+        return modified
     except Exception as error:  # noqa: BLE001 - inference is best-effort
         logger.info("shape inference failed: %s", error)
         return False
@@ -65,3 +73,86 @@ def _restore_order(graph: ir.Graph, order: list[ir.Value]) -> None:
         graph.initializers.pop(value.name, None)
     for value in order:
         graph.initializers[value.name] = value
+
+
+def _shape_dims(value: ir.Value | None) -> list | None:
+    """The dims a 1-D int64 shape tensor holds, as ints, symbolic dims or None (unknown), when it is
+    a constant or a Concat of constants and `Unsqueeze(Gather(Shape(t), i))` / `Gather(Shape(t), [i])`
+    pieces: the form exporters build Reshape targets in for dynamic axes. None when not of that form."""
+    array = constant_array(value)
+    if array is not None:
+        return [int(v) for v in array.reshape(-1)] if array.ndim <= 1 and array.dtype.kind == "i" else None
+    node = value.producer() if value is not None else None
+    if node is None or node.op_type != "Concat" or node.domain not in ("", "ai.onnx"):
+        return None
+    dims: list = []
+    for piece in node.inputs:
+        array = constant_array(piece)
+        if array is not None and array.ndim == 1 and array.dtype.kind == "i":
+            dims.extend(int(v) for v in array)
+            continue
+        producer = piece.producer() if piece is not None else None
+        if producer is not None and producer.op_type == "Unsqueeze":
+            producer = producer.inputs[0].producer()
+        if producer is None or producer.op_type != "Gather":
+            return None
+        index = constant_array(producer.inputs[1])
+        source = producer.inputs[0].producer()
+        if index is None or index.size != 1 or source is None or source.op_type != "Shape" or len(source.attributes):
+            return None
+        shape = source.inputs[0].shape
+        position = int(index.reshape(-1)[0])
+        dims.append(shape[position] if shape is not None and -len(shape) <= position < len(shape) else None)
+    return dims
+
+
+def _resolve_reshapes(graph: ir.Graph) -> bool:
+    """Give Reshape outputs that onnx's inference left without a shape the shape their target spells out."""
+    resolved = False
+    for node in graph:
+        if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
+            continue
+        output, source = node.outputs[0], node.inputs[0]
+        if output.shape is not None and not any(_unknown(d) for d in output.shape):
+            continue
+        dims = _shape_dims(node.inputs[1])
+        allowzero = node.attributes.get("allowzero")
+        if dims is None or (allowzero is not None and allowzero.value):
+            continue
+        for i, dim in enumerate(dims):
+            if dim == 0:
+                dims[i] = source.shape[i] if source.shape is not None and i < len(source.shape) else None
+        if sum(1 for d in dims if d == -1) > 1:
+            continue
+        if -1 in dims:
+            known = [d for d in dims if d != -1]
+            total = source.shape.numel() if source.shape is not None and source.shape.is_static() else None
+            if total is not None and all(isinstance(d, int) and d > 0 for d in known):
+                dims[dims.index(-1)] = total // max(1, int(np.prod(known)))
+            else:
+                dims[dims.index(-1)] = None
+        if output.shape is not None:
+            if len(output.shape) != len(dims):
+                continue
+            dims = [d if _unknown(known) else known for d, known in zip(dims, output.shape)]
+            if list(dims) == list(output.shape):
+                continue
+        output.shape = ir.Shape(dims)
+        resolved = True
+    return resolved
+
+
+def _forget_placeholders(graph: ir.Graph) -> None:
+    """Drop inner shapes holding `unk__N` dims, so a new inference can name them (onnx keeps old names)."""
+    for node in graph:
+        for output in node.outputs:
+            if output.shape is not None and not output.is_graph_output() and any(_unknown(d) for d in output.shape):
+                output.shape = None
+
+
+def _unknown(dim) -> bool:
+    """A dim onnx's inference could not name: None, or the `unk__N` placeholders it invents."""
+    if isinstance(dim, int):
+        return False
+    value = getattr(dim, "value", dim)
+    return value is None or (isinstance(value, str) and value.startswith("unk__"))

@@ -137,8 +137,9 @@ def _linear(b: _Builder, x: str, tag: str, fan_in: int, fan_out: int) -> str:
     return b.op("Add", b.op("MatMul", x, w), bias)
 
 
-def transformer_block() -> onnx.ModelProto:
-    """One pre-LN encoder block as exporters emit it: decomposed LayerNorm, attention, erf Gelu."""
+def transformer_block(opset: int = OPSET) -> onnx.ModelProto:
+    """One pre-LN encoder block as exporters emit it: decomposed LayerNorm, attention, erf Gelu
+    (opset 13 is what tf2onnx and older PyTorch emit; the bundled file is opset 17)."""
     hidden_size, heads, head_dim, ffn = 64, 4, 16, 128
     b = _Builder(2)
     x = "hidden"
@@ -177,7 +178,7 @@ def transformer_block() -> onnx.ModelProto:
         [helper.make_tensor_value_info("out", FLOAT, ["batch", "seq", hidden_size])],
         b.initializers,
     )
-    return _model(graph)
+    return _model(graph, opset=opset)
 
 
 def inception_block() -> onnx.ModelProto:

@@ -124,3 +124,34 @@ def test_keep_initializer_inputs(tmp_path):
     assert _io_names(out) == _io_names(source)
     # never fold across a graph input: the Reshape of an overridable weight stays
     assert result.after.op_counts.get("Reshape") == 1, result.after.op_counts
+
+
+DECOMPOSITIONS = ("ReduceMean", "Sub", "Pow", "Sqrt", "Div", "Erf", "Softmax")
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_o3_leaves_no_transformer_decomposition_and_runs_in_onnxruntime(opset, tmp_path):
+    source = tmp_path / "block.onnx"
+    onnx.save(build.transformer_block(opset=opset), str(source))
+    out = tmp_path / "out.onnx"
+    result = optimize(source, out, level="O3", force=True)
+    assert result.verification.status == "passed", result.verification.to_dict()
+    assert result.dropped == []
+    left = {op: n for op, n in result.after.op_counts.items() if op in DECOMPOSITIONS}
+    assert left == {}, left
+    assert result.introduced_ops == {"com.microsoft:Attention": 1, "com.microsoft:BiasGelu": 1, "com.microsoft:SkipLayerNormalization": 1}
+    assert result.after.op_counts.get("LayerNormalization") == 1
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert all(np.all(np.isfinite(o)) for o in session.run(None, _feeds(session, np.random.default_rng(0))))
+
+
+def test_o2_with_target_opset_leaves_no_layer_norm_or_gelu_decomposition(tmp_path):
+    source = tmp_path / "block13.onnx"
+    onnx.save(build.transformer_block(opset=13), str(source))
+    out = tmp_path / "out.onnx"
+    result = optimize(source, out, level="O2", target_opset=20, force=True)
+    assert result.verification.status == "passed", result.verification.to_dict()
+    assert result.dropped == []
+    assert result.after.op_counts.get("LayerNormalization") == 2 and result.after.op_counts.get("Gelu") == 1, result.after.op_counts
+    assert not {"ReduceMean", "Sqrt", "Erf", "Pow"} & set(result.after.op_counts)
+    assert result.introduced_ops == {}
