@@ -5,7 +5,9 @@
     y = com.microsoft.Gelu(Add(x, b))           =>  y = BiasGelu(x, b)
     y = com.microsoft.FastGelu(Add(x, b))       =>  y = FastGelu(x, b)
 
-with b a constant vector of x's last dim (the dense layer's bias in BERT/GPT-2 feed-forward blocks).
+with b a constant vector of x's last dim. When x is a dense layer's MatMul with a constant weight
+(BERT and ViT feed-forward blocks) the rule declines: onnxruntime then fuses MatMul + bias into one
+Gemm, which measured 1-2% faster than MatMul + BiasGelu on BERT-base and ViT-base on this CPU.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ class _BiasGelu(Rule):
                 break
         else:
             return Declined("input is not a bias Add")
+        dense = producer_of(x, "MatMul")
+        if dense is not None and constant_array(dense.inputs[1]) is not None and len(x.uses()) == 1:
+            # onnxruntime folds MatMul + bias into one Gemm; that measured 1-2% faster than BiasGelu
+            # on BERT-base and ViT-base here (1 thread, seq 128), so the bias stays with the MatMul.
+            return Declined("bias belongs to a dense MatMul (onnxruntime fuses them into Gemm, faster)")
         if x.shape is None or len(x.shape) < 1 or array.shape != (x.shape[-1],):
             return Declined("bias is not a vector over the last axis")
         if x.shape != summed.shape:

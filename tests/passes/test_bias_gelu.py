@@ -9,7 +9,7 @@ from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, r
 def _text(body: str, opset: int = 20, inputs: str = "float[2, 3, 8] x", outputs: str = "float[2, 3, 8] y") -> str:
     return f"""<ir_version: 10, opset_import: ["" : {opset}, "com.microsoft" : 1]>
 g ({inputs}) => ({outputs})
-  <float[8] b = {{0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8}}, float[3, 8] b2 = {{{", ".join(["0.25"] * 24)}}}>
+  <float[8] b = {{0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8}}, float[8, 8] w = {{{", ".join(["0.1"] * 64)}}}, float[3, 8] b2 = {{{", ".join(["0.25"] * 24)}}}>
 {{
   {body}
 }}"""
@@ -42,8 +42,9 @@ def test_fuses_bias_into_gelu(body, opset, op, rule):
         ("s = Add(x, b)\n  y = Gelu(s)", "float[2, 3, 8] y, float[2, 3, 8] s", "the biased value is used elsewhere"),
         ("s = Add(x, b2)\n  y = Gelu(s)", None, "bias is not a vector over the last axis"),
         ("s = Add(x, x)\n  y = Gelu(s)", None, "input is not a bias Add"),
+        ("m = MatMul(x, w)\n  s = Add(m, b)\n  y = Gelu(s)", None, "bias belongs to a dense MatMul (onnxruntime fuses them into Gemm, faster)"),
     ],
-    ids=["not-add", "shared-sum", "bias-not-vector", "non-constant-bias"],
+    ids=["not-add", "shared-sum", "bias-not-vector", "non-constant-bias", "dense-layer-bias"],
 )
 def test_declines(body, outputs, reason):
     text = _text(body, outputs=outputs) if outputs else _text(body)
