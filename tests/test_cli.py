@@ -42,6 +42,16 @@ def test_json_summary(model_path, tmp_path):
     assert {p["name"] for p in summary["passes"]} >= {"fold-constants", "eliminate-no-ops"}
 
 
+def test_o3_reports_the_contrib_ops_it_introduced(tmp_path):
+    source = Path(__file__).resolve().parent.parent / "sample_models" / "transformer_block.onnx"
+    result = invoke(source, "-o", tmp_path / "o.onnx", "--level", "O3")
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime-only ops introduced" in result.output and "com.microsoft:Attention 1" in result.output
+    summary = json.loads(invoke(source, "-o", tmp_path / "j.onnx", "--level", "O3", "--json").stdout)
+    assert summary["introduced_ops"] == {"com.microsoft:Attention": 1, "com.microsoft:Gelu": 1}
+    assert json.loads(invoke(source, "-o", tmp_path / "k.onnx", "--json").stdout)["introduced_ops"] == {}
+
+
 def test_default_output_name(model_path, tmp_path):
     assert invoke(model_path, "-q").exit_code == 0
     assert (tmp_path / "m.opt.onnx").exists()
