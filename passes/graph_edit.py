@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["add_initializer", "bypass_value", "owning_graph", "replace_pattern", "replace_value", "replace_with_constant", "unique_initializer_name"]
+__all__ = ["add_initializer", "bypass_value", "can_bypass", "owning_graph", "replace_pattern", "replace_value", "replace_with_constant", "unique_initializer_name"]
 
 
 def owning_graph(value: ir.Value) -> ir.Graph | None:
@@ -29,16 +29,7 @@ def bypass_value(old: ir.Value, new: ir.Value) -> bool:
             new.shape = new.shape or old.shape
         old.replace_all_uses_with(new)
         return True
-    graph = owning_graph(old)
-    new_producer = new.producer()
-    if (
-        graph is None
-        or new.is_graph_input()
-        or new.is_graph_output()
-        or new.is_initializer()
-        or new_producer is None
-        or new_producer.graph is not graph
-    ):
+    if not can_bypass(old, new):
         return False
     old.replace_all_uses_with(new, replace_graph_outputs=True)
     name, type_, shape = old.name, old.type, old.shape
@@ -48,6 +39,21 @@ def bypass_value(old: ir.Value, new: ir.Value) -> bool:
         new.type = type_
     new.shape = shape
     return True
+
+
+def can_bypass(old: ir.Value, new: ir.Value) -> bool:
+    """Whether `bypass_value(old, new)` would succeed (checked before anything is changed)."""
+    if not old.is_graph_output():
+        return True
+    producer = new.producer()
+    return not (
+        owning_graph(old) is None
+        or new.is_graph_input()
+        or new.is_graph_output()
+        or new.is_initializer()
+        or producer is None
+        or producer.graph is not owning_graph(old)
+    )
 
 
 def unique_initializer_name(graph: ir.Graph, base: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import other_operand, producer_of, scalar, sole_consumer
+from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, sole_consumer
 from passes.graph_edit import add_initializer, replace_pattern
 from passes.values import constant_array
 
@@ -35,23 +35,6 @@ class _Match:
     output: ir.Value
     anchor: ir.Node
     removed: list[ir.Node]
-
-
-def _reduce_axes(node: ir.Node) -> list[int] | None:
-    attr = node.attributes.get("axes")
-    if attr is not None and not attr.is_ref():
-        axes = list(attr.as_ints())
-    elif len(node.inputs) > 1 and node.inputs[1] is not None:
-        array = constant_array(node.inputs[1])
-        if array is None:
-            return None
-        axes = [int(a) for a in array.reshape(-1)]
-    else:
-        return None
-    keepdims = node.attributes.get("keepdims")
-    if keepdims is not None and not keepdims.is_ref() and keepdims.as_int() == 0:
-        return None
-    return axes
 
 
 class _LayerNormDecomposition(Rule):
@@ -85,7 +68,7 @@ class _LayerNormDecomposition(Rule):
         if sub is None or mean is None or mean.inputs[0] is not sub.inputs[0]:
             return Declined("centering is not x - ReduceMean(x)")
         x = sub.inputs[0]
-        axes_mean, axes_var = _reduce_axes(mean), _reduce_axes(reduce_var)
+        axes_mean, axes_var = reduce_axes(mean), reduce_axes(reduce_var)
         rank = len(x.shape) if x.shape is not None else None
         if axes_mean is None or axes_var is None or rank is None:
             return Declined("reduction axes or input rank unknown")
@@ -125,7 +108,7 @@ class _LayerNormDecomposition(Rule):
         if not all(isinstance(d, int) for d in dims):
             return Declined("normalized dims are dynamic")
         for param in (gamma, beta):
-            if param is not None and _as_parameter(constant_array(param), dims) is None:
+            if param is not None and as_parameter(constant_array(param), dims) is None:
                 return Declined("scale or bias does not match the normalized dims")
         return _Match(x, normalized[0] - rank, epsilon, gamma, beta, output, removed[-1], removed)
 
@@ -140,7 +123,7 @@ class _LayerNormDecomposition(Rule):
                     inputs.append(add_initializer(graph, f"{match.output.name}_scale", np.ones(dims, dtype)))
                 continue
             array = constant_array(param)
-            inputs.append(param if array.shape == dims else add_initializer(graph, f"{match.output.name}_{suffix}", _as_parameter(array, dims)))
+            inputs.append(param if array.shape == dims else add_initializer(graph, f"{match.output.name}_{suffix}", as_parameter(array, dims)))
         fused = ir.Node(
             "",
             "LayerNormalization",
@@ -149,21 +132,6 @@ class _LayerNormDecomposition(Rule):
             num_outputs=1,
         )
         replace_pattern(fused, match.anchor, match.output, match.removed)
-
-
-def _as_parameter(array: np.ndarray | None, dims: tuple[int, ...]) -> np.ndarray | None:
-    """`array` as a tensor of exactly the normalized dims, when it broadcasts to them; else None."""
-    if array is None:
-        return None
-    shape = array.shape
-    while len(shape) > len(dims) and shape[0] == 1:
-        shape = shape[1:]
-    try:
-        if np.broadcast_shapes(shape, dims) != dims:
-            return None
-    except ValueError:
-        return None
-    return np.ascontiguousarray(np.broadcast_to(array.reshape(shape), dims))
 
 
 class FuseLayerNormPass(RewritePass):

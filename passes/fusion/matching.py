@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
 from passes.values import constant_array
 
-__all__ = ["MS_DOMAIN", "producer_of", "sole_consumer", "other_operand", "scalar"]
+__all__ = ["MS_DOMAIN", "as_parameter", "other_operand", "producer_of", "reduce_axes", "scalar", "sole_consumer"]
 
 MS_DOMAIN = "com.microsoft"
 """onnxruntime's contrib-op domain (O3 fusions)."""
@@ -41,3 +42,36 @@ def scalar(value: ir.Value | None) -> float | None:
     if array is None or array.size != 1:
         return None
     return float(array.reshape(-1)[0])
+
+
+def reduce_axes(node: ir.Node) -> list[int] | None:
+    """The axes of a keepdims reduction (attribute before opset 18, input from 18); None when unknown."""
+    attr = node.attributes.get("axes")
+    if attr is not None and not attr.is_ref():
+        axes = list(attr.as_ints())
+    elif len(node.inputs) > 1 and node.inputs[1] is not None:
+        array = constant_array(node.inputs[1])
+        if array is None:
+            return None
+        axes = [int(a) for a in array.reshape(-1)]
+    else:
+        return None
+    keepdims = node.attributes.get("keepdims")
+    if keepdims is not None and not keepdims.is_ref() and keepdims.as_int() == 0:
+        return None
+    return axes
+
+
+def as_parameter(array: np.ndarray | None, dims: tuple[int, ...]) -> np.ndarray | None:
+    """`array` as a tensor of exactly the normalized dims, when it broadcasts to them; else None."""
+    if array is None:
+        return None
+    shape = array.shape
+    while len(shape) > len(dims) and shape[0] == 1:
+        shape = shape[1:]
+    try:
+        if np.broadcast_shapes(shape, dims) != dims:
+            return None
+    except ValueError:
+        return None
+    return np.ascontiguousarray(np.broadcast_to(array.reshape(shape), dims))

@@ -24,7 +24,7 @@ import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
 from passes.fusion.matching import producer_of, sole_consumer
-from passes.graph_edit import add_initializer, bypass_value, owning_graph
+from passes.graph_edit import add_initializer, bypass_value, can_bypass
 from passes.values import constant_array
 
 __all__ = ["FuseReshapeChainsPass"]
@@ -35,20 +35,6 @@ _UNKNOWN_RANK = "negative axes on an input of unknown rank"
 
 def _opset(model: ir.Model) -> int:
     return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
-
-
-def _bypass_refused(old: ir.Value, new: ir.Value) -> bool:
-    """Whether `bypass_value(old, new)` would refuse (checked before anything is changed)."""
-    if not old.is_graph_output():
-        return False
-    producer = new.producer()
-    return (
-        new.is_graph_input()
-        or new.is_graph_output()
-        or new.is_initializer()
-        or producer is None
-        or producer.graph is not owning_graph(old)
-    )
 
 
 def _first_of_chain(node: ir.Node, ops: tuple[str, ...]) -> ir.Node | None:
@@ -222,7 +208,7 @@ class _SqueezeChain(Rule):
                 a1, a2 = inner, outer
             if sorted(a1) != sorted(a2):
                 return Declined("axes do not cancel")
-            if _bypass_refused(node.outputs[0], x):
+            if not can_bypass(node.outputs[0], x):
                 return Declined(_NOT_RENAMED)
             return _Chain(first, node, cancels=True)
         if a1 is None or a2 is None:
@@ -360,7 +346,7 @@ class _CastChain(Rule):
         if not _holds(middle, source):
             return Declined("intermediate type narrows the source type")
         if target == source:
-            if _bypass_refused(node.outputs[0], x):
+            if not can_bypass(node.outputs[0], x):
                 return Declined(_NOT_RENAMED)
             return _Chain(first, node, cancels=True)
         return _Chain(first, node)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import other_operand, producer_of, scalar, sole_consumer
+from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, sole_consumer
 from passes.graph_edit import add_initializer, replace_pattern
 from passes.values import constant_array
 
@@ -34,24 +34,6 @@ class _Match:
     output: ir.Value
     anchor: ir.Node
     removed: list[ir.Node]
-
-
-def _reduce_axes(node: ir.Node) -> list[int] | None:
-    """The axes of a keepdims ReduceMean (attribute before opset 18, input from 18); None when unknown."""
-    attr = node.attributes.get("axes")
-    if attr is not None and not attr.is_ref():
-        axes = list(attr.as_ints())
-    elif len(node.inputs) > 1 and node.inputs[1] is not None:
-        array = constant_array(node.inputs[1])
-        if array is None:
-            return None
-        axes = [int(a) for a in array.reshape(-1)]
-    else:
-        return None
-    keepdims = node.attributes.get("keepdims")
-    if keepdims is not None and not keepdims.is_ref() and keepdims.as_int() == 0:
-        return None
-    return axes
 
 
 def _is_float_cast(node: ir.Node | None) -> bool:
@@ -89,7 +71,7 @@ class _RMSNormDecomposition(Rule):
             return Declined("mean is not of a square")
         if _is_centered(x):
             return Declined("input is x - mean(x): a LayerNormalization, left to fuse-layer-norm")
-        axes, rank = _reduce_axes(reduce), (len(x.shape) if x.shape is not None else None)
+        axes, rank = reduce_axes(reduce), (len(x.shape) if x.shape is not None else None)
         if axes is None or rank is None:
             return Declined("reduction axes or input rank unknown")
         normalized = sorted(a % rank for a in axes) if all(-rank <= a < rank for a in axes) else []
@@ -135,7 +117,7 @@ class _RMSNormDecomposition(Rule):
         dims = tuple(x.shape[a] for a in normalized)
         if not all(isinstance(d, int) for d in dims):
             return Declined("normalized dims are dynamic")
-        if gamma is not None and _as_parameter(constant_array(gamma), dims) is None:
+        if gamma is not None and as_parameter(constant_array(gamma), dims) is None:
             return Declined("scale does not match the normalized dims")
         return _Match(source, normalized[0] - rank, epsilon, gamma, output, removed[-1], removed)
 
@@ -146,7 +128,7 @@ class _RMSNormDecomposition(Rule):
             scale = add_initializer(graph, f"{match.output.name}_scale", np.ones(dims, np.float32))
         else:
             array = constant_array(match.gamma)
-            scale = match.gamma if array.shape == dims else add_initializer(graph, f"{match.output.name}_scale", _as_parameter(array, dims))
+            scale = match.gamma if array.shape == dims else add_initializer(graph, f"{match.output.name}_scale", as_parameter(array, dims))
         fused = ir.Node(
             "",
             "RMSNormalization",
@@ -155,21 +137,6 @@ class _RMSNormDecomposition(Rule):
             num_outputs=1,
         )
         replace_pattern(fused, match.anchor, match.output, match.removed)
-
-
-def _as_parameter(array: np.ndarray | None, dims: tuple[int, ...]) -> np.ndarray | None:
-    """`array` as a tensor of exactly the normalized dims, when it broadcasts to them; else None."""
-    if array is None:
-        return None
-    shape = array.shape
-    while len(shape) > len(dims) and shape[0] == 1:
-        shape = shape[1:]
-    try:
-        if np.broadcast_shapes(shape, dims) != dims:
-            return None
-    except ValueError:
-        return None
-    return np.ascontiguousarray(np.broadcast_to(array.reshape(shape), dims))
 
 
 class FuseRMSNormPass(RewritePass):

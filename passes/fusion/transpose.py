@@ -17,7 +17,7 @@ import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
 from passes.fusion.matching import producer_of, sole_consumer
-from passes.graph_edit import bypass_value, owning_graph, replace_pattern
+from passes.graph_edit import bypass_value, can_bypass, replace_pattern
 from passes.values import constant_array, constant_tensor
 
 __all__ = ["FuseTransposesPass"]
@@ -37,20 +37,6 @@ def _perm(node: ir.Node) -> list[int] | None:
         return None if attr.is_ref() else list(attr.as_ints())
     shape = node.inputs[0].shape
     return None if shape is None else list(reversed(range(len(shape))))
-
-
-def _bypass_refused(old: ir.Value, new: ir.Value) -> bool:
-    """Whether `bypass_value(old, new)` would refuse (checked before anything is changed)."""
-    if not old.is_graph_output():
-        return False
-    producer = new.producer()
-    return (
-        new.is_graph_input()
-        or new.is_graph_output()
-        or new.is_initializer()
-        or producer is None
-        or producer.graph is not owning_graph(old)
-    )
 
 
 @dataclasses.dataclass
@@ -77,7 +63,7 @@ class _TransposeTranspose(Rule):
         if inner is None or outer is None:
             return Declined("permutation unknown (no perm and input rank unknown)")
         composed = [inner[axis] for axis in outer]
-        if composed == list(range(len(composed))) and _bypass_refused(node.outputs[0], x):
+        if composed == list(range(len(composed))) and not can_bypass(node.outputs[0], x):
             return Declined("identity result is a graph output that cannot be renamed")
         return _TransposePair(first, node, composed)
 
