@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["add_initializer", "bypass_value", "can_bypass", "owning_graph", "replace_pattern", "replace_value", "replace_with_constant", "unique_initializer_name"]
+__all__ = ["add_initializer", "bypass_value", "can_bypass", "pattern_problem", "owning_graph", "replace_pattern", "replace_value", "replace_with_constant", "unique_initializer_name"]
 
 
 def owning_graph(value: ir.Value) -> ir.Graph | None:
@@ -25,8 +25,10 @@ def bypass_value(old: ir.Value, new: ir.Value) -> bool:
     """
     if not old.is_graph_output():
         if new.producer() is not None:  # the same value: keep what shape inference cannot know (contrib ops)
-            new.type = new.type or old.type
-            new.shape = new.shape or old.shape
+            if new.type is None:
+                new.type = old.type
+            if new.shape is None:
+                new.shape = old.shape
         old.replace_all_uses_with(new)
         return True
     if not can_bypass(old, new):
@@ -94,6 +96,24 @@ def replace_with_constant(output: ir.Value, array: np.ndarray, anchor: ir.Node) 
     base = f"{output.name}_folded" if output.is_graph_output() else (output.name or "folded")
     constant = add_initializer(anchor.graph, base, array)
     replace_value(output, constant, anchor.graph, anchor=anchor)
+
+
+def pattern_problem(nodes: list[ir.Node], output: ir.Value) -> str | None:
+    """Why the matched `nodes` (computing `output`) cannot be replaced by one node, or None: they must
+    live in one graph, and no value they compute but `output` may be read outside them or be a graph output."""
+    if not nodes:
+        return None
+    graph = nodes[0].graph
+    if any(node.graph is not graph for node in nodes):
+        return "pattern spans subgraphs"
+    inside = set(map(id, nodes))
+    for node in nodes:
+        for value in node.outputs:
+            if value is output:
+                continue
+            if value.is_graph_output() or any(id(use.node) not in inside for use in value.uses()):
+                return "an intermediate is used elsewhere"
+    return None
 
 
 def replace_pattern(fused: ir.Node, after: ir.Node, output: ir.Value, removed: list[ir.Node]) -> None:

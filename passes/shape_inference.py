@@ -134,9 +134,12 @@ def _resolve_reshapes(graph: ir.Graph) -> bool:
         if output.shape is not None:
             if len(output.shape) != len(dims):
                 continue
+            learned = any(_unknown(known) and not _unknown(d) for d, known in zip(dims, output.shape))
             dims = [d if _unknown(known) else known for d, known in zip(dims, output.shape)]
-            if list(dims) == list(output.shape):
-                continue
+        else:
+            learned = any(not _unknown(d) for d in dims)
+        if not learned:
+            continue  # nothing new: no second inference for it
         output.shape = ir.Shape(dims)
         resolved = True
     return resolved

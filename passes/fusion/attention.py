@@ -26,7 +26,7 @@ import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
 from passes.fusion.matching import MS_DOMAIN, producer_of, scalar, sole_consumer
-from passes.graph_edit import add_initializer, bypass_value
+from passes.graph_edit import add_initializer, bypass_value, pattern_problem
 from passes.values import constant_array
 
 __all__ = ["FuseAttentionPass"]
@@ -226,10 +226,12 @@ class _MultiHeadAttention(Rule):
         if isinstance(merged, Declined):
             return merged
         last, tail = merged
-        graph = node.graph
-        if any(n.graph is not graph for n in [*q.nodes, *k.nodes, *v.nodes, *tail]):
-            return Declined("pattern spans subgraphs")
+        merged_shape = last.outputs[0].shape
+        if len(merged_shape) == 3 and (merged_shape[0] != q.value.shape[0] or merged_shape[1] != q.value.shape[1]):
+            return Declined("merged heads are not [B,S,hidden] or [B*S,hidden]")
         removed = [*q.nodes, *q_nodes, *k.nodes, *k_nodes, *removed, node, *v.nodes, pv, *tail]
+        if (problem := pattern_problem(removed, last.outputs[0])) is not None:
+            return Declined(problem)
         return _Match(q, k, v, scale, mask, last.outputs[0], last, removed)
 
     def rewrite(self, match: _Match) -> None:

@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
 from passes.fusion.matching import MS_DOMAIN, other_operand, producer_of, scalar, sole_consumer
-from passes.graph_edit import replace_pattern
+from passes.graph_edit import pattern_problem, replace_pattern
 
 __all__ = ["FuseGeluPass", "FuseGeluAnyOpsetPass"]
 
@@ -113,7 +113,7 @@ class _ErfGelu(_StandardGelu):
         if (reason := self.opset_reason(model.opset_imports.get("", 0))) is not None:
             return Declined(reason)
         scale = node.inputs[0].producer()
-        if scale is None or scale.op_type not in ("Div", "Mul") or len(scale.outputs[0].uses()) != 1:
+        if scale is None or scale.op_type not in ("Div", "Mul") or scale.domain not in ("", "ai.onnx") or len(scale.outputs[0].uses()) != 1:
             return Declined("Erf input is not x / sqrt(2)")
         x, factor = scale.inputs[0], scalar(scale.inputs[1])
         if not (_close(factor, math.sqrt(2)) if scale.op_type == "Div" else _close(factor, 1 / math.sqrt(2))):
@@ -125,7 +125,10 @@ class _ErfGelu(_StandardGelu):
         if isinstance(product, Declined):
             return product
         _, muls = product
-        return _Match(x, muls[-1].outputs[0], muls[-1], [scale, node, plus_one, *muls])
+        removed = [scale, node, plus_one, *muls]
+        if (problem := pattern_problem(removed, muls[-1].outputs[0])) is not None:
+            return Declined(problem)
+        return _Match(x, muls[-1].outputs[0], muls[-1], removed)
 
 
 def _polynomial(value: ir.Value | None, x: ir.Value, nodes: list[ir.Node]) -> dict[int, float] | None:
@@ -207,6 +210,8 @@ class _TanhGelu(_StandardGelu):
             if len(out.uses()) != 1 or out.is_graph_output():
                 return Declined("an intermediate is used elsewhere")
         removed = [*reversed(inner), node, plus_one, *muls]  # producers before their consumers
+        if (problem := pattern_problem(removed, muls[-1].outputs[0])) is not None:
+            return Declined(problem)
         return _Match(x, muls[-1].outputs[0], muls[-1], removed, approximate="tanh")
 
 

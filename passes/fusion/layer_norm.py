@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
 from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, sole_consumer
-from passes.graph_edit import add_initializer, replace_pattern
+from passes.graph_edit import add_initializer, pattern_problem, replace_pattern
 from passes.values import constant_array
 
 __all__ = ["FuseLayerNormPass", "FuseLayerNormAnyOpsetPass"]
@@ -73,7 +73,7 @@ class _LayerNormDecomposition(Rule):
         if axes_mean is None or axes_var is None or rank is None:
             return Declined("reduction axes or input rank unknown")
         normalized = sorted(a % rank for a in axes_mean)
-        if normalized != sorted(a % rank for a in axes_var) or normalized != list(range(rank - len(normalized), rank)):
+        if not normalized or normalized != sorted(a % rank for a in axes_var) or normalized != list(range(rank - len(normalized), rank)):
             return Declined("reduction is not over the trailing axes")
         if x.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE):
             return Declined("input is not floating point")
@@ -110,6 +110,8 @@ class _LayerNormDecomposition(Rule):
         for param in (gamma, beta):
             if param is not None and as_parameter(constant_array(param), dims) is None:
                 return Declined("scale or bias does not match the normalized dims")
+        if (problem := pattern_problem(removed, output)) is not None:
+            return Declined(problem)
         return _Match(x, normalized[0] - rank, epsilon, gamma, beta, output, removed[-1], removed)
 
     def rewrite(self, match: _Match) -> None:

@@ -40,7 +40,7 @@ class _Match:
 def _bias_of(value: ir.Value, hidden: int) -> tuple[ir.Value, ir.Value, ir.Node] | None:
     """`value = Add(x, b)` with b a constant of shape [hidden], read only by the residual Add: (x, b, add)."""
     add = producer_of(value, "Add")
-    if add is None or len(value.uses()) != 1 or value.is_graph_output():
+    if add is None or len(value.uses()) != 1 or value.is_graph_output() or add.graph is not value.uses()[0].node.graph:
         return None
     for index in (0, 1):
         bias = constant_array(add.inputs[1 - index])

@@ -22,7 +22,7 @@ CONSTANTS = f"""float[{E}, {E}] wq = {_floats(E, E)}, float[{E}, {E}] wk = {_flo
    float[{E}, {3 * E}] wqkv = {_floats(E, 3 * E)}, float[{3 * E}] bqkv = {_floats(3 * E)},
    int64[4] heads = {{{B}, {S}, -1, {D}}}, int64[4] heads0 = {{0, 0, {H}, {D}}}, int64[3] merged = {{{B}, {S}, -1}},
    int64[3] merged0 = {{0, 0, {E}}}, int64[2] flat = {{-1, {E}}}, int64[3] packed = {{{B}, {S}, {3 * E}}},
-   int64[3] thirds = {{{E}, {E}, {E}}}, float scale = {{{D ** -0.5}}}, float root = {{{D ** 0.5}}}, float quarter_root = {{{D ** -0.25}}}, float negative = {{-0.3}}"""
+   int64[3] thirds = {{{E}, {E}, {E}}}, int64[3] seq_first = {{{S}, {B}, {E}}}, float scale = {{{D ** -0.5}}}, float root = {{{D ** 0.5}}}, float quarter_root = {{{D ** -0.25}}}, float negative = {{-0.3}}"""
 
 BERT_PROJECTIONS = """mq = MatMul(x, wq)
   q = Add(mq, bq)
@@ -181,6 +181,8 @@ def test_dynamic_batch_and_sequence_fuse():
     [
         (_model(softmax=SOFTMAX_MASKED.replace("axis=-1", "axis=2")), None, None, "Softmax is not over the last axis of 4-D scores"),
         (_model(), None, f"float[{B}, {S}, {E}] y, float[{B}, {H}, {S}, {S}] scaled", "an intermediate is used elsewhere"),
+        (_model(), None, f"float[{B}, {S}, {E}] y, float[{B}, {H}, {S}, {S}] qk", "an intermediate is used elsewhere"),
+        (_model(merged="seq_first"), None, f"float[{S}, {B}, {E}] y", "merged heads are not [B,S,hidden] or [B*S,hidden]"),
         (_model(), f"float[{B}, {S}, {E}] x, float[{S}] mask", None, "mask is not 4-D"),
         (_model(), f"float[{B}, {S}, {E}] x, float[1, 1, {S}, 1] mask", None, "mask shape is not [B|1, H|1, S, T]"),
         (_model().replace("qh = Transpose<perm=[0, 2, 1, 3]>(rq)", "qh = Transpose<perm=[0, 2, 3, 1]>(rq)").replace("kt = Transpose<perm=[0, 2, 3, 1]>(rk)", "kt = Transpose<perm=[0, 2, 1, 3]>(rk)"), None, None, "heads are not split by Reshape and Transpose"),
@@ -189,7 +191,7 @@ def test_dynamic_batch_and_sequence_fuse():
         (_model(scores="qk = MatMul(qh, kt)\n  scaled = Mul(qk, mask)", softmax="probs = Softmax<axis=-1>(scaled)"), None, None, "scores are not MatMul(Q, K^T)"),
         (_model(scores="qk = MatMul(qh, kt)\n  scaled = Mul(qk, negative)"), None, None, "attention scale is not positive"),
     ],
-    ids=["softmax-axis", "scores-used-elsewhere", "mask-rank", "mask-shape", "not-head-split", "probs-used-elsewhere", "merged-2d", "non-constant-scale", "negative-scale"],
+    ids=["softmax-axis", "scores-used-elsewhere", "raw-scores-used-elsewhere", "merged-seq-first", "mask-rank", "mask-shape", "not-head-split", "probs-used-elsewhere", "merged-2d", "non-constant-scale", "negative-scale"],
 )
 def test_declines(body, inputs, outputs, reason):
     kwargs = {}

@@ -162,3 +162,12 @@ def test_onnxruntime_variant_leaves_opset_20_to_the_standard_pass():
     assert applied.stats == {}
     assert applied.declined == {"gelu (opset < 20, onnxruntime): opset 20 or later: the standard fusion applies": 1}
     assert_unchanged(text, model)
+
+
+def test_declines_when_the_scaled_input_is_a_graph_output():
+    text = _text(PYTORCH, 20, ", float[2, 8] a")
+    model = from_text(text)
+    applied = run_pass(FuseGeluPass, model)
+    assert applied.stats == {}
+    assert "gelu: an intermediate is used elsewhere" in applied.declined
+    assert_unchanged(text, model)

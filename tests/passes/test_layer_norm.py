@@ -123,3 +123,12 @@ def test_onnxruntime_variant_leaves_opset_17_to_the_standard_pass():
     applied = run_pass(FuseLayerNormAnyOpsetPass, model)
     assert applied.declined == {"layernorm (opset < 17, onnxruntime): opset 17 or later: the standard fusion applies": 1}
     assert_unchanged(text, model)
+
+
+def test_declines_reduction_over_all_axes():
+    body = AXES_INPUT_FORM.replace("ReduceMean(x, axes)", "ReduceMean(x, none)").replace("ReduceMean(p, axes)", "ReduceMean(p, none)")
+    text = _text(body, 18).replace("int64[1] axes = {-1},", "int64[1] axes = {-1}, int64[0] none = {},")
+    model = from_text(text)
+    applied = run_pass(FuseLayerNormPass, model)
+    assert applied.declined == {"layernorm: reduction is not over the trailing axes": 1}
+    assert_unchanged(text, model)
