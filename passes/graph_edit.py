@@ -116,13 +116,18 @@ def pattern_problem(nodes: list[ir.Node], output: ir.Value) -> str | None:
     return None
 
 
-def replace_pattern(fused: ir.Node, after: ir.Node, output: ir.Value, removed: list[ir.Node]) -> None:
-    """Insert `fused` after `after`, let it produce `output`'s readers (and name, if a graph output),
-    then remove the matched nodes, last first."""
+def replace_pattern(fused: ir.Node | list[ir.Node], after: ir.Node, output: ir.Value, removed: list[ir.Node]) -> None:
+    """Insert `fused` (one node, or several in order) after `after`, let the last one produce `output`'s
+    readers (and name, if a graph output), then remove the matched nodes, last first."""
     graph = after.graph
-    graph.insert_after(after, fused)
-    if not bypass_value(output, fused.outputs[0]):
-        graph.remove(fused)
-        raise RuntimeError(f"{fused.op_type}: could not reroute the output {output.name!r}")
+    new_nodes = fused if isinstance(fused, list) else [fused]
+    anchor = after
+    for node in new_nodes:
+        graph.insert_after(anchor, node)
+        anchor = node
+    if not bypass_value(output, new_nodes[-1].outputs[0]):
+        for node in reversed(new_nodes):
+            graph.remove(node)
+        raise RuntimeError(f"{new_nodes[-1].op_type}: could not reroute the output {output.name!r}")
     for node in reversed(removed):
         graph.remove(node, safe=True)

@@ -25,8 +25,8 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import MS_DOMAIN, producer_of, scalar, sole_consumer
-from passes.graph_edit import add_initializer, bypass_value, pattern_problem
+from passes.fusion.matching import MS_DOMAIN, producer_of, scalar, single_use, sole_consumer
+from passes.graph_edit import add_initializer, pattern_problem, replace_pattern
 from passes.values import constant_array
 
 __all__ = ["FuseAttentionPass"]
@@ -61,16 +61,12 @@ def _perm(node: ir.Node) -> tuple[int, ...] | None:
     return None if attr is None or attr.is_ref() else tuple(attr.value)
 
 
-def _single_use(value: ir.Value) -> bool:
-    return len(value.uses()) == 1 and not value.is_graph_output()
-
-
 def _strip_scales(value: ir.Value) -> tuple[ir.Value, float, list[ir.Node]]:
     """Walk back through single-use Mul/Div by scalar constants; returns the source, the product, the nodes."""
     factor, nodes = 1.0, []
     while True:
         node = value.producer()
-        if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in ("Mul", "Div") or not _single_use(value):
+        if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in ("Mul", "Div") or not single_use(value):
             return value, factor, nodes
         if node.op_type == "Div":
             c = scalar(node.inputs[1])
@@ -106,19 +102,19 @@ def _looks_like_scores(value: ir.Value) -> bool:
 def _heads(value: ir.Value, perm: tuple[int, ...]) -> _Heads | Declined:
     """Match `Transpose(Reshape(x, [B,S,H,D]), perm)` (K: also perm [0,1,3,2] over a [0,2,1,3] Transpose)."""
     transpose = producer_of(value, "Transpose")
-    if transpose is None or not _single_use(value):
+    if transpose is None or not single_use(value):
         return Declined("heads are not split by Reshape and Transpose")
     nodes = [transpose]
     if perm == (0, 2, 3, 1) and _perm(transpose) == (0, 1, 3, 2):
         inner = producer_of(transpose.inputs[0], "Transpose")
-        if inner is None or _perm(inner) != (0, 2, 1, 3) or not _single_use(transpose.inputs[0]):
+        if inner is None or _perm(inner) != (0, 2, 1, 3) or not single_use(transpose.inputs[0]):
             return Declined("heads are not split by Reshape and Transpose")
         nodes.insert(0, inner)
         transpose = inner
     elif _perm(transpose) != perm:
         return Declined("heads are not split by Reshape and Transpose")
     reshape = producer_of(transpose.inputs[0], "Reshape")
-    if reshape is None or not _single_use(transpose.inputs[0]):
+    if reshape is None or not single_use(transpose.inputs[0]):
         return Declined("heads are not split by Reshape and Transpose")
     nodes.insert(0, reshape)
     source, split = reshape.inputs[0], reshape.outputs[0]
@@ -176,7 +172,7 @@ class _MultiHeadAttention(Rule):
         axis = default_axis if axis_attr is None else axis_attr.value
         if rank != 4 or axis not in (-1, 3):
             return Declined("Softmax is not over the last axis of 4-D scores")
-        if not _single_use(scores):
+        if not single_use(scores):
             return Declined("an intermediate is used elsewhere")
         removed: list[ir.Node] = []
         mask = None
@@ -188,7 +184,7 @@ class _MultiHeadAttention(Rule):
                     break
             else:
                 return Declined("scores are not MatMul(Q, K^T)")
-            if not _single_use(scores):
+            if not single_use(scores):
                 return Declined("an intermediate is used elsewhere")
             removed.append(add)
         scores, scale, scale_nodes = _strip_scales(scores)
@@ -261,16 +257,7 @@ class _MultiHeadAttention(Rule):
         if len(match.output.shape) == 2:  # the export merged heads straight into [B*S, hidden] rows
             rows = add_initializer(graph, "attention_rows", np.array([-1, match.q.heads * match.q.head_size], dtype=np.int64))
             appended.append(ir.Node("", "Reshape", [fused.outputs[0], rows], num_outputs=1))
-        anchor = match.last
-        for new in [*inserted, fused, *appended]:
-            graph.insert_after(anchor, new)
-            anchor = new
-        if not bypass_value(match.output, (appended or [fused])[-1].outputs[0]):
-            for new in [*inserted, fused, *appended]:
-                graph.remove(new)
-            raise RuntimeError("attention: could not reroute the output")
-        for old in reversed(match.removed):
-            graph.remove(old, safe=True)
+        replace_pattern([*inserted, fused, *appended], match.last, match.output, match.removed)
         for old in reversed(projection_nodes):
             if not any(out.uses() or out.is_graph_output() for out in old.outputs):
                 graph.remove(old, safe=True)
@@ -289,7 +276,7 @@ def _projection(value: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray | Non
                 break
         else:
             return None
-        if bias.ndim != 1 or not _single_use(value):
+        if bias.ndim != 1 or not single_use(value):
             return None
         nodes.append(add)
     matmul = producer_of(value, "MatMul")
@@ -309,7 +296,7 @@ def _split_projection(match: _Match) -> tuple[ir.Value, np.ndarray, np.ndarray, 
         return None
     if [o for o in split.outputs] != [match.q.value, match.k.value, match.v.value]:
         return None
-    if any(not _single_use(o) for o in split.outputs):
+    if any(not single_use(o) for o in split.outputs):
         return None
     axis = split.attributes.get("axis")
     packed = split.inputs[0]
@@ -320,19 +307,19 @@ def _split_projection(match: _Match) -> tuple[ir.Value, np.ndarray, np.ndarray, 
     if sizes is None:
         attr = split.attributes.get("split")
         sizes = np.array(attr.value) if attr is not None else np.array([packed.shape[2] // 3] * 3 if isinstance(packed.shape[2], int) else [])
-    if list(sizes) != [hidden] * 3 or not _single_use(packed):
+    if list(sizes) != [hidden] * 3 or not single_use(packed):
         return None
     nodes = [split]
     reshape_out = producer_of(packed, "Reshape")
     if reshape_out is not None:
         gemm = producer_of(reshape_out.inputs[0], "Gemm")
-        if gemm is None or not _single_use(reshape_out.inputs[0]):
+        if gemm is None or not single_use(reshape_out.inputs[0]):
             return None
         attrs = {k: a.value for k, a in gemm.attributes.items()}
         if attrs.get("transA", 0) or attrs.get("transB", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
             return None
         reshape_in = producer_of(gemm.inputs[0], "Reshape")
-        if reshape_in is None or not _single_use(gemm.inputs[0]):
+        if reshape_in is None or not single_use(gemm.inputs[0]):
             return None
         x = reshape_in.inputs[0]
         weight = constant_array(gemm.inputs[1])
@@ -363,7 +350,7 @@ def _packed_projection(match: _Match, graph: ir.Graph) -> tuple[ir.Value, ir.Val
         parts = [_projection(h.value) for h in (match.q, match.k, match.v)]
         if any(p is None for p in parts) or len({id(p[0]) for p in parts}) != 1:
             return None
-        if any(not _single_use(h.value) for h in (match.q, match.k, match.v)):
+        if any(not single_use(h.value) for h in (match.q, match.k, match.v)):
             return None
         x = parts[0][0]
         hidden = match.q.heads * match.q.head_size

@@ -17,7 +17,7 @@ import dataclasses
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import MS_DOMAIN, producer_of
+from passes.fusion.matching import MS_DOMAIN, producer_of, single_use
 from passes.graph_edit import replace_pattern
 from passes.values import constant_array
 
@@ -49,7 +49,7 @@ class _BiasGelu(Rule):
         if add is None:
             return Declined("input is not a bias Add")
         summed = add.outputs[0]
-        if len(summed.uses()) != 1 or summed.is_graph_output():
+        if not single_use(summed):
             return Declined("the biased value is used elsewhere")
         for index in (0, 1):
             x, bias = add.inputs[index], add.inputs[1 - index]

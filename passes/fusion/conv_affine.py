@@ -20,6 +20,7 @@ import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
 from passes.fusion.conv_bn import conv_output_channels, scale_output_channels
+from passes.fusion.matching import single_use
 from passes.graph_edit import add_initializer, bypass_value
 from passes.values import constant_array
 
@@ -78,7 +79,7 @@ class _ConvAffine(Rule):
             return found
         conv, operand = found
         conv_out = conv.outputs[0]
-        if len(conv_out.uses()) != 1 or conv_out.is_graph_output():
+        if not single_use(conv_out):
             return Declined("Conv output is also used elsewhere")
         if conv.graph is not node.graph:
             return Declined(f"Conv and {node.op_type} live in different graphs")

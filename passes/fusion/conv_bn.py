@@ -25,20 +25,17 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.fusion.matching import attribute, single_use
 from passes.graph_edit import add_initializer, bypass_value, replace_pattern
 from passes.values import constant_array
 
 __all__ = ["FuseConvBatchNormPass", "FuseGemmBatchNormPass", "conv_output_channels", "scale_output_channels"]
 
 
-def _attr(node: ir.Node, name: str, default):
-    attr = node.attributes.get(name)
-    return default if attr is None or attr.is_ref() else attr.value
-
 
 def conv_output_channels(conv: ir.Node, weight: np.ndarray) -> int | Declined:
     """How many channels `conv` (Conv or ConvTranspose with constant `weight`) outputs."""
-    group = _attr(conv, "group", 1)
+    group = attribute(conv, "group", 1)
     if weight.ndim < 3 or group < 1 or weight.shape[0] % group:
         return Declined("Conv weight does not split into its groups")
     return weight.shape[1] * group if conv.op_type == "ConvTranspose" else weight.shape[0]
@@ -55,7 +52,7 @@ def scale_output_channels(conv: ir.Node, weight: np.ndarray, factor: np.ndarray)
     ones = (1,) * (weight.ndim - 2)
     if conv.op_type != "ConvTranspose":
         return weight * factor.reshape((-1, 1) + ones)
-    group = _attr(conv, "group", 1)
+    group = attribute(conv, "group", 1)
     per_group = weight.shape[1]
     grouped = weight.reshape((group, weight.shape[0] // group) + weight.shape[1:])
     return (grouped * factor.reshape((group, 1, per_group) + ones)).reshape(weight.shape)
@@ -67,7 +64,7 @@ def _batch_norm_factors(node: ir.Node) -> tuple[np.ndarray, np.ndarray] | Declin
         return Declined("BatchNormalization without its four parameters")
     if any(out.uses() or out.is_graph_output() for out in node.outputs[1:]):
         return Declined("training-mode outputs are used")
-    if _attr(node, "training_mode", 0):
+    if attribute(node, "training_mode", 0):
         return Declined("training mode")
     params = [constant_array(v) for v in node.inputs[1:5]]
     if any(p is None or p.dtype.kind != "f" for p in params):
@@ -75,7 +72,7 @@ def _batch_norm_factors(node: ir.Node) -> tuple[np.ndarray, np.ndarray] | Declin
     scale, shift, mean, var = (p.astype(np.float64).reshape(-1) for p in params)
     if not scale.size == shift.size == mean.size == var.size:
         return Declined("BatchNormalization parameters differ in length")
-    factor = scale / np.sqrt(var + float(_attr(node, "epsilon", 1e-5)))
+    factor = scale / np.sqrt(var + float(attribute(node, "epsilon", 1e-5)))
     return factor, shift - mean * factor
 
 
@@ -98,7 +95,7 @@ class _ConvBatchNorm(Rule):
         if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or conv.domain not in ("", "ai.onnx"):
             return Declined("input is not produced by Conv")
         conv_out = conv.outputs[0]
-        if len(conv_out.uses()) != 1 or conv_out.is_graph_output():
+        if not single_use(conv_out):
             return Declined("Conv output is also used elsewhere")
         if conv.graph is not node.graph:
             return Declined("Conv and BatchNormalization live in different graphs")
@@ -163,7 +160,7 @@ class _GemmBatchNorm(Rule):
         if model.opset_imports.get("", 1) < 7:
             return Declined("opset below 7 (legacy broadcast attribute)")
         output = layer.outputs[0]
-        if len(output.uses()) != 1 or output.is_graph_output():
+        if not single_use(output):
             return Declined(f"{layer.op_type} output is also used elsewhere")
         if layer.graph is not node.graph:
             return Declined(f"{layer.op_type} and BatchNormalization live in different graphs")
@@ -178,7 +175,7 @@ class _GemmBatchNorm(Rule):
                 return Declined("MatMul output rank is unknown")
             if rank != 2:
                 return Declined("MatMul output is not 2-D: BatchNormalization's channel axis 1 is not the weight's last axis")
-        column_axis = 0 if layer.op_type == "Gemm" and _attr(layer, "transB", 0) else 1
+        column_axis = 0 if layer.op_type == "Gemm" and attribute(layer, "transB", 0) else 1
         channels = weight.shape[column_axis]
         bias = np.zeros(channels)
         if layer.op_type == "Gemm" and len(layer.inputs) > 2 and layer.inputs[2] is not None:
@@ -187,7 +184,7 @@ class _GemmBatchNorm(Rule):
                 return Declined("Gemm C is not a constant")
             if c.ndim > 2 or (c.ndim >= 1 and c.shape[-1] not in (1, channels)):
                 return Declined("Gemm C does not broadcast to the output")
-            bias = float(_attr(layer, "beta", 1.0)) * c.astype(np.float64)
+            bias = float(attribute(layer, "beta", 1.0)) * c.astype(np.float64)
         factors = _batch_norm_factors(node)
         if isinstance(factors, Declined):
             return factors

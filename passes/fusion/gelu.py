@@ -20,7 +20,7 @@ import math
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import MS_DOMAIN, other_operand, producer_of, scalar, sole_consumer
+from passes.fusion.matching import MS_DOMAIN, other_operand, producer_of, scalar, single_use, sole_consumer
 from passes.graph_edit import pattern_problem, replace_pattern
 
 __all__ = ["FuseGeluPass", "FuseGeluAnyOpsetPass"]
@@ -207,7 +207,7 @@ class _TanhGelu(_StandardGelu):
             return Declined("Tanh input is not sqrt(2/pi) * (x + 0.044715 * x^3)")
         for inner_node in inner:
             out = inner_node.outputs[0]
-            if len(out.uses()) != 1 or out.is_graph_output():
+            if not single_use(out):
                 return Declined("an intermediate is used elsewhere")
         removed = [*reversed(inner), node, plus_one, *muls]  # producers before their consumers
         if (problem := pattern_problem(removed, muls[-1].outputs[0])) is not None:

@@ -11,6 +11,7 @@ import dataclasses
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
+from passes.fusion.matching import single_use
 from passes.graph_edit import replace_pattern
 from passes.values import constant_array
 
@@ -40,7 +41,7 @@ class _MatMulAdd(Rule):
         if matmul is None:
             return Declined("no MatMul operand")
         product = matmul.outputs[0]
-        if len(product.uses()) != 1 or product.is_graph_output():
+        if not single_use(product):
             return Declined("MatMul output is also used elsewhere")
         a, weight = matmul.inputs
         if a.shape is None or len(a.shape) != 2:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import other_operand, producer_of, scalar
+from passes.fusion.matching import other_operand, producer_of, scalar, single_use
 from passes.graph_edit import replace_pattern
 from passes.values import constant_tensor
 
@@ -122,7 +122,7 @@ def _clamp_bounds(node: ir.Node, opset: int) -> tuple[ir.Value, float, float, li
     inner_index = 1 if scalar(inner.inputs[1]) is not None else 0
     if scalar(inner.inputs[inner_index]) is None:
         return Declined(f"{node.op_type} is not a clamp {form}")
-    if len(inner.outputs[0].uses()) != 1 or inner.outputs[0].is_graph_output():
+    if not single_use(inner.outputs[0]):
         return Declined("an intermediate is used elsewhere")
     outer_bound, inner_bound = scalar(node.inputs[outer_index]), scalar(inner.inputs[inner_index])
     low, high = (inner_bound, outer_bound) if node.op_type == "Min" else (outer_bound, inner_bound)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, sole_consumer
+from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
 from passes.graph_edit import add_initializer, pattern_problem, replace_pattern
 from passes.values import constant_array
 
@@ -92,7 +92,7 @@ class _LayerNormDecomposition(Rule):
         if {u.node for u in centered.uses()} != {square, divide}:
             return Declined("centered input is used elsewhere")
         for value in (mean.outputs[0], square.outputs[0], reduce_var.outputs[0], add_eps.outputs[0]):
-            if len(value.uses()) != 1 or value.is_graph_output():
+            if not single_use(value):
                 return Declined("an intermediate is used elsewhere")
         removed.append(divide)
         output, gamma, beta = divide.outputs[0], None, None

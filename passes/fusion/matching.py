@@ -7,7 +7,7 @@ import onnx_ir as ir
 
 from passes.values import constant_array
 
-__all__ = ["MS_DOMAIN", "as_parameter", "other_operand", "producer_of", "reduce_axes", "scalar", "sole_consumer"]
+__all__ = ["MS_DOMAIN", "as_parameter", "attribute", "other_operand", "producer_of", "reduce_axes", "scalar", "single_use", "sole_consumer"]
 
 MS_DOMAIN = "com.microsoft"
 """onnxruntime's contrib-op domain (O3 fusions)."""
@@ -19,12 +19,22 @@ def producer_of(value: ir.Value | None, op: str) -> ir.Node | None:
     return node if node is not None and node.op_type == op and node.domain in ("", "ai.onnx") else None
 
 
+def single_use(value: ir.Value) -> bool:
+    """`value` has exactly one reader and is not a graph output: a fusion may absorb it."""
+    return len(value.uses()) == 1 and not value.is_graph_output()
+
+
+def attribute(node: ir.Node, name: str, default=None):
+    """The value of a node's attribute, or `default` when absent or a function-attribute reference."""
+    attr = node.attributes.get(name)
+    return default if attr is None or attr.is_ref() else attr.value
+
+
 def sole_consumer(value: ir.Value, op: str | None = None) -> ir.Node | None:
     """The one node reading `value` (of type `op` when given); None if it has other readers or is a graph output."""
-    uses = value.uses()
-    if len(uses) != 1 or value.is_graph_output():
+    if not single_use(value):
         return None
-    node = uses[0].node
+    node = value.uses()[0].node
     if op is not None and (node.op_type != op or node.domain not in ("", "ai.onnx")):
         return None
     return node

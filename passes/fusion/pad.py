@@ -25,15 +25,11 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import producer_of
+from passes.fusion.matching import attribute, producer_of, single_use
 from passes.values import constant_array
 
 __all__ = ["FusePadPass"]
 
-
-def _attr(node: ir.Node, name: str, default):
-    attr = node.attributes.get(name)
-    return default if attr is None or attr.is_ref() else attr.value
 
 
 def _input(node: ir.Node, index: int) -> ir.Value | None:
@@ -42,7 +38,7 @@ def _input(node: ir.Node, index: int) -> ir.Value | None:
 
 def _spatial_rank(node: ir.Node) -> int | None:
     """The number of spatial dims of the Conv/pool `node` reads, from what is known without inference."""
-    kernel = _attr(node, "kernel_shape", None)
+    kernel = attribute(node, "kernel_shape", None)
     if kernel is not None:
         return len(kernel)
     weight = _input(node, 1) if node.op_type == "Conv" else None
@@ -54,14 +50,14 @@ def _spatial_rank(node: ir.Node) -> int | None:
 
 def _pad_amounts(pad: ir.Node, opset: int, spatial: int | None) -> list[int] | Declined:
     """The Pad's `[begin..., end...]` amounts for the spatial dims, or why it cannot fold."""
-    mode = _attr(pad, "mode", "constant")
+    mode = attribute(pad, "mode", "constant")
     if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
         return Declined("Pad mode is not constant")
     if opset < 11:
-        pads = _attr(pad, "pads", _attr(pad, "paddings", None))
+        pads = attribute(pad, "pads", attribute(pad, "paddings", None))
         if pads is None:
             return Declined("pads are not a constant")
-        value = float(_attr(pad, "value", 0.0))
+        value = float(attribute(pad, "value", 0.0))
         axes = None
     else:
         pads = constant_array(_input(pad, 1))
@@ -125,7 +121,7 @@ class _PadInto(Rule):
         if pad is None:
             return Declined("input is not produced by Pad")
         padded = pad.outputs[0]
-        if len(padded.uses()) != 1 or padded.is_graph_output():
+        if not single_use(padded):
             return Declined("Pad output is also used elsewhere")
         if pad.graph is not node.graph:
             return Declined(f"Pad and {node.op_type} live in different graphs")
@@ -136,7 +132,7 @@ class _PadInto(Rule):
         amounts = _pad_amounts(pad, model.opset_imports.get("", 1), spatial)
         if isinstance(amounts, Declined):
             return amounts
-        own = _attr(node, "pads", None)
+        own = attribute(node, "pads", None)
         own = [0] * len(amounts) if own is None else list(own)
         if len(own) != len(amounts):
             return Declined("pads do not match the input rank")
@@ -152,7 +148,7 @@ class _PadInto(Rule):
 
 
 def _auto_pad(node: ir.Node) -> str:
-    value = _attr(node, "auto_pad", "NOTSET")
+    value = attribute(node, "auto_pad", "NOTSET")
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -173,14 +169,14 @@ class _PadAveragePool(_PadInto):
     def consumer_declines(self, node, model):
         if _auto_pad(node) not in ("NOTSET", "VALID"):
             return Declined("AveragePool auto_pad is SAME_* (padding follows the input size)")
-        if not _attr(node, "count_include_pad", 0):
+        if not attribute(node, "count_include_pad", 0):
             return Declined("count_include_pad is 0: the padded zeros would leave the divisor")
-        if _attr(node, "ceil_mode", 0):
+        if attribute(node, "ceil_mode", 0):
             return Declined("ceil_mode is set")
         return None
 
     def pads_decline(self, node, pads):
-        kernel = list(_attr(node, "kernel_shape", []))
+        kernel = list(attribute(node, "kernel_shape", []))
         if len(kernel) * 2 != len(pads) or any(p >= k for p, k in zip(pads, kernel + kernel)):
             return Declined("pads would not be smaller than the kernel (onnxruntime refuses such pools)")
         return None

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, sole_consumer
+from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
 from passes.graph_edit import add_initializer, replace_pattern
 from passes.values import constant_array
 
@@ -78,7 +78,7 @@ class _RMSNormDecomposition(Rule):
         if not normalized or normalized != list(range(rank - len(normalized), rank)):
             return Declined("reduction is not over the trailing axes")
         for value in (square.outputs[0], reduce.outputs[0], add_eps.outputs[0], node.outputs[0]):
-            if len(value.uses()) != 1 or value.is_graph_output():
+            if not single_use(value):
                 return Declined("an intermediate is used elsewhere")
         # The normalization: Div(x, s), Mul(x, Reciprocal(s)) or Mul(x, Div(1, s)).
         removed = [square, reduce, add_eps, node]

@@ -17,8 +17,8 @@ import dataclasses
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import MS_DOMAIN, producer_of
-from passes.graph_edit import bypass_value
+from passes.fusion.matching import MS_DOMAIN, producer_of, single_use
+from passes.graph_edit import replace_pattern
 from passes.values import constant_array
 
 __all__ = ["FuseSkipLayerNormPass"]
@@ -40,7 +40,7 @@ class _Match:
 def _bias_of(value: ir.Value, hidden: int) -> tuple[ir.Value, ir.Value, ir.Node] | None:
     """`value = Add(x, b)` with b a constant of shape [hidden], read only by the residual Add: (x, b, add)."""
     add = producer_of(value, "Add")
-    if add is None or len(value.uses()) != 1 or value.is_graph_output() or add.graph is not value.uses()[0].node.graph:
+    if add is None or not single_use(value) or add.graph is not value.uses()[0].node.graph:
         return None
     for index in (0, 1):
         bias = constant_array(add.inputs[1 - index])
@@ -97,7 +97,7 @@ class _SkipLayerNorm(Rule):
         return _Match(node, add, x, skip, bias, bias_add, epsilon)
 
     def rewrite(self, match: _Match) -> None:
-        node, graph = match.layer_norm, match.layer_norm.graph
+        node = match.layer_norm
         beta = node.inputs[2] if len(node.inputs) > 2 else None
         inputs = [match.x, match.skip, node.inputs[1], beta]
         if match.bias is not None:
@@ -111,14 +111,8 @@ class _SkipLayerNorm(Rule):
             attributes=[ir.AttrFloat32("epsilon", match.epsilon)],
             num_outputs=1,
         )
-        graph.insert_after(node, fused)
-        if not bypass_value(node.outputs[0], fused.outputs[0]):
-            graph.remove(fused)
-            raise RuntimeError("skip+layernorm: could not reroute the output")
-        graph.remove(node, safe=True)
-        graph.remove(match.add, safe=True)
-        if match.bias_add is not None:
-            graph.remove(match.bias_add, safe=True)
+        removed = [match.bias_add, match.add, node] if match.bias_add is not None else [match.add, node]
+        replace_pattern(fused, node, node.outputs[0], removed)
 
 
 class FuseSkipLayerNormPass(RewritePass):
