@@ -13,19 +13,25 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx_ir as ir
 
-from optimizer import io
+from optimizer import io, runtime
 from optimizer.pipeline import PassFailedError, PassOptions, PassRecord, Pipeline
-from optimizer.verify import Tolerance, VerificationResult, Verifier, default_tolerance
+from optimizer.tune import TuningResult
+from optimizer.verify import Tolerance, VerificationInputError, VerificationResult, Verifier, default_tolerance
 
-__all__ = ["optimize", "OptimizationResult", "ModelStats", "DroppedPass", "resolve_pass_names"]
+if TYPE_CHECKING:
+    from optimizer.profile import ProfileResult
+
+__all__ = ["optimize", "tune_model", "profile", "OptimizationResult", "ModelStats", "DroppedPass", "resolve_pass_names"]
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+LEVELS = ("O1", "O2", "O3")
 TARGET_OPSET_STEP = "target-opset"
 """The opset upgrade runs before the passes and is recorded, verified and bisected like one."""
 
@@ -76,6 +82,9 @@ class OptimizationResult:
     external_data_path: Path | None
     seconds: dict[str, float]
     warnings: list[str]
+    tuning: TuningResult | None = None
+    shipped_variant: str | None = None
+    config_path: Path | None = None
 
     @property
     def verified(self) -> bool:
@@ -122,6 +131,9 @@ class OptimizationResult:
             "dropped_passes": [dataclasses.asdict(d) for d in self.dropped],
             "converted_initializer_inputs": self.converted_initializer_inputs,
             "verification": self.verification.to_dict() if self.verification else {"status": "not run"},
+            "shipped_variant": self.shipped_variant,
+            "config": str(self.config_path) if self.config_path else None,
+            "tuning": self.tuning.to_dict() if self.tuning else None,
             "seconds": self.seconds,
             "warnings": self.warnings,
         }
@@ -260,9 +272,18 @@ def optimize(
     fold_max_bytes: int | None = None,
     fold_max_growth: float | None = None,
     target_opset: int | None = None,
+    tune: bool = False,
+    tune_budget: float | None = 30.0,
+    objective: str = "latency",
+    batch: int = 1,
     on_stage: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, float], None] | None = None,
 ) -> OptimizationResult:
     """Optimize a model (a path or an `onnx_ir.Model`) losslessly, verify it, and write `output` if given.
+
+    With `tune`, the original graph and each level's output up to `level` are timed under onnxruntime
+    configurations (`optimizer.tune`) within `tune_budget` seconds; the fastest graph ships (never one
+    slower than the original) and its configuration is written next to the output as `OUT.onnx.json`.
 
     Raises `io.ModelInputError` or `verify.VerificationInputError` for bad input, `KeyError` for an
     unknown pass or level, and `VerificationFailedError` when `strict` and the check fails.
@@ -312,7 +333,7 @@ def optimize(
             tolerance = default_tolerance(original)
             tolerance = Tolerance(rtol if rtol is not None else tolerance.rtol, atol if atol is not None else tolerance.atol)
             shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
-            verifier = Verifier(reference_path, original, inputs=inputs, input_shapes=shapes, tolerance=tolerance)
+            verifier = Verifier(reference_path, original, inputs=inputs, input_shapes=shapes, tolerance=tolerance, batch=batch)
             if verifier.skip_reason:
                 warnings.append(f"verification skipped: {verifier.skip_reason}")
             seconds["reference"] = time.perf_counter() - start
@@ -355,14 +376,45 @@ def optimize(
                     break
                 dropped.append(DroppedPass(culprit, verification.reason))
                 warnings.append(f"dropped pass '{culprit}': with it the optimized model's {verification.reason}")
+            tuning, shipped = None, (level if passes is None else "optimized")
+            if tune:
+                stage("tuning")
+                start = time.perf_counter()
+                variant_options = dict(
+                    skip_passes=skip_passes, rtol=rtol, atol=atol, keep_initializer_inputs=keep_initializer_inputs,
+                    fold_max_bytes=fold_max_bytes, fold_max_growth=fold_max_growth, target_opset=target_opset,
+                )
+                tuning, lower = _tune_variants(
+                    run, reference_path, verifier, shipped, Path(scratch), variant_options, tune_budget, objective, batch, on_progress, warnings,
+                )
+                seconds["tune"] = time.perf_counter() - start
+                if tuning is not None and tuning.chosen.variant != shipped:
+                    shipped = tuning.chosen.variant
+                    io.discard(run.staged)
+                    if shipped == "original":
+                        optimized, records, converted = io.load(reference_path, validate=False), [], []
+                    else:
+                        optimized, records, converted = lower[shipped].model, lower[shipped].records, lower[shipped].converted_initializer_inputs
+                    run.staged = io.stage(optimized, run.workspace, run.name, external_data=external_data)
             after = ModelStats.of(optimized)
             after.file_bytes = io.staged_bytes(run.staged)
-            external_path = None
+            external_path = config_path = None
             if output_path is not None:
                 stage("writing")
                 start = time.perf_counter()
                 external_path = io.publish(run.staged, output_path)
                 run.staged = None
+                if tuning is not None:
+                    config_path = runtime.config_path_for(output_path)
+                    runtime.write_config(
+                        config_path,
+                        tuning.chosen.config,
+                        objective=objective,
+                        model={"file": output_path.name, "variant": shipped, "level": level},
+                        measured=tuning.measured(),
+                        machine=tuning.machine,
+                        note="measured on the machine above; tune again on the machine you deploy to",
+                    )
                 seconds["save"] = time.perf_counter() - start
         finally:
             if run.staged is not None:
@@ -385,7 +437,150 @@ def optimize(
         external_data_path=external_path,
         seconds=seconds,
         warnings=warnings,
+        tuning=tuning,
+        shipped_variant=shipped,
+        config_path=config_path,
     )
+
+
+def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, label: str, scratch: Path, variant_options: dict, budget: float | None, objective: str, batch: int, on_progress, warnings: list[str]):
+    """Time the original, each lower level's output and the pipeline's result; the TuningResult and the lower levels' results."""
+    from optimizer import tune as tuning
+
+    started = time.perf_counter()
+    if verifier is None or not verifier.feeds:
+        reason = verifier.skip_reason if verifier is not None and verifier.skip_reason else "it runs on the verification inputs (drop --no-verify)"
+        warnings.append(f"tuning skipped: {reason}")
+        return None, {}
+    variants: dict[str, Path] = {"original": reference_path}
+    lower: dict[str, OptimizationResult] = {}
+    if label in LEVELS:
+        for level in LEVELS[: LEVELS.index(label)]:
+            path = scratch / f"variant-{level}.onnx"
+            result = optimize(reference_path, path, level=level, inputs=verifier.feeds, **variant_options)
+            if result.verified:
+                variants[level], lower[level] = path, result
+    variants[label] = run.staged
+    contents: dict[bytes, str] = {}
+    for name in reversed(list(variants)):  # the higher level keeps its name when two levels give the same graph
+        digest = io.content_digest(variants[name])
+        if digest in contents and name != "original":
+            del variants[name]
+        contents.setdefault(digest, name)
+    original = io.load(reference_path, validate=False)
+    space = tuning.build_space(
+        objective=objective,
+        providers_available=runtime.available_providers(),
+        inter_op_speedup=_inter_op_speedup(original),
+        op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(original.graph)}),
+    )
+    del original
+    result = tuning.tune(
+        variants, verifier.feeds, space, objective=objective, shipped_variant=label,
+        budget_s=None if budget is None else max(1.0, budget - (time.perf_counter() - started)),
+        on_progress=on_progress, inputs=verifier.inputs_source, batch=batch,
+    )
+    return result, lower
+
+
+def _feeds(model_path: Path, model: ir.Model, inputs, input_shapes, batch: int) -> tuple[dict[str, np.ndarray], str]:
+    """Inputs to time the model on: the user's, else generated ones the model accepts."""
+    if inputs is not None and batch != 1:
+        raise VerificationInputError("--batch applies to generated inputs; with --inputs, the arrays set the batch")
+    verifier = Verifier(model_path, model, inputs=inputs, input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}, batch=batch)
+    if not verifier.feeds:
+        raise VerificationInputError(f"cannot run the model: {verifier.skip_reason}")
+    return verifier.feeds, verifier.inputs_source
+
+
+def tune_model(
+    model_path: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    providers: Sequence[str] | None = None,
+    intra: Sequence[int] | None = None,
+    inter: Sequence[int] | None = None,
+    objective: str = "latency",
+    batch: int = 1,
+    budget: float | None = 60.0,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> tuple[TuningResult, Path | None]:
+    """Find the fastest onnxruntime configuration for a model as it is; write it to `output` (default MODEL.onnx.json).
+
+    Raises `io.ModelInputError`, `VerificationInputError` (inputs) or ValueError (a provider or option this
+    onnxruntime lacks) for bad input.
+    """
+    from optimizer import tune as tuning
+
+    model_path = Path(model_path)
+    model = io.load(model_path)
+    config_path = Path(output) if output is not None else runtime.config_path_for(model_path)
+    io.check_writable(config_path)
+    feeds, source = _feeds(model_path, model, inputs, input_shapes, batch)
+    space = tuning.build_space(
+        objective=objective,
+        providers_available=runtime.available_providers(),
+        providers=providers,
+        intra=intra,
+        inter=inter,
+        inter_op_speedup=_inter_op_speedup(model),
+        op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(model.graph)}),
+    )
+    del model
+    result = tuning.tune({"original": model_path}, feeds, space, objective=objective, budget_s=budget, on_progress=on_progress, inputs=source, batch=batch)
+    runtime.write_config(
+        config_path,
+        result.chosen.config,
+        objective=objective,
+        model={"file": model_path.name, "variant": "original"},
+        measured=result.measured(),
+        machine=result.machine,
+        note="measured on the machine above; tune again on the machine you deploy to",
+    )
+    return result, config_path
+
+
+def profile(
+    model_path: str | os.PathLike,
+    *,
+    config_path: str | os.PathLike | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    runs: int = 20,
+) -> tuple[ProfileResult, Path | None]:
+    """Per-node and per-op-type time from onnxruntime's profiler, under a configuration file if given
+    (else MODEL.onnx.json when it exists, else onnxruntime's defaults); the result and the config used."""
+    from optimizer.profile import profile_model
+
+    model_path = Path(model_path)
+    model = io.load(model_path)
+    if config_path is None and runtime.config_path_for(model_path).is_file():
+        config_path = runtime.config_path_for(model_path)
+    config = runtime.load_config(config_path)[0] if config_path is not None else runtime.RuntimeConfig()
+    feeds, _ = _feeds(model_path, model, inputs, input_shapes, 1)
+    del model
+    result = profile_model(
+        model_path,
+        feeds,
+        session_options=config.session_options(),
+        providers=list(config.providers),
+        provider_options=[dict(o) for o in config.provider_options],
+        runs=runs,
+    )
+    return result, Path(config_path) if config_path is not None else None
+
+
+def _inter_op_speedup(model: ir.Model) -> float | None:
+    """What parallel execution could give on this graph (the analysis' bound); None when unknown."""
+    try:
+        from optimizer.analysis import analyze
+
+        return analyze(model).inter_op_speedup_bound
+    except Exception as error:  # noqa: BLE001 - the analysis is advice; tuning goes on without it
+        logger.info("graph analysis failed (%s); parallel execution stays in the search", error)
+        return None
 
 
 def _check_target_opset(target: int, current: int) -> None:

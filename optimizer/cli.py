@@ -72,7 +72,9 @@ def cli() -> None:
     """Make an ONNX model faster without changing what it computes, and prove it.
 
     \b
-      optimize MODEL.onnx -o FAST.onnx     optimize, verify in onnxruntime, write
+      optimize MODEL.onnx -o FAST.onnx     optimize, verify, tune; write FAST.onnx and FAST.onnx.json
+      optimize tune MODEL.onnx              the fastest onnxruntime settings for a model as it is
+      optimize profile MODEL.onnx           time by node and op type (onnxruntime's profiler)
       optimize passes                       list the passes and their levels
     Run `optimize run --help` for every option of the main command.
     """
@@ -95,12 +97,22 @@ def cli() -> None:
 @click.option("--fold-max-bytes", type=click.IntRange(min=0), help="Refuse constant folds whose output exceeds this many bytes... [default: 1048576]")
 @click.option("--fold-max-growth", type=click.FloatRange(min=0), help="...and grows past this multiple of its inputs [default: 2.0].")
 @click.option("--target-opset", type=click.IntRange(min=7), help="Upgrade the model to this opset first (onnx's version converter, verified like a pass) so standard fusions apply.")
+@click.option("--tune/--no-tune", default=True, show_default=True, help="Time the original and each level's graph under onnxruntime settings; ship the fastest graph and write its settings to OUT.onnx.json.")
+@click.option("--budget", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds tuning may take.")
+@click.option("--objective", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True, help="Tune for one request's latency, or for requests per second under concurrency.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs (verification and tuning).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (also the input itself).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary (JSON) on stdout instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="More detail: all op types, declined matches; -vv logs and tracebacks.")
-def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, target_opset, force, as_json, quiet, verbose) -> None:
-    """Optimize MODEL losslessly, verify the result in onnxruntime and write it."""
+@click.option("-v", "--verbose", count=True, help="More detail: all op types, declined matches, every tuning candidate; -vv logs and tracebacks.")
+def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, target_opset, tune, budget, objective, batch, force, as_json, quiet, verbose) -> None:
+    """Optimize MODEL losslessly, verify the result in onnxruntime, tune its runtime settings and write both.
+
+    \b
+    Writes OUT.onnx and, when tuning, OUT.onnx.json: the fastest onnxruntime settings measured on
+    this machine (load them with optimizer.runtime.session or plain onnxruntime, see the README).
+    The shipped graph is never slower than the original under those settings.
+    """
     _configure_logging(verbose, quiet)
     signal.signal(signal.SIGTERM, _on_sigterm)
     if output is None:
@@ -138,7 +150,12 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
                 fold_max_bytes=fold_max_bytes,
                 fold_max_growth=fold_max_growth,
                 target_opset=target_opset,
+                tune=tune,
+                tune_budget=budget,
+                objective=objective,
+                batch=batch,
                 on_stage=(lambda text: status.update(text)) if status else None,
+                on_progress=(lambda text, fraction: status.update(f"tuning: {text} ({fraction:.0%} of the {budget:g} s budget)")) if status else None,
             )
         finally:
             if status:
@@ -167,6 +184,141 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
     else:
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)
+
+
+def _handle_errors(verbose: int, work):
+    """Run `work()`, turning bad input, interruption and internal errors into one line and an exit code."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    from optimizer import io, runtime, verify as verification
+
+    try:
+        return work()
+    except (io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, ValueError) as error:
+        if verbose >= 2:
+            logging.exception("bad input")
+        _fail(str(error), EXIT_BAD_INPUT)
+    except (KeyboardInterrupt, _Interrupted):
+        _fail("interrupted; nothing written", EXIT_INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
+        if verbose >= 2:
+            logging.exception("internal error")
+        _fail(f"internal error ({type(error).__name__}: {error}); rerun with -vv for details", EXIT_INTERNAL)
+
+
+def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
+    numbers = []
+    for text in _split_names(values):
+        if not text.isdigit() or int(text) < 1:
+            _fail(f"{option}: expected positive integers separated by commas, got {text!r}", EXIT_BAD_INPUT)
+        numbers.append(int(text))
+    return numbers or None
+
+
+@cli.command("tune")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the configuration [default: MODEL.onnx.json].")
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs to time on: an .npz of arrays keyed by input name (realistic dynamic shapes).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@click.option("--providers", multiple=True, metavar="NAME,...", help="Execution providers to consider [default: every one the installed onnxruntime offers].")
+@click.option("--intra", multiple=True, metavar="N,...", help="Intra-op thread counts to try [default: 1, 2, 4, ... up to the usable cores].")
+@click.option("--inter", multiple=True, metavar="N,...", help="Inter-op thread counts for parallel execution [default: 2, 4, 8 up to the cores, when the graph has parallel branches].")
+@click.option("--objective", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True, help="One request's latency, or requests per second with concurrent requests x threads each.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs.")
+@click.option("--budget", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds the search may take.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
+@click.option("-v", "--verbose", count=True, help="List every candidate; -vv logs and tracebacks.")
+def tune_command(model, output, inputs_file, input_shapes, providers, intra, inter, objective, batch, budget, as_json, quiet, verbose) -> None:
+    """Find the fastest onnxruntime settings for MODEL on this machine; write them as JSON.
+
+    \b
+    Times onnxruntime's defaults against the settings that can matter here (threads, spinning,
+    parallel execution when the graph has parallel branches, optimization level, providers) by
+    successive halving within the budget. Keeps the defaults unless something beats them by more
+    than the measured noise.
+    """
+    _configure_logging(verbose, quiet)
+    console = _stderr()
+
+    def work():
+        from optimizer import api, verify as verification
+
+        shapes = verification.parse_input_shapes(input_shapes)
+        inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        with _progress(console, enabled=not quiet and not as_json, total=budget) as update:
+            return api.tune_model(
+                model, output, inputs=inputs, input_shapes=shapes, providers=_split_names(providers) or None,
+                intra=_int_list(intra, "--intra"), inter=_int_list(inter, "--inter"), objective=objective,
+                batch=batch, budget=budget, on_progress=update,
+            )
+
+    result, config_path = _handle_errors(verbose, work)
+    if as_json:
+        click.echo(json.dumps({"config": str(config_path), **result.to_dict()}, indent=2, default=str))
+    elif not quiet:
+        from rich.console import Console
+
+        from optimizer.report import render_tuning
+
+        out = Console(highlight=False)
+        render_tuning(result, out, verbose=verbose > 0)
+        out.print(f"configuration: {config_path}")
+
+
+@cli.command("profile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime configuration to profile under [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs: an .npz of arrays keyed by input name.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Profiled runs (after 3 warm-up runs).")
+@click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="How many of the slowest nodes to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
+@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
+def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as_json, quiet, verbose) -> None:
+    """Time MODEL by node and by op type with onnxruntime's profiler."""
+    _configure_logging(verbose, quiet)
+
+    def work():
+        from optimizer import api, verify as verification
+
+        shapes = verification.parse_input_shapes(input_shapes)
+        inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        return api.profile(model, config_path=config_path, inputs=inputs, input_shapes=shapes, runs=runs)
+
+    result, used_config = _handle_errors(verbose, work)
+    if as_json:
+        click.echo(json.dumps({"config": str(used_config) if used_config else None, **result.to_dict()}, indent=2))
+    elif not quiet:
+        from rich.console import Console
+
+        from optimizer.report import render_profile
+
+        out = Console(highlight=False)
+        out.print(f"settings: {used_config if used_config else 'onnxruntime defaults'}")
+        render_profile(result, out, top=top)
+
+
+class _progress:
+    """A progress bar over the tuning budget (nothing when disabled or not a terminal)."""
+
+    def __init__(self, console, *, enabled: bool, total: float) -> None:
+        self.console, self.enabled, self.total = console, enabled and console.is_terminal, total
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda text, fraction: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=self.console, transient=True)
+        self.bar.start()
+        task = self.bar.add_task("tuning", total=1.0)
+        return lambda text, fraction: self.bar.update(task, description=f"tuning: {text}", completed=fraction)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @cli.command("passes")

@@ -10,6 +10,7 @@ or failed run never leaves a half-written file.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import shutil
@@ -432,6 +433,20 @@ def staged_bytes(staged: Path) -> int:
     """Bytes a staged model occupies (model file plus its external data)."""
     data = staged.with_name(staged.name + ".data")
     return staged.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def content_digest(path: str | os.PathLike) -> bytes:
+    """SHA-256 of a model file and its `.data` file, if any: equal digests mean identical models."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    path = Path(path)
+    for part in (path, path.with_name(path.name + ".data")):
+        if part.exists():
+            with open(part, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.digest()
 
 
 def discard(staged: Path) -> None:

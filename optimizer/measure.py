@@ -34,6 +34,7 @@ class LatencyStats:
     p10_ms: float
     median_ms: float
     p90_ms: float
+    p99_ms: float
     mean_ms: float
     max_ms: float
 
@@ -47,6 +48,7 @@ class LatencyStats:
             p10_ms=float(np.percentile(ms, 10)),
             median_ms=float(np.median(ms)),
             p90_ms=float(np.percentile(ms, 90)),
+            p99_ms=float(np.percentile(ms, 99)),
             mean_ms=float(ms.mean()),
             max_ms=float(ms.max()),
         )

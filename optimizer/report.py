@@ -1,4 +1,4 @@
-"""Terminal rendering (rich) of an optimization result and of the pass list."""
+"""Terminal rendering (rich) of an optimization result, a tuning result, a profile and the pass list."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from optimizer.api import OptimizationResult
+from optimizer.profile import ProfileResult
+from optimizer.tune import TuningResult
 
-__all__ = ["render_optimization", "render_pass_list", "format_bytes"]
+__all__ = ["render_optimization", "render_tuning", "render_profile", "render_pass_list", "format_bytes"]
 
 
 def format_bytes(count: int | None) -> str:
@@ -94,6 +96,12 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
         if verification.status == "failed":
             console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
 
+    if result.tuning is not None:
+        render_tuning(result.tuning, console, verbose=verbose)
+        if result.shipped_variant != result.level and result.passes:
+            console.print(f"[cyan]shipped:[/] the {escape(str(result.shipped_variant))} graph (faster on this machine than the {escape(result.level)} output)")
+        if result.config_path:
+            console.print(f"configuration: {escape(str(result.config_path))}")
     if result.introduced_ops:
         listed = ", ".join(f"{op} {count}" for op, count in sorted(result.introduced_ops.items()))
         console.print(f"[cyan]onnxruntime-only ops introduced:[/] {escape(listed)} (the output needs onnxruntime)")
@@ -102,6 +110,66 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
     seconds = sum(result.seconds.values())
     verdict = "[green]verified[/]" if result.verified else "[yellow]not verified[/]"
     console.print(f"{verdict}; {before.nodes} -> {after.nodes} nodes in {seconds:.2f} s")
+
+
+def render_tuning(result: TuningResult, console: Console, *, verbose: bool = False, top: int = 8) -> None:
+    """The timed candidates (best first), the choice and why, and the machine it holds for."""
+    timed = [r for r in result.records if r.ratios or r.error]
+    timed.sort(key=lambda r: (bool(r.error), r.ratios[-1] if r.ratios else math.inf))
+    table = Table(title=f"Tuning ({result.objective}; {result.mode}; {result.seconds:.1f} s of {result.budget_s or 'unlimited'} s)", title_justify="left")
+    for column in ("graph", "settings", "vs defaults", "min", "median", "p90", "status"):
+        table.add_column(column, justify="left" if column in ("graph", "settings", "status") else "right")
+    table.add_row(escape(result.reference.variant), "onnxruntime defaults", "1.00", f"{result.reference_stats.min_ms:.3f} ms", f"{result.reference_stats.median_ms:.3f} ms", f"{result.reference_stats.p90_ms:.3f} ms", "reference")
+    shown = timed if verbose else timed[:top]
+    for record in shown:
+        if record.candidate.key == result.reference.key:
+            continue
+        if record.error:
+            table.add_row(escape(record.candidate.variant), escape(record.candidate.config.label()), "-", "-", "-", "-", f"[red]failed[/] {escape(record.error[:60])}")
+            continue
+        stats = record.stats
+        status = "kept to the end" if record.eliminated_at is None else f"dropped at rung {record.eliminated_at}"
+        table.add_row(escape(record.candidate.variant), escape(record.candidate.config.label()), f"{1 / record.ratios[-1]:.2f}x", f"{stats.min_ms:.3f} ms", f"{stats.median_ms:.3f} ms", f"{stats.p90_ms:.3f} ms", status)
+    console.print(table)
+    if len(timed) > len(shown):
+        console.print(f"  ... {len(timed) - len(shown)} more candidates (-v lists them)")
+    chosen = result.chosen_stats
+    console.print(
+        f"[bold]chosen:[/] {escape(result.chosen.config.label())} on the {escape(result.chosen.variant)} graph: "
+        f"median {chosen.median_ms:.3f} ms, p90 {chosen.p90_ms:.3f} ms, p99 {chosen.p99_ms:.3f} ms "
+        f"(defaults: median {result.reference_stats.median_ms:.3f} ms); {result.speedup:.2f}x by minimum, noise {result.noise:.1%}"
+    )
+    if result.objective == "throughput":
+        console.print(f"throughput: {result.throughput(chosen, result.chosen.config):.1f}/s (defaults {result.throughput(result.reference_stats, result.reference.config):.1f}/s)")
+    console.print(f"[dim]{escape(result.decision)}[/]")
+    for reason in result.space.skipped:
+        console.print(f"[dim]not timed: {escape(reason)}[/]")
+    machine = result.machine
+    console.print(f"[dim]measured on {escape(str(machine.get('cpu_model')))}, {machine.get('cpu_affinity') or machine.get('cpu_count')} usable cores, onnxruntime {machine.get('onnxruntime')}; inputs {escape(result.inputs)}. Tune again on the machine you deploy to.[/]")
+
+
+def render_profile(result: ProfileResult, console: Console, top: int = 15) -> None:
+    """Per-op-type and slowest-node tables of an onnxruntime profile; times are means per run."""
+    console.print(f"onnxruntime profile: {result.runs} runs, {result.run_ms:.3f} ms per run, {result.kernel_ms:.3f} ms in kernels ({len(result.nodes)} nodes)")
+    by_type = Table(title="Op types (as onnxruntime ran them, after its own fusions)", title_justify="left")
+    for column in ("op type", "nodes", "ms/run", "share"):
+        by_type.add_column(column, justify="left" if column == "op type" else "right")
+    for entry in result.by_op_type:
+        by_type.add_row(escape(entry.op_type), str(entry.nodes), f"{entry.mean_ms:.3f}", f"{entry.share:.1%}")
+    console.print(by_type)
+    shown = result.top(top)
+    nodes = Table(title=f"Slowest nodes (top {len(shown)} of {len(result.nodes)})", title_justify="left")
+    for column, justify in (("#", "right"), ("node", "left"), ("op type", "left"), ("provider", "left"), ("ms/run", "right"), ("share", "right"), ("cumulative", "right")):
+        nodes.add_column(column, justify=justify, overflow="fold" if column == "node" else "ellipsis")
+    cumulative = 0.0
+    for rank, node in enumerate(shown, 1):
+        cumulative += node.share
+        provider = node.provider.removesuffix("ExecutionProvider")
+        nodes.add_row(str(rank), escape(node.name), escape(node.op_type), escape(provider), f"{node.mean_ms:.3f}", f"{node.share:.1%}", f"{cumulative:.1%}")
+    console.print(nodes)
+    if len(result.nodes) > len(shown):
+        rest = sum(n.mean_ms for n in result.nodes[len(shown):])
+        console.print(f"  ... {len(result.nodes) - len(shown)} more nodes, {rest:.3f} ms/run ({1 - cumulative:.1%})")
 
 
 def render_pass_list(rows: list[tuple[str, str, str]], console: Console) -> None:

@@ -184,8 +184,8 @@ def _generate_array(spec: _InputSpec, shape: tuple[int, ...], rng: np.random.Gen
     raise VerificationInputError(f"input '{spec.name}' has dtype {dtype}, which cannot be generated; pass --inputs")
 
 
-def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[int, ...]]):
-    """Input sets to try, most realistic first."""
+def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[int, ...]], batch: int = 1):
+    """Input sets to try, most realistic first; `batch` binds batch-like dynamic dims."""
     for name, shape in input_shapes.items():
         spec = next((s for s in specs if s.name == name), None)
         if spec is None:
@@ -197,6 +197,7 @@ def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[i
                 raise VerificationInputError(f"--input-shape {name}={','.join(map(str, shape))} contradicts the declared static shape {list(spec.dims)}")
     profiles = _DIM_PROFILES if any(not (isinstance(d, int) and d >= 0) for s in specs if s.name not in input_shapes for d in s.dims) else _DIM_PROFILES[:1]
     for profile in profiles:
+        profile = {**profile, "batch": batch}
         for zeros in (False, True):
             rng = np.random.default_rng(0)
             symbols: dict = {}
@@ -277,6 +278,7 @@ class Verifier:
         inputs: Mapping[str, np.ndarray] | None = None,
         input_shapes: Mapping[str, tuple[int, ...]] | None = None,
         tolerance: Tolerance | None = None,
+        batch: int = 1,
     ) -> None:
         self.tolerance = tolerance or default_tolerance(original)
         self.skip_reason = ""
@@ -297,7 +299,7 @@ class Verifier:
         if inputs is not None:
             self._use_given_inputs(session, specs, inputs)
         else:
-            self._find_working_inputs(session, specs, input_shapes or {})
+            self._find_working_inputs(session, specs, input_shapes or {}, batch)
 
     def _use_given_inputs(self, session, specs: list[_InputSpec], inputs: Mapping[str, np.ndarray]) -> None:
         names = {s.name for s in specs}
@@ -319,9 +321,9 @@ class Verifier:
             raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given --inputs: {_first_line(error)}") from None
         self.feeds, self.inputs_source = feeds, "--inputs"
 
-    def _find_working_inputs(self, session, specs, input_shapes) -> None:
+    def _find_working_inputs(self, session, specs, input_shapes, batch: int) -> None:
         last_error = None
-        for feeds, source in _candidate_feeds(specs, input_shapes):
+        for feeds, source in _candidate_feeds(specs, input_shapes, batch):
             try:
                 self.expected = session.run(self.output_names, feeds)
             except Exception as error:  # noqa: BLE001 - try the next input profile

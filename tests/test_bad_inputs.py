@@ -162,7 +162,7 @@ def test_output_is_input_without_force(tmp_path):
 def test_force_overwrites_input_safely(tmp_path):
     path = str(tmp_path / "m.onnx")
     onnx.save(small_model(), path)
-    result = CliRunner().invoke(cli, [path, "-o", path, "--force", "-q"])
+    result = CliRunner().invoke(cli, [path, "-o", path, "--force", "-q", "--no-tune"])
     assert result.exit_code == 0
     assert len(onnx.load(path).graph.node) == 2
 
@@ -184,7 +184,7 @@ def test_original_failing_on_generated_inputs_asks_for_inputs(tmp_path):
     # ids are generated in [0, 100) then as zeros: zeros work, so this model must verify.
     path = str(tmp_path / "gather.onnx")
     onnx.save(model, path)
-    assert CliRunner().invoke(cli, [path, "-o", str(tmp_path / "o.onnx"), "-q"]).exit_code == 0
+    assert CliRunner().invoke(cli, [path, "-o", str(tmp_path / "o.onnx"), "-q", "--no-tune"]).exit_code == 0
     # A Reshape to a fixed size fails for every generated input size except the right one.
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [7, 1])

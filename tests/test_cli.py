@@ -24,8 +24,13 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
+def optimize_untuned(*args):
+    """`optimize MODEL ...` without the tuning stage (tested on its own in test_tune_cli.py)."""
+    return invoke(*args, "--no-tune")
+
+
 def test_optimize_prints_summary(model_path, tmp_path):
-    result = invoke(model_path, "-o", tmp_path / "o.onnx")
+    result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o.onnx").exists()
     for text in ("nodes", "file size", "fold-constants", "Verification", "verified"):
@@ -33,7 +38,7 @@ def test_optimize_prints_summary(model_path, tmp_path):
 
 
 def test_json_summary(model_path, tmp_path):
-    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--json")
+    result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx", "--json")
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
     assert summary["schema_version"] == 1
@@ -44,46 +49,46 @@ def test_json_summary(model_path, tmp_path):
 
 def test_o3_reports_the_contrib_ops_it_introduced(tmp_path):
     source = Path(__file__).resolve().parent.parent / "sample_models" / "transformer_block.onnx"
-    result = invoke(source, "-o", tmp_path / "o.onnx", "--level", "O3")
+    result = optimize_untuned(source, "-o", tmp_path / "o.onnx", "--level", "O3")
     assert result.exit_code == 0, result.output
     assert "onnxruntime-only ops introduced" in result.output and "com.microsoft:Attention 1" in result.output
-    summary = json.loads(invoke(source, "-o", tmp_path / "j.onnx", "--level", "O3", "--json").stdout)
+    summary = json.loads(optimize_untuned(source, "-o", tmp_path / "j.onnx", "--level", "O3", "--json").stdout)
     assert summary["introduced_ops"] == {"com.microsoft:Attention": 1, "com.microsoft:Gelu": 1}
-    assert json.loads(invoke(source, "-o", tmp_path / "k.onnx", "--json").stdout)["introduced_ops"] == {}
+    assert json.loads(optimize_untuned(source, "-o", tmp_path / "k.onnx", "--json").stdout)["introduced_ops"] == {}
 
 
 def test_default_output_name(model_path, tmp_path):
-    assert invoke(model_path, "-q").exit_code == 0
+    assert optimize_untuned(model_path, "-q").exit_code == 0
     assert (tmp_path / "m.opt.onnx").exists()
 
 
 def test_inputs_npz_and_input_shape(model_path, tmp_path):
     np.savez(tmp_path / "in.npz", x=np.ones((2, 4), np.float32))
-    result = invoke(model_path, "-o", tmp_path / "a.onnx", "--inputs", tmp_path / "in.npz", "--json")
+    result = optimize_untuned(model_path, "-o", tmp_path / "a.onnx", "--inputs", tmp_path / "in.npz", "--json")
     assert json.loads(result.stdout)["verification"]["inputs_source"] == "--inputs"
-    result = invoke(model_path, "-o", tmp_path / "b.onnx", "--input-shape", "x=3,4", "--json")
+    result = optimize_untuned(model_path, "-o", tmp_path / "b.onnx", "--input-shape", "x=3,4", "--json")
     assert "x=[3, 4]" in json.loads(result.stdout)["verification"]["inputs_source"]
 
 
 def test_inputs_missing_array_is_bad_input(model_path, tmp_path):
     np.savez(tmp_path / "in.npz", other=np.ones((2, 4), np.float32))
-    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--inputs", tmp_path / "in.npz")
+    result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx", "--inputs", tmp_path / "in.npz")
     assert result.exit_code == 2
     assert "lacks arrays for: x" in result.stderr
     assert not (tmp_path / "o.onnx").exists()
 
 
 def test_level_and_pass_selection(model_path, tmp_path):
-    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--passes", "eliminate-no-ops,eliminate-dead-code", "--json")
+    result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx", "--passes", "eliminate-no-ops,eliminate-dead-code", "--json")
     summary = json.loads(result.stdout)
     assert [p["name"] for p in summary["passes"]] == ["eliminate-no-ops", "eliminate-dead-code"]
     assert summary["output"]["op_counts"].get("Mul") == 1  # folding was not asked for
-    result = invoke(model_path, "-o", tmp_path / "p.onnx", "--skip-passes", "fold-constants", "--json")
+    result = optimize_untuned(model_path, "-o", tmp_path / "p.onnx", "--skip-passes", "fold-constants", "--json")
     assert "fold-constants" not in [p["name"] for p in json.loads(result.stdout)["passes"]]
 
 
 def test_unknown_pass_is_bad_input(model_path, tmp_path):
-    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--passes", "nope")
+    result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx", "--passes", "nope")
     assert result.exit_code == 2 and "unknown pass 'nope'" in result.stderr
 
 
@@ -98,14 +103,14 @@ def test_passes_command_lists_every_pass():
 
 
 def test_no_verify(model_path, tmp_path):
-    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--no-verify", "--json")
+    result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx", "--no-verify", "--json")
     assert json.loads(result.stdout)["verification"] == {"status": "not run"}
 
 
 def test_installed_console_script(model_path, tmp_path):
     script = shutil.which("optimize", path=os.path.dirname(sys.executable))
     assert script, "the optimize console script is not installed in this environment"
-    completed = subprocess.run([script, model_path, "-o", str(tmp_path / "o.onnx"), "--json"], capture_output=True, text=True, timeout=120)
+    completed = subprocess.run([script, model_path, "-o", str(tmp_path / "o.onnx"), "--json", "--no-tune"], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["verification"]["status"] == "passed"
     assert Path(tmp_path / "o.onnx").exists()
@@ -113,6 +118,6 @@ def test_installed_console_script(model_path, tmp_path):
 
 def test_names_with_brackets_are_printed_verbatim(tmp_path):
     path = save(small_model(), tmp_path / "model[v2].onnx")
-    result = invoke(path, "-o", tmp_path / "out[/x].onnx".replace("/", "_"))
+    result = optimize_untuned(path, "-o", tmp_path / "out[/x].onnx".replace("/", "_"))
     assert result.exit_code == 0, result.output
     assert "model[v2].onnx" in result.output.replace("\n", "")

@@ -1,0 +1,231 @@
+"""Runtime configurations: the `OUT.onnx.json` file the tuner writes, and sessions built from it.
+
+The file is plain JSON that any tool can read (schema_version 1)::
+
+    {"schema_version": 1,
+     "providers": ["CPUExecutionProvider"], "provider_options": [{}],
+     "session_options": {"intra_op_num_threads": 2, "inter_op_num_threads": 1,
+                         "execution_mode": "sequential", "graph_optimization_level": "all"},
+     "session_config_entries": {"session.intra_op.allow_spinning": "0"},
+     "concurrent_requests": 1, "objective": "latency",
+     "model": {...}, "measured": {...}, "machine": {...}}
+
+`session(model_path)` returns an `onnxruntime.InferenceSession` built from it; the README shows
+the same in plain onnxruntime. A thread count of 0 means onnxruntime's default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = [
+    "CONFIG_SCHEMA_VERSION",
+    "ConfigError",
+    "RuntimeConfig",
+    "available_providers",
+    "config_path_for",
+    "load_config",
+    "session",
+    "write_config",
+]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_SCHEMA_VERSION = 1
+SPINNING_KEY = "session.intra_op.allow_spinning"
+EXECUTION_MODES = ("sequential", "parallel")
+OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
+
+
+class ConfigError(Exception):
+    """A runtime configuration file that cannot be used; the message is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """How to build an onnxruntime session; the defaults are onnxruntime's own."""
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    provider_options: tuple[tuple[tuple[str, str], ...], ...] = ((),)
+    intra_op_num_threads: int = 0
+    inter_op_num_threads: int = 0
+    execution_mode: str = "sequential"
+    graph_optimization_level: str = "all"
+    session_config_entries: tuple[tuple[str, str], ...] = ()
+    concurrent_requests: int = 1
+
+    @property
+    def spinning(self) -> bool:
+        return dict(self.session_config_entries).get(SPINNING_KEY, "1") != "0"
+
+    def label(self) -> str:
+        """A short readable description, e.g. 'CPU intra=2 spin=off'."""
+        parts = [",".join(p.replace("ExecutionProvider", "") for p in self.providers)]
+        for key, value in self.provider_options[0] if self.provider_options else ():
+            parts.append(f"{key}={value}")
+        parts.append(f"intra={self.intra_op_num_threads or 'default'}")
+        if self.execution_mode == "parallel":
+            parts.append(f"parallel inter={self.inter_op_num_threads or 'default'}")
+        if self.graph_optimization_level != "all":
+            parts.append(f"level={self.graph_optimization_level}")
+        if not self.spinning:
+            parts.append("spin=off")
+        if self.concurrent_requests > 1:
+            parts.append(f"streams={self.concurrent_requests}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict:
+        """The configuration part of the file (no measurements)."""
+        return {
+            "providers": list(self.providers),
+            "provider_options": [dict(options) for options in self.provider_options],
+            "session_options": {
+                "intra_op_num_threads": self.intra_op_num_threads,
+                "inter_op_num_threads": self.inter_op_num_threads,
+                "execution_mode": self.execution_mode,
+                "graph_optimization_level": self.graph_optimization_level,
+            },
+            "session_config_entries": dict(self.session_config_entries),
+            "concurrent_requests": self.concurrent_requests,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping, where: str = "config") -> RuntimeConfig:
+        """Validate and read a configuration; ConfigError names the offending field."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a JSON object")
+        version = data.get("schema_version", CONFIG_SCHEMA_VERSION)
+        if version != CONFIG_SCHEMA_VERSION:
+            raise ConfigError(f"{where}: schema_version {version!r} is not supported (this version reads {CONFIG_SCHEMA_VERSION})")
+        providers = data.get("providers", ["CPUExecutionProvider"])
+        if not isinstance(providers, list) or not providers or not all(isinstance(p, str) for p in providers):
+            raise ConfigError(f"{where}: 'providers' must be a non-empty list of provider names")
+        options = data.get("provider_options", [{} for _ in providers])
+        if not isinstance(options, list) or len(options) != len(providers) or not all(isinstance(o, Mapping) for o in options):
+            raise ConfigError(f"{where}: 'provider_options' must be a list of objects, one per provider")
+        session = data.get("session_options", {})
+        if not isinstance(session, Mapping):
+            raise ConfigError(f"{where}: 'session_options' must be an object")
+        unknown = set(session) - {"intra_op_num_threads", "inter_op_num_threads", "execution_mode", "graph_optimization_level"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown session_options {sorted(unknown)}")
+        threads = {}
+        for key in ("intra_op_num_threads", "inter_op_num_threads"):
+            value = session.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{where}: session_options.{key} must be an integer >= 0 (0: onnxruntime's default)")
+            threads[key] = value
+        mode = session.get("execution_mode", "sequential")
+        if mode not in EXECUTION_MODES:
+            raise ConfigError(f"{where}: session_options.execution_mode must be one of {', '.join(EXECUTION_MODES)}")
+        level = session.get("graph_optimization_level", "all")
+        if level not in OPTIMIZATION_LEVELS:
+            raise ConfigError(f"{where}: session_options.graph_optimization_level must be one of {', '.join(OPTIMIZATION_LEVELS)}")
+        entries = data.get("session_config_entries", {})
+        if not isinstance(entries, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
+            raise ConfigError(f"{where}: 'session_config_entries' must map strings to strings")
+        concurrent = data.get("concurrent_requests", 1)
+        if not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1:
+            raise ConfigError(f"{where}: 'concurrent_requests' must be an integer >= 1")
+        return cls(
+            providers=tuple(providers),
+            provider_options=tuple(tuple(sorted((str(k), str(v)) for k, v in o.items())) for o in options),
+            execution_mode=mode,
+            graph_optimization_level=level,
+            session_config_entries=tuple(sorted(entries.items())),
+            concurrent_requests=concurrent,
+            **threads,
+        )
+
+    def session_options(self):
+        """An `onnxruntime.SessionOptions` with these settings (logging kept quiet)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = self.intra_op_num_threads
+        options.inter_op_num_threads = self.inter_op_num_threads
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if self.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization_level]
+        for key, value in self.session_config_entries:
+            options.add_session_config_entry(key, value)
+        return options
+
+    def create_session(self, model_path: str | os.PathLike):
+        """An InferenceSession of `model_path` under this configuration."""
+        import onnxruntime as ort
+
+        missing = [p for p in self.providers if p not in ort.get_available_providers()]
+        if missing:
+            raise ConfigError(f"provider(s) {', '.join(missing)} not available in this onnxruntime ({', '.join(ort.get_available_providers())})")
+        return ort.InferenceSession(
+            str(model_path),
+            self.session_options(),
+            providers=list(self.providers),
+            provider_options=[dict(o) for o in self.provider_options],
+        )
+
+
+def available_providers() -> list[str]:
+    """Execution providers the installed onnxruntime offers (CPU always last)."""
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def config_path_for(model_path: str | os.PathLike) -> Path:
+    """Where the configuration of a model lives: next to it, `MODEL.onnx.json`."""
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
+
+
+def load_config(path: str | os.PathLike) -> tuple[RuntimeConfig, dict]:
+    """The configuration in a file, and the whole file as read (measurements, machine)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not a readable JSON file ({error})") from None
+    return RuntimeConfig.from_dict(data, str(path)), data
+
+
+def write_config(path: str | os.PathLike, config: RuntimeConfig, **sections) -> None:
+    """Write the file atomically: the configuration plus extra sections (objective, model, measured, machine)."""
+    path = Path(path)
+    document = {"schema_version": CONFIG_SCHEMA_VERSION, **config.to_dict(), **sections}
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, default=str)
+            handle.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def session(model_path: str | os.PathLike, config_path: str | os.PathLike | None = None, *, config: RuntimeConfig | None = None):
+    """An `onnxruntime.InferenceSession` of the model under its tuned configuration.
+
+    The configuration comes from `config`, else `config_path`, else `MODEL.onnx.json` when it exists,
+    else onnxruntime's defaults.
+    """
+    if config is None:
+        if config_path is None and config_path_for(model_path).is_file():
+            config_path = config_path_for(model_path)
+        config = load_config(config_path)[0] if config_path is not None else RuntimeConfig()
+    return config.create_session(model_path)
+
