@@ -16,7 +16,7 @@ setup: $(STAMP)
 
 demo: setup
 	@mkdir -p build/demo
-	$(VENV)/bin/optimize sample_models/cnn_bn.onnx -o build/demo/cnn_bn.opt.onnx --force
+	$(VENV)/bin/optimize sample_models/cnn_bn.onnx -o build/demo/cnn_bn.opt.onnx --force --budget 10
 
 test: setup
 	$(PY) -m pytest -q

@@ -19,8 +19,8 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer import io, runtime
+from optimizer import tune as tuning
 from optimizer.pipeline import PassFailedError, PassOptions, PassRecord, Pipeline
-from optimizer.tune import TuningResult
 from optimizer.verify import Tolerance, VerificationInputError, VerificationResult, Verifier, default_tolerance
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class OptimizationResult:
     external_data_path: Path | None
     seconds: dict[str, float]
     warnings: list[str]
-    tuning: TuningResult | None = None
+    tuning: tuning.TuningResult | None = None
     shipped_variant: str | None = None
     config_path: Path | None = None
 
@@ -289,6 +289,8 @@ def optimize(
     unknown pass or level, and `VerificationFailedError` when `strict` and the check fails.
     """
     stage = on_stage or (lambda _: None)
+    if inputs is not None and batch != 1:
+        raise VerificationInputError("--batch applies to generated inputs; with --inputs, the arrays set the batch")
     seconds: dict[str, float] = {}
     warnings: list[str] = []
     names = resolve_pass_names(level, passes, skip_passes, keep_initializer_inputs)
@@ -394,31 +396,42 @@ def optimize(
                     if shipped == "original":
                         optimized, records, converted = io.load(reference_path, validate=False), [], []
                     else:
-                        optimized, records, converted = lower[shipped].model, lower[shipped].records, lower[shipped].converted_initializer_inputs
+                        chosen = lower[shipped]
+                        optimized, records, converted = chosen.model, chosen.records, chosen.converted_initializer_inputs
+                        verification, dropped = chosen.verification, chosen.dropped
+                        warnings = [w for w in warnings if not w.startswith("dropped pass")] + [w for w in chosen.warnings if w.startswith("dropped pass")]
                     run.staged = io.stage(optimized, run.workspace, run.name, external_data=external_data)
             after = ModelStats.of(optimized)
             after.file_bytes = io.staged_bytes(run.staged)
-            external_path = config_path = None
+            external_path = config_path = staged_config = None
             if output_path is not None:
                 stage("writing")
                 start = time.perf_counter()
-                external_path = io.publish(run.staged, output_path)
-                run.staged = None
-                if tuning is not None:
-                    config_path = runtime.config_path_for(output_path)
-                    runtime.write_config(
-                        config_path,
+                if tuning is not None:  # staged first, renamed right after the model: the two never disagree
+                    staged_config = runtime.stage_config(
+                        runtime.config_path_for(output_path),
                         tuning.chosen.config,
                         objective=objective,
-                        model={"file": output_path.name, "variant": shipped, "level": level},
+                        model={"file": output_path.name, "variant": shipped, "level": level if passes is None else "custom passes"},
                         measured=tuning.measured(),
                         machine=tuning.machine,
                         note="measured on the machine above; tune again on the machine you deploy to",
                     )
+                elif runtime.is_config_of(runtime.config_path_for(output_path), output_path.name):
+                    runtime.config_path_for(output_path).unlink()
+                    warnings.append(f"removed {runtime.config_path_for(output_path).name}: it was tuned for the model this run replaced")
+                external_path = io.publish(run.staged, output_path)
+                run.staged = None
+                if staged_config is not None:
+                    config_path = runtime.config_path_for(output_path)
+                    os.replace(staged_config, config_path)
+                    staged_config = None
                 seconds["save"] = time.perf_counter() - start
         finally:
             if run.staged is not None:
                 io.discard(run.staged)
+            if staged_config is not None:
+                staged_config.unlink(missing_ok=True)
 
     if converted:
         warnings.append(f"{len(converted)} initializer-input(s) became constants (interface change; --keep-initializer-inputs keeps them): {', '.join(converted[:10])}{' ...' if len(converted) > 10 else ''}")
@@ -444,9 +457,7 @@ def optimize(
 
 
 def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, label: str, scratch: Path, variant_options: dict, budget: float | None, objective: str, batch: int, on_progress, warnings: list[str]):
-    """Time the original, each lower level's output and the pipeline's result; the TuningResult and the lower levels' results."""
-    from optimizer import tune as tuning
-
+    """Time the original, each lower level's output and the pipeline's result; the tuning.TuningResult and the lower levels' results."""
     started = time.perf_counter()
     if verifier is None or not verifier.feeds:
         reason = verifier.skip_reason if verifier is not None and verifier.skip_reason else "it runs on the verification inputs (drop --no-verify)"
@@ -475,11 +486,15 @@ def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, l
         op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(original.graph)}),
     )
     del original
-    result = tuning.tune(
-        variants, verifier.feeds, space, objective=objective, shipped_variant=label,
-        budget_s=None if budget is None else max(1.0, budget - (time.perf_counter() - started)),
-        on_progress=on_progress, inputs=verifier.inputs_source, batch=batch,
-    )
+    try:
+        result = tuning.tune(
+            variants, verifier.feeds, space, objective=objective, shipped_variant=label,
+            budget_s=None if budget is None else max(1.0, budget - (time.perf_counter() - started)),
+            on_progress=on_progress, inputs=verifier.inputs_source, batch=batch,
+        )
+    except tuning.TuningError as error:
+        warnings.append(f"tuning skipped: {error}")
+        return None, {}
     return result, lower
 
 
@@ -506,17 +521,17 @@ def tune_model(
     batch: int = 1,
     budget: float | None = 60.0,
     on_progress: Callable[[str, float], None] | None = None,
-) -> tuple[TuningResult, Path | None]:
+) -> tuple[tuning.TuningResult, Path | None]:
     """Find the fastest onnxruntime configuration for a model as it is; write it to `output` (default MODEL.onnx.json).
 
     Raises `io.ModelInputError`, `VerificationInputError` (inputs) or ValueError (a provider or option this
     onnxruntime lacks) for bad input.
     """
-    from optimizer import tune as tuning
-
     model_path = Path(model_path)
     model = io.load(model_path)
     config_path = Path(output) if output is not None else runtime.config_path_for(model_path)
+    if config_path.resolve() == model_path.resolve():
+        raise io.ModelInputError(f"{config_path}: the configuration would overwrite the model; choose another -o")
     io.check_writable(config_path)
     feeds, source = _feeds(model_path, model, inputs, input_shapes, batch)
     space = tuning.build_space(
@@ -559,6 +574,7 @@ def profile(
     if config_path is None and runtime.config_path_for(model_path).is_file():
         config_path = runtime.config_path_for(model_path)
     config = runtime.load_config(config_path)[0] if config_path is not None else runtime.RuntimeConfig()
+    config.check_providers()
     feeds, _ = _feeds(model_path, model, inputs, input_shapes, 1)
     del model
     result = profile_model(

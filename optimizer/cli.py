@@ -72,7 +72,7 @@ def cli() -> None:
     """Make an ONNX model faster without changing what it computes, and prove it.
 
     \b
-      optimize MODEL.onnx -o FAST.onnx     optimize, verify, tune; write FAST.onnx and FAST.onnx.json
+      optimize MODEL.onnx -o FAST.onnx     optimize, verify, tune; write FAST.onnx + FAST.onnx.json
       optimize tune MODEL.onnx              the fastest onnxruntime settings for a model as it is
       optimize profile MODEL.onnx           time by node and op type (onnxruntime's profiler)
       optimize passes                       list the passes and their levels
@@ -189,11 +189,11 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
 def _handle_errors(verbose: int, work):
     """Run `work()`, turning bad input, interruption and internal errors into one line and an exit code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    from optimizer import io, runtime, verify as verification
+    from optimizer import io, runtime, tune, verify as verification
 
     try:
         return work()
-    except (io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, ValueError) as error:
+    except (io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, tune.TuningError) as error:
         if verbose >= 2:
             logging.exception("bad input")
         _fail(str(error), EXIT_BAD_INPUT)
@@ -203,6 +203,15 @@ def _handle_errors(verbose: int, work):
         if verbose >= 2:
             logging.exception("internal error")
         _fail(f"internal error ({type(error).__name__}: {error}); rerun with -vv for details", EXIT_INTERNAL)
+
+
+def _input_shapes(specs: tuple[str, ...]) -> dict:
+    from optimizer import verify as verification
+
+    try:
+        return verification.parse_input_shapes(specs)
+    except ValueError as error:
+        raise verification.VerificationInputError(str(error)) from None
 
 
 def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
@@ -243,9 +252,9 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
     def work():
         from optimizer import api, verify as verification
 
-        shapes = verification.parse_input_shapes(input_shapes)
+        shapes = _input_shapes(input_shapes)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        with _progress(console, enabled=not quiet and not as_json, total=budget) as update:
+        with _ProgressBar(console, enabled=not quiet and not as_json, total=budget) as update:
             return api.tune_model(
                 model, output, inputs=inputs, input_shapes=shapes, providers=_split_names(providers) or None,
                 intra=_int_list(intra, "--intra"), inter=_int_list(inter, "--inter"), objective=objective,
@@ -282,7 +291,7 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as
     def work():
         from optimizer import api, verify as verification
 
-        shapes = verification.parse_input_shapes(input_shapes)
+        shapes = _input_shapes(input_shapes)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
         return api.profile(model, config_path=config_path, inputs=inputs, input_shapes=shapes, runs=runs)
 
@@ -299,7 +308,7 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as
         render_profile(result, out, top=top)
 
 
-class _progress:
+class _ProgressBar:
     """A progress bar over the tuning budget (nothing when disabled or not a terminal)."""
 
     def __init__(self, console, *, enabled: bool, total: float) -> None:

@@ -437,8 +437,6 @@ def staged_bytes(staged: Path) -> int:
 
 def content_digest(path: str | os.PathLike) -> bytes:
     """SHA-256 of a model file and its `.data` file, if any: equal digests mean identical models."""
-    import hashlib
-
     digest = hashlib.sha256()
     path = Path(path)
     for part in (path, path.with_name(path.name + ".data")):

@@ -98,7 +98,7 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
 
     if result.tuning is not None:
         render_tuning(result.tuning, console, verbose=verbose)
-        if result.shipped_variant != result.level and result.passes:
+        if result.shipped_variant not in (result.level, "optimized"):
             console.print(f"[cyan]shipped:[/] the {escape(str(result.shipped_variant))} graph (faster on this machine than the {escape(result.level)} output)")
         if result.config_path:
             console.print(f"configuration: {escape(str(result.config_path))}")
@@ -115,8 +115,9 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
 def render_tuning(result: TuningResult, console: Console, *, verbose: bool = False, top: int = 8) -> None:
     """The timed candidates (best first), the choice and why, and the machine it holds for."""
     timed = [r for r in result.records if r.ratios or r.error]
-    timed.sort(key=lambda r: (bool(r.error), r.ratios[-1] if r.ratios else math.inf))
-    table = Table(title=f"Tuning ({result.objective}; {result.mode}; {result.seconds:.1f} s of {result.budget_s or 'unlimited'} s)", title_justify="left")
+    timed.sort(key=lambda r: (bool(r.error), -len(r.ratios), r.ratios[-1] if r.ratios else math.inf))  # survivors of more rungs first
+    budget = f"{result.seconds:.1f} s of a {result.budget_s:.0f} s budget" if result.budget_s else f"{result.seconds:.1f} s"
+    table = Table(title=f"Tuning ({result.objective}; {result.mode}; {budget})", title_justify="left")
     for column in ("graph", "settings", "vs defaults", "min", "median", "p90", "status"):
         table.add_column(column, justify="left" if column in ("graph", "settings", "status") else "right")
     table.add_row(escape(result.reference.variant), "onnxruntime defaults", "1.00", f"{result.reference_stats.min_ms:.3f} ms", f"{result.reference_stats.median_ms:.3f} ms", f"{result.reference_stats.p90_ms:.3f} ms", "reference")
@@ -137,7 +138,7 @@ def render_tuning(result: TuningResult, console: Console, *, verbose: bool = Fal
     console.print(
         f"[bold]chosen:[/] {escape(result.chosen.config.label())} on the {escape(result.chosen.variant)} graph: "
         f"median {chosen.median_ms:.3f} ms, p90 {chosen.p90_ms:.3f} ms, p99 {chosen.p99_ms:.3f} ms "
-        f"(defaults: median {result.reference_stats.median_ms:.3f} ms); {result.speedup:.2f}x by minimum, noise {result.noise:.1%}"
+        f"(defaults: median {result.reference_stats.median_ms:.3f} ms)"
     )
     if result.objective == "throughput":
         console.print(f"throughput: {result.throughput(chosen, result.chosen.config):.1f}/s (defaults {result.throughput(result.reference_stats, result.reference.config):.1f}/s)")

@@ -30,8 +30,10 @@ __all__ = [
     "RuntimeConfig",
     "available_providers",
     "config_path_for",
+    "is_config_of",
     "load_config",
     "session",
+    "stage_config",
     "write_config",
 ]
 
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_SCHEMA_VERSION = 1
 SPINNING_KEY = "session.intra_op.allow_spinning"
+INTER_SPINNING_KEY = "session.inter_op.allow_spinning"
 EXECUTION_MODES = ("sequential", "parallel")
 OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 
@@ -62,7 +65,8 @@ class RuntimeConfig:
 
     @property
     def spinning(self) -> bool:
-        return dict(self.session_config_entries).get(SPINNING_KEY, "1") != "0"
+        entries = dict(self.session_config_entries)
+        return entries.get(SPINNING_KEY, "1") != "0" and entries.get(INTER_SPINNING_KEY, "1") != "0"
 
     def label(self) -> str:
         """A short readable description, e.g. 'CPU intra=2 spin=off'."""
@@ -76,6 +80,7 @@ class RuntimeConfig:
             parts.append(f"level={self.graph_optimization_level}")
         if not self.spinning:
             parts.append("spin=off")
+        parts += [f"{key}={value}" for key, value in self.session_config_entries if key not in (SPINNING_KEY, INTER_SPINNING_KEY)]
         if self.concurrent_requests > 1:
             parts.append(f"streams={self.concurrent_requests}")
         return " ".join(parts)
@@ -162,19 +167,32 @@ class RuntimeConfig:
             options.add_session_config_entry(key, value)
         return options
 
-    def create_session(self, model_path: str | os.PathLike):
-        """An InferenceSession of `model_path` under this configuration."""
+    def check_providers(self) -> None:
+        """ConfigError when a provider is not in the installed onnxruntime."""
+        available = available_providers()
+        missing = [p for p in self.providers if p not in available]
+        if missing:
+            raise ConfigError(f"provider(s) {', '.join(missing)} not available in this onnxruntime ({', '.join(available)})")
+
+    def create_session(self, model_path: str | os.PathLike, session_options=None):
+        """An InferenceSession of `model_path` under this configuration.
+
+        onnxruntime's silent fallback to CPU is off: a provider that fails is an error, not a CPU
+        session under the provider's name.
+        """
         import onnxruntime as ort
 
-        missing = [p for p in self.providers if p not in ort.get_available_providers()]
-        if missing:
-            raise ConfigError(f"provider(s) {', '.join(missing)} not available in this onnxruntime ({', '.join(ort.get_available_providers())})")
-        return ort.InferenceSession(
+        self.check_providers()
+        session = ort.InferenceSession(
             str(model_path),
-            self.session_options(),
+            session_options or self.session_options(),
             providers=list(self.providers),
             provider_options=[dict(o) for o in self.provider_options],
+            enable_fallback=0,
         )
+        if session.get_providers()[0] != self.providers[0]:
+            raise ConfigError(f"{self.providers[0]} could not take the model; onnxruntime runs it on {session.get_providers()[0]}")
+        return session
 
 
 def available_providers() -> list[str]:
@@ -202,19 +220,41 @@ def load_config(path: str | os.PathLike) -> tuple[RuntimeConfig, dict]:
     return RuntimeConfig.from_dict(data, str(path)), data
 
 
-def write_config(path: str | os.PathLike, config: RuntimeConfig, **sections) -> None:
-    """Write the file atomically: the configuration plus extra sections (objective, model, measured, machine)."""
+def stage_config(path: str | os.PathLike, config: RuntimeConfig, **sections) -> Path:
+    """Write the file under a hidden temporary name beside `path`; `os.replace` it into place (or unlink it)."""
     path = Path(path)
     document = {"schema_version": CONFIG_SCHEMA_VERSION, **config.to_dict(), **sections}
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(descriptor, 0o666 & ~umask)  # like any file the user creates, not mkstemp's 0600
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2, default=str)
             handle.write("\n")
-        os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return Path(temporary)
+
+
+def write_config(path: str | os.PathLike, config: RuntimeConfig, **sections) -> None:
+    """Write the file atomically: the configuration plus extra sections (objective, model, measured, machine)."""
+    staged = stage_config(path, config, **sections)
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+
+
+def is_config_of(path: str | os.PathLike, model_name: str) -> bool:
+    """Whether `path` is a configuration file written for the model file named `model_name`."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "schema_version" in data and isinstance(data.get("model"), dict) and data["model"].get("file") == model_name
 
 
 def session(model_path: str | os.PathLike, config_path: str | os.PathLike | None = None, *, config: RuntimeConfig | None = None):

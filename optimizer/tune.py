@@ -31,16 +31,17 @@ from pathlib import Path
 import numpy as np
 
 from optimizer.measure import LatencyStats, machine_info, time_candidates
-from optimizer.runtime import SPINNING_KEY, RuntimeConfig
+from optimizer.runtime import INTER_SPINNING_KEY, SPINNING_KEY, RuntimeConfig
 
-__all__ = ["Candidate", "SearchSpace", "TuningResult", "build_space", "tune", "usable_cores", "exhaustive"]
+__all__ = ["Candidate", "SearchSpace", "TuningError", "TuningResult", "build_space", "decide", "tune", "usable_cores", "exhaustive"]
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_VARIANT = "original"
 PARALLEL_WORTH = 1.10
 """Parallel execution is timed only when inter-op parallelism could give at least this speedup."""
-NOISE_FLOOR = 0.01
+NOISE_FLOOR = 0.02
+"""Minimums of identical sessions differ by a few percent here: a smaller difference is a tie."""
 ETA = 3
 FINAL_ROUNDS = 9
 """Successive halving keeps the best 1/ETA of the candidates and gives them ETA times the rounds."""
@@ -55,6 +56,10 @@ PROVIDER_OPTIONS: dict[str, list[dict[str, str]]] = {
     "CoreMLExecutionProvider": [{}],
 }
 CONV_OPS = frozenset({"Conv", "ConvTranspose", "QLinearConv", "ConvInteger", "FusedConv", "MaxPool", "AveragePool"})
+
+
+class TuningError(Exception):
+    """The search cannot run as asked (an option this onnxruntime lacks, a model its defaults cannot run)."""
 
 
 def usable_cores() -> int:
@@ -105,14 +110,14 @@ def build_space(
     Raises ValueError for a provider the installed onnxruntime does not offer.
     """
     if objective not in ("latency", "throughput"):
-        raise ValueError(f"objective must be latency or throughput, not {objective!r}")
+        raise TuningError(f"objective must be latency or throughput, not {objective!r}")
     cores = cores or usable_cores()
     skipped: list[str] = []
     available = list(providers_available)
     if providers:
         missing = [p for p in providers if p not in available]
         if missing:
-            raise ValueError(f"provider(s) {', '.join(missing)} not offered by this onnxruntime (it has {', '.join(available)})")
+            raise TuningError(f"provider(s) {', '.join(missing)} not offered by this onnxruntime (it has {', '.join(available)})")
         wanted = list(providers)
     else:
         wanted = [p for p in available if p in PROVIDER_OPTIONS or p == "CPUExecutionProvider"]
@@ -167,7 +172,7 @@ def build_space(
                 for workers, threads, level in itertools.product(parallel_inter, intra_values, levels):
                     if workers * threads > cores:
                         continue
-                    for entries in ((), spin_off):
+                    for entries in ((), ((INTER_SPINNING_KEY, "0"), *spin_off)):
                         add(RuntimeConfig(intra_op_num_threads=threads, inter_op_num_threads=workers, execution_mode="parallel", graph_optimization_level=level, session_config_entries=entries))
         if objective == "throughput":
             skipped.append("concurrent requests x threads above the usable cores: oversubscribed")
@@ -309,6 +314,11 @@ def _runner(session, feeds: Mapping[str, np.ndarray], streams: int, pools: list[
     return lambda: list(pool.map(lambda _: session.run(None, feeds), range(streams)))
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def _score(stats: LatencyStats, config: RuntimeConfig, objective: str) -> float:
     """Lower is better: minimum latency, or minimum time per request under concurrency."""
     return stats.min_ms / config.concurrent_requests if objective == "throughput" else stats.min_ms
@@ -347,6 +357,21 @@ class _Search:
         self.rungs: list[dict] = []
         self.pools: list[ThreadPoolExecutor] = []
         self.block_seconds = 0.05
+        self.latency = 0.0
+        self.block_runs: int | None = None  # runs per block, from the reference's latency: the same effort in every group
+        self.records: dict[str, CandidateRecord] = {}
+        self.reference_key = ""
+
+    def calibrate(self, reference: Candidate) -> None:
+        """Set the runs per block from the reference's latency (also creates its session)."""
+        session = self.sessions.get(reference)
+        samples = []
+        for _ in range(3):
+            start = time.perf_counter()
+            session.run(None, self.feeds)
+            samples.append(time.perf_counter() - start)
+        self.latency = min(samples)
+        self.block_runs = int(min(2000, max(3, math.ceil(self.block_seconds / max(self.latency, 1e-6)))))
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -365,7 +390,7 @@ class _Search:
             try:
                 session = self.sessions.get(candidate, key)
             except Exception as error:  # noqa: BLE001 - a provider or option this machine cannot use
-                message = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+                message = _one_line(error)
                 logger.info("candidate %s cannot run: %s", key, message)
                 if records is not None and key in records:
                     records[key].error = message
@@ -378,7 +403,7 @@ class _Search:
             self.progress(f"{label} round {done}/{total}")
 
         try:
-            stats, _ = time_candidates(runners, rounds=rounds, block_seconds=self.block_seconds, on_round=report)
+            stats, _ = time_candidates(runners, rounds=rounds, block_runs=self.block_runs, block_seconds=self.block_seconds, on_round=report)
         except Exception as error:  # noqa: BLE001 - a run that fails under one configuration
             logger.info("timing failed: %s", error)
             failed = {}
@@ -386,7 +411,7 @@ class _Search:
                 try:
                     runner()
                 except Exception as run_error:  # noqa: BLE001
-                    failed[key] = str(run_error).strip().splitlines()[0][:200] if str(run_error).strip() else type(run_error).__name__
+                    failed[key] = _one_line(run_error)
             if not failed:
                 raise
             for key, message in failed.items():
@@ -400,53 +425,86 @@ class _Search:
         return stats
 
     def halving(self, candidates: Sequence[Candidate], reference: Candidate, records: dict[str, CandidateRecord], stage: str, keep_last: int = 2) -> list[Candidate]:
-        """Successive halving over `candidates` (the reference is timed in every group); the survivors, best first."""
+        """Successive halving over `candidates` (the reference is timed in every group); the survivors, best first.
+
+        Before each group the budget is checked against the group's cost plus the final run's; what
+        the budget cannot cover is left untimed (rung 1) or ends the halving (later rungs).
+        """
         alive = [c for c in candidates if c.key != reference.key]
         rounds = 3
         rung = 0
         capacity = self.sessions.capacity - 1
         while True:
             self.progress(f"{stage}: timing {len(alive)} candidates")
+            timed: list[Candidate] = []
+            stopped = False
             for start in range(0, len(alive), capacity):
                 group = alive[start : start + capacity]
+                if timed and self._estimate(group, rounds) > self.remaining() - self.final_cost():
+                    stopped = True
+                    logger.info("budget: %d candidates left untimed at rung %d", len(alive) - start, rung + 1)
+                    if rung == 0:
+                        for candidate in alive[start:]:
+                            records[candidate.key].eliminated_at = 0
+                    else:
+                        timed.extend(alive[start:])  # keep their earlier ratios
+                    break
+                self.sessions.keep_only({reference.key} | {c.key for c in group})
                 members = [(reference.key, reference)] + [(c.key, c) for c in group]
                 stats = self.time_group(members, rounds, records, f"{stage} rung {rung + 1}")
                 if reference.key not in stats:
-                    raise RuntimeError(f"onnxruntime cannot run the model under its default settings ({records[reference.key].error})")
+                    raise TuningError(f"onnxruntime cannot run the model under its default settings ({records[reference.key].error})")
                 base = _score(stats[reference.key], reference.config, self.objective)
                 records[reference.key].stats = stats[reference.key]
                 for candidate in group:
                     if candidate.key in stats:
                         records[candidate.key].stats = stats[candidate.key]
                         records[candidate.key].ratios.append(_score(stats[candidate.key], candidate.config, self.objective) / base)
-            alive = [c for c in alive if not records[c.key].error]
+                timed.extend(group)
+            alive = [c for c in timed if not records[c.key].error and records[c.key].ratios]
             alive.sort(key=lambda c: records[c.key].ratios[-1])
             self.rungs.append({"stage": stage, "rung": rung + 1, "candidates": len(alive), "rounds": rounds, "seconds": round(self.elapsed(), 2)})
-            if len(alive) <= keep_last:
+            if stopped:
+                self.rungs[-1]["stopped"] = "budget"
+            if len(alive) <= keep_last or stopped:
                 return alive
             keep = max(keep_last, math.ceil(len(alive) / ETA))
-            next_cost = self._estimate(alive[:keep], rounds * ETA)
-            if next_cost > self.remaining() - self.final_cost():
-                logger.info("budget: stopping the halving at rung %d", rung + 1)
-                self.rungs[-1]["stopped"] = "budget"
-                return alive
             for candidate in alive[keep:]:
                 records[candidate.key].eliminated_at = rung + 1
             alive = alive[:keep]
-            self.sessions.keep_only({c.key for c in alive} | {reference.key})
+            if keep <= keep_last:
+                return alive  # the final run decides between the last few
+            if self._estimate(alive, rounds * ETA) > self.remaining() - self.final_cost():
+                logger.info("budget: stopping the halving at rung %d", rung + 1)
+                self.rungs[-1]["stopped"] = "budget"
+                return alive
             rounds *= ETA
             rung += 1
 
-    def final_cost(self) -> float:
-        """Seconds the final run takes (about five sessions, nine rounds, two of them new)."""
-        return 5 * FINAL_ROUNDS * (self.block_seconds + 0.03) + 2 * max(self.sessions.create_seconds, default=0.5)
+    def block_cost(self) -> float:
+        """Seconds one block takes at the reference's latency: the pause, one untimed run, k timed runs."""
+        if self.block_runs is None:
+            return self.block_seconds + 0.03
+        return 0.02 + (self.block_runs + 1) * self.latency
 
-    def _estimate(self, candidates: Sequence[Candidate], rounds: int) -> float:
-        """Seconds to time these candidates (plus the reference) for `rounds` rounds."""
-        per_block = self.block_seconds + 0.03  # the pause and the untimed run
+    def final_cost(self) -> float:
+        """Seconds the final run takes (about four sessions, two of them new)."""
+        return 4 * FINAL_ROUNDS * self.block_cost() + 2 * max(self.sessions.create_seconds, default=0.5)
+
+    def _estimate(self, candidates: Sequence[Candidate], rounds: int, records: Mapping[str, CandidateRecord] | None = None) -> float:
+        """Seconds to time these candidates (plus the reference) for `rounds` rounds.
+
+        A candidate timed before costs its own measured minimum per run; others the reference's latency.
+        """
+        records = records if records is not None else self.records
         creation = max(self.sessions.create_seconds, default=0.5)
-        missing = sum(1 for c in candidates if c.key not in self.sessions.live)
-        return (len(candidates) + 1) * rounds * per_block + missing * creation
+        total = rounds * self.block_cost() + (0 if self.reference_key in self.sessions.live else creation)
+        for candidate in candidates:
+            record = records.get(candidate.key)
+            latency = record.stats.min_ms / 1e3 if record is not None and record.stats is not None else self.latency
+            runs = (self.block_runs or 3) + 1
+            total += rounds * (0.02 + runs * latency) + (0 if candidate.key in self.sessions.live else creation)
+        return total
 
 
 def tune(
@@ -470,16 +528,20 @@ def tune(
     optimization level), preferred over the original when they tie.
     """
     if reference_variant not in variants:
-        raise ValueError(f"the reference variant {reference_variant!r} is not among {list(variants)}")
+        raise TuningError(f"the reference variant {reference_variant!r} is not among {list(variants)}")
     search = _Search(variants, feeds, objective, budget_s, on_progress, max_sessions)
     reference = Candidate(reference_variant, RuntimeConfig())
     candidates = [Candidate(v, c) for v in variants for c in space.configs]
     records = {c.key: CandidateRecord(c) for c in candidates}
     records.setdefault(reference.key, CandidateRecord(reference))
+    search.records, search.reference_key = records, reference.key
     try:
         mode = "successive halving"
-        search.sessions.get(reference)  # also measures what creating a session costs
-        per_candidate = 3 * (search.block_seconds + 0.03) + max(search.sessions.create_seconds)
+        try:
+            search.calibrate(reference)
+        except Exception as error:  # noqa: BLE001 - onnxruntime's own error, as one line
+            raise TuningError(f"onnxruntime cannot run the original model under its default settings: {_one_line(error)}") from None
+        per_candidate = 3 * search.block_cost() + max(search.sessions.create_seconds)
         if budget_s is not None and len(variants) > 1 and len(space.configs) > 1 and per_candidate * len(candidates) > 0.5 * budget_s:
             # The product space does not fit: choose the variant under defaults, then the settings for it.
             mode = "variant, then settings (the budget cannot cover every combination)"
@@ -492,8 +554,7 @@ def tune(
         for record in records.values():
             if record.candidate.key not in {c.key for c in survivors} and record.eliminated_at is None and not record.error and not record.ratios and record.candidate.key != reference.key:
                 record.eliminated_at = 0  # never timed (the variant stage eliminated its graph)
-        winner = survivors[0] if survivors else reference
-        chosen, final, control_ratio, decision = _final(search, winner, reference, records, shipped_variant)
+        chosen, final, control_ratio, decision = _final(search, survivors, reference, records, shipped_variant)
     finally:
         search.sessions.keep_only(set())
     return TuningResult(
@@ -511,56 +572,95 @@ def tune(
         seconds=search.elapsed(),
         budget_s=budget_s,
         mode=mode,
-        machine=machine_info(),
+        machine=_machine(),
         inputs=inputs,
         batch=batch,
     )
 
 
-def _final(search: _Search, winner: Candidate, reference: Candidate, records, shipped_variant: str | None):
-    """Time the winner against the reference, a control copy, and the alternatives the decision needs."""
+def _machine() -> dict:
+    """The `machine` section: the schema's cpu/cores/onnxruntime/providers_available, then the details."""
+    info = machine_info()
+    import onnxruntime as ort
+
+    return {"cpu": info["cpu_model"], "cores": usable_cores(), "onnxruntime": info["onnxruntime"], "providers_available": ort.get_available_providers(), **info}
+
+
+def _final(search: _Search, finalists: Sequence[Candidate], reference: Candidate, records, shipped_variant: str | None):
+    """Time the finalists against the reference, a control copy, and the alternatives the decision needs.
+
+    The leader's alternatives (the original and the requested graph under its settings, the requested
+    graph under the defaults) are timed too; the winner is the finalist with the best final score.
+    """
+    winner = finalists[0] if finalists else reference
     members = {reference.key: reference, "control": reference, winner.key: winner}
-    original_under_winner = Candidate(reference.variant, winner.config)
-    members[original_under_winner.key] = original_under_winner
-    shipped_default = Candidate(shipped_variant, RuntimeConfig()) if shipped_variant else None
-    if shipped_default is not None:
-        members[shipped_default.key] = shipped_default
+    for candidate in finalists[1:2]:
+        members.setdefault(candidate.key, candidate)
+    alternatives = [Candidate(reference.variant, winner.config)]
+    if shipped_variant:
+        alternatives += [Candidate(shipped_variant, winner.config), Candidate(shipped_variant, RuntimeConfig())]
+    for candidate in alternatives:
+        if len(members) < max(5, search.sessions.capacity):
+            members.setdefault(candidate.key, candidate)
     remaining = search.remaining()
-    per_round = len(members) * (search.block_seconds + 0.03)
-    rounds = 15 if remaining == math.inf else int(max(3, min(15, (remaining - 2 * max(search.sessions.create_seconds, default=0.5)) / per_round)))
+    per_round = search._estimate(list(members.values()), 1) - search._estimate([], 1)
+    rounds = FINAL_ROUNDS if remaining == math.inf else int(max(3, min(FINAL_ROUNDS, remaining / max(per_round, 1e-3))))
     search.sessions.keep_only(set(members))
     stats = search.time_group(list(members.items()), rounds, None, "final")
     search.rungs.append({"stage": "final", "candidates": len(stats), "rounds": rounds, "seconds": round(search.elapsed(), 2)})
     if reference.key not in stats or "control" not in stats:
-        raise RuntimeError("onnxruntime cannot run the model under its default settings")
-    objective = search.objective
-    score = {key: _score(s, members[key].config, objective) for key, s in stats.items()}
+        raise TuningError("onnxruntime cannot run the original model under its default settings")
+    score = {key: _score(s, members[key].config, search.objective) for key, s in stats.items()}
     control_ratio = score["control"] / score[reference.key]
     noise = max(abs(control_ratio - 1.0), NOISE_FLOOR)
-    final = {key: stats[key] for key in stats}
+    timed_finalists = [c.key for c in finalists[:2] if c.key in score]
+    if timed_finalists:
+        winner = members[min(timed_finalists, key=score.get)]
+    chosen_key, decision = decide(score, noise, winner.key, reference.key, {key: members[key] for key in score}, shipped_variant)
+    chosen = members[chosen_key]
+    records.setdefault(chosen.key, CandidateRecord(chosen))
+    return chosen, stats, control_ratio, decision
 
-    def faster(a: str, b: str) -> bool:
+
+def decide(score: Mapping[str, float], noise: float, winner: str, reference: str, candidates: Mapping[str, Candidate], shipped_variant: str | None) -> tuple[str, str]:
+    """The candidate to ship and why, from final-run scores (lower is better) and the noise floor.
+
+    Settings other than onnxruntime's defaults ship only when they beat the defaults by more than
+    the noise. Between graphs under the chosen settings, the shipped variant (the requested level)
+    wins ties; the original wins when the others are slower by more than the noise.
+    """
+
+    def faster(a: str | None, b: str | None) -> bool:
         return a in score and b in score and score[a] < score[b] * (1 - noise)
 
-    if winner.key in score and faster(winner.key, reference.key):
-        chosen = winner
-        gain = score[reference.key] / score[winner.key]
-        decision = f"{winner.config.label()} on the {winner.variant} graph: {gain:.2f}x faster than onnxruntime's defaults (noise {noise:.1%})"
-        if winner.variant != reference.variant and faster(original_under_winner.key, winner.key):
-            chosen = original_under_winner
-            decision = f"the original graph is faster than the {winner.variant} graph under {winner.config.label()}; the original ships"
+    def key_of(variant: str | None, config: RuntimeConfig) -> str | None:
+        return Candidate(variant, config).key if variant is not None else None
+
+    base = candidates[reference]
+    if winner in score and faster(winner, reference):
+        config, why = candidates[winner].config, f"{candidates[winner].config.label()}: {score[reference] / score[winner]:.2f}x faster than onnxruntime's defaults (noise {noise:.1%})"
+    elif winner not in score and winner != reference:
+        config, why = RuntimeConfig(), f"onnxruntime's defaults: the best candidate ({winner}) failed in the final run"
+    elif winner == reference:
+        config, why = RuntimeConfig(), "onnxruntime's defaults: no other candidate could be timed"
+    elif score[winner] > score[reference] * (1 + noise):
+        config, why = RuntimeConfig(), f"onnxruntime's defaults were fastest (the best other candidate, {winner}, took {score[winner] / score[reference]:.2f}x as long)"
     else:
-        chosen = reference
-        decision = f"onnxruntime's defaults were already best (the best candidate, {winner.key}, is within noise {noise:.1%})"
-        if shipped_default is not None and shipped_default.key in score and not faster(reference.key, shipped_default.key):
-            chosen = shipped_default
-            decision += f"; the {shipped_variant} graph is not slower than the original"
-        elif shipped_default is not None and shipped_default.key in score:
-            decision += f"; the {shipped_variant} graph measured {score[shipped_default.key] / score[reference.key]:.2f}x the original's latency, so the original ships"
-    if chosen.key not in final:
-        final[chosen.key] = stats[chosen.key]
-    records.setdefault(chosen.key, CandidateRecord(chosen))
-    return chosen, final, control_ratio, decision
+        config, why = RuntimeConfig(), f"onnxruntime's defaults were already best (the best candidate, {winner}, is within the noise of {noise:.1%})"
+    original = key_of(base.variant, config)
+    preferred = key_of(shipped_variant, config)
+    graph = candidates[winner].variant if winner in score and config == candidates[winner].config else base.variant
+    chosen = key_of(graph, config)
+    if preferred in score and (chosen not in score or not faster(chosen, preferred)):
+        chosen, graph = preferred, shipped_variant  # ties go to the requested level
+    if chosen not in score or (graph != base.variant and faster(original, chosen)):
+        chosen, graph = original, base.variant  # never a graph slower than the original
+    if graph == base.variant and shipped_variant and shipped_variant != base.variant:
+        measured = f" ({score[preferred] / score[original]:.2f}x the original's time)" if preferred in score else " (not measured)"
+        why += f"; the original graph ships: the {shipped_variant} graph is slower under these settings{measured}"
+    elif graph != base.variant:
+        why += f"; the {graph} graph"
+    return chosen, why
 
 
 def exhaustive(
@@ -578,6 +678,7 @@ def exhaustive(
     """
     search = _Search(variants, feeds, objective, None, None, max_sessions)
     reference = Candidate(REFERENCE_VARIANT, RuntimeConfig())
+    search.calibrate(reference)
     candidates = {c.key: c for c in (Candidate(v, cfg) for v in variants for cfg in space.configs)}
     records = {key: CandidateRecord(c) for key, c in candidates.items()}
     alive = [c for c in candidates.values() if c.key != reference.key]
