@@ -345,6 +345,7 @@ def optimize(
         run = _Run(load_fresh, verifier, workspace, output_path.name if output_path else "optimized.onnx", options, external_data, target_opset)
         dropped: list[DroppedPass] = []
         seconds["optimize"] = seconds["verify"] = 0.0
+        staged_config: Path | None = None
         try:
             while True:
                 active = [n for n in names if n not in {d.name for d in dropped}]
@@ -403,7 +404,7 @@ def optimize(
                     run.staged = io.stage(optimized, run.workspace, run.name, external_data=external_data)
             after = ModelStats.of(optimized)
             after.file_bytes = io.staged_bytes(run.staged)
-            external_path = config_path = staged_config = None
+            external_path = config_path = None
             if output_path is not None:
                 stage("writing")
                 start = time.perf_counter()
