@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,25 @@ EXHAUSTIVE_ROUNDS = 27
 VALIDATION_ROUNDS = 20
 
 
-def bench_model(path: Path, budget: float) -> dict:
+def _level_variants(path: Path, folder: Path) -> dict[str, Path]:
+    """The original and each level's verified output (identical outputs once), as `optimize` tunes them."""
+    from optimizer.api import optimize
+
+    variants: dict[str, Path] = {"original": path}
+    digests = {}
+    for level in ("O1", "O2", "O3"):
+        out = folder / f"{path.stem}.{level}.onnx"
+        if optimize(path, out, level=level, force=True).verified:
+            variants[level] = out
+    for name in reversed(list(variants)):
+        digest = io.content_digest(variants[name])
+        if digest in digests and name != "original":
+            del variants[name]
+        digests.setdefault(digest, name)
+    return variants
+
+
+def bench_model(path: Path, budget: float, with_variants: bool = False) -> dict:
     model = io.load(path)
     op_types = sorted({node.op_type for node in model.graph})
     speedup_bound = _inter_op_speedup(model)
@@ -44,29 +63,32 @@ def bench_model(path: Path, budget: float) -> dict:
     probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = generate_inputs(probe)
     del probe
-    variants = {"original": path}
+    scratch = tempfile.TemporaryDirectory(prefix="tune-bench-")
+    variants = _level_variants(path, Path(scratch.name)) if with_variants else {"original": path}
 
     started = time.perf_counter()
-    tuned = tune.tune(variants, feeds, space, budget_s=budget)
+    tuned = tune.tune(variants, feeds, space, budget_s=budget, shipped_variant=list(variants)[-1] if with_variants else None)
     tune_seconds = time.perf_counter() - started
 
     ratios, candidates, exhaustive_seconds = tune.exhaustive(variants, feeds, space, rounds=EXHAUSTIVE_ROUNDS)
     best_key = min(ratios, key=ratios.get)
     best = candidates.get(best_key, tuned.reference)
 
-    contenders = {"defaults": runtime.RuntimeConfig(), "control": runtime.RuntimeConfig(), "exhaustive best": best.config, "tuner pick": tuned.chosen.config}
-    sessions = {name: config.create_session(path) for name, config in contenders.items()}
+    contenders = {"defaults": tuned.reference, "control": tuned.reference, "exhaustive best": best, "tuner pick": tuned.chosen}
+    sessions = {name: candidate.config.create_session(variants[candidate.variant]) for name, candidate in contenders.items()}
     runners = {name: (lambda s=session: s.run(None, feeds)) for name, session in sessions.items()}
     stats, _ = time_candidates(runners, rounds=VALIDATION_ROUNDS, block_seconds=0.1)
     base = stats["defaults"].min_ms
+    scratch.cleanup()
     return {
-        "model": path.stem,
+        "model": path.stem + (" (graphs x settings)" if with_variants else ""),
+        "variants": list(variants),
         "inputs": {name: list(array.shape) for name, array in feeds.items()},
         "configurations": len(space.configs),
         "skipped": space.skipped,
         "inter_op_speedup_bound": speedup_bound,
-        "tuner": {"seconds": tune_seconds, "mode": tuned.mode, "rungs": tuned.rungs, "pick": tuned.chosen.config.label(), "decision": tuned.decision},
-        "exhaustive": {"seconds": exhaustive_seconds, "best": best.config.label(), "ratios": ratios},
+        "tuner": {"seconds": tune_seconds, "mode": tuned.mode, "rungs": tuned.rungs, "pick": tuned.chosen.key, "decision": tuned.decision},
+        "exhaustive": {"seconds": exhaustive_seconds, "best": best.key, "ratios": ratios},
         "validation": {name: {"min_ms": s.min_ms, "median_ms": s.median_ms, "p90_ms": s.p90_ms, "speedup_by_min": base / s.min_ms} for name, s in stats.items()},
         "pick_vs_best": stats["tuner pick"].min_ms / stats["exhaustive best"].min_ms,
         "time_ratio": tune_seconds / exhaustive_seconds,
@@ -94,14 +116,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--budget", type=float, default=60.0, help="the tuner's budget in seconds")
+    parser.add_argument("--append", action="store_true", help="add to the results already in --out")
+    parser.add_argument("--variants", action="store_true", help="also tune the graph: the original and each level's output, as `optimize` does")
     parser.add_argument("--out", type=Path, default=Path("bench/out/tuning.json"))
     parser.add_argument("--markdown", type=Path, default=Path("bench/out/tuning.md"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    results = []
+    results = json.loads(args.out.read_text())["results"] if args.append and args.out.exists() else []
     for path in args.models:
         print(f"{path} ...", file=sys.stderr, flush=True)
-        results.append(bench_model(path, args.budget))
+        results.append(bench_model(path, args.budget, args.variants))
         r = results[-1]
         print(f"  pick/best {r['pick_vs_best']:.3f}, time ratio {r['time_ratio']:.2f}, pick {r['tuner']['pick']}, best {r['exhaustive']['best']}", file=sys.stderr, flush=True)
         machine = machine_info()

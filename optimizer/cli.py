@@ -155,7 +155,7 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
                 objective=objective,
                 batch=batch,
                 on_stage=(lambda text: status.update(text)) if status else None,
-                on_progress=(lambda text, fraction: status.update(f"tuning: {text} ({fraction:.0%} of the {budget:g} s budget)")) if status else None,
+                on_progress=(lambda text, fraction: status.update(f"tuning: {text} ({fraction:.0%})")) if status else None,
             )
         finally:
             if status:

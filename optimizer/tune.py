@@ -107,7 +107,7 @@ def build_space(
     """The configurations to time; `providers`, `intra`, `inter` restrict it as the user asks.
 
     `inter_op_speedup` is the graph analysis' bound on what parallel execution could give (None: unknown).
-    Raises ValueError for a provider the installed onnxruntime does not offer.
+    Raises TuningError for a provider the installed onnxruntime does not offer.
     """
     if objective not in ("latency", "throughput"):
         raise TuningError(f"objective must be latency or throughput, not {objective!r}")
@@ -259,6 +259,7 @@ class TuningResult:
             "baseline_min_ms": self.reference_stats.min_ms,
             "speedup_vs_defaults": round(self.speedup, 4),
             "noise": round(self.noise, 4),
+            "per_call": "one request" if self.chosen.config.concurrent_requests == 1 else f"{self.chosen.config.concurrent_requests} concurrent requests",
             "variant": self.chosen.variant,
             "decision": self.decision,
             "inputs": self.inputs,
