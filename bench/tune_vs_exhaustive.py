@@ -104,6 +104,7 @@ def markdown(results: list[dict], machine: dict) -> str:
     ]
     for r in results:
         v = r["validation"]
+        r = {**r, "tuner": {**r["tuner"], "pick": r["tuner"]["pick"].replace(" | ", ": ")}, "exhaustive": {**r["exhaustive"], "best": r["exhaustive"]["best"].replace(" | ", ": ")}}
         lines.append(
             f"| {r['model']} | {r['configurations']} | {r['tuner']['seconds']:.1f} | {r['exhaustive']['seconds']:.1f} | {r['time_ratio']:.2f} "
             f"| {r['tuner']['pick']} | {r['exhaustive']['best']} | {r['pick_vs_best']:.3f} | {v['tuner pick']['speedup_by_min']:.2f} "

@@ -638,8 +638,10 @@ def decide(score: Mapping[str, float], noise: float, winner: str, reference: str
         return Candidate(variant, config).key if variant is not None else None
 
     base = candidates[reference]
-    if winner in score and faster(winner, reference):
-        config, why = candidates[winner].config, f"{candidates[winner].config.label()}: {score[reference] / score[winner]:.2f}x faster than onnxruntime's defaults (noise {noise:.1%})"
+    if winner in score and faster(winner, reference) and candidates[winner].config == RuntimeConfig():
+        config, why = RuntimeConfig(), f"onnxruntime's defaults, on a graph {score[reference] / score[winner]:.2f}x faster than the original (noise {noise:.1%})"
+    elif winner in score and faster(winner, reference):
+        config, why = candidates[winner].config, f"{candidates[winner].config.label()}: {score[reference] / score[winner]:.2f}x faster than onnxruntime's defaults on the original (noise {noise:.1%})"
     elif winner not in score and winner != reference:
         config, why = RuntimeConfig(), f"onnxruntime's defaults: the best candidate ({winner}) failed in the final run"
     elif winner == reference:
