@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer import io, runtime
-from optimizer import tune as tuning
+from optimizer import tune as tuner
 from optimizer.pipeline import PassFailedError, PassOptions, PassRecord, Pipeline
 from optimizer.verify import Tolerance, VerificationInputError, VerificationResult, Verifier, default_tolerance
 
@@ -82,7 +82,7 @@ class OptimizationResult:
     external_data_path: Path | None
     seconds: dict[str, float]
     warnings: list[str]
-    tuning: tuning.TuningResult | None = None
+    tuning: tuner.TuningResult | None = None
     shipped_variant: str | None = None
     config_path: Path | None = None
 
@@ -458,7 +458,7 @@ def optimize(
 
 
 def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, label: str, scratch: Path, variant_options: dict, budget: float | None, objective: str, batch: int, on_progress, warnings: list[str]):
-    """Time the original, each lower level's output and the pipeline's result; the tuning.TuningResult and the lower levels' results."""
+    """Time the original, each lower level's output and the pipeline's result; the TuningResult and the lower levels' results."""
     started = time.perf_counter()
     if verifier is None or not verifier.feeds:
         reason = verifier.skip_reason if verifier is not None and verifier.skip_reason else "it runs on the verification inputs (drop --no-verify)"
@@ -480,7 +480,7 @@ def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, l
             del variants[name]
         contents.setdefault(digest, name)
     original = io.load(reference_path, validate=False)
-    space = tuning.build_space(
+    space = tuner.build_space(
         objective=objective,
         providers_available=runtime.available_providers(),
         inter_op_speedup=_inter_op_speedup(original),
@@ -488,12 +488,12 @@ def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, l
     )
     del original
     try:
-        result = tuning.tune(
+        result = tuner.tune(
             variants, verifier.feeds, space, objective=objective, shipped_variant=label,
             budget_s=None if budget is None else max(1.0, budget - (time.perf_counter() - started)),
             on_progress=on_progress, inputs=verifier.inputs_source, batch=batch,
         )
-    except tuning.TuningError as error:
+    except tuner.TuningError as error:
         warnings.append(f"tuning skipped: {error}")
         return None, {}
     return result, lower
@@ -522,7 +522,7 @@ def tune_model(
     batch: int = 1,
     budget: float | None = 60.0,
     on_progress: Callable[[str, float], None] | None = None,
-) -> tuple[tuning.TuningResult, Path | None]:
+) -> tuple[tuner.TuningResult, Path | None]:
     """Find the fastest onnxruntime configuration for a model as it is; write it to `output` (default MODEL.onnx.json).
 
     Raises `io.ModelInputError`, `VerificationInputError` (inputs) or ValueError (a provider or option this
@@ -535,7 +535,7 @@ def tune_model(
         raise io.ModelInputError(f"{config_path}: the configuration would overwrite the model; choose another -o")
     io.check_writable(config_path)
     feeds, source = _feeds(model_path, model, inputs, input_shapes, batch)
-    space = tuning.build_space(
+    space = tuner.build_space(
         objective=objective,
         providers_available=runtime.available_providers(),
         providers=providers,
@@ -545,7 +545,7 @@ def tune_model(
         op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(model.graph)}),
     )
     del model
-    result = tuning.tune({"original": model_path}, feeds, space, objective=objective, budget_s=budget, on_progress=on_progress, inputs=source, batch=batch)
+    result = tuner.tune({"original": model_path}, feeds, space, objective=objective, budget_s=budget, on_progress=on_progress, inputs=source, batch=batch)
     runtime.write_config(
         config_path,
         result.chosen.config,
