@@ -641,7 +641,7 @@ def decide(score: Mapping[str, float], noise: float, winner: str, reference: str
     if winner in score and faster(winner, reference) and candidates[winner].config == RuntimeConfig():
         config, why = RuntimeConfig(), f"onnxruntime's defaults, on a graph {score[reference] / score[winner]:.2f}x faster than the original (noise {noise:.1%})"
     elif winner in score and faster(winner, reference):
-        config, why = candidates[winner].config, f"{candidates[winner].config.label()}: {score[reference] / score[winner]:.2f}x faster than onnxruntime's defaults on the original (noise {noise:.1%})"
+        config, why = candidates[winner].config, f"{candidates[winner].config.label()}: {score[reference] / score[winner]:.2f}x faster than the original under onnxruntime's defaults (noise {noise:.1%})"
     elif winner not in score and winner != reference:
         config, why = RuntimeConfig(), f"onnxruntime's defaults: the best candidate ({winner}) failed in the final run"
     elif winner == reference:
@@ -662,7 +662,7 @@ def decide(score: Mapping[str, float], noise: float, winner: str, reference: str
         measured = f" ({score[preferred] / score[original]:.2f}x the original's time)" if preferred in score else " (not measured)"
         why += f"; the original graph ships: the {shipped_variant} graph is slower under these settings{measured}"
     elif graph != base.variant:
-        why += f"; the {graph} graph"
+        why += f"; ships the {graph} graph"
     return chosen, why
 
 
