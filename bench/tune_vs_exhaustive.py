@@ -38,20 +38,14 @@ VALIDATION_ROUNDS = 20
 
 def _level_variants(path: Path, folder: Path) -> dict[str, Path]:
     """The original and each level's verified output (identical outputs once), as `optimize` tunes them."""
-    from optimizer.api import optimize
+    from optimizer.api import distinct_variants, optimize
 
     variants: dict[str, Path] = {"original": path}
-    digests = {}
     for level in ("O1", "O2", "O3"):
         out = folder / f"{path.stem}.{level}.onnx"
         if optimize(path, out, level=level, force=True).verified:
             variants[level] = out
-    for name in reversed(list(variants)):
-        digest = io.content_digest(variants[name])
-        if digest in digests and name != "original":
-            del variants[name]
-        digests.setdefault(digest, name)
-    return variants
+    return distinct_variants(variants)
 
 
 def bench_model(path: Path, budget: float, with_variants: bool = False) -> dict:

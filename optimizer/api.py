@@ -473,12 +473,7 @@ def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, l
             if result.verified:
                 variants[level], lower[level] = path, result
     variants[label] = run.staged
-    contents: dict[bytes, str] = {}
-    for name in reversed(list(variants)):  # the higher level keeps its name when two levels give the same graph
-        digest = io.content_digest(variants[name])
-        if digest in contents and name != "original":
-            del variants[name]
-        contents.setdefault(digest, name)
+    variants = distinct_variants(variants)
     original = io.load(reference_path, validate=False)
     space = tuner.build_space(
         objective=objective,
@@ -497,6 +492,18 @@ def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, l
         warnings.append(f"tuning skipped: {error}")
         return None, {}
     return result, lower
+
+
+def distinct_variants(variants: Mapping[str, Path]) -> dict[str, Path]:
+    """Model files by name, those with identical content once: the higher level keeps its name, the original stays."""
+    kept = dict(variants)
+    contents: dict[bytes, str] = {}
+    for name in reversed(list(kept)):
+        digest = io.content_digest(kept[name])
+        if digest in contents and name != "original":
+            del kept[name]
+        contents.setdefault(digest, name)
+    return kept
 
 
 def _feeds(model_path: Path, model: ir.Model, inputs, input_shapes, batch: int) -> tuple[dict[str, np.ndarray], str]:

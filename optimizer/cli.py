@@ -114,25 +114,25 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
     The shipped graph is never slower than the original under those settings.
     """
     _configure_logging(verbose, quiet)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     if output is None:
         output = model.with_name(model.stem + ".opt.onnx")
     console = _stderr()
-    try:
-        from optimizer import api, io, verify as verification
 
+    def work():
+        from optimizer import api, verify as verification
+
+        shapes = _input_shapes(input_shapes)
         try:
-            shapes = verification.parse_input_shapes(input_shapes)
             api.resolve_pass_names(level, _split_names(only_passes), _split_names(skip_passes))
-        except (ValueError, KeyError) as error:
-            _fail(error.args[0] if error.args else str(error), EXIT_BAD_INPUT)
+        except KeyError as error:
+            _fail(error.args[0], EXIT_BAD_INPUT)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
         show_progress = not quiet and not as_json and console.is_terminal
         status = console.status("loading") if show_progress else None
         if status:
             status.start()
         try:
-            result = api.optimize(
+            return api.optimize(
                 model,
                 output,
                 level=level,
@@ -160,19 +160,8 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
         finally:
             if status:
                 status.stop()
-    except (io.ModelInputError, verification.VerificationInputError) as error:
-        if verbose >= 2:
-            logging.exception("bad input")
-        _fail(str(error), EXIT_BAD_INPUT)
-    except api.VerificationFailedError as error:
-        _fail(f"{error} (--strict: nothing written)", EXIT_FAILED)
-    except (KeyboardInterrupt, _Interrupted):
-        _fail("interrupted; no output written", EXIT_INTERRUPTED)
-    except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
-        if verbose >= 2:
-            logging.exception("internal error")
-        _fail(f"internal error ({type(error).__name__}: {error}); rerun with -vv for details", EXIT_INTERNAL)
 
+    result = _handle_errors(verbose, work)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     elif not quiet:
@@ -187,9 +176,9 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
 
 
 def _handle_errors(verbose: int, work):
-    """Run `work()`, turning bad input, interruption and internal errors into one line and an exit code."""
+    """Run `work()`, turning bad input, a failed --strict check, interruption and internal errors into one line and an exit code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    from optimizer import io, runtime, tune, verify as verification
+    from optimizer import api, io, runtime, tune, verify as verification
 
     try:
         return work()
@@ -197,8 +186,10 @@ def _handle_errors(verbose: int, work):
         if verbose >= 2:
             logging.exception("bad input")
         _fail(str(error), EXIT_BAD_INPUT)
+    except api.VerificationFailedError as error:
+        _fail(f"{error} (--strict: nothing written)", EXIT_FAILED)
     except (KeyboardInterrupt, _Interrupted):
-        _fail("interrupted; nothing written", EXIT_INTERRUPTED)
+        _fail("interrupted; no output written", EXIT_INTERRUPTED)
     except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
         if verbose >= 2:
             logging.exception("internal error")

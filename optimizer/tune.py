@@ -32,6 +32,7 @@ import numpy as np
 
 from optimizer.measure import LatencyStats, machine_info, time_candidates
 from optimizer.runtime import INTER_SPINNING_KEY, SPINNING_KEY, RuntimeConfig
+from optimizer.verify import first_line
 
 __all__ = ["Candidate", "SearchSpace", "TuningError", "TuningResult", "build_space", "decide", "tune", "usable_cores", "exhaustive"]
 
@@ -315,11 +316,6 @@ def _runner(session, feeds: Mapping[str, np.ndarray], streams: int, pools: list[
     return lambda: list(pool.map(lambda _: session.run(None, feeds), range(streams)))
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
-
 def _score(stats: LatencyStats, config: RuntimeConfig, objective: str) -> float:
     """Lower is better: minimum latency, or minimum time per request under concurrency."""
     return stats.min_ms / config.concurrent_requests if objective == "throughput" else stats.min_ms
@@ -391,7 +387,7 @@ class _Search:
             try:
                 session = self.sessions.get(candidate, key)
             except Exception as error:  # noqa: BLE001 - a provider or option this machine cannot use
-                message = _one_line(error)
+                message = first_line(error)
                 logger.info("candidate %s cannot run: %s", key, message)
                 if records is not None and key in records:
                     records[key].error = message
@@ -412,7 +408,7 @@ class _Search:
                 try:
                     runner()
                 except Exception as run_error:  # noqa: BLE001
-                    failed[key] = _one_line(run_error)
+                    failed[key] = first_line(run_error)
             if not failed:
                 raise
             for key, message in failed.items():
@@ -541,7 +537,7 @@ def tune(
         try:
             search.calibrate(reference)
         except Exception as error:  # noqa: BLE001 - onnxruntime's own error, as one line
-            raise TuningError(f"onnxruntime cannot run the original model under its default settings: {_one_line(error)}") from None
+            raise TuningError(f"onnxruntime cannot run the original model under its default settings: {first_line(error)}") from None
         per_candidate = 3 * search.block_cost() + max(search.sessions.create_seconds)
         if budget_s is not None and len(variants) > 1 and len(space.configs) > 1 and per_candidate * len(candidates) > 0.5 * budget_s:
             # The product space does not fit: choose the variant under defaults, then the settings for it.

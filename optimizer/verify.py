@@ -223,7 +223,7 @@ def _session(path: str, reference: bool):
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip()
     for line in text.splitlines():
         line = line.strip()
@@ -293,7 +293,7 @@ class Verifier:
         try:
             session = _session(str(original_path), reference=True)
         except Exception as error:  # noqa: BLE001
-            self.skip_reason = f"onnxruntime cannot load the original model: {_first_line(error)}"
+            self.skip_reason = f"onnxruntime cannot load the original model: {first_line(error)}"
             return
         specs = _input_specs(original, input_shapes)
         if inputs is not None:
@@ -318,7 +318,7 @@ class Verifier:
         try:
             self.expected = session.run(self.output_names, feeds)
         except Exception as error:  # noqa: BLE001
-            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given --inputs: {_first_line(error)}") from None
+            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given --inputs: {first_line(error)}") from None
         self.feeds, self.inputs_source = feeds, "--inputs"
 
     def _find_working_inputs(self, session, specs, input_shapes, batch: int) -> None:
@@ -334,7 +334,7 @@ class Verifier:
             return
         raise VerificationInputError(
             "the ORIGINAL model fails in onnxruntime on generated inputs "
-            f"({_first_line(last_error)}); pass real inputs with --inputs FILE.npz or bind dims with --input-shape NAME=D1,D2,..."
+            f"({first_line(last_error)}); pass real inputs with --inputs FILE.npz or bind dims with --input-shape NAME=D1,D2,..."
         )
 
     def check(self, candidate_path: str | os.PathLike) -> VerificationResult:
@@ -345,7 +345,7 @@ class Verifier:
             session = _session(str(candidate_path), reference=False)
             actual = session.run(self.output_names, self.feeds)
         except Exception as error:  # noqa: BLE001
-            return VerificationResult("failed", reason=f"onnxruntime cannot run the optimized model: {_first_line(error)}", tolerance=self.tolerance, inputs_source=self.inputs_source)
+            return VerificationResult("failed", reason=f"onnxruntime cannot run the optimized model: {first_line(error)}", tolerance=self.tolerance, inputs_source=self.inputs_source)
         outputs = [compare_arrays(n, e, a, self.tolerance) for n, e, a in zip(self.output_names, self.expected, actual)]
         failed = [o.name for o in outputs if not o.passed]
         return VerificationResult(
