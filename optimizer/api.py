@@ -20,6 +20,7 @@ import onnx_ir as ir
 
 from optimizer import io, runtime
 from optimizer import tune as tuner
+from optimizer.lossy import LossyInputError, LossyOptions, LossyResult, run_lossy, weight_bytes_by_dtype
 from optimizer.pipeline import PassFailedError, PassOptions, PassRecord, Pipeline
 from optimizer.verify import Tolerance, VerificationInputError, VerificationResult, Verifier, default_tolerance
 
@@ -44,6 +45,7 @@ class ModelStats:
     op_counts: dict[str, int]
     initializer_bytes: int
     file_bytes: int | None = None
+    weight_bytes_by_dtype: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, model: ir.Model, path: str | os.PathLike | None = None) -> ModelStats:
@@ -51,13 +53,9 @@ class ModelStats:
         for node in ir.traversal.RecursiveGraphIterator(model.graph):
             key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
             counts[key] = counts.get(key, 0) + 1
-        weight_bytes = 0
-        for graph in model.graphs():
-            for value in graph.initializers.values():
-                if value.const_value is not None:
-                    weight_bytes += value.const_value.nbytes
+        by_dtype = weight_bytes_by_dtype(model)
         file_bytes = io.model_file_bytes(model, path) if path is not None and Path(path).is_file() else None
-        return cls(sum(counts.values()), dict(sorted(counts.items())), weight_bytes, file_bytes)
+        return cls(sum(counts.values()), dict(sorted(counts.items())), sum(by_dtype.values()), file_bytes, by_dtype)
 
 
 @dataclasses.dataclass
@@ -85,6 +83,8 @@ class OptimizationResult:
     tuning: tuner.TuningResult | None = None
     shipped_variant: str | None = None
     config_path: Path | None = None
+    lossy: LossyResult | None = None
+    pruned_outputs: dict | None = None
 
     @property
     def verified(self) -> bool:
@@ -130,7 +130,9 @@ class OptimizationResult:
             "passes": self.pass_summary(),
             "dropped_passes": [dataclasses.asdict(d) for d in self.dropped],
             "converted_initializer_inputs": self.converted_initializer_inputs,
+            "pruned_outputs": self.pruned_outputs,
             "verification": self.verification.to_dict() if self.verification else {"status": "not run"},
+            "lossy": self.lossy.to_dict() if self.lossy else None,
             "shipped_variant": self.shipped_variant,
             "config": str(self.config_path) if self.config_path else None,
             "tuning": self.tuning.to_dict() if self.tuning else None,
@@ -276,11 +278,16 @@ def optimize(
     tune_budget: float | None = 30.0,
     objective: str = "latency",
     batch: int = 1,
+    lossy: LossyOptions | None = None,
+    prune_outputs: Sequence[str] | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
 ) -> OptimizationResult:
     """Optimize a model (a path or an `onnx_ir.Model`) losslessly, verify it, and write `output` if given.
 
+    `prune_outputs` keeps only the named graph outputs (and what they need) before anything else.
+    With `lossy` (`optimizer.lossy.LossyOptions`), quantization/fp16/pruning variants of the lossless
+    result are tried; one ships only when it is within the error budget and measurably faster.
     With `tune`, the original graph and each level's output up to `level` are timed under onnxruntime
     configurations (`optimizer.tune`) within `tune_budget` seconds; the fastest graph ships (never one
     slower than the original) and its configuration is written next to the output as `OUT.onnx.json`.
@@ -291,6 +298,8 @@ def optimize(
     stage = on_stage or (lambda _: None)
     if inputs is not None and batch != 1:
         raise VerificationInputError("--batch applies to generated inputs; with --inputs, the arrays set the batch")
+    if lossy is not None and lossy.requested and not verify:
+        raise LossyInputError("lossy variants are held to an error budget, which needs verification: drop --no-verify")
     seconds: dict[str, float] = {}
     warnings: list[str] = []
     names = resolve_pass_names(level, passes, skip_passes, keep_initializer_inputs)
@@ -317,13 +326,24 @@ def optimize(
             reference_path = Path(scratch) / "original.onnx"
             io.save(model, reference_path)
         original = io.load(reference_path)
+        before = ModelStats.of(original, reference_path)
+        pruned = None
+        if prune_outputs:
+            from passes.pruning.outputs import prune_outputs as keep_outputs
+
+            try:
+                pruned = keep_outputs(original, list(prune_outputs))
+            except ValueError as error:
+                raise io.ModelInputError(f"--prune-outputs: {error}") from None
+            reference_path = Path(scratch) / "pruned-outputs.onnx"
+            io.save(original, reference_path)
+            original = io.load(reference_path, validate=False)
         unused_copy = [original]
 
         def load_fresh() -> ir.Model:
             """The loaded original the first time (saves a parse), a fresh copy from disk after."""
             return unused_copy.pop() if unused_copy else io.load(reference_path, validate=False)
 
-        before = ModelStats.of(original, reference_path)
         if target_opset is not None:
             _check_target_opset(target_opset, original.opset_imports.get("", original.opset_imports.get("ai.onnx", 1)))
         seconds["load"] = time.perf_counter() - start
@@ -346,6 +366,8 @@ def optimize(
         dropped: list[DroppedPass] = []
         seconds["optimize"] = seconds["verify"] = 0.0
         staged_config: Path | None = None
+        lossless_staged: Path | None = None
+        lossy_result: LossyResult | None = None
         try:
             while True:
                 active = [n for n in names if n not in {d.name for d in dropped}]
@@ -380,6 +402,24 @@ def optimize(
                 dropped.append(DroppedPass(culprit, verification.reason))
                 warnings.append(f"dropped pass '{culprit}': with it the optimized model's {verification.reason}")
             tuning, shipped = None, (level if passes is None else "optimized")
+            lossless_label = shipped
+            if lossy is not None and lossy.requested:
+                if verifier is None or not verifier.feeds:
+                    warnings.append(f"lossy variants not tried: {verifier.skip_reason if verifier else 'verification is off'}")
+                else:
+                    stage("trying lossy variants")
+                    start = time.perf_counter()
+                    lossy_result = run_lossy(
+                        run.staged, verifier, lossy, Path(scratch) / "lossy",
+                        providers_available=runtime.available_providers(), on_stage=stage, on_progress=on_progress,
+                    )
+                    seconds["lossy"] = time.perf_counter() - start
+                    warnings += lossy_result.notes
+                    if lossy_result.chosen is not None:
+                        lossless_staged = run.staged
+                        shipped = f"{lossless_label}+{lossy_result.chosen.method}"
+                        optimized = io.load(lossy_result.chosen.path, validate=False)
+                        run.staged = io.stage(optimized, run.workspace, run.name, external_data=external_data)
             if tune:
                 stage("tuning")
                 start = time.perf_counter()
@@ -388,14 +428,20 @@ def optimize(
                     fold_max_bytes=fold_max_bytes, fold_max_growth=fold_max_growth, target_opset=target_opset,
                 )
                 tuning, lower = _tune_variants(
-                    run, reference_path, verifier, shipped, Path(scratch), variant_options, tune_budget, objective, batch, on_progress, warnings,
+                    run.staged, reference_path, verifier, lossless_label, shipped, lossless_staged, Path(scratch), variant_options,
+                    tune_budget, objective, batch, on_progress, warnings,
                 )
                 seconds["tune"] = time.perf_counter() - start
                 if tuning is not None and tuning.chosen.variant != shipped:
                     shipped = tuning.chosen.variant
                     io.discard(run.staged)
+                    if lossy_result is not None and lossy_result.chosen is not None:
+                        lossy_result.notes.append(f"tuning shipped the {shipped} graph: faster than {lossy_result.chosen.label} under the chosen settings")
+                        lossy_result.chosen = None
                     if shipped == "original":
                         optimized, records, converted = io.load(reference_path, validate=False), [], []
+                    elif shipped == lossless_label:
+                        optimized = io.load(lossless_staged, validate=False)
                     else:
                         chosen = lower[shipped]
                         optimized, records, converted = chosen.model, chosen.records, chosen.converted_initializer_inputs
@@ -433,6 +479,8 @@ def optimize(
                 io.discard(run.staged)
             if staged_config is not None:
                 staged_config.unlink(missing_ok=True)
+            if lossless_staged is not None:
+                io.discard(lossless_staged)
 
     if converted:
         warnings.append(f"{len(converted)} initializer-input(s) became constants (interface change; --keep-initializer-inputs keeps them): {', '.join(converted[:10])}{' ...' if len(converted) > 10 else ''}")
@@ -454,11 +502,17 @@ def optimize(
         tuning=tuning,
         shipped_variant=shipped,
         config_path=config_path,
+        lossy=lossy_result,
+        pruned_outputs=pruned,
     )
 
 
-def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, label: str, scratch: Path, variant_options: dict, budget: float | None, objective: str, batch: int, on_progress, warnings: list[str]):
-    """Time the original, each lower level's output and the pipeline's result; the TuningResult and the lower levels' results."""
+def _tune_variants(
+    staged: Path, reference_path: Path, verifier: Verifier | None, label: str, shipped: str, lossless: Path | None, scratch: Path,
+    variant_options: dict, budget: float | None, objective: str, batch: int, on_progress, warnings: list[str],
+):
+    """Time the original, each lower level's output, the pipeline's result (`label`) and the lossy variant if
+    one was kept (`shipped`, with the lossless result at `lossless`); the TuningResult and the lower levels' results."""
     started = time.perf_counter()
     if verifier is None or not verifier.feeds:
         reason = verifier.skip_reason if verifier is not None and verifier.skip_reason else "it runs on the verification inputs (drop --no-verify)"
@@ -472,7 +526,9 @@ def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, l
             result = optimize(reference_path, path, level=level, inputs=verifier.feeds, **variant_options)
             if result.verified:
                 variants[level], lower[level] = path, result
-    variants[label] = run.staged
+    if lossless is not None:
+        variants[label] = lossless
+    variants[shipped] = staged
     variants = distinct_variants(variants)
     original = io.load(reference_path, validate=False)
     space = tuner.build_space(
@@ -484,7 +540,7 @@ def _tune_variants(run: _Run, reference_path: Path, verifier: Verifier | None, l
     del original
     try:
         result = tuner.tune(
-            variants, verifier.feeds, space, objective=objective, shipped_variant=label,
+            variants, verifier.feeds, space, objective=objective, shipped_variant=shipped,
             budget_s=None if budget is None else max(1.0, budget - (time.perf_counter() - started)),
             on_progress=on_progress, inputs=verifier.inputs_source, batch=batch,
         )

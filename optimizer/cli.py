@@ -98,14 +98,23 @@ def cli() -> None:
 @click.option("--fold-max-growth", type=click.FloatRange(min=0), help="...and grows past this multiple of its inputs [default: 2.0].")
 @click.option("--target-opset", type=click.IntRange(min=7), help="Upgrade the model to this opset first (onnx's version converter, verified like a pass) so standard fusions apply.")
 @click.option("--tune/--no-tune", default=True, show_default=True, help="Time the original and each level's graph under onnxruntime settings; ship the fastest graph and write its settings to OUT.onnx.json.")
-@click.option("--budget", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds tuning may take.")
+@click.option("--budget", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds tuning may take (and, with --quantize, the search for a lossy variant).")
 @click.option("--objective", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True, help="Tune for one request's latency, or for requests per second under concurrency.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs (verification and tuning).")
+@click.option("--quantize", type=click.Choice(["none", "dynamic", "static", "fp16", "auto"]), default="none", show_default=True, help="Try a lossy variant (onnxruntime.quantization); it ships only within --max-error and measurably faster. auto tries what suits the model.")
+@click.option("--calibration", type=click.Path(path_type=Path), help="Calibration data for static int8: an .npz sample, or a folder of .npz samples (arrays keyed by input name).")
+@click.option("--max-error", "max_error", multiple=True, metavar="SPEC", help="Error budget of lossy variants, per output: rel=0.01 (max|a-b|/max|a|), cos=0.999, top1=0.99 (repeatable) [default: rel=0.05].")
+@click.option("--per-channel/--no-per-channel", default=None, help="Per-channel int8 weights [default: on for static, off for dynamic].")
+@click.option("--quant-format", type=click.Choice(["qdq", "qoperator"]), default="qdq", show_default=True, help="Static int8 format.")
+@click.option("--exclude-nodes", multiple=True, metavar="NAME,...", help="Nodes lossy variants leave in float32.")
+@click.option("--op-types", "quant_op_types", multiple=True, metavar="TYPE,...", help="Op types to quantize [default: MatMul-like ops for dynamic, onnxruntime's list for static].")
+@click.option("--prune-outputs", multiple=True, metavar="NAME,...", help="Keep only these graph outputs; what only the others need is removed.")
+@click.option("--prune-weights", metavar="magnitude:RATIO", help="Lossy, opt-in: zero the RATIO smallest weights of each Conv/Gemm/MatMul (held to --max-error and the speed check like quantization).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (also the input itself).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary (JSON) on stdout instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @click.option("-v", "--verbose", count=True, help="More detail: all op types, declined matches, every tuning candidate; -vv logs and tracebacks.")
-def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, target_opset, tune, budget, objective, batch, force, as_json, quiet, verbose) -> None:
+def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, target_opset, tune, budget, objective, batch, quantize, calibration, max_error, per_channel, quant_format, exclude_nodes, quant_op_types, prune_outputs, prune_weights, force, as_json, quiet, verbose) -> None:
     """Optimize MODEL losslessly, verify the result in onnxruntime, tune its runtime settings and write both.
 
     \b
@@ -127,6 +136,7 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
         except KeyError as error:
             _fail(error.args[0], EXIT_BAD_INPUT)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        lossy = _lossy_options(quantize, calibration, max_error, per_channel, quant_format, exclude_nodes, quant_op_types, prune_weights, budget)
         show_progress = not quiet and not as_json and console.is_terminal
         status = console.status("loading") if show_progress else None
         if status:
@@ -154,8 +164,10 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
                 tune_budget=budget,
                 objective=objective,
                 batch=batch,
+                lossy=lossy,
+                prune_outputs=_split_names(prune_outputs) or None,
                 on_stage=(lambda text: status.update(text)) if status else None,
-                on_progress=(lambda text, fraction: status.update(f"tuning: {text} ({fraction:.0%})")) if status else None,
+                on_progress=(lambda text, fraction: status.update(f"{text} ({fraction:.0%})")) if status else None,
             )
         finally:
             if status:
@@ -178,11 +190,11 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
 def _handle_errors(verbose: int, work):
     """Run `work()`, turning bad input, a failed --strict check, interruption and internal errors into one line and an exit code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    from optimizer import api, io, runtime, tune, verify as verification
+    from optimizer import api, io, lossy, runtime, tune, verify as verification
 
     try:
         return work()
-    except (io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, tune.TuningError) as error:
+    except (io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, tune.TuningError, lossy.LossyInputError) as error:
         if verbose >= 2:
             logging.exception("bad input")
         _fail(str(error), EXIT_BAD_INPUT)
@@ -194,6 +206,39 @@ def _handle_errors(verbose: int, work):
         if verbose >= 2:
             logging.exception("internal error")
         _fail(f"internal error ({type(error).__name__}: {error}); rerun with -vv for details", EXIT_INTERNAL)
+
+
+def _lossy_options(quantize, calibration, max_error, per_channel, quant_format, exclude_nodes, op_types, prune_weights, budget):
+    """LossyOptions from the run command's flags (LossyInputError for bad values)."""
+    from optimizer.error_budget import ErrorBudget
+    from optimizer.lossy import LossyInputError, LossyOptions
+
+    ratio = None
+    if prune_weights is not None:
+        method, _, value = prune_weights.partition(":")
+        try:
+            ratio = float(value)
+        except ValueError:
+            ratio = None
+        if method != "magnitude" or ratio is None:
+            raise LossyInputError(f"--prune-weights {prune_weights!r}: expected magnitude:RATIO, e.g. magnitude:0.5")
+    try:
+        budget_spec = ErrorBudget.parse(list(max_error))
+    except ValueError as error:
+        raise LossyInputError(str(error)) from None
+    if calibration is not None and not calibration.exists():
+        raise LossyInputError(f"--calibration {calibration}: no such file or folder")
+    return LossyOptions(
+        quantize=quantize,
+        calibration=calibration,
+        budget=budget_spec,
+        per_channel=per_channel,
+        quant_format=quant_format,
+        exclude_nodes=tuple(_split_names(exclude_nodes)),
+        op_types=tuple(_split_names(op_types)) or None,
+        prune_weights=ratio,
+        time_budget_s=budget,
+    )
 
 
 def _input_shapes(specs: tuple[str, ...]) -> dict:

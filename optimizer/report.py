@@ -9,10 +9,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from optimizer.api import OptimizationResult
+from optimizer.lossy import LossyResult, LossyVariant
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
 
-__all__ = ["render_optimization", "render_tuning", "render_profile", "render_pass_list", "format_bytes"]
+__all__ = ["render_optimization", "render_lossy", "render_tuning", "render_profile", "render_pass_list", "format_bytes"]
 
 
 def format_bytes(count: int | None) -> str:
@@ -53,6 +54,10 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
     size.add_row("nodes", str(before.nodes), str(after.nodes), _change(before.nodes, after.nodes))
     size.add_row("initializer bytes", format_bytes(before.initializer_bytes), format_bytes(after.initializer_bytes), _change(before.initializer_bytes, after.initializer_bytes))
     size.add_row("file size", format_bytes(before.file_bytes), format_bytes(after.file_bytes), _change(before.file_bytes, after.file_bytes))
+    if verbose or set(before.weight_bytes_by_dtype) != set(after.weight_bytes_by_dtype):
+        for dtype in sorted(set(before.weight_bytes_by_dtype) | set(after.weight_bytes_by_dtype)):
+            b, a = before.weight_bytes_by_dtype.get(dtype, 0), after.weight_bytes_by_dtype.get(dtype, 0)
+            size.add_row(f"  {dtype} weights", format_bytes(b), format_bytes(a), _change(b, a))
     console.print(size)
 
     ops = Table(title="Op types" + ("" if verbose else " (changed)"), title_justify="left")
@@ -96,6 +101,11 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
         if verification.status == "failed":
             console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
 
+    if result.pruned_outputs:
+        pruned = result.pruned_outputs
+        console.print(f"[cyan]--prune-outputs:[/] removed {pruned.get('outputs_removed', 0)} output(s), {pruned.get('nodes_removed', 0)} node(s), {pruned.get('initializers_removed', 0)} initializer(s)")
+    if result.lossy is not None:
+        render_lossy(result.lossy, console)
     if result.tuning is not None:
         render_tuning(result.tuning, console, verbose=verbose)
         if result.shipped_variant not in (result.level, "optimized"):
@@ -109,7 +119,48 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     seconds = sum(result.seconds.values())
     verdict = "[green]verified[/]" if result.verified else "[yellow]not verified[/]"
+    if result.lossy is not None and result.lossy.chosen is not None:
+        verdict += f" (lossless passes); {escape(result.lossy.chosen.label)} within the error budget ({escape(str(result.lossy.budget))})"
     console.print(f"{verdict}; {before.nodes} -> {after.nodes} nodes in {seconds:.2f} s")
+
+
+def _worst_errors(variant: LossyVariant) -> str:
+    if not variant.errors:
+        return "-"
+    rel = max(e.rel for e in variant.errors)
+    cos = min(e.cos for e in variant.errors)
+    top1 = [e.top1 for e in variant.errors if e.top1 is not None]
+    text = f"rel {_error(rel)}, cos {cos:.4f}"
+    return text + (f", top1 {min(top1):.3f}" if top1 else "")
+
+
+def render_lossy(result: LossyResult, console: Console) -> None:
+    """Each lossy variant tried or skipped: worst error per metric, speed against the lossless model, the verdict."""
+    table = Table(title=escape(f"Lossy variants (error budget {result.budget}; speed against the lossless model)"), title_justify="left")
+    for column in ("variant", "worst error", "speed", "left float", "verdict"):
+        table.add_column(column, justify="right" if column in ("speed", "left float") else "left")
+    colours = {"kept": "green", "discarded": "yellow", "failed": "red", "skipped": "dim"}
+    for variant in result.variants:
+        speed = f"{variant.speedup:.2f}x" if variant.speedup is not None else "-"
+        verdict = variant.reason or variant.status
+        table.add_row(
+            escape(variant.label), _worst_errors(variant), speed, str(len(variant.excluded)) if variant.excluded else "-",
+            f"[{colours.get(variant.status, 'white')}]{escape(verdict)}[/]",
+        )
+    console.print(table)
+    for variant in result.variants:
+        if variant.excluded:
+            names = ", ".join(f"{n.name} ({n.op_type}, +{n.sensitivity:.2g})" for n in variant.excluded[:8])
+            more = f" and {len(variant.excluded) - 8} more" if len(variant.excluded) > 8 else ""
+            console.print(f"  {escape(variant.label)} left float, most sensitive first (relative error each adds): {escape(names + more)}")
+        for note in variant.notes:
+            if "pruned" in note:
+                console.print(f"  {escape(variant.label)}: {escape(note)}")
+    if result.chosen is not None:
+        errors = ", ".join(f"{e.name}: rel {_error(e.rel)} cos {e.cos:.4f}" + (f" top1 {e.top1:.3f}" if e.top1 is not None else "") for e in result.chosen.errors)
+        console.print(f"[green]shipping {escape(result.chosen.label)}[/] ({escape(errors)})")
+    else:
+        console.print("[yellow]no lossy variant ships:[/] the lossless model is kept")
 
 
 def render_tuning(result: TuningResult, console: Console, *, verbose: bool = False, top: int = 8) -> None:

@@ -27,6 +27,7 @@ from passes.fusion.reshape_chains import FuseReshapeChainsPass
 from passes.fusion.rms_norm import FuseRMSNormPass
 from passes.fusion.skip_layer_norm import FuseSkipLayerNormPass
 from passes.fusion.transpose import FuseTransposesPass
+from passes.pruning.zero_channels import PruneZeroChannelsPass
 
 __all__ = ["REGISTRY", "LEVELS", "passes_for_level", "get_pass_class"]
 
@@ -41,6 +42,7 @@ _ORDERED: list[type[OptimizationPass]] = [
     FusePadPass,
     FuseConvBatchNormPass,
     FuseConvAffinePass,
+    PruneZeroChannelsPass,
     FuseLayerNormPass,
     FuseLayerNormAnyOpsetPass,
     FuseRMSNormPass,

@@ -1,0 +1,514 @@
+"""Lossy variants under an error budget: which to try, whether each keeps the answers, whether it pays.
+
+The transforms themselves are onnxruntime's (`passes.quantization`) plus opt-in magnitude pruning
+(`passes.pruning`); this module is the judgement around them:
+  plan       what to try: the method asked for, or for `auto` what suits the graph (dynamic int8 where
+             MatMul/attention carry the work, static int8 when calibration data are given, fp16 only where
+             an execution provider has fast float16 kernels)
+  budget     each variant runs on the verification inputs and is compared with the original per output
+             (`optimizer.error_budget`); NaN/Inf is a failure; over budget, nodes are ranked by how much
+             error they add (intermediate outputs against the float model) and the worst are excluded,
+             in growing steps, until the budget holds or a bound is reached
+  speed      the lossless model, a control copy of it and the variants within budget are timed in rotated
+             blocks (`optimizer.measure`); a variant is kept only when both its median and its minimum
+             beat the lossless model's by more than the noise; the fastest kept variant ships
+Every variant tried or skipped carries a one-line reason for the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer import io
+from optimizer.error_budget import DEFAULT_BUDGET, ErrorBudget, OutputError, measure_errors
+from optimizer.measure import LatencyStats, time_candidates
+from optimizer.verify import Verifier, first_line
+
+__all__ = ["QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "run_lossy", "weight_bytes_by_dtype"]
+
+logger = logging.getLogger(__name__)
+
+QUANTIZE_CHOICES = ("none", "dynamic", "static", "fp16", "auto")
+LABELS = {"dynamic": "dynamic int8", "static": "static int8", "fp16": "fp16", "prune": "magnitude pruning"}
+MATMUL_OPS = {"MatMul", "Gemm", "Attention", "MultiHeadAttention", "QAttention", "EmbedLayerNormalization", "LSTM", "GRU"}
+CONV_OPS = {"Conv", "ConvTranspose"}
+STATIC_SKIPPED_OPS = ("Gather", "GatherElements")
+"""Static int8 leaves embedding lookups float: quantizing them saves memory but no time, and costs accuracy."""
+FP16_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider", "ROCMExecutionProvider")
+DYNAMIC_MIN_MATMUL_SHARE = 0.3
+"""`auto` tries dynamic int8 when MatMul-like ops carry at least this share of the FLOPs."""
+NOISE_FLOOR = 0.02
+EXCLUSION_STEPS = (1, 2, 4, 8, 16, 32)
+SPEED_ROUNDS = 9
+
+
+class LossyInputError(ValueError):
+    """A lossy option that cannot work (e.g. static quantization without calibration data)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LossyOptions:
+    quantize: str = "none"
+    calibration: Path | None = None
+    budget: ErrorBudget = DEFAULT_BUDGET
+    per_channel: bool | None = None
+    """None: per-channel for static int8 (accuracy), per-tensor for dynamic (onnxruntime's default)."""
+    quant_format: str = "qdq"
+    exclude_nodes: tuple[str, ...] = ()
+    op_types: tuple[str, ...] | None = None
+    prune_weights: float | None = None
+    max_exclusion_rounds: int = len(EXCLUSION_STEPS)
+    time_budget_s: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE_CHOICES:
+            raise LossyInputError(f"--quantize {self.quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}")
+        if self.quantize == "static" and self.calibration is None:
+            raise LossyInputError("--quantize static needs calibration data: pass --calibration FILE.npz or a folder of .npz samples")
+        if self.quant_format not in ("qdq", "qoperator"):
+            raise LossyInputError(f"--quant-format {self.quant_format!r}: choose qdq or qoperator")
+        if self.prune_weights is not None and not 0 < self.prune_weights < 1:
+            raise LossyInputError(f"--prune-weights magnitude:{self.prune_weights}: the ratio must be between 0 and 1")
+
+    @property
+    def requested(self) -> bool:
+        return self.quantize != "none" or self.prune_weights is not None
+
+
+@dataclasses.dataclass
+class ExcludedNode:
+    name: str
+    op_type: str
+    sensitivity: float
+    """Relative L2 error the node adds over its inputs' when quantized (higher is worse)."""
+
+
+@dataclasses.dataclass
+class LossyVariant:
+    method: str
+    status: str  # "kept", "discarded", "failed", "skipped"
+    reason: str
+    path: Path | None = None
+    errors: list[OutputError] = dataclasses.field(default_factory=list)
+    excluded: list[ExcludedNode] = dataclasses.field(default_factory=list)
+    attempts: int = 0
+    weight_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
+    speedup: float | None = None
+    """Lossless median / variant median (>1 is faster)."""
+    speedup_min: float | None = None
+    latency: LatencyStats | None = None
+    seconds: float = 0.0
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.method, self.method)
+
+    @property
+    def summary(self) -> str:
+        """One line, e.g. "dynamic int8: 3.7x slower than lossless"."""
+        return f"{self.label}: {self.reason or self.status}"
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "label": self.label,
+            "status": self.status,
+            "reason": self.reason,
+            "summary": self.summary,
+            "errors": [e.to_dict() for e in self.errors],
+            "excluded_nodes": [dataclasses.asdict(n) for n in self.excluded],
+            "attempts": self.attempts,
+            "weight_bytes_by_dtype": self.weight_bytes,
+            "speedup_vs_lossless": self.speedup,
+            "speedup_vs_lossless_min": self.speedup_min,
+            "latency_ms": dataclasses.asdict(self.latency) if self.latency else None,
+            "seconds": self.seconds,
+            "notes": self.notes,
+        }
+
+
+@dataclasses.dataclass
+class LossyResult:
+    budget: ErrorBudget
+    variants: list[LossyVariant]
+    chosen: LossyVariant | None
+    lossless_latency: LatencyStats | None = None
+    noise: float | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "budget": str(self.budget),
+            "chosen": self.chosen.method if self.chosen else None,
+            "variants": [v.to_dict() for v in self.variants],
+            "lossless_latency_ms": dataclasses.asdict(self.lossless_latency) if self.lossless_latency else None,
+            "noise": self.noise,
+            "notes": self.notes,
+        }
+
+
+def weight_bytes_by_dtype(model: ir.Model) -> dict[str, int]:
+    """Initializer bytes per element type, over the main graph and subgraphs."""
+    totals: dict[str, int] = {}
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            if value.const_value is not None:
+                key = value.const_value.dtype.name.lower()
+                totals[key] = totals.get(key, 0) + value.const_value.nbytes
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+# -- planning -----------------------------------------------------------------------------------
+
+
+def _flops_share(model: ir.Model, ops: set[str]) -> float:
+    """Share of the graph's FLOPs in `ops` (the analysis' cost model; node counts when it fails)."""
+    try:
+        from optimizer.analysis import analyze
+
+        by_type = analyze(model).by_op_type
+        total = sum(stats["flops"] for stats in by_type.values())
+        if total > 0:
+            return sum(stats["flops"] for op, stats in by_type.items() if op in ops) / total
+    except Exception as error:  # noqa: BLE001 - the analysis is advice
+        logger.info("graph analysis failed (%s); counting nodes instead", error)
+    nodes = [n.op_type for n in model.graph]
+    return sum(op in ops for op in nodes) / max(1, len(nodes))
+
+
+def plan(options: LossyOptions, model: ir.Model, providers_available: Sequence[str]) -> tuple[list[str], list[LossyVariant]]:
+    """The methods to try, in order, and those `auto` leaves out with the reason."""
+    skipped: list[LossyVariant] = []
+    if options.quantize == "auto":
+        methods = []
+        matmul_share = _flops_share(model, MATMUL_OPS)
+        if matmul_share >= DYNAMIC_MIN_MATMUL_SHARE:
+            methods.append("dynamic")
+        else:
+            skipped.append(LossyVariant("dynamic", "skipped", f"not tried: MatMul-like ops carry {matmul_share:.0%} of the FLOPs (dynamic int8 slows convolutions down)"))
+        if options.calibration is not None:
+            methods.append("static")
+        else:
+            skipped.append(LossyVariant("static", "skipped", "not tried: no --calibration data"))
+        fast_fp16 = [p for p in providers_available if p in FP16_PROVIDERS]
+        if fast_fp16:
+            methods.append("fp16")
+        else:
+            skipped.append(LossyVariant("fp16", "skipped", "not tried: no installed execution provider has fast float16 kernels (CPU converts back and forth)"))
+    elif options.quantize != "none":
+        methods = [options.quantize]
+    else:
+        methods = []
+    if options.prune_weights is not None:
+        methods.append("prune")
+    return methods, skipped
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+def _run_outputs(path: Path, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(list(names), dict(feeds))
+
+
+def _with_outputs(source: Path, names: Sequence[str], target: Path) -> list[str]:
+    """Save a copy of `source` whose graph also outputs the typed values named; returns the names it outputs."""
+    model = io.load(source, validate=False)
+    if any(o.type is None for node in model.graph for o in node.outputs):
+        from passes.shape_inference import infer_shapes
+
+        try:
+            infer_shapes(model)
+        except Exception as error:  # noqa: BLE001 - untyped values are then skipped
+            logger.info("shape inference failed on %s: %s", source, error)
+    values = {v.name: v for v in model.graph.inputs}
+    for node in model.graph:
+        for output in node.outputs:
+            values[output.name] = output
+    present = {v.name for v in model.graph.outputs}
+    added = []
+    for name in names:
+        value = values.get(name)
+        if name in present:
+            added.append(name)
+            continue
+        if value is None or value.type is None or value.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16):
+            continue
+        model.graph.outputs.append(value)
+        added.append(name)
+    io.save(model, target)
+    return added
+
+
+def _relative_l2(expected: np.ndarray, actual: np.ndarray) -> float:
+    a = np.asarray(expected, dtype=np.float64)
+    b = np.asarray(actual, dtype=np.float64)
+    if a.shape != b.shape:
+        return math.inf
+    norm = float(np.linalg.norm(a))
+    diff = float(np.linalg.norm(a - b))
+    return diff / norm if norm > 0 else (0.0 if diff == 0 else math.inf)
+
+
+def rank_sensitivity(float_path: Path, variant_path: Path, feeds: Mapping[str, np.ndarray], nodes: Sequence[ir.Node], workdir: Path) -> list[ExcludedNode]:
+    """Nodes ranked by the error they add: their output's relative L2 error (against the float model on the
+    same inputs) minus the largest of their float inputs'. Worst first."""
+    names: list[str] = []
+    for node in nodes:
+        for value in [*node.inputs, node.outputs[0]]:
+            if value is not None and value.const_value is None and value.name not in names:
+                names.append(value.name)
+    float_probe, variant_probe = workdir / "probe-float.onnx", workdir / "probe-variant.onnx"
+    try:
+        added = _with_outputs(float_path, names, float_probe)
+        added = _with_outputs(variant_path, added, variant_probe)
+        expected = dict(zip(added, _run_outputs(float_probe, feeds, added)))
+        actual = dict(zip(added, _run_outputs(variant_probe, feeds, added)))
+    finally:
+        float_probe.unlink(missing_ok=True)
+        variant_probe.unlink(missing_ok=True)
+    inherited: dict[str, float] = {name: _relative_l2(expected[name], actual[name]) for name in added}
+    ranked = []
+    for node in nodes:
+        out = node.outputs[0].name
+        if out not in inherited:
+            continue
+        upstream = [inherited.get(v.name, 0.0) for v in node.inputs if v is not None and v.const_value is None]
+        ranked.append(ExcludedNode(node.name, node.op_type, max(0.0, inherited[out] - max(upstream, default=0.0))))
+    ranked.sort(key=lambda n: -n.sensitivity)
+    return ranked
+
+
+# -- the search ---------------------------------------------------------------------------------
+
+
+class _Search:
+    def __init__(self, lossless_path: Path, verifier: Verifier, options: LossyOptions, workdir: Path, on_stage: Callable[[str], None]):
+        self.lossless_path = lossless_path
+        self.verifier = verifier
+        self.options = options
+        self.workdir = workdir
+        self.stage = on_stage
+        self.model = io.load(lossless_path, validate=False)
+        self.external_data = sum(v.const_value.nbytes for v in self.model.graph.initializers.values() if v.const_value is not None) > io.EXTERNAL_DATA_THRESHOLD * 3 // 4
+        self.deadline = None if options.time_budget_s is None else time.perf_counter() + options.time_budget_s
+        self.samples: list[dict[str, np.ndarray]] | None = None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+    def calibration(self) -> list[dict[str, np.ndarray]]:
+        if self.samples is None:
+            from passes.quantization.calibration import load_calibration
+
+            inputs = {v.name: v.dtype.numpy() for v in self.model.graph.inputs if v.name not in self.model.graph.initializers and v.dtype is not None}
+            self.samples = load_calibration(self.options.calibration, inputs)
+        return self.samples
+
+    def candidates(self, method: str) -> list[ir.Node]:
+        """Nodes the method may change, which exclusion can take back."""
+        if method == "dynamic":
+            from passes.quantization.int8 import DYNAMIC_OP_TYPES
+
+            ops = set(self.options.op_types or DYNAMIC_OP_TYPES)
+        elif method == "static":
+            from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+            registry = QDQRegistry if self.options.quant_format == "qdq" else QLinearOpsRegistry
+            ops = set(self.options.op_types or (set(registry) - set(STATIC_SKIPPED_OPS)))
+        elif method == "fp16":
+            from passes.quantization.fp16 import FP16_BLOCKED_OPS
+
+            ops = {n.op_type for n in self.model.graph} - set(FP16_BLOCKED_OPS)
+        else:
+            return []
+        return [n for n in self.model.graph if n.op_type in ops and n.name and n.name not in self.options.exclude_nodes]
+
+    def produce(self, method: str, exclude: Sequence[str], target: Path) -> list[str]:
+        """Write the method's variant of the lossless model to `target`; onnxruntime's notes."""
+        from passes.quantization import convert_fp16, quantize_dynamic_int8, quantize_static_int8
+
+        exclude = [*self.options.exclude_nodes, *exclude]
+        if method == "dynamic":
+            return quantize_dynamic_int8(
+                self.lossless_path, target, op_types=self.options.op_types, per_channel=bool(self.options.per_channel),
+                exclude=exclude, external_data=self.external_data,
+            )
+        if method == "static":
+            op_types = self.options.op_types or sorted({n.op_type for n in self.candidates("static")})
+            return quantize_static_int8(
+                self.lossless_path, target, self.calibration(), quant_format=self.options.quant_format,
+                per_channel=self.options.per_channel is not False, op_types=op_types, exclude=exclude, external_data=self.external_data,
+            )
+        if method == "fp16":
+            return convert_fp16(self.lossless_path, target, exclude=exclude, external_data=self.external_data)
+        if method == "prune":
+            from passes.pruning.magnitude import compressed_weight_bytes, prune_weights_by_magnitude
+
+            model = io.load(self.lossless_path, validate=False)
+            before = compressed_weight_bytes(model)
+            stats = prune_weights_by_magnitude(model, self.options.prune_weights)
+            after = compressed_weight_bytes(model)
+            io.save(model, target, external_data=self.external_data)
+            return [
+                f"{stats.get('tensors_pruned', 0)} weight tensors pruned to {self.options.prune_weights:.0%} zeros; "
+                f"zlib-compressed weights {_mb(before)} -> {_mb(after)} (unstructured sparsity saves no time on dense kernels)"
+            ]
+        raise ValueError(f"unknown lossy method {method!r}")
+
+    def errors(self, path: Path) -> list[OutputError]:
+        actual = _run_outputs(path, self.verifier.feeds, self.verifier.output_names)
+        return measure_errors(self.verifier.output_names, self.verifier.expected, actual)
+
+    def attempt(self, method: str) -> LossyVariant:
+        """Produce the variant, measure its error, exclude sensitive nodes while over budget."""
+        started = time.perf_counter()
+        variant = LossyVariant(method, "discarded", "")
+        budget = self.options.budget
+        excluded: list[ExcludedNode] = []
+        ranking: list[ExcludedNode] | None = None
+        steps = [0, *EXCLUSION_STEPS[: self.options.max_exclusion_rounds]] if method != "prune" else [0]
+        candidates = self.candidates(method)
+        for step in steps:
+            if step and (ranking is None or step > max(1, len(ranking) // 2)):
+                break
+            if step and self.out_of_time():
+                variant.notes.append("the --budget ran out before the error budget held")
+                break
+            excluded = ranking[:step] if step else []
+            target = self.workdir / f"{method}-{variant.attempts}.onnx"
+            self.stage(f"{variant.label}: {'building' if not step else f'excluding {step} sensitive node(s)'}")
+            try:
+                variant.notes += self.produce(method, [n.name for n in excluded], target)
+                variant.attempts += 1
+                errors = self.errors(target)
+            except Exception as error:  # noqa: BLE001 - the tools raise many kinds; the variant fails, the run goes on
+                variant.status, variant.reason = "failed", f"failed: {first_line(error)}"
+                break
+            variant.path, variant.errors, variant.excluded = target, errors, list(excluded)
+            violations = budget.violations(errors)
+            if not violations:
+                variant.status, variant.reason = "within budget", ""
+                break
+            more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+            after = f" with the {len(excluded)} most sensitive node(s) left float" if excluded else ""
+            variant.reason = f"{violations[0]}{more}{after}"
+            if ranking is None and candidates and method != "prune":
+                try:
+                    self.stage(f"{variant.label}: ranking nodes by sensitivity")
+                    ranking = rank_sensitivity(self.lossless_path, target, self.verifier.feeds, candidates, self.workdir)
+                except Exception as error:  # noqa: BLE001
+                    variant.notes.append(f"could not rank nodes by sensitivity: {first_line(error)}")
+                    break
+        if variant.status == "within budget" and variant.path is not None:
+            variant.weight_bytes = weight_bytes_by_dtype(io.load(variant.path, validate=False))
+        variant.seconds = time.perf_counter() - started
+        return variant
+
+
+def _mb(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"
+
+
+def _speed_gate(lossless_path: Path, variants: Sequence[LossyVariant], feeds, time_budget_s: float | None, on_progress) -> tuple[LatencyStats, float]:
+    """Time the lossless model, a control copy and the variants; set each variant's speedups, status and reason."""
+    import onnxruntime as ort
+
+    def runner(path: Path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda: session.run(None, feeds)
+
+    runners = {"lossless": runner(lossless_path), "control": runner(lossless_path)}
+    for variant in variants:
+        runners[variant.method] = runner(variant.path)
+    stats, _ = time_candidates(
+        runners, rounds=SPEED_ROUNDS, budget_s=time_budget_s,
+        on_round=(lambda done, total: on_progress("timing lossy variants", done / total)) if on_progress else None,
+    )
+    base, control = stats["lossless"], stats["control"]
+    noise = max(abs(control.median_ms / base.median_ms - 1), abs(control.min_ms / base.min_ms - 1), NOISE_FLOOR)
+    for variant in variants:
+        variant.latency = stats[variant.method]
+        variant.speedup = base.median_ms / variant.latency.median_ms
+        variant.speedup_min = base.min_ms / variant.latency.min_ms
+        variant.status, variant.reason = judge_speed(variant.speedup, variant.speedup_min, noise)
+        if variant.status == "kept":
+            variant.reason += f", within {_worst(variant)}"
+    return base, noise
+
+
+def judge_speed(speedup_median: float, speedup_min: float, noise: float) -> tuple[str, str]:
+    """Kept only when both the median and the minimum beat the lossless model by more than the noise."""
+    if min(speedup_median, speedup_min) > 1 + noise:
+        return "kept", f"{speedup_median:.2f}x faster than lossless"
+    if max(speedup_median, speedup_min) < 1 - noise:
+        return "discarded", f"{1 / speedup_median:.1f}x slower than lossless"
+    return "discarded", f"not measurably faster ({speedup_median:.2f}x median, {speedup_min:.2f}x min; noise {noise:.0%})"
+
+
+def _worst(variant: LossyVariant) -> str:
+    """The budget use of the worst output, e.g. "budget (rel 0.031 on 'logits')"."""
+    if not variant.errors:
+        return "budget"
+    worst = max(variant.errors, key=lambda e: e.rel)
+    return f"budget (rel {worst.rel:.3g}, cos {worst.cos:.4f} on '{worst.name}')"
+
+
+def run_lossy(
+    lossless_path: Path,
+    verifier: Verifier,
+    options: LossyOptions,
+    workdir: Path,
+    *,
+    providers_available: Sequence[str],
+    on_stage: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> LossyResult:
+    """Try the lossy variants `options` asks for on the lossless model; the fastest one within budget, if any."""
+    stage = on_stage or (lambda _: None)
+    workdir.mkdir(parents=True, exist_ok=True)
+    search = _Search(lossless_path, verifier, options, workdir, stage)
+    methods, variants = plan(options, search.model, providers_available)
+    result = LossyResult(options.budget, variants, None)
+    if methods and verifier.inputs_source != "--inputs":
+        result.notes.append(f"lossy errors were measured on {verifier.inputs_source} inputs; pass --inputs with a real sample (not a calibration one) for errors that mean something")
+    if "static" in methods:
+        try:
+            samples = search.calibration()
+        except ValueError as error:
+            raise LossyInputError(str(error)) from None
+        if verifier.inputs_source == "--inputs" and any(all(np.array_equal(s[k], verifier.feeds[k]) for k in verifier.feeds if k in s) for s in samples):
+            result.notes.append("the --inputs sample is also a calibration sample: the error is measured on data the quantizer saw; use a held-out sample")
+    tried: list[LossyVariant] = []
+    for method in methods:
+        if search.out_of_time() and tried:
+            variants.append(LossyVariant(method, "skipped", f"not tried: the --budget of {options.time_budget_s:g} s was spent"))
+            continue
+        variant = search.attempt(method)
+        variants.append(variant)
+        if variant.status == "within budget":
+            tried.append(variant)
+    if tried:
+        stage("timing lossy variants against the lossless model")
+        remaining = None if search.deadline is None else max(5.0, search.deadline - time.perf_counter())
+        result.lossless_latency, result.noise = _speed_gate(lossless_path, tried, verifier.feeds, remaining, on_progress)
+        kept = [v for v in tried if v.status == "kept"]
+        if kept:
+            result.chosen = max(kept, key=lambda v: v.speedup_min)
+            for variant in kept:
+                if variant is not result.chosen:
+                    variant.status = "discarded"
+                    variant.reason = f"{variant.speedup:.2f}x faster, but {result.chosen.label} is faster"
+    return result

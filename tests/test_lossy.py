@@ -1,0 +1,298 @@
+"""Lossy variants: planning, the error budget with sensitivity-driven exclusion, the speed judgement,
+and optimize() shipping a variant only when it is within budget and faster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from optimizer import io
+from optimizer.api import optimize
+from optimizer.error_budget import ErrorBudget, measure_errors
+from optimizer.lossy import LossyInputError, LossyOptions, judge_speed, plan, rank_sensitivity, run_lossy
+from optimizer.verify import Verifier
+from passes.quantization.calibration import CalibrationError, load_calibration
+
+RNG = np.random.default_rng(0)
+
+
+def _save(nodes, inputs, outputs, inits, path: Path) -> Path:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(a, n) for n, a in inits.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), path)
+    return path
+
+
+def outlier_mlp(path: Path) -> Path:
+    """x -> Mul(scale) -> MatMul 'mm_outlier' -> Relu -> MatMul 'mm_plain' -> y.
+
+    One input channel is scaled by 1000 but its weights are tiny: per-tensor activation quantization of
+    mm_outlier's input then rounds every other channel to zero, so mm_outlier alone carries the error.
+    """
+    scale = np.ones(64, dtype=np.float32)
+    scale[0] = 1000.0
+    w1 = RNG.standard_normal((64, 64)).astype(np.float32) / 8
+    w1[0, :] = 1e-4
+    w2 = RNG.standard_normal((64, 64)).astype(np.float32) / 8
+    nodes = [
+        helper.make_node("Mul", ["x", "scale"], ["scaled"], name="scale"),
+        helper.make_node("MatMul", ["scaled", "w1"], ["h"], name="mm_outlier"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm_plain"),
+    ]
+    return _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 64])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 64])],
+                 {"scale": scale, "w1": w1, "w2": w2}, path)
+
+
+def plain_mlp(path: Path) -> Path:
+    w1 = RNG.standard_normal((64, 256)).astype(np.float32) / 8
+    w2 = RNG.standard_normal((256, 32)).astype(np.float32) / 16
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2"),
+    ]
+    return _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 64])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 32])],
+                 {"w1": w1, "w2": w2}, path)
+
+
+def small_cnn(path: Path) -> Path:
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["y"], name="conv2", pads=[1, 1, 1, 1]),
+    ]
+    inits = {
+        "w1": RNG.standard_normal((16, 3, 3, 3)).astype(np.float32) / 4, "b1": RNG.standard_normal(16).astype(np.float32) / 10,
+        "w2": RNG.standard_normal((8, 16, 3, 3)).astype(np.float32) / 8, "b2": RNG.standard_normal(8).astype(np.float32) / 10,
+    }
+    return _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], inits, path)
+
+
+def _ops(path: Path) -> list[str]:
+    return [n.op_type for n in onnx.load(path).graph.node]
+
+
+def _outputs(path: Path, feeds) -> list[np.ndarray]:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _run(path: Path, tmp_path: Path, **options) -> tuple:
+    verifier = Verifier(path, io.load(path))
+    result = run_lossy(path, verifier, LossyOptions(**options), tmp_path / "work", providers_available=["CPUExecutionProvider"])
+    return result, verifier
+
+
+# -- options and planning -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(quantize="int4"), "choose one of"),
+    (dict(quantize="static"), "needs calibration data"),
+    (dict(quantize="dynamic", quant_format="onnx"), "qdq or qoperator"),
+    (dict(prune_weights=1.5), "between 0 and 1"),
+])
+def test_options_refuse_what_cannot_work(options, words):
+    with pytest.raises(LossyInputError, match=words):
+        LossyOptions(**options)
+
+
+def test_auto_plans_dynamic_for_matmul_graphs_and_skips_it_for_convolutions(tmp_path):
+    mlp = io.load(plain_mlp(tmp_path / "mlp.onnx"))
+    cnn = io.load(small_cnn(tmp_path / "cnn.onnx"))
+    methods, skipped = plan(LossyOptions(quantize="auto"), mlp, ["CPUExecutionProvider"])
+    assert methods == ["dynamic"]
+    assert {v.method: v.reason.split(":")[0] for v in skipped} == {"static": "not tried", "fp16": "not tried"}
+    methods, skipped = plan(LossyOptions(quantize="auto", calibration=tmp_path), cnn, ["CPUExecutionProvider"])
+    assert methods == ["static"]
+    assert "MatMul-like ops carry 0%" in next(v.reason for v in skipped if v.method == "dynamic")
+    methods, _ = plan(LossyOptions(quantize="auto"), mlp, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert methods == ["dynamic", "fp16"]
+    assert plan(LossyOptions(quantize="fp16", prune_weights=0.5), cnn, ["CPUExecutionProvider"])[0] == ["fp16", "prune"]
+
+
+@pytest.mark.parametrize("median, minimum, noise, status, words", [
+    (3.0, 2.8, 0.05, "kept", "3.00x faster"),
+    (1.04, 1.10, 0.05, "discarded", "not measurably faster"),
+    (1.10, 1.04, 0.05, "discarded", "not measurably faster"),
+    (0.25, 0.27, 0.05, "discarded", "4.0x slower"),
+    (0.97, 1.01, 0.02, "discarded", "not measurably faster"),
+])
+def test_judge_speed_needs_median_and_minimum_above_the_noise(median, minimum, noise, status, words):
+    got_status, reason = judge_speed(median, minimum, noise)
+    assert got_status == status and words in reason
+
+
+# -- the error budget ------------------------------------------------------------------------------
+
+
+def test_dynamic_within_budget_needs_no_exclusion(tmp_path):
+    model = plain_mlp(tmp_path / "mlp.onnx")
+    result, verifier = _run(model, tmp_path, quantize="dynamic", budget=ErrorBudget.parse(["rel=0.05"]))
+    (variant,) = result.variants
+    assert variant.attempts == 1 and variant.excluded == []
+    assert variant.status in ("kept", "discarded") and "error" not in variant.reason
+    assert "MatMulInteger" in _ops(variant.path) or "DynamicQuantizeMatMul" in _ops(variant.path)
+    assert 64 * 256 + 256 * 32 <= variant.weight_bytes.get("int8", 0) < 64 * 256 + 256 * 32 + 16  # weights + zero points
+    independent = measure_errors(verifier.output_names, verifier.expected, _outputs(variant.path, verifier.feeds))
+    assert independent[0].rel == pytest.approx(variant.errors[0].rel) and independent[0].rel <= 0.05
+    assert variant.speedup is not None and variant.latency is not None
+
+
+def test_sensitivity_ranks_the_outlier_matmul_first(tmp_path):
+    model = outlier_mlp(tmp_path / "outlier.onnx")
+    verifier = Verifier(model, io.load(model))
+    from passes.quantization import quantize_dynamic_int8
+
+    quantize_dynamic_int8(model, tmp_path / "q.onnx")
+    nodes = [n for n in io.load(model).graph if n.op_type == "MatMul"]
+    ranked = rank_sensitivity(model, tmp_path / "q.onnx", verifier.feeds, nodes, tmp_path)
+    assert [n.name for n in ranked] == ["mm_outlier", "mm_plain"]
+    assert ranked[0].sensitivity > 10 * ranked[1].sensitivity
+
+
+def test_over_budget_excludes_the_most_sensitive_node_until_it_holds(tmp_path):
+    model = outlier_mlp(tmp_path / "outlier.onnx")
+    result, verifier = _run(model, tmp_path, quantize="dynamic", budget=ErrorBudget.parse(["rel=0.05"]))
+    (variant,) = result.variants
+    assert [n.name for n in variant.excluded] == ["mm_outlier"]
+    assert variant.attempts == 2
+    assert ErrorBudget.parse(["rel=0.05"]).violations(variant.errors) == []
+    quantized = [n for n in onnx.load(variant.path).graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert len(quantized) == 1  # mm_plain only
+    assert "mm_outlier" in [n.name for n in onnx.load(variant.path).graph.node if n.op_type == "MatMul"]
+
+
+def test_over_budget_without_exclusion_rounds_is_discarded_with_the_error(tmp_path):
+    model = outlier_mlp(tmp_path / "outlier.onnx")
+    result, _ = _run(model, tmp_path, quantize="dynamic", budget=ErrorBudget.parse(["rel=0.05"]), max_exclusion_rounds=0)
+    (variant,) = result.variants
+    assert variant.status == "discarded" and result.chosen is None
+    assert variant.reason.startswith("rel error ") and "> 0.05 on 'y'" in variant.reason
+    assert variant.speedup is None  # never timed
+
+
+def test_user_excluded_nodes_stay_float(tmp_path):
+    model = plain_mlp(tmp_path / "mlp.onnx")
+    result, _ = _run(model, tmp_path, quantize="dynamic", exclude_nodes=("mm1",))
+    (variant,) = result.variants
+    assert "mm1" in [n.name for n in onnx.load(variant.path).graph.node if n.op_type == "MatMul"]
+
+
+# -- static int8 and calibration ------------------------------------------------------------------
+
+
+def _calibration(folder: Path, count: int = 4) -> Path:
+    folder.mkdir()
+    for index in range(count):
+        np.savez(folder / f"sample{index}.npz", x=RNG.standard_normal((1, 3, 16, 16)).astype(np.float32))
+    return folder
+
+
+def test_static_qdq_per_channel_with_calibration_folder(tmp_path):
+    model = small_cnn(tmp_path / "cnn.onnx")
+    folder = _calibration(tmp_path / "calib")
+    result, verifier = _run(model, tmp_path, quantize="static", calibration=folder, budget=ErrorBudget.parse(["rel=0.2"]))
+    (variant,) = result.variants
+    assert variant.status in ("kept", "discarded") and "failed" not in variant.reason, variant.reason
+    ops = _ops(variant.path)
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    scales = [numpy_helper.to_array(t) for t in onnx.load(variant.path).graph.initializer if t.name.startswith("w1") and "scale" in t.name]
+    assert scales and scales[0].shape == (16,)  # per-channel weight scales
+    assert result.notes and "generated" in result.notes[0]
+
+
+def test_calibration_errors_are_one_line(tmp_path):
+    inputs = {"x": np.dtype(np.float32)}
+    with pytest.raises(CalibrationError, match="no such file"):
+        load_calibration(tmp_path / "missing", inputs)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="holds no .npz"):
+        load_calibration(tmp_path / "empty", inputs)
+    np.savez(tmp_path / "wrong.npz", y=np.zeros(3, dtype=np.float32))
+    with pytest.raises(CalibrationError, match="lacks arrays for the model inputs x"):
+        load_calibration(tmp_path / "wrong.npz", inputs)
+    np.savez(tmp_path / "dtype.npz", x=np.zeros(3, dtype=np.float64))
+    with pytest.raises(CalibrationError, match="'x' is float64, the model expects float32"):
+        load_calibration(tmp_path / "dtype.npz", inputs)
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(CalibrationError, match="not a readable .npz"):
+        load_calibration(tmp_path / "text.npz", inputs)
+
+
+def test_inputs_that_are_a_calibration_sample_are_flagged(tmp_path):
+    model = small_cnn(tmp_path / "cnn.onnx")
+    folder = _calibration(tmp_path / "calib", count=2)
+    sample = dict(np.load(folder / "sample0.npz"))
+    verifier = Verifier(model, io.load(model), inputs=sample)
+    result = run_lossy(model, verifier, LossyOptions(quantize="static", calibration=folder, budget=ErrorBudget.parse(["rel=0.5"])), tmp_path / "w", providers_available=[])
+    assert any("also a calibration sample" in note for note in result.notes)
+
+
+# -- pruning --------------------------------------------------------------------------------------
+
+
+def test_magnitude_pruning_is_a_variant_with_its_compressed_size(tmp_path):
+    model = plain_mlp(tmp_path / "mlp.onnx")
+    result, _ = _run(model, tmp_path, prune_weights=0.5, budget=ErrorBudget.parse(["rel=10"]))
+    (variant,) = result.variants
+    assert variant.method == "prune"
+    assert any("zlib-compressed weights" in note and "saves no time on dense kernels" in note for note in variant.notes)
+    weights = [numpy_helper.to_array(t) for t in onnx.load(variant.path).graph.initializer]
+    assert all(np.count_nonzero(w == 0) == w.size // 2 for w in weights)
+
+
+# -- optimize() -----------------------------------------------------------------------------------
+
+
+def test_optimize_ships_a_lossy_variant_only_within_budget_and_faster(tmp_path):
+    model = outlier_mlp(tmp_path / "outlier.onnx")
+    out = tmp_path / "out.onnx"
+    result = optimize(model, out, lossy=LossyOptions(quantize="dynamic", budget=ErrorBudget.parse(["rel=0.05"])))
+    assert result.lossy is not None
+    feeds = {"x": RNG.standard_normal((8, 64)).astype(np.float32)}
+    expected = _outputs(model, feeds)
+    shipped_ops = _ops(out)
+    if result.lossy.chosen is not None:
+        assert result.shipped_variant == "O2+dynamic"
+        assert result.lossy.chosen.status == "kept" and result.lossy.chosen.speedup > 1
+        assert any(op in shipped_ops for op in ("MatMulInteger", "DynamicQuantizeMatMul"))
+        assert measure_errors(["y"], expected, _outputs(out, feeds))[0].rel <= 0.05
+        assert result.after.weight_bytes_by_dtype.get("int8", 0) > 0
+    else:
+        assert result.shipped_variant == "O2"
+        assert not any(op in shipped_ops for op in ("MatMulInteger", "DynamicQuantizeMatMul"))
+        assert np.allclose(_outputs(out, feeds)[0], expected[0], rtol=1e-4, atol=1e-4)
+    summary = result.to_dict()["lossy"]
+    assert summary["budget"] == "rel=0.05" and summary["variants"][0]["method"] == "dynamic"
+
+
+def test_optimize_refuses_lossy_without_verification(tmp_path):
+    with pytest.raises(LossyInputError, match="drop --no-verify"):
+        optimize(plain_mlp(tmp_path / "m.onnx"), tmp_path / "o.onnx", verify=False, lossy=LossyOptions(quantize="dynamic"))
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_prune_outputs_keeps_only_the_named_outputs(tmp_path):
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="relu"),
+        helper.make_node("Sigmoid", ["x"], ["b"], name="sigmoid"),
+        helper.make_node("Neg", ["b"], ["c"], name="neg"),
+    ]
+    model = _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                  [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]), helper.make_tensor_value_info("c", TensorProto.FLOAT, [2, 3])], {}, tmp_path / "two.onnx")
+    out = tmp_path / "one.onnx"
+    result = optimize(model, out, prune_outputs=["a"])
+    kept = ir.load(out)
+    assert [v.name for v in kept.graph.outputs] == ["a"]
+    assert [n.op_type for n in kept.graph] == ["Relu"]
+    assert result.pruned_outputs["outputs_removed"] == 1 and result.pruned_outputs["nodes_removed"] == 2
+    assert result.verified
+    with pytest.raises(io.ModelInputError, match="--prune-outputs"):
+        optimize(model, tmp_path / "bad.onnx", prune_outputs=["nope"])
+    assert not (tmp_path / "bad.onnx").exists()
