@@ -75,6 +75,7 @@ def cli() -> None:
       optimize MODEL.onnx -o FAST.onnx     optimize, verify, tune; write FAST.onnx + FAST.onnx.json
       optimize tune MODEL.onnx              the fastest onnxruntime settings for a model as it is
       optimize profile MODEL.onnx           time by node and op type (onnxruntime's profiler)
+      optimize inspect MODEL.onnx           ops, parameters, FLOPs, critical path, parallel branches
       optimize passes                       list the passes and their levels
     Run `optimize run --help` for every option of the main command.
     """
@@ -342,6 +343,36 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as
         out = Console(highlight=False)
         out.print(f"settings: {used_config if used_config else 'onnxruntime defaults'}")
         render_profile(result, out, top=top)
+
+
+@cli.command("inspect")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for the cost model (repeatable) [default: batch 1, other dims 128 or 224].")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON on stdout (keys analysis.work_flops, analysis.span_flops, analysis.parallelism, analysis.regions, ...).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
+@click.option("-v", "--verbose", count=True, help="Every op type and the most expensive nodes; -vv logs and tracebacks.")
+def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
+    """Describe MODEL: interface, ops, parameters, FLOPs per op type, critical path, parallelism and parallel regions."""
+    _configure_logging(verbose, quiet)
+
+    def work():
+        from optimizer import io
+        from optimizer.inspection import inspect_model
+
+        try:
+            return inspect_model(model, _input_shapes(input_shapes))
+        except ValueError as error:
+            raise io.ModelInputError(str(error)) from None
+
+    result = _handle_errors(verbose, work)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    elif not quiet:
+        from rich.console import Console
+
+        from optimizer.report import render_inspection
+
+        render_inspection(result, Console(highlight=False), verbose=verbose > 0)
 
 
 class _ProgressBar:

@@ -30,7 +30,7 @@ import onnx_ir as ir
 from optimizer import io
 from optimizer.error_budget import DEFAULT_BUDGET, ErrorBudget, OutputError, measure_errors
 from optimizer.measure import LatencyStats, time_candidates
-from optimizer.verify import Verifier, first_line
+from optimizer.verify import QUANTIZED_OPS, Verifier, first_line
 
 __all__ = ["QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "run_lossy", "weight_bytes_by_dtype"]
 
@@ -186,8 +186,13 @@ def _flops_share(model: ir.Model, ops: set[str]) -> float:
 
 
 def plan(options: LossyOptions, model: ir.Model, providers_available: Sequence[str]) -> tuple[list[str], list[LossyVariant]]:
-    """The methods to try, in order, and those `auto` leaves out with the reason."""
+    """The methods to try, in order, and those left out with the reason."""
     skipped: list[LossyVariant] = []
+    quantized = sorted({n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)} & QUANTIZED_OPS)
+    if quantized and options.quantize != "none":
+        methods = ["dynamic", "static", "fp16"] if options.quantize == "auto" else [options.quantize]
+        skipped = [LossyVariant(m, "skipped", f"not tried: the model is already quantized ({', '.join(quantized[:3])})") for m in methods]
+        return (["prune"] if options.prune_weights is not None else []), skipped
     if options.quantize == "auto":
         methods = []
         matmul_share = _flops_share(model, MATMUL_OPS)

@@ -9,11 +9,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from optimizer.api import OptimizationResult
+from optimizer.inspection import Inspection
 from optimizer.lossy import LossyResult, LossyVariant
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
 
-__all__ = ["render_optimization", "render_lossy", "render_tuning", "render_profile", "render_pass_list", "format_bytes"]
+__all__ = ["render_optimization", "render_inspection", "render_lossy", "render_tuning", "render_profile", "render_pass_list", "format_bytes"]
 
 
 def format_bytes(count: int | None) -> str:
@@ -231,3 +232,69 @@ def render_pass_list(rows: list[tuple[str, str, str]], console: Console) -> None
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
+
+
+def format_flops(count: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{count:.0f}"
+
+
+def render_inspection(result: Inspection, console: Console, *, verbose: bool = False, top: int = 12) -> None:
+    """Interface, composition, cost by op type, critical path, parallelism and the parallel regions."""
+    opsets = ", ".join(f"{domain} {version}" for domain, version in result.opsets.items())
+    console.print(f"[bold]{escape(str(result.path))}[/]  {format_bytes(result.file_bytes)}, IR {result.ir_version}, opsets {escape(opsets)}" + (f", by {escape(result.producer)}" if result.producer else ""))
+    interface = Table(title="Inputs and outputs", title_justify="left")
+    for column in ("", "name", "dtype", "shape"):
+        interface.add_column(column)
+    for kind, rows in (("input", result.inputs), ("output", result.outputs)):
+        for row in rows:
+            shape = "unknown" if row["shape"] is None else "[" + ", ".join(str(d) for d in row["shape"]) + "]"
+            interface.add_row(kind, escape(row["name"]), str(row["dtype"]), escape(shape) + (" [cyan](dynamic)[/]" if row["dynamic"] else ""))
+    console.print(interface)
+    weights = ", ".join(f"{dtype} {format_bytes(count)}" for dtype, count in result.weight_bytes_by_dtype.items()) or "none"
+    console.print(f"{sum(result.op_counts.values())} nodes, {result.parameters:,} parameters ({escape(weights)})")
+
+    analysis = result.analysis
+    if analysis is None:
+        ops = ", ".join(f"{op} {count}" for op, count in list(result.op_counts.items())[:top])
+        console.print(f"op types: {escape(ops)}")
+        console.print(f"[yellow]no cost analysis:[/] {escape(result.analysis_error)}")
+        return
+    costs = Table(title=f"Cost by op type (work {format_flops(analysis.work_flops)}FLOPs" + (f"; shapes bound by {escape(str(result.input_shapes))}" if result.input_shapes else "; dynamic dims at defaults") + ")", title_justify="left")
+    for column in ("op", "count", "FLOPs", "share", "bytes moved"):
+        costs.add_column(column, justify="left" if column == "op" else "right")
+    by_type = sorted(analysis.by_op_type.items(), key=lambda item: (-item[1]["flops"], -item[1]["count"]))
+    for op, stats in by_type[: None if verbose else top]:
+        share = stats["flops"] / analysis.work_flops if analysis.work_flops else 0.0
+        costs.add_row(escape(op), str(stats["count"]), format_flops(stats["flops"]), f"{share:.1%}", format_bytes(int(stats["bytes_moved"])))
+    if not verbose and len(by_type) > top:
+        costs.caption = f"... {len(by_type) - top} more op types (-v lists them)"
+    console.print(costs)
+    if verbose:
+        nodes = Table(title="Most expensive nodes", title_justify="left")
+        for column in ("node", "op", "FLOPs", "bytes moved"):
+            nodes.add_column(column, justify="right" if column in ("FLOPs", "bytes moved") else "left")
+        for node in sorted(analysis.nodes, key=lambda n: -n.flops)[:20]:
+            nodes.add_row(escape(node.name), escape(node.op_type), format_flops(node.flops), format_bytes(int(node.bytes_moved)))
+        console.print(nodes)
+    path = analysis.critical_path
+    shown = " -> ".join(path[:6]) + (f" -> ... ({len(path)} nodes)" if len(path) > 6 else "")
+    console.print(f"critical path: {escape(shown)}")
+    console.print(
+        f"work {format_flops(analysis.work_flops)}FLOPs, span {format_flops(analysis.span_flops)}FLOPs, "
+        f"average parallelism {analysis.parallelism:.2f}; inter-op parallelism could give at most {analysis.inter_op_speedup_bound:.2f}x"
+    )
+    if analysis.unknown_cost_nodes:
+        console.print(f"[yellow]{analysis.unknown_cost_nodes} node(s) have no cost estimate[/] (op outside the cost model or shapes unknown); they count as 0")
+    if not analysis.regions:
+        console.print("parallel regions: none (the significant work is one chain)")
+        return
+    regions = Table(title="Parallel regions (fork -> join)", title_justify="left")
+    for column in ("fork", "join", "branches", "FLOPs per branch"):
+        regions.add_column(column, justify="left")
+    for region in analysis.regions[: None if verbose else top]:
+        flops = ", ".join(format_flops(b["flops"]) for b in region.branches)
+        regions.add_row(escape(region.fork), escape(region.join), str(len(region.branches)), flops)
+    console.print(regions)

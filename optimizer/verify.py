@@ -31,7 +31,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RANDOM_OPS = frozenset({"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli"})
-_QUANTIZED_OPS = frozenset(
+QUANTIZED_OPS = frozenset(
     {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
      "ConvInteger", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul", "MatMulNBits", "QGemm"}
 )
@@ -50,7 +50,7 @@ class Tolerance:
 def default_tolerance(model: ir.Model) -> Tolerance:
     """Tight for lossless rewrites of float models; looser for models already quantized."""
     ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)}
-    if ops & _QUANTIZED_OPS:
+    if ops & QUANTIZED_OPS:
         return Tolerance(rtol=1e-2, atol=1e-3)
     return Tolerance(rtol=1e-4, atol=1e-5)
 

@@ -116,6 +116,15 @@ def test_auto_plans_dynamic_for_matmul_graphs_and_skips_it_for_convolutions(tmp_
     assert plan(LossyOptions(quantize="fp16", prune_weights=0.5), cnn, ["CPUExecutionProvider"])[0] == ["fp16", "prune"]
 
 
+def test_already_quantized_models_are_not_quantized_again(tmp_path):
+    from passes.quantization import quantize_dynamic_int8
+
+    quantize_dynamic_int8(plain_mlp(tmp_path / "mlp.onnx"), tmp_path / "q.onnx")
+    methods, skipped = plan(LossyOptions(quantize="auto"), io.load(tmp_path / "q.onnx"), ["CUDAExecutionProvider"])
+    assert methods == [] and {v.method for v in skipped} == {"dynamic", "static", "fp16"}
+    assert all("already quantized (DynamicQuantizeLinear" in v.reason for v in skipped)
+
+
 @pytest.mark.parametrize("median, minimum, noise, status, words", [
     (3.0, 2.8, 0.05, "kept", "3.00x faster"),
     (1.04, 1.10, 0.05, "discarded", "not measurably faster"),

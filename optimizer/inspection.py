@@ -1,0 +1,116 @@
+"""`optimize inspect`: what a model is made of and how much of its work could run in parallel.
+
+The model's interface (inputs and outputs with their dynamic dims), opsets and domains, op histogram,
+parameters by dtype, and `optimizer.analysis`' cost model: FLOPs and bytes moved per node and per op
+type, the critical path, work, span, parallelism and the fork-join regions with their branches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import onnx_ir as ir
+
+from optimizer import io
+from optimizer.lossy import weight_bytes_by_dtype
+
+__all__ = ["Inspection", "inspect_model", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+
+def _interface(values: Sequence[ir.Value]) -> list[dict]:
+    rows = []
+    for value in values:
+        dims = None if value.shape is None else [d if isinstance(d, int) else (str(d) if d is not None and str(d) else "?") for d in value.shape]
+        rows.append({
+            "name": value.name,
+            "dtype": value.dtype.name.lower() if value.dtype is not None else None,
+            "shape": dims,
+            "dynamic": dims is None or any(not isinstance(d, int) for d in dims),
+        })
+    return rows
+
+
+@dataclasses.dataclass
+class Inspection:
+    path: Path
+    file_bytes: int
+    ir_version: int
+    producer: str
+    opsets: dict[str, int]
+    inputs: list[dict]
+    outputs: list[dict]
+    op_counts: dict[str, int]
+    parameters: int
+    weight_bytes_by_dtype: dict[str, int]
+    input_shapes: dict[str, list[int]]
+    analysis: object | None  # optimizer.analysis.GraphAnalysis
+    analysis_error: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": {
+                "path": str(self.path),
+                "file_bytes": self.file_bytes,
+                "ir_version": self.ir_version,
+                "producer": self.producer,
+                "opsets": self.opsets,
+                "inputs": self.inputs,
+                "outputs": self.outputs,
+                "op_counts": self.op_counts,
+                "nodes": sum(self.op_counts.values()),
+                "parameters": self.parameters,
+                "weight_bytes_by_dtype": self.weight_bytes_by_dtype,
+            },
+            "input_shapes": self.input_shapes,
+            "analysis": self.analysis.to_dict() if self.analysis is not None else None,
+            "analysis_error": self.analysis_error or None,
+        }
+
+
+def inspect_model(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Inspection:
+    """Load (validated) and describe a model; the analysis binds dynamic dims by `input_shapes`, else defaults.
+
+    Raises io.ModelInputError for a bad file and ValueError for an `input_shapes` name that is no input.
+    """
+    from optimizer.analysis import analyze
+
+    path = Path(path)
+    model = io.load(path)
+    counts: dict[str, int] = {}
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+        counts[key] = counts.get(key, 0) + 1
+    parameters = sum(
+        v.const_value.size for graph in model.graphs() for v in graph.initializers.values() if v.const_value is not None
+    )
+    names = {v.name for v in model.graph.inputs}
+    unknown = sorted(set(input_shapes or {}) - names)
+    if unknown:
+        raise ValueError(f"--input-shape names no graph input: {', '.join(unknown)} (inputs: {', '.join(sorted(names))})")
+    analysis, error = None, ""
+    try:
+        analysis = analyze(model, input_shapes)
+    except Exception as failure:  # noqa: BLE001 - the description stands without the cost model
+        error = f"{type(failure).__name__}: {failure}".splitlines()[0]
+    initializers = set(model.graph.initializers)
+    return Inspection(
+        path=path,
+        file_bytes=io.model_file_bytes(model, path),
+        ir_version=model.ir_version,
+        producer=" ".join(p for p in (model.producer_name, model.producer_version) if p),
+        opsets={domain or "ai.onnx": version for domain, version in sorted(model.opset_imports.items())},
+        inputs=_interface([v for v in model.graph.inputs if v.name not in initializers]),
+        outputs=_interface(model.graph.outputs),
+        op_counts=dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
+        parameters=int(parameters),
+        weight_bytes_by_dtype=weight_bytes_by_dtype(model),
+        input_shapes={k: list(v) for k, v in (input_shapes or {}).items()},
+        analysis=analysis,
+        analysis_error=error,
+    )
