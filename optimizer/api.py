@@ -562,7 +562,7 @@ def distinct_variants(variants: Mapping[str, Path]) -> dict[str, Path]:
     return kept
 
 
-def _feeds(model_path: Path, model: ir.Model, inputs, input_shapes, batch: int) -> tuple[dict[str, np.ndarray], str]:
+def feeds_for(model_path: Path, model: ir.Model, inputs, input_shapes, batch: int) -> tuple[dict[str, np.ndarray], str]:
     """Inputs to time the model on: the user's, else generated ones the model accepts."""
     if inputs is not None and batch != 1:
         raise VerificationInputError("--batch applies to generated inputs; with --inputs, the arrays set the batch")
@@ -597,7 +597,7 @@ def tune_model(
     if config_path.resolve() == model_path.resolve():
         raise io.ModelInputError(f"{config_path}: the configuration would overwrite the model; choose another -o")
     io.check_writable(config_path)
-    feeds, source = _feeds(model_path, model, inputs, input_shapes, batch)
+    feeds, source = feeds_for(model_path, model, inputs, input_shapes, batch)
     space = tuner.build_space(
         objective=objective,
         providers_available=runtime.available_providers(),
@@ -639,7 +639,7 @@ def profile(
         config_path = runtime.config_path_for(model_path)
     config = runtime.load_config(config_path)[0] if config_path is not None else runtime.RuntimeConfig()
     config.check_providers()
-    feeds, _ = _feeds(model_path, model, inputs, input_shapes, 1)
+    feeds, _ = feeds_for(model_path, model, inputs, input_shapes, 1)
     del model
     result = profile_model(
         model_path,

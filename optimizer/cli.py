@@ -76,6 +76,8 @@ def cli() -> None:
       optimize tune MODEL.onnx              the fastest onnxruntime settings for a model as it is
       optimize profile MODEL.onnx           time by node and op type (onnxruntime's profiler)
       optimize inspect MODEL.onnx           ops, parameters, FLOPs, critical path, parallel branches
+      optimize partition MODEL.onnx --parts N -o DIR   cut into sub-models (pipeline or branches)
+      optimize run-partitioned DIR          run the parts, check them against the whole model, time both
       optimize passes                       list the passes and their levels
     Run `optimize run --help` for every option of the main command.
     """
@@ -373,6 +375,80 @@ def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
         from optimizer.report import render_inspection
 
         render_inspection(result, Console(highlight=False), verbose=verbose > 0)
+
+
+@cli.command("partition")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--parts", type=click.IntRange(min=1), required=True, help="Pipeline stages, or concurrent branch groups (plus a head and a tail part).")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True, help="A new (or empty) folder for the part-XX.onnx files and manifest.json.")
+@click.option("--strategy", type=click.Choice(["pipeline", "branches"]), default="pipeline", show_default=True, help="pipeline: a linear cut balanced by FLOPs; branches: the costliest fork-join region's branches in groups.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind dynamic dims for the cost model (the parts keep them dynamic).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
+@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
+def partition_command(model, parts, out_dir, strategy, input_shapes, as_json, quiet, verbose) -> None:
+    """Cut MODEL into sub-models that run one after another (pipeline) or side by side (branches)."""
+    _configure_logging(verbose, quiet)
+
+    def work():
+        from optimizer import io
+        from optimizer.partition import PartitionError, partition
+
+        try:
+            return partition(model, parts, out_dir, strategy=strategy, input_shapes=_input_shapes(input_shapes))
+        except PartitionError as error:
+            raise io.ModelInputError(str(error)) from None
+
+    manifest = _handle_errors(verbose, work)
+    if as_json:
+        click.echo(json.dumps(manifest.to_dict(), indent=2, default=str))
+    elif not quiet:
+        from rich.console import Console
+
+        from optimizer.report import render_manifest
+
+        render_manifest(manifest, out_dir, Console(highlight=False))
+
+
+@cli.command("run-partitioned")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs: an .npz of arrays keyed by graph input name [default: generated from the source model].")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind dynamic dims of generated inputs (repeatable).")
+@click.option("--stream", type=click.IntRange(min=1), default=1, show_default=True, help="Also send N copies of the inputs through the parts as a pipeline and compare throughput.")
+@click.option("--rounds", type=click.IntRange(min=0), default=9, show_default=True, help="Rotated timing rounds (0: check only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
+@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
+def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds, as_json, quiet, verbose) -> None:
+    """Run the parts in DIRECTORY, check them against the whole model (exit 1 when they differ), time both."""
+    _configure_logging(verbose, quiet)
+
+    def work():
+        from optimizer import api, io, verify as verification
+        from optimizer.partition import Manifest, PartitionError, run_partitioned
+
+        try:
+            manifest = Manifest.load(directory)
+            if inputs_file:
+                feeds = verification.load_inputs(inputs_file)
+            else:
+                source = Path(manifest.source_path)
+                feeds, _ = api.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)
+            return run_partitioned(directory, feeds, stream=stream, rounds=rounds)
+        except PartitionError as error:
+            raise io.ModelInputError(str(error)) from None
+
+    report = _handle_errors(verbose, work)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    elif not quiet:
+        from rich.console import Console
+
+        from optimizer.report import render_partitioned_run
+
+        render_partitioned_run(report, Console(highlight=False))
+    if not report.matches or report.stream_matches is False:
+        sys.exit(EXIT_FAILED)
 
 
 class _ProgressBar:

@@ -298,3 +298,44 @@ def render_inspection(result: Inspection, console: Console, *, verbose: bool = F
         flops = ", ".join(format_flops(b["flops"]) for b in region.branches)
         regions.add_row(escape(region.fork), escape(region.join), str(len(region.branches)), flops)
     console.print(regions)
+
+
+def render_manifest(manifest, out_dir, console: Console) -> None:
+    """The parts written by `optimize partition`: schedule step, role, nodes, FLOPs, what flows in and out."""
+    table = Table(title=escape(f"{len(manifest.parts)} parts ({manifest.strategy}) in {out_dir}"), title_justify="left")
+    for column in ("step", "part", "role", "nodes", "FLOPs", "reads", "hands on"):
+        table.add_column(column, justify="right" if column in ("step", "nodes", "FLOPs") else "left")
+    for part in manifest.parts:
+        reads = ", ".join(part.inputs[:3]) + (f" +{len(part.inputs) - 3}" if len(part.inputs) > 3 else "")
+        hands = ", ".join(part.outputs[:3]) + (f" +{len(part.outputs) - 3}" if len(part.outputs) > 3 else "")
+        table.add_row(str(part.stage), escape(part.file), part.role, str(part.nodes), format_flops(part.flops), escape(reads), escape(hands))
+    console.print(table)
+    steps = " -> ".join("[" + " | ".join(step) + "]" if len(step) > 1 else step[0] for step in manifest.schedule)
+    console.print(f"schedule (| runs concurrently): {escape(steps)}")
+    for note in manifest.notes:
+        console.print(f"note: {escape(note)}")
+    console.print(f"run them: optimize run-partitioned {escape(str(out_dir))} [--inputs FILE.npz] [--stream N]")
+
+
+def render_partitioned_run(report, console: Console) -> None:
+    """A partitioned run: the check against the whole model, latency and throughput against it, the verdict."""
+    table = Table(title="Parts against the whole model (same inputs)", title_justify="left")
+    for column in ("output", "max abs", "max rel", "result"):
+        table.add_column(column, justify="left" if column == "output" else "right")
+    for output in report.outputs:
+        table.add_row(escape(output["name"]), _error(output["max_abs"]), _error(output["max_rel"]), "[green]ok[/]" if output["passed"] else "[red]DIFFERS[/]")
+    console.print(table)
+    if report.latency:
+        timing = Table(title=f"Latency ({report.strategy}; min / median / p90)", title_justify="left")
+        for column in ("run", "min", "median", "p90"):
+            timing.add_column(column, justify="left" if column == "run" else "right")
+        for name, stats in report.latency.items():
+            timing.add_row(name, f"{stats['min_ms']:.3f} ms", f"{stats['median_ms']:.3f} ms", f"{stats['p90_ms']:.3f} ms")
+        console.print(timing)
+    if report.throughput:
+        rates = ", ".join(f"{name} {rate:.1f}/s" for name, rate in report.throughput.items())
+        console.print(f"throughput over a stream of {report.stream}: {escape(rates)}")
+    for note in report.notes:
+        console.print(f"note: {escape(note)}")
+    colour = "green" if report.pays else ("red" if not report.matches else "yellow")
+    console.print(f"[{colour}]{escape(report.verdict)}[/]")
