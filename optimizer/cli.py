@@ -107,7 +107,7 @@ def cli() -> None:
 @click.option("--quantize", type=click.Choice(["none", "dynamic", "static", "fp16", "auto"]), default="none", show_default=True, help="Try a lossy variant (onnxruntime.quantization); it ships only within --max-error and measurably faster. auto tries what suits the model.")
 @click.option("--calibration", type=click.Path(path_type=Path), help="Calibration data for static int8: an .npz sample, or a folder of .npz samples (arrays keyed by input name).")
 @click.option("--max-error", "max_error", multiple=True, metavar="SPEC", help="Error budget of lossy variants, per output: rel=0.01 (max|a-b|/max|a|), cos=0.999, top1=0.99 (repeatable) [default: rel=0.05].")
-@click.option("--per-channel/--no-per-channel", default=None, help="Per-channel int8 weights [default: on for static, off for dynamic].")
+@click.option("--per-channel/--no-per-channel", default=True, show_default=True, help="Per-channel int8 weights (more accurate; per-tensor is onnxruntime's default for dynamic).")
 @click.option("--quant-format", type=click.Choice(["qdq", "qoperator"]), default="qdq", show_default=True, help="Static int8 format.")
 @click.option("--exclude-nodes", multiple=True, metavar="NAME,...", help="Nodes lossy variants leave in float32.")
 @click.option("--op-types", "quant_op_types", multiple=True, metavar="TYPE,...", help="Op types to quantize [default: MatMul-like ops for dynamic, onnxruntime's list for static].")
