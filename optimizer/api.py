@@ -20,7 +20,7 @@ import onnx_ir as ir
 
 from optimizer import io, runtime
 from optimizer import tune as tuner
-from optimizer.lossy import LossyInputError, LossyOptions, LossyResult, run_lossy, weight_bytes_by_dtype
+from optimizer.lossy import LossyInputError, LossyOptions, LossyResult, run_lossy
 from optimizer.pipeline import PassFailedError, PassOptions, PassRecord, Pipeline
 from optimizer.verify import Tolerance, VerificationInputError, VerificationResult, Verifier, default_tolerance
 
@@ -53,7 +53,7 @@ class ModelStats:
         for node in ir.traversal.RecursiveGraphIterator(model.graph):
             key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
             counts[key] = counts.get(key, 0) + 1
-        by_dtype = weight_bytes_by_dtype(model)
+        by_dtype = io.weight_bytes_by_dtype(model)
         file_bytes = io.model_file_bytes(model, path) if path is not None and Path(path).is_file() else None
         return cls(sum(counts.values()), dict(sorted(counts.items())), sum(by_dtype.values()), file_bytes, by_dtype)
 
@@ -131,7 +131,10 @@ class OptimizationResult:
             "dropped_passes": [dataclasses.asdict(d) for d in self.dropped],
             "converted_initializer_inputs": self.converted_initializer_inputs,
             "pruned_outputs": self.pruned_outputs,
-            "verification": self.verification.to_dict() if self.verification else {"status": "not run"},
+            "verification": {
+                **(self.verification.to_dict() if self.verification else {"status": "not run"}),
+                **({"of": "the lossless graph; the shipped lossy variant's errors are under lossy"} if self.lossy and self.lossy.chosen else {}),
+            },
             "lossy": self.lossy.to_dict() if self.lossy else None,
             "shipped_variant": self.shipped_variant,
             "config": str(self.config_path) if self.config_path else None,
@@ -339,6 +342,8 @@ def optimize(
             io.save(original, reference_path)
             original = io.load(reference_path, validate=False)
         unused_copy = [original]
+        if lossy is not None and lossy.calibration is not None and lossy.quantize in ("static", "auto"):
+            _check_calibration(lossy.calibration, original)
 
         def load_fresh() -> ir.Model:
             """The loaded original the first time (saves a parse), a fresh copy from disk after."""
@@ -420,6 +425,9 @@ def optimize(
                         shipped = f"{lossless_label}+{lossy_result.chosen.method}"
                         optimized = io.load(lossy_result.chosen.path, validate=False)
                         run.staged = io.stage(optimized, run.workspace, run.name, external_data=external_data)
+                        if not tune:
+                            io.discard(lossless_staged)
+                            lossless_staged = None
             if tune:
                 stage("tuning")
                 start = time.perf_counter()
@@ -436,18 +444,22 @@ def optimize(
                     shipped = tuning.chosen.variant
                     io.discard(run.staged)
                     if lossy_result is not None and lossy_result.chosen is not None:
-                        lossy_result.notes.append(f"tuning shipped the {shipped} graph: faster than {lossy_result.chosen.label} under the chosen settings")
-                        lossy_result.chosen = None
-                    if shipped == "original":
-                        optimized, records, converted = io.load(reference_path, validate=False), [], []
-                    elif shipped == lossless_label:
-                        optimized = io.load(lossless_staged, validate=False)
+                        overridden, lossy_result.chosen = lossy_result.chosen, None
+                        overridden.status = "discarded"
+                        overridden.reason = f"within budget, but under the tuned settings the {shipped} graph was as fast or faster"
+                        warnings.append(f"{overridden.label} not shipped: under the tuned settings the {shipped} graph was as fast or faster")
+                    if shipped == lossless_label and lossless_staged is not None:
+                        run.staged, lossless_staged = lossless_staged, None
+                        optimized = io.load(run.staged, validate=False)
                     else:
-                        chosen = lower[shipped]
-                        optimized, records, converted = chosen.model, chosen.records, chosen.converted_initializer_inputs
-                        verification, dropped = chosen.verification, chosen.dropped
-                        warnings = [w for w in warnings if not w.startswith("dropped pass")] + [w for w in chosen.warnings if w.startswith("dropped pass")]
-                    run.staged = io.stage(optimized, run.workspace, run.name, external_data=external_data)
+                        if shipped == "original":
+                            optimized, records, converted = io.load(reference_path, validate=False), [], []
+                        else:
+                            chosen = lower[shipped]
+                            optimized, records, converted = chosen.model, chosen.records, chosen.converted_initializer_inputs
+                            verification, dropped = chosen.verification, chosen.dropped
+                            warnings = [w for w in warnings if not w.startswith("dropped pass")] + [w for w in chosen.warnings if w.startswith("dropped pass")]
+                        run.staged = io.stage(optimized, run.workspace, run.name, external_data=external_data)
             after = ModelStats.of(optimized)
             after.file_bytes = io.staged_bytes(run.staged)
             external_path = config_path = None
@@ -540,7 +552,7 @@ def _tune_variants(
     del original
     try:
         result = tuner.tune(
-            variants, verifier.feeds, space, objective=objective, shipped_variant=shipped,
+            variants, verifier.feeds, space, objective=objective, shipped_variant=label,  # a lossy graph must beat the lossless one
             budget_s=None if budget is None else max(1.0, budget - (time.perf_counter() - started)),
             on_progress=on_progress, inputs=verifier.inputs_source, batch=batch,
         )
@@ -661,6 +673,17 @@ def _inter_op_speedup(model: ir.Model) -> float | None:
     except Exception as error:  # noqa: BLE001 - the analysis is advice; tuning goes on without it
         logger.info("graph analysis failed (%s); parallel execution stays in the search", error)
         return None
+
+
+def _check_calibration(path: Path, model: ir.Model) -> None:
+    """Refuse unusable calibration data before the pipeline runs (LossyInputError)."""
+    from passes.quantization.calibration import load_calibration
+
+    inputs = {v.name: v.dtype.numpy() for v in model.graph.inputs if v.name not in model.graph.initializers and v.dtype is not None}
+    try:
+        load_calibration(path, inputs)
+    except ValueError as error:
+        raise LossyInputError(f"--calibration: {error}") from None
 
 
 def _check_target_opset(target: int, current: int) -> None:

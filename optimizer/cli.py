@@ -101,7 +101,7 @@ def cli() -> None:
 @click.option("--fold-max-growth", type=click.FloatRange(min=0), help="...and grows past this multiple of its inputs [default: 2.0].")
 @click.option("--target-opset", type=click.IntRange(min=7), help="Upgrade the model to this opset first (onnx's version converter, verified like a pass) so standard fusions apply.")
 @click.option("--tune/--no-tune", default=True, show_default=True, help="Time the original and each level's graph under onnxruntime settings; ship the fastest graph and write its settings to OUT.onnx.json.")
-@click.option("--budget", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds tuning may take (and, with --quantize, the search for a lossy variant).")
+@click.option("--budget", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds tuning may take; with --quantize, the search for a lossy variant gets as many again.")
 @click.option("--objective", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True, help="Tune for one request's latency, or for requests per second under concurrency.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs (verification and tuning).")
 @click.option("--quantize", type=click.Choice(["none", "dynamic", "static", "fp16", "auto"]), default="none", show_default=True, help="Try a lossy variant (onnxruntime.quantization); it ships only within --max-error and measurably faster. auto tries what suits the model.")
@@ -231,6 +231,11 @@ def _lossy_options(quantize, calibration, max_error, per_channel, quant_format, 
         raise LossyInputError(str(error)) from None
     if calibration is not None and not calibration.exists():
         raise LossyInputError(f"--calibration {calibration}: no such file or folder")
+    unused = [flag for flag, given in (("--calibration", calibration), ("--max-error", max_error), ("--exclude-nodes", exclude_nodes), ("--op-types", op_types)) if given]
+    if quantize == "none" and unused and (prune_weights is None or unused != ["--max-error"]):
+        click.echo(f"warning: {', '.join(unused)} have no effect without --quantize", err=True)
+    if calibration is not None and quantize in ("dynamic", "fp16"):
+        click.echo("warning: --calibration is only used by --quantize static or auto", err=True)
     return LossyOptions(
         quantize=quantize,
         calibration=calibration,

@@ -4,7 +4,7 @@ A SPEC is `METRIC=LIMIT`:
   rel=0.01    max|a-b| / max|a| per output (at most the limit)
   cos=0.999   cosine similarity per output (at least the limit)
   top1=0.99   argmax agreement over the last axis (at least the limit; outputs whose last axis has 2+ entries)
-Every limit must hold on every output it applies to. The same SPEC serves `optimize --max-error` and the CI gates.
+Every limit must hold on every output it applies to (`optimize --max-error`; meant to serve CI gates too).
 """
 
 from __future__ import annotations
@@ -132,24 +132,6 @@ class ErrorBudget:
                     sign = ">" if limit.metric == "rel" else "<"
                     found.append(f"{limit.metric} error {value:.3g} {sign} {limit.limit:g} on '{error.name}'")
         return found
-
-    def headroom(self, errors: Sequence[OutputError]) -> float:
-        """The worst output's use of the budget: 1.0 is exactly at a limit, above 1 is over it."""
-        worst = 0.0
-        for error in errors:
-            if error.nonfinite:
-                return math.inf
-            for limit in self.limits:
-                value = error.value(limit.metric)
-                if value is None:
-                    continue
-                if limit.metric == "rel":
-                    used = value / limit.limit if limit.limit > 0 else (0.0 if value == 0 else math.inf)
-                else:
-                    allowed = 1.0 - limit.limit
-                    used = (1.0 - value) / allowed if allowed > 0 else (0.0 if value >= 1.0 else math.inf)
-                worst = max(worst, used)
-        return worst
 
     def __str__(self) -> str:
         return ", ".join(str(limit) for limit in self.limits)

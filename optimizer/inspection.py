@@ -15,7 +15,6 @@ from pathlib import Path
 import onnx_ir as ir
 
 from optimizer import io
-from optimizer.lossy import weight_bytes_by_dtype
 
 __all__ = ["Inspection", "inspect_model", "SCHEMA_VERSION"]
 
@@ -109,7 +108,7 @@ def inspect_model(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[i
         outputs=_interface(model.graph.outputs),
         op_counts=dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
         parameters=int(parameters),
-        weight_bytes_by_dtype=weight_bytes_by_dtype(model),
+        weight_bytes_by_dtype=io.weight_bytes_by_dtype(model),
         input_shapes={k: list(v) for k, v in (input_shapes or {}).items()},
         analysis=analysis,
         analysis_error=error,

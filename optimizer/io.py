@@ -33,6 +33,7 @@ __all__ = [
     "check_writable",
     "convert_opset",
     "model_file_bytes",
+    "weight_bytes_by_dtype",
     "supported_versions",
     "EXTERNAL_DATA_THRESHOLD",
 ]
@@ -306,6 +307,17 @@ def model_file_bytes(model: ir.Model, path: str | os.PathLike) -> int:
             if isinstance(tensor, ir.ExternalTensor):
                 data_files.add(os.path.realpath(os.path.join(tensor.base_dir, tensor.location)))
     return total + sum(os.path.getsize(f) for f in data_files if os.path.isfile(f))
+
+
+def weight_bytes_by_dtype(model: ir.Model) -> dict[str, int]:
+    """Initializer bytes per element type, over the main graph and subgraphs."""
+    totals: dict[str, int] = {}
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            if value.const_value is not None:
+                key = value.const_value.dtype.name.lower()
+                totals[key] = totals.get(key, 0) + value.const_value.nbytes
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
 def _tensor_bytes(model: ir.Model) -> int:

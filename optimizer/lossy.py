@@ -32,13 +32,14 @@ from optimizer.error_budget import DEFAULT_BUDGET, ErrorBudget, OutputError, mea
 from optimizer.measure import LatencyStats, time_candidates
 from optimizer.verify import QUANTIZED_OPS, Verifier, first_line
 
-__all__ = ["QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "run_lossy", "weight_bytes_by_dtype"]
+__all__ = ["QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "run_lossy"]
 
 logger = logging.getLogger(__name__)
 
 QUANTIZE_CHOICES = ("none", "dynamic", "static", "fp16", "auto")
 LABELS = {"dynamic": "dynamic int8", "static": "static int8", "fp16": "fp16", "prune": "magnitude pruning"}
-MATMUL_OPS = {"MatMul", "Gemm", "Attention", "MultiHeadAttention", "QAttention", "EmbedLayerNormalization", "LSTM", "GRU"}
+MATMUL_OPS = {"MatMul", "Attention", "EmbedLayerNormalization", "LSTM"}
+"""The MatMul-like ops dynamic int8 quantizes (onnxruntime has no dynamic Gemm: 2-D MatMul+bias fused into Gemm stays float)."""
 CONV_OPS = {"Conv", "ConvTranspose"}
 STATIC_SKIPPED_OPS = ("Gather", "GatherElements")
 """Static int8 leaves embedding lookups float: quantizing them saves memory but no time, and costs accuracy."""
@@ -84,7 +85,7 @@ class LossyOptions:
 
 
 @dataclasses.dataclass
-class ExcludedNode:
+class NodeSensitivity:
     name: str
     op_type: str
     sensitivity: float
@@ -98,7 +99,7 @@ class LossyVariant:
     reason: str
     path: Path | None = None
     errors: list[OutputError] = dataclasses.field(default_factory=list)
-    excluded: list[ExcludedNode] = dataclasses.field(default_factory=list)
+    excluded: list[NodeSensitivity] = dataclasses.field(default_factory=list)
     attempts: int = 0
     weight_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
     speedup: float | None = None
@@ -156,17 +157,6 @@ class LossyResult:
         }
 
 
-def weight_bytes_by_dtype(model: ir.Model) -> dict[str, int]:
-    """Initializer bytes per element type, over the main graph and subgraphs."""
-    totals: dict[str, int] = {}
-    for graph in model.graphs():
-        for value in graph.initializers.values():
-            if value.const_value is not None:
-                key = value.const_value.dtype.name.lower()
-                totals[key] = totals.get(key, 0) + value.const_value.nbytes
-    return dict(sorted(totals.items(), key=lambda item: -item[1]))
-
-
 # -- planning -----------------------------------------------------------------------------------
 
 
@@ -199,7 +189,7 @@ def plan(options: LossyOptions, model: ir.Model, providers_available: Sequence[s
         if matmul_share >= DYNAMIC_MIN_MATMUL_SHARE:
             methods.append("dynamic")
         else:
-            skipped.append(LossyVariant("dynamic", "skipped", f"not tried: MatMul-like ops carry {matmul_share:.0%} of the FLOPs (dynamic int8 slows convolutions down)"))
+            skipped.append(LossyVariant("dynamic", "skipped", f"not tried: the ops dynamic int8 quantizes (MatMul, Attention) carry {matmul_share:.0%} of the FLOPs (it slows convolutions down and cannot quantize Gemm)"))
         if options.calibration is not None:
             methods.append("static")
         else:
@@ -221,10 +211,10 @@ def plan(options: LossyOptions, model: ir.Model, providers_available: Sequence[s
 # -- evaluation ---------------------------------------------------------------------------------
 
 
-def _run_outputs(path: Path, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list:
+def _run_outputs(path: Path, feeds: Mapping[str, np.ndarray], names: Sequence[str], providers: Sequence[str] = ("CPUExecutionProvider",)) -> list:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=list(providers))
     return session.run(list(names), dict(feeds))
 
 
@@ -267,7 +257,7 @@ def _relative_l2(expected: np.ndarray, actual: np.ndarray) -> float:
     return diff / norm if norm > 0 else (0.0 if diff == 0 else math.inf)
 
 
-def rank_sensitivity(float_path: Path, variant_path: Path, feeds: Mapping[str, np.ndarray], nodes: Sequence[ir.Node], workdir: Path) -> list[ExcludedNode]:
+def rank_sensitivity(float_path: Path, variant_path: Path, feeds: Mapping[str, np.ndarray], nodes: Sequence[ir.Node], workdir: Path) -> list[NodeSensitivity]:
     """Nodes ranked by the error they add: their output's relative L2 error (against the float model on the
     same inputs) minus the largest of their float inputs'. Worst first."""
     names: list[str] = []
@@ -291,7 +281,7 @@ def rank_sensitivity(float_path: Path, variant_path: Path, feeds: Mapping[str, n
         if out not in inherited:
             continue
         upstream = [inherited.get(v.name, 0.0) for v in node.inputs if v is not None and v.const_value is None]
-        ranked.append(ExcludedNode(node.name, node.op_type, max(0.0, inherited[out] - max(upstream, default=0.0))))
+        ranked.append(NodeSensitivity(node.name, node.op_type, max(0.0, inherited[out] - max(upstream, default=0.0))))
     ranked.sort(key=lambda n: -n.sensitivity)
     return ranked
 
@@ -310,6 +300,8 @@ class _Search:
         self.external_data = sum(v.const_value.nbytes for v in self.model.graph.initializers.values() if v.const_value is not None) > io.EXTERNAL_DATA_THRESHOLD * 3 // 4
         self.deadline = None if options.time_budget_s is None else time.perf_counter() + options.time_budget_s
         self.samples: list[dict[str, np.ndarray]] | None = None
+        self.providers: list[str] = ["CPUExecutionProvider"]
+        """Where variants run and are timed: a provider with fast float16 kernels first when fp16 is tried."""
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
@@ -322,8 +314,8 @@ class _Search:
             self.samples = load_calibration(self.options.calibration, inputs)
         return self.samples
 
-    def candidates(self, method: str) -> list[ir.Node]:
-        """Nodes the method may change, which exclusion can take back."""
+    def op_types(self, method: str) -> set[str]:
+        """Op types the method changes."""
         if method == "dynamic":
             from passes.quantization.int8 import DYNAMIC_OP_TYPES
 
@@ -338,7 +330,12 @@ class _Search:
 
             ops = {n.op_type for n in self.model.graph} - set(FP16_BLOCKED_OPS)
         else:
-            return []
+            ops = set()
+        return ops
+
+    def candidates(self, method: str) -> list[ir.Node]:
+        """Nodes the method may change that exclusion can take back (they need a name)."""
+        ops = self.op_types(method)
         return [n for n in self.model.graph if n.op_type in ops and n.name and n.name not in self.options.exclude_nodes]
 
     def produce(self, method: str, exclude: Sequence[str], target: Path) -> list[str]:
@@ -352,7 +349,9 @@ class _Search:
                 exclude=exclude, external_data=self.external_data,
             )
         if method == "static":
-            op_types = self.options.op_types or sorted({n.op_type for n in self.candidates("static")})
+            op_types = sorted(self.op_types("static") & {n.op_type for n in self.model.graph})
+            if not op_types:
+                raise ValueError("the graph has no op that static int8 quantizes")
             return quantize_static_int8(
                 self.lossless_path, target, self.calibration(), quant_format=self.options.quant_format,
                 per_channel=self.options.per_channel, op_types=op_types, exclude=exclude, external_data=self.external_data,
@@ -374,7 +373,7 @@ class _Search:
         raise ValueError(f"unknown lossy method {method!r}")
 
     def errors(self, path: Path) -> list[OutputError]:
-        actual = _run_outputs(path, self.verifier.feeds, self.verifier.output_names)
+        actual = _run_outputs(path, self.verifier.feeds, self.verifier.output_names, self.providers)
         return measure_errors(self.verifier.output_names, self.verifier.expected, actual)
 
     def attempt(self, method: str) -> LossyVariant:
@@ -382,12 +381,16 @@ class _Search:
         started = time.perf_counter()
         variant = LossyVariant(method, "discarded", "")
         budget = self.options.budget
-        excluded: list[ExcludedNode] = []
-        ranking: list[ExcludedNode] | None = None
+        excluded: list[NodeSensitivity] = []
+        ranking: list[NodeSensitivity] | None = None
         steps = [0, *EXCLUSION_STEPS[: self.options.max_exclusion_rounds]] if method != "prune" else [0]
         candidates = self.candidates(method)
         for step in steps:
-            if step and (ranking is None or step > max(1, len(ranking) // 2)):
+            if step and not ranking:
+                variant.notes.append("no node could be ranked by sensitivity, so none was left float")
+                break
+            if step and step > max(1, len(ranking) // 2):
+                variant.notes.append(f"stopped at {len(excluded)} node(s) left float: more than half of the {len(ranking)} quantized nodes would defeat the purpose")
                 break
             if step and self.out_of_time():
                 variant.notes.append("the --budget ran out before the error budget held")
@@ -398,10 +401,13 @@ class _Search:
             try:
                 variant.notes += self.produce(method, [n.name for n in excluded], target)
                 variant.attempts += 1
+                _check_interface(self.model, target)
                 errors = self.errors(target)
             except Exception as error:  # noqa: BLE001 - the tools raise many kinds; the variant fails, the run goes on
                 variant.status, variant.reason = "failed", f"failed: {first_line(error)}"
                 break
+            if variant.path is not None:
+                _remove_model(variant.path)  # superseded by this attempt
             variant.path, variant.errors, variant.excluded = target, errors, list(excluded)
             violations = budget.violations(errors)
             if not violations:
@@ -418,21 +424,36 @@ class _Search:
                     variant.notes.append(f"could not rank nodes by sensitivity: {first_line(error)}")
                     break
         if variant.status == "within budget" and variant.path is not None:
-            variant.weight_bytes = weight_bytes_by_dtype(io.load(variant.path, validate=False))
+            variant.weight_bytes = io.weight_bytes_by_dtype(io.load(variant.path, validate=False))
         variant.seconds = time.perf_counter() - started
         return variant
+
+
+def _check_interface(lossless: ir.Model, path: Path) -> None:
+    """The variant keeps the model's input and output names and element types (ValueError otherwise)."""
+    variant = io.load(path, validate=False)
+    for kind, theirs, ours in (("inputs", variant.graph.inputs, lossless.graph.inputs), ("outputs", variant.graph.outputs, lossless.graph.outputs)):
+        got = [(v.name, v.dtype) for v in theirs if v.name not in variant.graph.initializers]
+        want = [(v.name, v.dtype) for v in ours if v.name not in lossless.graph.initializers]
+        if got != want:
+            raise ValueError(f"the variant changed the model's {kind}: {want} -> {got}")
+
+
+def _remove_model(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
 
 
 def _mb(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
-def _speed_gate(lossless_path: Path, variants: Sequence[LossyVariant], feeds, time_budget_s: float | None, on_progress) -> tuple[LatencyStats, float]:
+def _speed_gate(lossless_path: Path, variants: Sequence[LossyVariant], feeds, time_budget_s: float | None, on_progress, providers: Sequence[str]) -> tuple[LatencyStats, float]:
     """Time the lossless model, a control copy and the variants; set each variant's speedups, status and reason."""
     import onnxruntime as ort
 
     def runner(path: Path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), providers=list(providers))
         return lambda: session.run(None, feeds)
 
     runners = {"lossless": runner(lossless_path), "control": runner(lossless_path)}
@@ -486,6 +507,9 @@ def run_lossy(
     workdir.mkdir(parents=True, exist_ok=True)
     search = _Search(lossless_path, verifier, options, workdir, stage)
     methods, variants = plan(options, search.model, providers_available)
+    fast_fp16 = [p for p in FP16_PROVIDERS if p in providers_available]
+    if "fp16" in methods and fast_fp16:
+        search.providers = [fast_fp16[0], "CPUExecutionProvider"]
     result = LossyResult(options.budget, variants, None)
     if methods and verifier.inputs_source != "--inputs":
         result.notes.append(f"lossy errors were measured on {verifier.inputs_source} inputs; pass --inputs with a real sample (not a calibration one) for errors that mean something")
@@ -508,7 +532,9 @@ def run_lossy(
     if tried:
         stage("timing lossy variants against the lossless model")
         remaining = None if search.deadline is None else max(5.0, search.deadline - time.perf_counter())
-        result.lossless_latency, result.noise = _speed_gate(lossless_path, tried, verifier.feeds, remaining, on_progress)
+        result.lossless_latency, result.noise = _speed_gate(lossless_path, tried, verifier.feeds, remaining, on_progress, search.providers)
+        if search.providers[0] != "CPUExecutionProvider":
+            result.notes.append(f"lossy variants were checked and timed on {search.providers[0]}")
         kept = [v for v in tried if v.status == "kept"]
         if kept:
             result.chosen = max(kept, key=lambda v: v.speedup_min)

@@ -161,7 +161,7 @@ def render_lossy(result: LossyResult, console: Console) -> None:
         errors = ", ".join(f"{e.name}: rel {_error(e.rel)} cos {e.cos:.4f}" + (f" top1 {e.top1:.3f}" if e.top1 is not None else "") for e in result.chosen.errors)
         console.print(f"[green]shipping {escape(result.chosen.label)}[/] ({escape(errors)})")
     else:
-        console.print("[yellow]no lossy variant ships:[/] the lossless model is kept")
+        console.print("[yellow]no lossy variant ships[/]")
 
 
 def render_tuning(result: TuningResult, console: Console, *, verbose: bool = False, top: int = 8) -> None:

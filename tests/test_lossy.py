@@ -110,7 +110,7 @@ def test_auto_plans_dynamic_for_matmul_graphs_and_skips_it_for_convolutions(tmp_
     assert {v.method: v.reason.split(":")[0] for v in skipped} == {"static": "not tried", "fp16": "not tried"}
     methods, skipped = plan(LossyOptions(quantize="auto", calibration=tmp_path), cnn, ["CPUExecutionProvider"])
     assert methods == ["static"]
-    assert "MatMul-like ops carry 0%" in next(v.reason for v in skipped if v.method == "dynamic")
+    assert "(MatMul, Attention) carry 0%" in next(v.reason for v in skipped if v.method == "dynamic")
     methods, _ = plan(LossyOptions(quantize="auto"), mlp, ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert methods == ["dynamic", "fp16"]
     assert plan(LossyOptions(quantize="fp16", prune_weights=0.5), cnn, ["CPUExecutionProvider"])[0] == ["fp16", "prune"]
@@ -305,3 +305,60 @@ def test_prune_outputs_keeps_only_the_named_outputs(tmp_path):
     with pytest.raises(io.ModelInputError, match="--prune-outputs"):
         optimize(model, tmp_path / "bad.onnx", prune_outputs=["nope"])
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def gemm_mlp(path: Path) -> Path:
+    """2-D MatMul + bias Adds: O2 fuses them into Gemm, which dynamic int8 cannot quantize."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["m1"], name="mm1"),
+        helper.make_node("Add", ["m1", "b1"], ["h"], name="add1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["m2"], name="mm2"),
+        helper.make_node("Add", ["m2", "b2"], ["y"], name="add2"),
+    ]
+    inits = {"w1": RNG.standard_normal((64, 64)).astype(np.float32), "b1": np.ones(64, np.float32),
+             "w2": RNG.standard_normal((64, 8)).astype(np.float32), "b2": np.ones(8, np.float32)}
+    return _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], inits, path)
+
+
+def test_auto_skips_dynamic_when_matmuls_became_gemm(tmp_path):
+    out = tmp_path / "o.onnx"
+    result = optimize(gemm_mlp(tmp_path / "g.onnx"), out, lossy=LossyOptions(quantize="auto"))
+    assert "Gemm" in _ops(out)
+    (dynamic,) = [v for v in result.lossy.variants if v.method == "dynamic"]
+    assert dynamic.status == "skipped" and "cannot quantize Gemm" in dynamic.reason
+
+
+def test_static_without_a_quantizable_op_fails_with_a_reason(tmp_path):
+    model = _save([helper.make_node("Sigmoid", ["x"], ["y"], name="s")], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])], {}, tmp_path / "s.onnx")
+    folder = _calibration(tmp_path / "calib", count=1)
+    np.savez(folder / "sample0.npz", x=RNG.standard_normal((1, 3, 4, 4)).astype(np.float32))
+    result, _ = _run(model, tmp_path, quantize="static", calibration=folder)
+    (variant,) = result.variants
+    assert variant.status == "failed" and "no op that static int8 quantizes" in variant.reason
+    assert result.chosen is None
+
+
+def test_bad_calibration_is_refused_before_the_pipeline_runs(tmp_path):
+    model = small_cnn(tmp_path / "cnn.onnx")
+    np.savez(tmp_path / "wrong.npz", image=np.zeros((1, 3, 16, 16), np.float32))
+    with pytest.raises(LossyInputError, match="--calibration: .*lacks arrays for the model inputs x"):
+        optimize(model, tmp_path / "o.onnx", lossy=LossyOptions(quantize="static", calibration=tmp_path / "wrong.npz"))
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_with_tuning_a_lossy_graph_ships_only_when_it_beats_the_lossless_one(tmp_path):
+    out = tmp_path / "o.onnx"
+    result = optimize(plain_mlp(tmp_path / "mlp.onnx"), out, tune=True, tune_budget=8, lossy=LossyOptions(quantize="dynamic", budget=ErrorBudget.parse(["rel=0.05"])))
+    assert result.tuning is not None and result.shipped_variant == result.tuning.chosen.variant
+    (variant,) = result.lossy.variants
+    if result.lossy.chosen is not None:
+        assert result.shipped_variant == "O2+dynamic" and variant.status == "kept"
+        assert any(op in _ops(out) for op in ("MatMulInteger", "DynamicQuantizeMatMul"))
+    else:
+        assert not any(op in _ops(out) for op in ("MatMulInteger", "DynamicQuantizeMatMul"))
+        assert variant.status in ("discarded", "failed")
+        if "under the tuned settings" in variant.reason:
+            assert any("not shipped: under the tuned settings" in w for w in result.warnings)
+    assert (tmp_path / "o.onnx.json").is_file()

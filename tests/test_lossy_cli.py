@@ -78,3 +78,10 @@ def test_prune_outputs_flag(tmp_path):
     result = invoke(model, "-o", tmp_path / "o.onnx", "--no-tune", "--prune-outputs", "b")
     assert result.exit_code == 0, result.output
     assert "--prune-outputs: removed 1 output(s), 1 node(s)" in result.output
+
+
+def test_lossy_flags_without_quantize_warn(tmp_path):
+    model = plain_mlp(tmp_path / "m.onnx")
+    result = invoke(model, "-o", tmp_path / "o.onnx", "--no-tune", "--max-error", "rel=0.1", "--exclude-nodes", "mm1")
+    assert result.exit_code == 0
+    assert "warning: --max-error, --exclude-nodes have no effect without --quantize" in result.stderr

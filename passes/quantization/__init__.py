@@ -7,6 +7,6 @@ user's error budget and keeps it only when it is measurably faster.
 
 from passes.quantization.calibration import load_calibration
 from passes.quantization.fp16 import convert_fp16
-from passes.quantization.int8 import quantize_dynamic_int8, quantize_static_int8, quantizable_nodes
+from passes.quantization.int8 import quantize_dynamic_int8, quantize_static_int8
 
-__all__ = ["load_calibration", "convert_fp16", "quantize_dynamic_int8", "quantize_static_int8", "quantizable_nodes"]
+__all__ = ["load_calibration", "convert_fp16", "quantize_dynamic_int8", "quantize_static_int8"]

@@ -10,18 +10,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx_ir as ir
 
-__all__ = ["DYNAMIC_OP_TYPES", "quantizable_nodes", "quantize_dynamic_int8", "quantize_static_int8"]
+__all__ = ["DYNAMIC_OP_TYPES", "quantize_dynamic_int8", "quantize_static_int8"]
 
 DYNAMIC_OP_TYPES = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization", "LSTM", "Transpose")
 """What dynamic quantization touches by default. Not Conv: ConvInteger made CNNs 3-14x slower here."""
-
-def quantizable_nodes(model: ir.Model, op_types: Sequence[str]) -> list[ir.Node]:
-    """Main-graph nodes of the given op types (what nodes_to_exclude can name)."""
-    wanted = set(op_types)
-    return [node for node in model.graph if node.op_type in wanted and node.name]
-
 
 @contextlib.contextmanager
 def _quiet_root_logger() -> Iterator[list[str]]:
