@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 QUANTIZE_CHOICES = ("none", "dynamic", "static", "fp16", "auto")
 LABELS = {"dynamic": "dynamic int8", "static": "static int8", "fp16": "fp16", "prune": "magnitude pruning"}
-MATMUL_OPS = {"MatMul", "Attention", "EmbedLayerNormalization", "LSTM"}
-"""The MatMul-like ops dynamic int8 quantizes (onnxruntime has no dynamic Gemm: 2-D MatMul+bias fused into Gemm stays float)."""
+MATMUL_OPS = {"MatMul", "Gemm", "Attention", "EmbedLayerNormalization", "LSTM"}
+"""The ops dynamic int8 quantizes (Gemm after `passes.quantization.prepare` makes it MatMul + Add)."""
 CONV_OPS = {"Conv", "ConvTranspose"}
 STATIC_SKIPPED_OPS = ("Gather", "GatherElements")
 """Static int8 leaves embedding lookups float: quantizing them saves memory but no time, and costs accuracy."""
@@ -189,7 +189,7 @@ def plan(options: LossyOptions, model: ir.Model, providers_available: Sequence[s
         if matmul_share >= DYNAMIC_MIN_MATMUL_SHARE:
             methods.append("dynamic")
         else:
-            skipped.append(LossyVariant("dynamic", "skipped", f"not tried: the ops dynamic int8 quantizes (MatMul, Attention) carry {matmul_share:.0%} of the FLOPs (it slows convolutions down and cannot quantize Gemm)"))
+            skipped.append(LossyVariant("dynamic", "skipped", f"not tried: the ops dynamic int8 quantizes (MatMul, Gemm, Attention) carry {matmul_share:.0%} of the FLOPs (it slows convolutions down)"))
         if options.calibration is not None:
             methods.append("static")
         else:
@@ -300,6 +300,7 @@ class _Search:
         self.external_data = sum(v.const_value.nbytes for v in self.model.graph.initializers.values() if v.const_value is not None) > io.EXTERNAL_DATA_THRESHOLD * 3 // 4
         self.deadline = None if options.time_budget_s is None else time.perf_counter() + options.time_budget_s
         self.samples: list[dict[str, np.ndarray]] | None = None
+        self.prepared: dict[str, tuple[Path, ir.Model]] = {}
         self.providers: list[str] = ["CPUExecutionProvider"]
         """Where variants run and are timed: a provider with fast float16 kernels first when fp16 is tried."""
 
@@ -313,6 +314,21 @@ class _Search:
             inputs = {v.name: v.dtype.numpy() for v in self.model.graph.inputs if v.name not in self.model.graph.initializers and v.dtype is not None}
             self.samples = load_calibration(self.options.calibration, inputs)
         return self.samples
+
+    def source(self, method: str) -> tuple[Path, ir.Model]:
+        """The float model a method starts from: for dynamic int8, a copy whose Gemms are MatMul + Add."""
+        if method != "dynamic" or not any(n.op_type == "Gemm" for n in self.model.graph):
+            return self.lossless_path, self.model
+        if method not in self.prepared:
+            from passes.quantization.prepare import gemm_to_matmul_add
+
+            model = io.load(self.lossless_path, validate=False)
+            path = self.lossless_path
+            if gemm_to_matmul_add(model):
+                path = self.workdir / "dynamic-source.onnx"
+                io.save(model, path, external_data=self.external_data)
+            self.prepared[method] = (path, model)
+        return self.prepared[method]
 
     def op_types(self, method: str) -> set[str]:
         """Op types the method changes."""
@@ -336,7 +352,8 @@ class _Search:
     def candidates(self, method: str) -> list[ir.Node]:
         """Nodes the method may change that exclusion can take back (they need a name)."""
         ops = self.op_types(method)
-        return [n for n in self.model.graph if n.op_type in ops and n.name and n.name not in self.options.exclude_nodes]
+        _, model = self.source(method)
+        return [n for n in model.graph if n.op_type in ops and n.name and n.name not in self.options.exclude_nodes]
 
     def produce(self, method: str, exclude: Sequence[str], target: Path) -> list[str]:
         """Write the method's variant of the lossless model to `target`; onnxruntime's notes."""
@@ -345,7 +362,7 @@ class _Search:
         exclude = [*self.options.exclude_nodes, *exclude]
         if method == "dynamic":
             return quantize_dynamic_int8(
-                self.lossless_path, target, op_types=self.options.op_types, per_channel=self.options.per_channel,
+                self.source("dynamic")[0], target, op_types=self.options.op_types, per_channel=self.options.per_channel,
                 exclude=exclude, external_data=self.external_data,
             )
         if method == "static":
@@ -419,7 +436,7 @@ class _Search:
             if ranking is None and candidates and method != "prune":
                 try:
                     self.stage(f"{variant.label}: ranking nodes by sensitivity")
-                    ranking = rank_sensitivity(self.lossless_path, target, self.verifier.feeds, candidates, self.workdir)
+                    ranking = rank_sensitivity(self.source(method)[0], target, self.verifier.feeds, candidates, self.workdir)
                 except Exception as error:  # noqa: BLE001
                     variant.notes.append(f"could not rank nodes by sensitivity: {first_line(error)}")
                     break

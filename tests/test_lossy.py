@@ -110,7 +110,7 @@ def test_auto_plans_dynamic_for_matmul_graphs_and_skips_it_for_convolutions(tmp_
     assert {v.method: v.reason.split(":")[0] for v in skipped} == {"static": "not tried", "fp16": "not tried"}
     methods, skipped = plan(LossyOptions(quantize="auto", calibration=tmp_path), cnn, ["CPUExecutionProvider"])
     assert methods == ["static"]
-    assert "(MatMul, Attention) carry 0%" in next(v.reason for v in skipped if v.method == "dynamic")
+    assert "(MatMul, Gemm, Attention) carry 0%" in next(v.reason for v in skipped if v.method == "dynamic")
     methods, _ = plan(LossyOptions(quantize="auto"), mlp, ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert methods == ["dynamic", "fp16"]
     assert plan(LossyOptions(quantize="fp16", prune_weights=0.5), cnn, ["CPUExecutionProvider"])[0] == ["fp16", "prune"]
@@ -321,12 +321,35 @@ def gemm_mlp(path: Path) -> Path:
     return _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], inits, path)
 
 
-def test_auto_skips_dynamic_when_matmuls_became_gemm(tmp_path):
-    out = tmp_path / "o.onnx"
-    result = optimize(gemm_mlp(tmp_path / "g.onnx"), out, lossy=LossyOptions(quantize="auto"))
-    assert "Gemm" in _ops(out)
-    (dynamic,) = [v for v in result.lossy.variants if v.method == "dynamic"]
-    assert dynamic.status == "skipped" and "cannot quantize Gemm" in dynamic.reason
+def test_gemm_becomes_matmul_add_for_dynamic_int8(tmp_path):
+    from passes.quantization.prepare import gemm_to_matmul_add
+
+    lossless = tmp_path / "o.onnx"
+    optimize(gemm_mlp(tmp_path / "g.onnx"), lossless)
+    assert _ops(lossless) == ["Gemm", "Relu", "Gemm"]
+    model = io.load(lossless)
+    assert gemm_to_matmul_add(model) == 2
+    assert [n.op_type for n in model.graph] == ["MatMul", "Add", "Relu", "MatMul", "Add"]
+    assert [n.name for n in model.graph if n.op_type == "MatMul"] == [n.name for n in onnx.load(lossless).graph.node if n.op_type == "Gemm"]
+    io.save(model, tmp_path / "unfused.onnx")
+    feeds = {"x": RNG.standard_normal((4, 64)).astype(np.float32)}
+    np.testing.assert_allclose(_outputs(tmp_path / "unfused.onnx", feeds)[0], _outputs(lossless, feeds)[0], rtol=1e-5, atol=1e-4)
+    result, _ = _run(lossless, tmp_path, quantize="dynamic", budget=ErrorBudget.parse(["rel=0.5"]))
+    (variant,) = result.variants
+    assert variant.status != "failed", variant.reason
+    assert any(op in _ops(variant.path) for op in ("MatMulInteger", "DynamicQuantizeMatMul"))
+
+
+def test_gemm_with_alpha_or_transa_is_left_alone():
+    from passes.quantization.prepare import gemm_to_matmul_add
+
+    model = ir.from_onnx_text("""
+        <ir_version: 10, opset_import: ["" : 17]>
+        g (float[2, 4] x) => (float[2, 3] y) <float[4, 3] w = {1,2,3,4,5,6,7,8,9,10,11,12}> {
+            y = Gemm <alpha: float = 2.0> (x, w)
+        }
+    """)
+    assert gemm_to_matmul_add(model) == 0 and [n.op_type for n in model.graph] == ["Gemm"]
 
 
 def test_static_without_a_quantizable_op_fails_with_a_reason(tmp_path):
