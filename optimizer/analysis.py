@@ -575,8 +575,8 @@ class _Dag:
     order: list[int]  # topological
 
 
-def _outer_reads(node: ir.Node) -> Iterable[ir.Value]:
-    """Values a node's subgraphs (recursively) read from outside themselves."""
+def outer_reads(node: ir.Node) -> Iterable[ir.Value]:
+    """Values a node's subgraphs (recursively) read; callers keep those of the graph they look at."""
     for attr in node.attributes.values():
         if attr.is_ref() or attr.type not in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
             continue
@@ -619,7 +619,7 @@ def _build_dag(graph: ir.Graph, nodes: list[ir.Node], names: list[str], costs: l
         v = vertex.get(id(node))
         if v is None:
             continue
-        for value in (*node.inputs, *_outer_reads(node)):
+        for value in (*node.inputs, *outer_reads(node)):
             u = origin(value)
             if u is not None and u != v:
                 preds[v].add(u)

@@ -78,13 +78,11 @@ def inspect_model(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[i
     Raises io.ModelInputError for a bad file and ValueError for an `input_shapes` name that is no input.
     """
     from optimizer.analysis import analyze
+    from optimizer.api import ModelStats
 
     path = Path(path)
     model = io.load(path)
-    counts: dict[str, int] = {}
-    for node in ir.traversal.RecursiveGraphIterator(model.graph):
-        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
-        counts[key] = counts.get(key, 0) + 1
+    counts = ModelStats.of(model).op_counts
     parameters = sum(
         v.const_value.size for graph in model.graphs() for v in graph.initializers.values() if v.const_value is not None
     )

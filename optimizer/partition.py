@@ -29,13 +29,14 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
 
+from optimizer.analysis import outer_reads
 from optimizer.measure import machine_info, time_candidates
 from optimizer.verify import Tolerance, compare_arrays, first_line
 
@@ -215,16 +216,6 @@ class Manifest:
 
 # --------------------------------------------------------------------------- the source graph
 
-def _outer_reads(node: ir.Node) -> Iterable[ir.Value]:
-    """Values a node's subgraphs (recursively) read; the caller keeps those of the main graph."""
-    for attr in node.attributes.values():
-        if attr.is_ref() or attr.type not in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
-            continue
-        for graph in attr.value if attr.type == ir.AttributeType.GRAPHS else [attr.value]:
-            for inner in ir.traversal.RecursiveGraphIterator(graph):
-                yield from (v for v in inner.inputs if v is not None)
-
-
 @dataclasses.dataclass
 class _Source:
     """The main graph of the source model, indexed: node positions are those of `list(graph)`."""
@@ -244,7 +235,7 @@ class _Source:
         reads = []
         for node in nodes:
             seen: dict[int, ir.Value] = {}
-            for value in (*node.inputs, *_outer_reads(node)):
+            for value in (*node.inputs, *outer_reads(node)):
                 if value is not None and value.graph is graph:
                     seen.setdefault(id(value), value)
             reads.append(list(seen.values()))
