@@ -342,8 +342,9 @@ def optimize(
             io.save(original, reference_path)
             original = io.load(reference_path, validate=False)
         unused_copy = [original]
+        calibration_samples = None
         if lossy is not None and lossy.calibration is not None and lossy.quantize in ("static", "auto"):
-            _check_calibration(lossy.calibration, original)
+            calibration_samples = _load_calibration(lossy.calibration, original)
 
         def load_fresh() -> ir.Model:
             """The loaded original the first time (saves a parse), a fresh copy from disk after."""
@@ -416,7 +417,8 @@ def optimize(
                     start = time.perf_counter()
                     lossy_result = run_lossy(
                         run.staged, verifier, lossy, Path(scratch) / "lossy",
-                        providers_available=runtime.available_providers(), on_stage=stage, on_progress=on_progress,
+                        providers_available=runtime.available_providers(), calibration_samples=calibration_samples,
+                        on_stage=stage, on_progress=on_progress,
                     )
                     seconds["lossy"] = time.perf_counter() - start
                     warnings += lossy_result.notes
@@ -675,13 +677,12 @@ def _inter_op_speedup(model: ir.Model) -> float | None:
         return None
 
 
-def _check_calibration(path: Path, model: ir.Model) -> None:
-    """Refuse unusable calibration data before the pipeline runs (LossyInputError)."""
-    from passes.quantization.calibration import load_calibration
+def _load_calibration(path: Path, model: ir.Model) -> list[dict[str, np.ndarray]]:
+    """The calibration samples, refused before the pipeline runs when unusable (LossyInputError)."""
+    from passes.quantization.calibration import input_dtypes, load_calibration
 
-    inputs = {v.name: v.dtype.numpy() for v in model.graph.inputs if v.name not in model.graph.initializers and v.dtype is not None}
     try:
-        load_calibration(path, inputs)
+        return load_calibration(path, input_dtypes(model))
     except ValueError as error:
         raise LossyInputError(f"--calibration: {error}") from None
 

@@ -193,11 +193,11 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
 def _handle_errors(verbose: int, work):
     """Run `work()`, turning bad input, a failed --strict check, interruption and internal errors into one line and an exit code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    from optimizer import api, io, lossy, runtime, tune, verify as verification
+    from optimizer import api, io, lossy, partition, runtime, tune, verify as verification
 
     try:
         return work()
-    except (io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, tune.TuningError, lossy.LossyInputError) as error:
+    except (io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, tune.TuningError, lossy.LossyInputError, partition.PartitionError) as error:
         if verbose >= 2:
             logging.exception("bad input")
         _fail(str(error), EXIT_BAD_INPUT)
@@ -396,13 +396,9 @@ def partition_command(model, parts, out_dir, strategy, input_shapes, as_json, qu
     _configure_logging(verbose, quiet)
 
     def work():
-        from optimizer import io
-        from optimizer.partition import PartitionError, partition
+        from optimizer.partition import partition
 
-        try:
-            return partition(model, parts, out_dir, strategy=strategy, input_shapes=_input_shapes(input_shapes))
-        except PartitionError as error:
-            raise io.ModelInputError(str(error)) from None
+        return partition(model, parts, out_dir, strategy=strategy, input_shapes=_input_shapes(input_shapes))
 
     manifest = _handle_errors(verbose, work)
     if as_json:
@@ -430,18 +426,15 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
 
     def work():
         from optimizer import api, io, verify as verification
-        from optimizer.partition import Manifest, PartitionError, run_partitioned
+        from optimizer.partition import Manifest, run_partitioned
 
-        try:
-            manifest = Manifest.load(directory)
-            if inputs_file:
-                feeds = verification.load_inputs(inputs_file)
-            else:
-                source = Path(manifest.source_path)
-                feeds, _ = api.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)
-            return run_partitioned(directory, feeds, stream=stream, rounds=rounds)
-        except PartitionError as error:
-            raise io.ModelInputError(str(error)) from None
+        manifest = Manifest.load(directory)
+        if inputs_file:
+            feeds = verification.load_inputs(inputs_file)
+        else:
+            source = Path(manifest.source_path)
+            feeds, _ = api.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)
+        return run_partitioned(directory, feeds, stream=stream, rounds=rounds)
 
     report = _handle_errors(verbose, work)
     if as_json:

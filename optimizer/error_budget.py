@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from optimizer.verify import float_error_metrics
+
 __all__ = ["ErrorLimit", "ErrorBudget", "OutputError", "parse_error_spec", "measure_errors", "DEFAULT_BUDGET"]
 
 METRICS = {
@@ -88,12 +90,7 @@ def _output_error(name: str, expected, actual) -> OutputError:
     if nonfinite:
         return OutputError(name, math.inf, math.inf, 0.0, 0.0 if a.ndim and a.shape[-1] > 1 else None, nonfinite)
     a64, b64 = np.where(finite, a64, 0.0), np.where(finite, b64, 0.0)
-    diff = np.abs(a64 - b64)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    scale = float(np.abs(a64).max()) if a64.size else 0.0
-    rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
-    norms = float(np.linalg.norm(a64) * np.linalg.norm(b64))
-    cos = float(np.dot(a64.ravel(), b64.ravel()) / norms) if norms > 0 else (1.0 if max_abs == 0 else 0.0)
+    max_abs, rel, cos = float_error_metrics(a64, b64)
     top1 = None
     if a.ndim >= 1 and a.shape[-1] > 1 and a.size:
         top1 = float(np.mean(np.argmax(a64, axis=-1) == np.argmax(b64, axis=-1)))

@@ -297,7 +297,7 @@ class _Search:
         self.workdir = workdir
         self.stage = on_stage
         self.model = io.load(lossless_path, validate=False)
-        self.external_data = sum(v.const_value.nbytes for v in self.model.graph.initializers.values() if v.const_value is not None) > io.EXTERNAL_DATA_THRESHOLD * 3 // 4
+        self.external_data = sum(io.weight_bytes_by_dtype(self.model).values()) > io.EXTERNAL_DATA_THRESHOLD * 3 // 4
         self.deadline = None if options.time_budget_s is None else time.perf_counter() + options.time_budget_s
         self.samples: list[dict[str, np.ndarray]] | None = None
         self.prepared: dict[str, tuple[Path, ir.Model]] = {}
@@ -309,10 +309,9 @@ class _Search:
 
     def calibration(self) -> list[dict[str, np.ndarray]]:
         if self.samples is None:
-            from passes.quantization.calibration import load_calibration
+            from passes.quantization.calibration import input_dtypes, load_calibration
 
-            inputs = {v.name: v.dtype.numpy() for v in self.model.graph.inputs if v.name not in self.model.graph.initializers and v.dtype is not None}
-            self.samples = load_calibration(self.options.calibration, inputs)
+            self.samples = load_calibration(self.options.calibration, input_dtypes(self.model))
         return self.samples
 
     def source(self, method: str) -> tuple[Path, ir.Model]:
@@ -516,13 +515,18 @@ def run_lossy(
     workdir: Path,
     *,
     providers_available: Sequence[str],
+    calibration_samples: list[dict[str, np.ndarray]] | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
 ) -> LossyResult:
-    """Try the lossy variants `options` asks for on the lossless model; the fastest one within budget, if any."""
+    """Try the lossy variants `options` asks for on the lossless model; the fastest one within budget, if any.
+
+    `calibration_samples`, when the caller already loaded `options.calibration`, saves reading it again.
+    """
     stage = on_stage or (lambda _: None)
     workdir.mkdir(parents=True, exist_ok=True)
     search = _Search(lossless_path, verifier, options, workdir, stage)
+    search.samples = calibration_samples
     methods, variants = plan(options, search.model, providers_available)
     fast_fp16 = [p for p in FP16_PROVIDERS if p in providers_available]
     if "fp16" in methods and fast_fp16:

@@ -258,13 +258,21 @@ def compare_arrays(name: str, expected, actual, tolerance: Tolerance) -> OutputC
     e, a = e64[finite], a64[finite]
     if e.size == 0:
         return OutputComparison(name, 0.0, 0.0, 1.0, True)
-    max_abs = float(np.max(np.abs(e - a)))
-    scale = float(np.max(np.abs(e)))
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
-    norms = float(np.linalg.norm(e) * np.linalg.norm(a))
-    cosine = float(np.dot(e.ravel(), a.ravel()) / norms) if norms > 0 else (1.0 if max_abs == 0 else 0.0)
-    passed = max_abs <= tolerance.atol + tolerance.rtol * scale
+    max_abs, max_rel, cosine = float_error_metrics(e, a)
+    passed = max_abs <= tolerance.atol + tolerance.rtol * float(np.max(np.abs(e)))
     return OutputComparison(name, max_abs, max_rel, cosine, passed)
+
+
+def float_error_metrics(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float, float]:
+    """(max |a-b|, max |a-b| / max |a|, cosine similarity) of two finite float64 arrays of one shape."""
+    if expected.size == 0:
+        return 0.0, 0.0, 1.0
+    max_abs = float(np.max(np.abs(expected - actual)))
+    scale = float(np.max(np.abs(expected)))
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
+    norms = float(np.linalg.norm(expected) * np.linalg.norm(actual))
+    cosine = float(np.dot(expected.ravel(), actual.ravel()) / norms) if norms > 0 else (1.0 if max_abs == 0 else 0.0)
+    return max_abs, max_rel, cosine
 
 
 class Verifier:

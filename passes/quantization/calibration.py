@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-__all__ = ["CalibrationError", "load_calibration", "SampleReader"]
+__all__ = ["CalibrationError", "load_calibration", "input_dtypes", "SampleReader"]
 
 MAX_SAMPLES = 1000
 
@@ -24,6 +24,12 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
     except Exception as error:  # noqa: BLE001 - zip/format errors of many kinds
         raise CalibrationError(f"{path}: not a readable .npz file ({error})") from None
+
+
+def input_dtypes(model) -> dict[str, np.dtype]:
+    """The dtypes of an `onnx_ir.Model`'s real inputs (not initializer-backed ones): what each sample must hold."""
+    graph = model.graph
+    return {v.name: v.dtype.numpy() for v in graph.inputs if v.name not in graph.initializers and v.dtype is not None}
 
 
 def load_calibration(path: str | os.PathLike, inputs: Mapping[str, np.dtype]) -> list[dict[str, np.ndarray]]:
