@@ -31,7 +31,8 @@ __all__ = ["optimize", "tune_model", "profile", "OptimizationResult", "ModelStat
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type."""
 LEVELS = ("O1", "O2", "O3")
 TARGET_OPSET_STEP = "target-opset"
 """The opset upgrade runs before the passes and is recorded, verified and bisected like one."""
@@ -46,6 +47,7 @@ class ModelStats:
     initializer_bytes: int
     file_bytes: int | None = None
     weight_bytes_by_dtype: dict[str, int] = dataclasses.field(default_factory=dict)
+    weight_bytes_by_op_type: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, model: ir.Model, path: str | os.PathLike | None = None) -> ModelStats:
@@ -55,7 +57,20 @@ class ModelStats:
             counts[key] = counts.get(key, 0) + 1
         by_dtype = io.weight_bytes_by_dtype(model)
         file_bytes = io.model_file_bytes(model, path) if path is not None and Path(path).is_file() else None
-        return cls(sum(counts.values()), dict(sorted(counts.items())), sum(by_dtype.values()), file_bytes, by_dtype)
+        return cls(sum(counts.values()), dict(sorted(counts.items())), sum(by_dtype.values()), file_bytes, by_dtype, _weight_bytes_by_op_type(model))
+
+
+def _weight_bytes_by_op_type(model: ir.Model) -> dict[str, int]:
+    """Initializer bytes by the op type that reads them (the first reader by name when several types do)."""
+    totals: dict[str, int] = {}
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            if value.const_value is None:
+                continue
+            readers = sorted({use.node.op_type for use in value.uses()})
+            key = readers[0] if readers else ("(graph output)" if value.is_graph_output() else "(unused)")
+            totals[key] = totals.get(key, 0) + value.const_value.nbytes
+    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
 
 
 @dataclasses.dataclass

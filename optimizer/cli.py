@@ -75,6 +75,8 @@ def cli() -> None:
       optimize MODEL.onnx -o FAST.onnx     optimize, verify, tune; write FAST.onnx + FAST.onnx.json
       optimize tune MODEL.onnx              the fastest onnxruntime settings for a model as it is
       optimize profile MODEL.onnx           time by node and op type (onnxruntime's profiler)
+      optimize check MODEL.onnx --max-size 50MB ...   CI gates: exit 0 pass, 1 a gate failed, 2 bad input
+      optimize compare A.onnx B.onnx        error per output, op counts, size and latency of B against A
       optimize inspect MODEL.onnx           ops, parameters, FLOPs, critical path, parallel branches
       optimize partition MODEL.onnx --parts N -o DIR   cut into sub-models (pipeline or branches)
       optimize run-partitioned DIR          run the parts, check them against the whole model, time both
@@ -114,10 +116,12 @@ def cli() -> None:
 @click.option("--prune-outputs", multiple=True, metavar="NAME,...", help="Keep only these graph outputs; what only the others need is removed.")
 @click.option("--prune-weights", metavar="magnitude:RATIO", help="Lossy, opt-in: zero the RATIO smallest weights of each Conv/Gemm/MatMul (held to --max-error and the speed check like quantization).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (also the input itself).")
+@click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path), metavar="FILE.json|.md|.html", help="Write the report; the suffix picks the format (repeatable).")
+@click.option("--profile/--no-profile", "with_profile", default=None, help="Profile the written model under its settings (time by op type) for the report [default: on with --report].")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary (JSON) on stdout instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @click.option("-v", "--verbose", count=True, help="More detail: all op types, declined matches, every tuning candidate; -vv logs and tracebacks.")
-def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, target_opset, tune, budget, objective, batch, quantize, calibration, max_error, per_channel, quant_format, exclude_nodes, quant_op_types, prune_outputs, prune_weights, force, as_json, quiet, verbose) -> None:
+def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, target_opset, tune, budget, objective, batch, quantize, calibration, max_error, per_channel, quant_format, exclude_nodes, quant_op_types, prune_outputs, prune_weights, force, reports, with_profile, as_json, quiet, verbose) -> None:
     """Optimize MODEL losslessly, verify the result in onnxruntime, tune its runtime settings and write both.
 
     \b
@@ -132,8 +136,10 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
 
     def work():
         from optimizer import api, verify as verification
+        from optimizer.reports import check_report_paths
 
         shapes = _input_shapes(input_shapes)
+        check_report_paths(reports)
         try:
             api.resolve_pass_names(level, _split_names(only_passes), _split_names(skip_passes))
         except KeyError as error:
@@ -145,7 +151,7 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
         if status:
             status.start()
         try:
-            return api.optimize(
+            result = api.optimize(
                 model,
                 output,
                 level=level,
@@ -172,32 +178,63 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
                 on_stage=(lambda text: status.update(text)) if status else None,
                 on_progress=(lambda text, fraction: status.update(f"{text} ({fraction:.0%})")) if status else None,
             )
+            if status:
+                status.update("writing the report")
+            document = _optimization_document(result, inputs, shapes, profile=with_profile if with_profile is not None else bool(reports))
+            if reports:
+                from optimizer.reports import write_reports
+
+                write_reports(document, reports)
+            return result, document
         finally:
             if status:
                 status.stop()
 
-    result = _handle_errors(verbose, work)
+    result, document = _handle_errors(verbose, work)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        click.echo(json.dumps(document, indent=2, default=str))
     elif not quiet:
         from rich.console import Console
 
         from optimizer.report import render_optimization
 
-        render_optimization(result, Console(highlight=False), verbose=verbose > 0)
+        out = Console(highlight=False)
+        render_optimization(result, out, verbose=verbose > 0)
+        for path in reports:
+            out.print(f"report: {path}")
     else:
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)
 
 
+def _optimization_document(result, inputs, input_shapes, *, profile: bool) -> dict:
+    """The run's report document: the result, the written graph's analysis and, when asked, its profile."""
+    from optimizer import api
+    from optimizer.reports.document import analysis_summary, optimization_document
+
+    analysis = analysis_summary(result.model, input_shapes)
+    profiled = None
+    if profile and result.output_path is not None:
+        try:
+            outcome, _ = api.profile(result.output_path, config_path=result.config_path, inputs=inputs, input_shapes=input_shapes)
+            profiled = outcome.to_dict()
+        except Exception as error:  # noqa: BLE001 - the model is written; the report says why it has no profile
+            profiled = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
+    return optimization_document(result, analysis=analysis, profile=profiled)
+
+
 def _handle_errors(verbose: int, work):
     """Run `work()`, turning bad input, a failed --strict check, interruption and internal errors into one line and an exit code."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    from optimizer import api, io, lossy, partition, runtime, tune, verify as verification
+    from optimizer import api, comparison, gates, io, lossy, partition, reports, runtime, tune, verify as verification
 
+    bad_input = (
+        io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, tune.TuningError, lossy.LossyInputError,
+        partition.PartitionError, reports.ReportError, gates.GateInputError, comparison.ComparisonError,
+    )
     try:
         return work()
-    except (io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, tune.TuningError, lossy.LossyInputError, partition.PartitionError) as error:
+    except bad_input as error:
         if verbose >= 2:
             logging.exception("bad input")
         _fail(str(error), EXIT_BAD_INPUT)
@@ -382,6 +419,124 @@ def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
         render_inspection(result, Console(highlight=False), verbose=verbose > 0)
 
 
+@cli.command("check")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--max-size", metavar="SIZE", help="Largest allowed size on disk, external data included: 50MB, 1.5GB, 1048576 (K/M/G are 1024-based).")
+@click.option("--max-params", type=click.IntRange(min=0), metavar="N", help="Most parameters (initializer elements) allowed.")
+@click.option("--max-latency-ms", type=float, metavar="X", help="Slowest allowed median latency of one request, in ms (fails only beyond the measured noise margin).")
+@click.option("--baseline", type=click.Path(path_type=Path), help="The model this one replaces: --max-regression and --max-error compare against it, timed in the same run.")
+@click.option("--max-regression", metavar="PCT", help="Most latency and size growth allowed against --baseline: 5% or 0.05.")
+@click.option("--max-error", "max_error", multiple=True, metavar="SPEC", help="Error limit per output against --baseline: rel=0.01, cos=0.999, top1=0.99 (repeatable).")
+@click.option("--require-op", "require_ops", multiple=True, metavar="TYPE,...", help="Fail unless the model has a node of this op type (e.g. Attention or com.microsoft:Attention).")
+@click.option("--forbid-op", "forbid_ops", multiple=True, metavar="TYPE,...", help="Fail if the model has a node of this op type.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime settings for MODEL [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
+@click.option("--baseline-config", type=click.Path(path_type=Path), help="Runtime settings for the baseline [default: its own .onnx.json, else defaults].")
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs for latency and error gates: an .npz of arrays keyed by input name.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@click.option("--budget", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds the latency measurement may take.")
+@click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path), metavar="FILE.json|.md|.html", help="Write the report; the suffix picks the format (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but failed gates and errors.")
+@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
+def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, budget, reports, as_json, quiet, verbose) -> None:
+    """Gate MODEL for CI: one row per gate (measured, limit, pass/fail).
+
+    \b
+    Exit 0: every gate passes; 1: a gate failed; 2: bad input (a bad model, option or inputs file).
+    Latency gates allow for the noise measured on a control copy of the model (at least 2%).
+    """
+    _configure_logging(verbose, quiet)
+    console = _stderr()
+
+    def work():
+        from optimizer import gates, verify as verification
+        from optimizer.error_budget import ErrorBudget
+        from optimizer.reports import check_report_paths, write_reports
+        from optimizer.reports.document import header
+
+        check_report_paths(reports)
+        try:
+            options = gates.CheckOptions(
+                max_size=gates.parse_size(max_size) if max_size is not None else None,
+                max_params=max_params,
+                max_latency_ms=max_latency_ms,
+                baseline=baseline,
+                max_regression=gates.parse_ratio(max_regression, "--max-regression") if max_regression is not None else None,
+                error_budget=ErrorBudget.parse(max_error) if max_error else None,
+                require_ops=_split_names(require_ops),
+                forbid_ops=_split_names(forbid_ops),
+                config=config_path,
+                baseline_config=baseline_config,
+                inputs=verification.load_inputs(inputs_file) if inputs_file else None,
+                input_shapes=_input_shapes(input_shapes),
+                budget_s=budget,
+            )
+        except ValueError as error:
+            raise gates.GateInputError(str(error)) from None
+        with _ProgressBar(console, enabled=not quiet and not as_json and console.is_terminal, total=1.0, label="checking") as progress:
+            result = gates.run_check(model, options, on_progress=progress)
+        document = {**header("check"), **result.to_dict()}
+        write_reports(document, reports)
+        return result, document
+
+    result, document = _handle_errors(verbose, work)
+    if as_json:
+        click.echo(json.dumps(document, indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        from optimizer.report import render_check
+
+        render_check(document, Console(highlight=False), failed_only=quiet)
+    sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
+
+
+@cli.command("compare")
+@click.argument("model_a", type=click.Path(path_type=Path))
+@click.argument("model_b", type=click.Path(path_type=Path))
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs: an .npz of arrays keyed by input name [default: generated].")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@click.option("--config-a", type=click.Path(path_type=Path), help="Runtime settings for A [default: A.onnx.json when it exists, else defaults].")
+@click.option("--config-b", type=click.Path(path_type=Path), help="Runtime settings for B [default: B.onnx.json when it exists, else defaults].")
+@click.option("--latency/--no-latency", default=True, show_default=True, help="Time both models in one run (with a control copy of A).")
+@click.option("--budget", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds the latency measurement may take.")
+@click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path), metavar="FILE.json|.md|.html", help="Write the report; the suffix picks the format (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
+@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
+def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, config_b, latency, budget, reports, as_json, quiet, verbose) -> None:
+    """Compare MODEL_B with MODEL_A: error per output, op counts, size, and latency measured in one run."""
+    _configure_logging(verbose, quiet)
+    console = _stderr()
+
+    def work():
+        from optimizer import verify as verification
+        from optimizer.comparison import compare_models
+        from optimizer.reports import check_report_paths, write_reports
+        from optimizer.reports.document import header
+
+        check_report_paths(reports)
+        inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        with _ProgressBar(console, enabled=not quiet and not as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
+            body = compare_models(
+                model_a, model_b, inputs=inputs, input_shapes=_input_shapes(input_shapes), config_a=config_a, config_b=config_b,
+                latency=latency, budget_s=budget, on_progress=progress,
+            )
+        document = {**header("compare"), **body}
+        write_reports(document, reports)
+        return document
+
+    document = _handle_errors(verbose, work)
+    if as_json:
+        click.echo(json.dumps(document, indent=2, default=str))
+    elif not quiet:
+        from rich.console import Console
+
+        from optimizer.report import render_comparison
+
+        render_comparison(document, Console(highlight=False))
+
+
 @cli.command("partition")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--parts", type=click.IntRange(min=1), required=True, help="Pipeline stages, or concurrent branch groups (plus a head and a tail part).")
@@ -450,10 +605,10 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
 
 
 class _ProgressBar:
-    """A progress bar over the tuning budget (nothing when disabled or not a terminal)."""
+    """A progress bar over a time budget (nothing when disabled or not a terminal)."""
 
-    def __init__(self, console, *, enabled: bool, total: float) -> None:
-        self.console, self.enabled, self.total = console, enabled and console.is_terminal, total
+    def __init__(self, console, *, enabled: bool, total: float, label: str = "tuning") -> None:
+        self.console, self.enabled, self.total, self.label = console, enabled and console.is_terminal, total, label
         self.bar = None
 
     def __enter__(self):
@@ -463,8 +618,8 @@ class _ProgressBar:
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=self.console, transient=True)
         self.bar.start()
-        task = self.bar.add_task("tuning", total=1.0)
-        return lambda text, fraction: self.bar.update(task, description=f"tuning: {text}", completed=fraction)
+        task = self.bar.add_task(self.label, total=1.0)
+        return lambda text, fraction: self.bar.update(task, description=f"{self.label}: {text}", completed=fraction)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

@@ -14,7 +14,10 @@ from optimizer.lossy import LossyResult, LossyVariant
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
 
-__all__ = ["render_optimization", "render_inspection", "render_lossy", "render_tuning", "render_profile", "render_pass_list", "format_bytes"]
+__all__ = [
+    "render_optimization", "render_inspection", "render_lossy", "render_tuning", "render_profile", "render_pass_list",
+    "render_check", "render_comparison", "format_bytes", "format_flops",
+]
 
 
 def format_bytes(count: int | None) -> str:
@@ -339,3 +342,60 @@ def render_partitioned_run(report, console: Console) -> None:
         console.print(f"note: {escape(note)}")
     colour = "green" if report.pays else ("red" if not report.matches else "yellow")
     console.print(f"[{colour}]{escape(report.verdict)}[/]")
+
+
+def render_check(document: dict, console: Console, *, failed_only: bool = False) -> None:
+    """`optimize check`: one row per gate (measured, limit, pass/fail, why), then the verdict."""
+    gates = document["gates"]
+    rows = [g for g in gates if not g["passed"]] if failed_only else gates
+    if rows:
+        table = Table(title=escape(f"Gates for {document['model']['path']}"), title_justify="left")
+        for column in ("gate", "measured", "limit", "result", "detail"):
+            table.add_column(column, justify="right" if column in ("measured", "limit") else "left")
+        for gate in rows:
+            result = "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]"
+            table.add_row(escape(gate["gate"]), escape(gate["measured_text"]), escape(gate["limit_text"]), result, escape(gate["detail"]))
+        console.print(table)
+    failed = sum(not g["passed"] for g in gates)
+    if failed:
+        console.print(f"[red]{failed} of {len(gates)} gate(s) failed[/]")
+    elif not failed_only:
+        console.print(f"[green]all {len(gates)} gate(s) pass[/]")
+
+
+def render_comparison(document: dict, console: Console) -> None:
+    """`optimize compare`: error per output, op-count changes, size and latency of B against A."""
+    a, b = document["a"], document["b"]
+    console.print(f"A: {escape(a['path'])}  ({format_bytes(a['file_bytes'])}, {a['nodes']} nodes)")
+    console.print(f"B: {escape(b['path'])}  ({format_bytes(b['file_bytes'])}, {b['nodes']} nodes)")
+    errors = Table(title=escape(f"B against A, per output (inputs: {document['inputs']})"), title_justify="left")
+    for column in ("output", "max abs", "rel", "cosine", "top-1", "NaN/Inf"):
+        errors.add_column(column, justify="left" if column == "output" else "right")
+    for row in document["outputs"]:
+        top1 = "-" if row["top1"] is None else f"{row['top1']:.4f}"
+        errors.add_row(escape(row["name"]), _error(row["max_abs"]), _error(row["rel"]), f"{row['cos']:.6f}", top1, str(row["nonfinite"]))
+    console.print(errors)
+    changed = [r for r in document["op_counts"] if r["delta"]]
+    if changed:
+        ops = Table(title="Op counts that differ", title_justify="left")
+        for column in ("op", "A", "B", "change"):
+            ops.add_column(column, justify="left" if column == "op" else "right")
+        for row in changed:
+            ops.add_row(escape(row["op"]), str(row["a"]), str(row["b"]), f"{row['delta']:+d}")
+        console.print(ops)
+    else:
+        console.print("op counts: identical")
+    size = document["size"]
+    if size["ratio"] is not None:
+        console.print(f"size: {format_bytes(size['a_bytes'])} -> {format_bytes(size['b_bytes'])} ({size['ratio']:.3f}x)")
+    latency = document.get("latency")
+    if latency:
+        timing = Table(title="Latency, one request (min / median / p90)", title_justify="left")
+        for column in ("model", "min", "median", "p90"):
+            timing.add_column(column, justify="left" if column == "model" else "right")
+        for name in ("a", "control", "b"):
+            stats = latency[name]
+            label = {"a": "A", "control": "A (control copy)", "b": "B"}[name]
+            timing.add_row(label, f"{stats['min_ms']:.3f} ms", f"{stats['median_ms']:.3f} ms", f"{stats['p90_ms']:.3f} ms")
+        console.print(timing)
+        console.print(escape(latency["verdict"]))

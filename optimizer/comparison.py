@@ -1,0 +1,212 @@
+"""Two models side by side: `optimize compare A B`, and what `optimize check` measures against a baseline.
+
+Outputs are compared per output with the error-budget metrics (rel, cos, top-1) on the same inputs;
+op counts and sizes are diffed; latency is measured in one run with the timing harness (rotated
+blocks, a control copy of A for the noise), each model under its own settings: `--config`, else its
+`MODEL.onnx.json` when there is one, else onnxruntime's defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer import io, runtime
+from optimizer.error_budget import OutputError, measure_errors
+from optimizer.measure import LatencyStats, time_candidates
+
+__all__ = [
+    "ComparisonError", "LoadedModel", "LatencyComparison", "load_model", "model_summary", "check_same_interface",
+    "run_outputs", "output_errors", "op_count_diff", "time_against", "compare_models", "NOISE_FLOOR",
+]
+
+NOISE_FLOOR = 0.02
+"""The smallest noise margin latency verdicts assume, however close the control copy came."""
+
+
+class ComparisonError(Exception):
+    """Two models that cannot be compared (different interfaces, inputs neither accepts)."""
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    path: Path
+    model: ir.Model
+    config_path: Path | None
+
+    def session(self):
+        return runtime.session(self.path, self.config_path)
+
+
+def load_model(path: str | os.PathLike, config_path: str | os.PathLike | None = None) -> LoadedModel:
+    """Validate and load a model (io.ModelInputError when bad); its settings file when given or next to it."""
+    path = Path(path)
+    model = io.load(path)
+    if config_path is None and runtime.config_path_for(path).is_file() and runtime.is_config_of(runtime.config_path_for(path), path.name):
+        config_path = runtime.config_path_for(path)
+    if config_path is not None:
+        runtime.load_config(config_path)  # ConfigError now rather than mid-measurement
+    return LoadedModel(path, model, Path(config_path) if config_path is not None else None)
+
+
+def model_summary(loaded: LoadedModel) -> dict:
+    """Path, size on disk, nodes and op counts, parameters, weight bytes by dtype and by op type."""
+    from optimizer.api import ModelStats
+
+    stats = ModelStats.of(loaded.model, loaded.path)
+    parameters = sum(
+        int(v.const_value.size) for graph in loaded.model.graphs() for v in graph.initializers.values() if v.const_value is not None
+    )
+    return {
+        "path": str(loaded.path),
+        "file_bytes": stats.file_bytes,
+        "nodes": stats.nodes,
+        "op_counts": stats.op_counts,
+        "parameters": parameters,
+        "weight_bytes_by_dtype": stats.weight_bytes_by_dtype,
+        "weight_bytes_by_op_type": stats.weight_bytes_by_op_type,
+        "config": str(loaded.config_path) if loaded.config_path else None,
+    }
+
+
+def _interface(model: ir.Model) -> tuple[list[str], list[str]]:
+    initializers = set(model.graph.initializers)
+    return [v.name for v in model.graph.inputs if v.name not in initializers], [v.name for v in model.graph.outputs]
+
+
+def check_same_interface(a: LoadedModel, b: LoadedModel) -> list[str]:
+    """The output names both models have (ComparisonError when their inputs differ or no output is shared)."""
+    inputs_a, outputs_a = _interface(a.model)
+    inputs_b, outputs_b = _interface(b.model)
+    if sorted(inputs_a) != sorted(inputs_b):
+        raise ComparisonError(f"{a.path.name} and {b.path.name} take different inputs ({', '.join(inputs_a)} vs {', '.join(inputs_b)})")
+    shared = [name for name in outputs_a if name in outputs_b]
+    if not shared:
+        raise ComparisonError(f"{a.path.name} and {b.path.name} have no output name in common")
+    return shared
+
+
+def run_outputs(session, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    return session.run(list(names), dict(feeds))
+
+
+def output_errors(reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[OutputError]:
+    """Per-output error of the candidate against the reference on `feeds`, one session at a time."""
+    expected = run_outputs(reference.session(), feeds, names)
+    try:
+        actual = run_outputs(candidate.session(), feeds, names)
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises several types
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ComparisonError(f"{candidate.path.name} does not run on the inputs {reference.path.name} takes: {message}") from None
+    return measure_errors(names, expected, actual)
+
+
+def op_count_diff(a: Mapping[str, int], b: Mapping[str, int]) -> list[dict]:
+    """One row per op type in either model: counts in A and B and the change, changed ops first."""
+    rows = [{"op": op, "a": a.get(op, 0), "b": b.get(op, 0), "delta": b.get(op, 0) - a.get(op, 0)} for op in set(a) | set(b)]
+    return sorted(rows, key=lambda r: (r["delta"] == 0, -abs(r["delta"]), r["op"]))
+
+
+@dataclasses.dataclass
+class LatencyComparison:
+    """Latency of a candidate against a reference, timed together with a control copy of the reference."""
+
+    reference: LatencyStats
+    candidate: LatencyStats
+    control: LatencyStats
+    noise: float
+    plan: dict
+
+    @property
+    def ratio_median(self) -> float:
+        """Candidate time over reference time, by median (above 1: the candidate is slower)."""
+        return self.candidate.median_ms / self.reference.median_ms
+
+    @property
+    def ratio_min(self) -> float:
+        return self.candidate.min_ms / self.reference.min_ms
+
+    def verdict(self, reference_name: str = "A", candidate_name: str = "B") -> str:
+        """One sentence: faster, slower or the same within the noise, by both median and minimum."""
+        low, high = sorted((self.ratio_median, self.ratio_min))
+        if high < 1 - self.noise:
+            return f"{candidate_name} is faster: {1 / self.ratio_median:.2f}x {reference_name}'s speed by median, {1 / self.ratio_min:.2f}x by minimum (noise {self.noise:.0%})"
+        if low > 1 + self.noise:
+            return f"{candidate_name} is slower: {self.ratio_median:.2f}x {reference_name}'s time by median, {self.ratio_min:.2f}x by minimum (noise {self.noise:.0%})"
+        return f"no difference beyond the noise ({self.ratio_median:.2f}x by median, {self.ratio_min:.2f}x by minimum; noise {self.noise:.0%})"
+
+    def to_dict(self) -> dict:
+        return {
+            "reference": dataclasses.asdict(self.reference),
+            "candidate": dataclasses.asdict(self.candidate),
+            "control": dataclasses.asdict(self.control),
+            "ratio_median": self.ratio_median,
+            "ratio_min": self.ratio_min,
+            "noise": self.noise,
+            "plan": self.plan,
+        }
+
+
+def time_against(
+    reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], *,
+    budget_s: float | None = 20.0, on_progress: Callable[[str, float], None] | None = None,
+) -> LatencyComparison:
+    """Time the reference, a control copy of it and the candidate in rotated blocks, within `budget_s`."""
+    feeds = dict(feeds)
+    sessions = {"reference": reference.session(), "control": reference.session(), "candidate": candidate.session()}
+    runners = {name: (lambda s=session: s.run(None, feeds)) for name, session in sessions.items()}
+    stats, plan = time_candidates(
+        runners, rounds=20, budget_s=budget_s,
+        on_round=(lambda done, total: on_progress("timing", done / total)) if on_progress else None,
+    )
+    base, control = stats["reference"], stats["control"]
+    noise = max(abs(control.median_ms / base.median_ms - 1), abs(control.min_ms / base.min_ms - 1), NOISE_FLOOR)
+    return LatencyComparison(base, stats["candidate"], control, noise, plan)
+
+
+def compare_models(
+    a_path: str | os.PathLike, b_path: str | os.PathLike, *,
+    inputs: Mapping[str, np.ndarray] | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
+    config_a: str | os.PathLike | None = None, config_b: str | os.PathLike | None = None,
+    latency: bool = True, budget_s: float | None = 20.0, on_progress: Callable[[str, float], None] | None = None,
+) -> dict:
+    """The `compare` document's body: both models' summaries, error per output of B against A, op-count
+    and size diffs and, with `latency`, B's time against A's measured in one run."""
+    from optimizer.api import feeds_for
+
+    a, b = load_model(a_path, config_a), load_model(b_path, config_b)
+    names = check_same_interface(a, b)
+    feeds, source = feeds_for(a.path, a.model, inputs, input_shapes, 1)
+    summary_a, summary_b = model_summary(a), model_summary(b)
+    errors = output_errors(a, b, feeds, names)
+    body = {
+        "a": summary_a,
+        "b": summary_b,
+        "inputs": source,
+        "outputs": [e.to_dict() for e in errors],
+        "op_counts": op_count_diff(summary_a["op_counts"], summary_b["op_counts"]),
+        "size": {
+            "a_bytes": summary_a["file_bytes"],
+            "b_bytes": summary_b["file_bytes"],
+            "ratio": summary_b["file_bytes"] / summary_a["file_bytes"] if summary_a["file_bytes"] else None,
+        },
+        "latency": None,
+    }
+    if latency:
+        timing = time_against(a, b, feeds, budget_s=budget_s, on_progress=on_progress)
+        body["latency"] = {
+            "a": dataclasses.asdict(timing.reference),
+            "b": dataclasses.asdict(timing.candidate),
+            "control": dataclasses.asdict(timing.control),
+            "ratio_median": timing.ratio_median,
+            "ratio_min": timing.ratio_min,
+            "noise": timing.noise,
+            "verdict": timing.verdict(),
+            "plan": timing.plan,
+        }
+    return body

@@ -1,0 +1,237 @@
+"""`optimize check`: gates a CI job can trust, one row per gate (measured, limit, pass or fail).
+
+Static gates read the file: size on disk (external data included), parameter count, ops required or
+forbidden. Measured gates run the model in onnxruntime: absolute latency, latency and size regression
+against a baseline timed in the same run, and the error of each output against the baseline (the
+`--max-error` SPEC of lossy variants). A latency verdict allows for the noise measured on a control
+copy (never less than 2%) and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from optimizer.comparison import (
+    NOISE_FLOOR, LoadedModel, check_same_interface, load_model, model_summary, output_errors, time_against,
+)
+from optimizer.error_budget import ErrorBudget
+from optimizer.measure import time_candidates
+from optimizer.report import format_bytes
+
+__all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "run_check"]
+
+
+class GateInputError(Exception):
+    """Gate options that cannot be checked (a bad limit, a gate that needs --baseline)."""
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])i?)?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """`50MB`, `1.5GiB`, `200k`, `1048576`: bytes. K/M/G are binary (1024-based), as the tool prints sizes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise GateInputError(f"--max-size {text!r}: expected a size such as 50MB, 1.5GB or 1048576")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+
+
+def parse_ratio(text: str, option: str) -> float:
+    """`5%` or `0.05`: a non-negative fraction."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise GateInputError(f"{option} {text!r}: expected a percentage such as 5% (or a fraction such as 0.05)") from None
+    if not np.isfinite(value) or value < 0:
+        raise GateInputError(f"{option} {text!r}: must not be negative")
+    return value
+
+
+@dataclasses.dataclass
+class CheckOptions:
+    max_size: int | None = None
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+    baseline: Path | None = None
+    max_regression: float | None = None
+    error_budget: ErrorBudget | None = None
+    require_ops: Sequence[str] = ()
+    forbid_ops: Sequence[str] = ()
+    config: Path | None = None
+    baseline_config: Path | None = None
+    inputs: Mapping[str, np.ndarray] | None = None
+    input_shapes: Mapping[str, Sequence[int]] | None = None
+    budget_s: float = 20.0
+
+    def validate(self) -> None:
+        """GateInputError when no gate is asked for or a gate lacks what it needs."""
+        gates = (self.max_size, self.max_params, self.max_latency_ms, self.max_regression, self.error_budget)
+        if all(g is None for g in gates) and not self.require_ops and not self.forbid_ops:
+            raise GateInputError("no gate given: use --max-size, --max-params, --max-latency-ms, --max-regression, --max-error, --require-op or --forbid-op")
+        if self.baseline is None and (self.max_regression is not None or self.error_budget is not None):
+            raise GateInputError("--max-regression and --max-error compare against a baseline: add --baseline OLD.onnx")
+        if self.baseline is not None and self.max_regression is None and self.error_budget is None:
+            raise GateInputError("--baseline is used by --max-regression and --max-error: add one of them")
+        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
+            raise GateInputError("--max-latency-ms must be positive")
+
+
+@dataclasses.dataclass
+class Gate:
+    gate: str
+    measured: float | int | str
+    limit: float | int | str
+    unit: str
+    passed: bool
+    detail: str
+    measured_text: str
+    limit_text: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class CheckResult:
+    model: dict
+    baseline: dict | None
+    gates: list[Gate]
+    latency: dict | None
+    errors: list[dict] | None
+    inputs: str | None
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "baseline": self.baseline,
+            "gates": [g.to_dict() for g in self.gates],
+            "passed": self.passed,
+            "latency": self.latency,
+            "errors": self.errors,
+            "inputs": self.inputs,
+        }
+
+
+def _op_present(op_counts: Mapping[str, int], op: str) -> int:
+    """How many nodes of `op` (`Attention` matches any domain; `com.microsoft:Attention` only that one)."""
+    return sum(count for key, count in op_counts.items() if key == op or (":" not in op and key.split(":")[-1] == op))
+
+
+def _static_gates(options: CheckOptions, summary: dict, baseline: dict | None) -> list[Gate]:
+    gates = []
+    if options.max_size is not None:
+        size = summary["file_bytes"]
+        gates.append(Gate("size", size, options.max_size, "bytes", size <= options.max_size,
+                          "file plus external data on disk", format_bytes(size), format_bytes(options.max_size)))
+    if options.max_params is not None:
+        count = summary["parameters"]
+        gates.append(Gate("params", count, options.max_params, "", count <= options.max_params,
+                          "elements of all initializers", f"{count:,}", f"{options.max_params:,}"))
+    for op in options.require_ops:
+        found = _op_present(summary["op_counts"], op)
+        gates.append(Gate("require-op", found, op, "nodes", found > 0,
+                          f"{found} {op} node(s)" if found else f"no {op} node: the fusion or export that should produce it did not happen",
+                          str(found), f"{op} present"))
+    for op in options.forbid_ops:
+        found = _op_present(summary["op_counts"], op)
+        gates.append(Gate("forbid-op", found, op, "nodes", found == 0,
+                          f"{found} {op} node(s) found" if found else f"no {op} node", str(found), f"no {op}"))
+    if baseline is not None and options.max_regression is not None:
+        ratio = summary["file_bytes"] / baseline["file_bytes"] if baseline["file_bytes"] else float("inf")
+        allowed = 1 + options.max_regression
+        gates.append(Gate("regression-size", ratio, allowed, "ratio", ratio <= allowed,
+                          f"{format_bytes(summary['file_bytes'])} vs baseline {format_bytes(baseline['file_bytes'])} (sizes are exact: no noise margin)",
+                          f"{ratio:.3f}x", f"{allowed:.3f}x"))
+    return gates
+
+
+def _latency_alone(model: LoadedModel, feeds, budget_s: float, on_progress) -> tuple[dict, float]:
+    """The model and a control copy timed in rotated blocks: stats and the noise they show."""
+    sessions = {"model": model.session(), "control": model.session()}
+    runners = {name: (lambda s=session: s.run(None, feeds)) for name, session in sessions.items()}
+    stats, plan = time_candidates(
+        runners, rounds=20, budget_s=budget_s,
+        on_round=(lambda done, total: on_progress("timing", done / total)) if on_progress else None,
+    )
+    base, control = stats["model"], stats["control"]
+    noise = max(abs(control.median_ms / base.median_ms - 1), abs(control.min_ms / base.min_ms - 1), NOISE_FLOOR)
+    return {"model": dataclasses.asdict(base), "baseline": None, "control": dataclasses.asdict(control), "noise": noise, "plan": plan}, noise
+
+
+def _latency_gate(limit_ms: float, latency: dict, noise: float) -> Gate:
+    median = latency["model"]["median_ms"]
+    allowed = limit_ms * (1 + noise)
+    passed = median <= allowed
+    detail = (f"median over {latency['model']['runs']} runs; fails only above the limit plus the {noise:.0%} noise margin "
+              f"({allowed:.3g} ms) measured on a control copy")
+    return Gate("latency", median, limit_ms, "ms", passed, detail, f"{median:.3g} ms", f"{limit_ms:g} ms")
+
+
+def _regression_gate(timing, allowance: float) -> Gate:
+    low = min(timing.ratio_median, timing.ratio_min)
+    allowed = 1 + allowance
+    passed = low <= allowed + timing.noise
+    detail = (f"time vs baseline in the same run: {timing.ratio_median:.3f}x by median, {timing.ratio_min:.3f}x by minimum; "
+              f"fails only when both exceed {allowed:.2f}x plus the {timing.noise:.0%} noise margin")
+    return Gate("regression-latency", timing.ratio_median, allowed, "ratio", passed, detail, f"{timing.ratio_median:.3f}x", f"{allowed:.2f}x")
+
+
+def _error_gates(budget: ErrorBudget, errors) -> list[Gate]:
+    broken = budget.violations(errors)
+    worst = max(errors, key=lambda e: e.rel)
+    measured = f"rel {worst.rel:.3g}, cos {worst.cos:.6f} on '{worst.name}'"
+    detail = "; ".join(broken) if broken else f"every limit holds on {len(errors)} output(s)"
+    return [Gate("error", worst.rel, str(budget), "", not broken, detail, measured, str(budget))]
+
+
+def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress: Callable[[str, float], None] | None = None) -> CheckResult:
+    """Evaluate every gate `options` asks for.
+
+    Raises GateInputError for bad options, io.ModelInputError for a bad model or baseline,
+    ComparisonError for a baseline that cannot be compared, VerificationInputError for unusable inputs.
+    """
+    from optimizer.api import feeds_for
+
+    options.validate()
+    model = load_model(model_path, options.config)
+    baseline = load_model(options.baseline, options.baseline_config) if options.baseline is not None else None
+    summary = model_summary(model)
+    baseline_summary = model_summary(baseline) if baseline is not None else None
+    gates = _static_gates(options, summary, baseline_summary)
+    latency = errors = source = None
+    needs_run = options.max_latency_ms is not None or baseline is not None
+    if needs_run:
+        names = check_same_interface(baseline, model) if baseline is not None else None
+        feeds, source = feeds_for(model.path, model.model, options.inputs, options.input_shapes, 1)
+        if options.max_latency_ms is not None and baseline is None:
+            latency, noise = _latency_alone(model, feeds, options.budget_s, on_progress)
+            gates.append(_latency_gate(options.max_latency_ms, latency, noise))
+        if baseline is not None:
+            measured = output_errors(baseline, model, feeds, names)
+            errors = [e.to_dict() for e in measured]
+            if options.error_budget is not None:
+                gates.extend(_error_gates(options.error_budget, measured))
+            if options.max_regression is not None or options.max_latency_ms is not None:
+                timing = time_against(baseline, model, feeds, budget_s=options.budget_s, on_progress=on_progress)
+                latency = {
+                    "model": dataclasses.asdict(timing.candidate), "baseline": dataclasses.asdict(timing.reference),
+                    "control": dataclasses.asdict(timing.control), "noise": timing.noise, "plan": timing.plan,
+                    "ratio_median": timing.ratio_median, "ratio_min": timing.ratio_min,
+                }
+                if options.max_latency_ms is not None:
+                    gates.append(_latency_gate(options.max_latency_ms, latency, timing.noise))
+                if options.max_regression is not None:
+                    gates.append(_regression_gate(timing, options.max_regression))
+    return CheckResult(summary, baseline_summary, gates, latency, errors, source)
