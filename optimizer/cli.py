@@ -30,12 +30,33 @@ class _DefaultCommandGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-class _Interrupted(Exception):
-    pass
+class _Interrupted(BaseException):
+    """SIGTERM, or SIGINT (Ctrl-C), arrived: stop the work; cleanup still runs. A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` on the way swallows it."""
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
+def _on_signal(signum, frame):  # noqa: ARG001
+    # The first signal stops the work; more while the work unwinds are ignored, so that the cleanup
+    # (staged outputs, temporary folders) always finishes.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _signals_received.append(signum)
     raise _Interrupted()
+
+
+_signals_received: list[int] = []
+"""Signals that stopped the work: an error raised on the way out (an extension module whose import
+the signal cut short reports an ImportError) is then reported as the interruption it is."""
+
+
+def _catch_signals() -> dict:
+    """Route SIGTERM and SIGINT to `_Interrupted`; the previous handlers, to restore. A SIGINT the
+    parent ignores (a background job of a script) stays ignored."""
+    previous = {signal.SIGTERM: signal.getsignal(signal.SIGTERM), signal.SIGINT: signal.getsignal(signal.SIGINT)}
+    signal.signal(signal.SIGTERM, _on_signal)
+    if previous[signal.SIGINT] is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _on_signal)
+    return previous
 
 
 def _stderr():
@@ -225,7 +246,21 @@ def _optimization_document(result, inputs, input_shapes, *, profile: bool) -> di
 
 def _handle_errors(verbose: int, work):
     """Run `work()`, turning bad input, a failed --strict check, interruption and internal errors into one line and an exit code."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = _catch_signals()
+    try:
+        return _run_reporting_errors(verbose, work)
+    except (KeyboardInterrupt, _Interrupted):
+        _fail("interrupted; no output written", EXIT_INTERRUPTED)
+    except Exception:
+        if _signals_received:  # e.g. the imports above `work` cut short
+            _fail("interrupted; no output written", EXIT_INTERRUPTED)
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_reporting_errors(verbose: int, work):
     from optimizer import api, comparison, gates, io, lossy, partition, reports, runtime, tune, verify as verification
 
     bad_input = (
@@ -240,9 +275,9 @@ def _handle_errors(verbose: int, work):
         _fail(str(error), EXIT_BAD_INPUT)
     except api.VerificationFailedError as error:
         _fail(f"{error} (--strict: nothing written)", EXIT_FAILED)
-    except (KeyboardInterrupt, _Interrupted):
-        _fail("interrupted; no output written", EXIT_INTERRUPTED)
     except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
+        if _signals_received:
+            _fail("interrupted; no output written", EXIT_INTERRUPTED)
         if verbose >= 2:
             logging.exception("internal error")
         _fail(f"internal error ({type(error).__name__}: {error}); rerun with -vv for details", EXIT_INTERNAL)
@@ -644,7 +679,18 @@ def passes_command(as_json: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="optimize")
+    previous = _catch_signals()  # from the start: a signal while the libraries load is no traceback either
+    try:
+        cli(prog_name="optimize")
+    except (KeyboardInterrupt, _Interrupted):
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception:
+        if _signals_received:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

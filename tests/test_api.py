@@ -51,7 +51,7 @@ def test_optimizes_verifies_and_writes(model_path, tmp_path):
     written = onnx.load(out)
     assert [i.name for i in written.graph.input] == ["x"]
     assert written.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
-    assert result.to_dict()["schema_version"] == 1
+    assert result.to_dict()["schema_version"] == 2
 
 
 def test_in_memory_model_and_no_output(model_path):

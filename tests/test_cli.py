@@ -41,7 +41,7 @@ def test_json_summary(model_path, tmp_path):
     result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx", "--json")
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
-    assert summary["schema_version"] == 1
+    assert summary["schema_version"] == 2
     assert summary["verification"]["status"] == "passed"
     assert summary["input"]["nodes"] == 4 and summary["output"]["nodes"] == 2
     assert {p["name"] for p in summary["passes"]} >= {"fold-constants", "eliminate-no-ops"}
