@@ -4,9 +4,18 @@
 Every case is a folder holding `model.onnx` and `test_data_set_N/{input,output}_K.pb`. For each case:
 
 1. run the ORIGINAL model in onnxruntime (CPU, default session) on the stored inputs and compare
-   with the stored outputs (rtol=1e-3, atol=1e-5 like onnx's backend tests; exact for integers and
+   with the stored outputs (rtol=1e-3 like onnx's backend tests, atol=1e-5; exact for integers and
    booleans; NaN positions must agree);
 2. if that passes, run `optimize(level=...)` and check the OPTIMIZED model the same way.
+
+The installed wheel's `light` model zoo (`data/light/light_<model>.onnx`: AlexNet, DenseNet-121,
+Inception v1/v2, ResNet-50, ShuffleNet, SqueezeNet, VGG-19, ZFNet-512, weights made by
+ConstantOfShape) is run the same way, except that its inputs are not stored: they are generated as
+onnx's backend runner generates them (`Runner.generate_dummy_data(x, seed=0, random=False)`, i.e.
+`arange(n) / n` in the input's shape, dynamic dims as 1), the expected outputs are
+`light_<model>_output_K.pb`, and the tolerances are the runner's (`data/real/test_<model>/data.json`:
+rtol 1e-3, 2e-3 for DenseNet-121, atol 1e-7). These models are also optimized at O3 (onnxruntime
+contrib-op fusions) unless the run's level already is O3; they are summarized on their own lines.
 
 Each case gets one status:
 
@@ -18,14 +27,14 @@ Each case gets one status:
                     any other exception
 
 Usage:
-    python scripts/conformance.py               # the installed onnx wheel's model cases
+    python scripts/conformance.py               # the installed onnx wheel's model cases + light model zoo
     python scripts/conformance.py --full        # + onnx 1.22.0's 1,765 node tests (fetched into .conformance/)
-    python scripts/conformance.py --data DIR    # every case folder under DIR
-    options: --limit N  --pattern SUBSTR  --json OUT  --level O2  --quiet
+    python scripts/conformance.py --data DIR    # every case folder under DIR (no light models)
+    options: --limit N  --pattern SUBSTR  --json OUT  --level O2  --no-light  --quiet
 
 Exit status: 1 if any regression, 0 otherwise (2 for bad usage or a failed download).
-The reusable pieces (`discover_cases`, `run_case`, `installed_case_dirs`) are imported by
-tests/test_conformance.py.
+The reusable pieces (`discover_cases`, `discover_light_cases`, `run_case`, `installed_case_dirs`)
+are imported by tests/test_conformance.py.
 """
 
 from __future__ import annotations
@@ -50,8 +59,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".conformance"
 NODE_TESTS_VERSION = "1.22.0"
 INSTALLED_SUITES = ("simple", "pytorch-converted", "pytorch-operator")
+LIGHT_SUITE = "light"
 RTOL = 1e-3
 ATOL = 1e-5
+# onnx's loader defaults for model tests (onnx/backend/test/loader); `real/*/data.json` may override.
+LIGHT_RTOL = 1e-3
+LIGHT_ATOL = 1e-7
+LIGHT_EXTRA_LEVELS = ("O3",)  # the light CNNs are also optimized at these levels (cheap: ~10 s)
 
 STATUSES = ("pass", "regression", "refused", "original-fails", "skipped")
 
@@ -65,8 +79,16 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without the editable i
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    name: str  # "<suite>/<folder>", e.g. "node/test_abs"
-    path: Path  # the case folder (holds model.onnx)
+    name: str  # "<suite>/<folder>", e.g. "node/test_abs"; "light/<model>" for the light model zoo
+    path: Path  # the case folder (holds model.onnx; for a light model, the light/ folder)
+    model_file: str = "model.onnx"  # "light_<model>.onnx" for a light model
+    rtol: float = RTOL
+    atol: float = ATOL
+    light: bool = False  # inputs generated as onnx's runner does; outputs in <model>_output_K.pb
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.model_file
 
 
 @dataclasses.dataclass
@@ -97,6 +119,71 @@ def installed_case_dirs() -> list[Path]:
     """The suites of the installed onnx wheel that hold complete cases (no network needed)."""
     base = installed_data_dir()
     return [base / suite for suite in INSTALLED_SUITES if (base / suite).is_dir()]
+
+
+def light_tolerances(data_dir: Path | None = None) -> dict[str, tuple[float, float]]:
+    """{light model file name: (rtol, atol)} as onnx's backend runner uses them.
+
+    The runner's light tests are the `real` suite (`load_model_tests(kind="real")`): each
+    `real/test_<model>/data.json` names the light file by `url` and may set rtol/atol (loader
+    defaults 1e-3/1e-7; DenseNet-121 has rtol 2e-3).
+    """
+    base = Path(data_dir) if data_dir is not None else installed_data_dir()
+    tolerances: dict[str, tuple[float, float]] = {}
+    for meta in sorted((base / "real").glob("*/data.json")):
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        url = data.get("url") or ""
+        if f"/{LIGHT_SUITE}/" in url:
+            tolerances[url.rsplit("/", 1)[1]] = (float(data.get("rtol", LIGHT_RTOL)), float(data.get("atol", LIGHT_ATOL)))
+    return tolerances
+
+
+def discover_light_cases(light_dir: Path | None = None, pattern: str | None = None) -> list[Case]:
+    """The installed wheel's light model zoo: one case per `light_<model>.onnx` (name "light/<model>")."""
+    light_dir = Path(light_dir) if light_dir is not None else installed_data_dir() / LIGHT_SUITE
+    if not light_dir.is_dir():
+        return []
+    tolerances = light_tolerances(light_dir.parent)
+    cases = []
+    for model in sorted(light_dir.glob("light_*.onnx")):
+        name = f"{LIGHT_SUITE}/{model.stem[len('light_'):]}"
+        if pattern and pattern not in name:
+            continue
+        rtol, atol = tolerances.get(model.name, (LIGHT_RTOL, LIGHT_ATOL))
+        cases.append(Case(name, light_dir, model.name, rtol, atol, light=True))
+    return cases
+
+
+def _generate_dummy_data(x, seed: int = 0, name: str = "", random: bool = False) -> np.ndarray:
+    """A copy of onnx 1.23's `Runner.generate_dummy_data`, used only if that cannot be imported."""
+    if not x.type.tensor_type:
+        raise NotImplementedError(f"Input expected to have tensor type ({name!r}, {x.name!r}).")
+    if x.type.tensor_type.elem_type != 1:
+        raise NotImplementedError(f"Currently limited to float tensors ({name!r}, {x.name!r}).")
+    shape = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in x.type.tensor_type.shape.dim)
+    if random:
+        gen = np.random.default_rng(seed=seed)
+        return gen.random(shape, np.float32)
+    n = np.prod(shape)
+    return (np.arange(n).reshape(shape) / n).astype(np.float32)
+
+
+def light_input(value_info, model_name: str = "") -> np.ndarray:
+    """The input onnx's backend runner feeds a light model (its `use_dummy` branch):
+    `Runner.generate_dummy_data(x, seed=0, name=model_name, random=False)`."""
+    try:
+        from onnx.backend.test.runner import Runner
+
+        generate = Runner.generate_dummy_data
+    except (ImportError, AttributeError):
+        generate = _generate_dummy_data
+    try:
+        return generate(value_info, seed=0, name=model_name, random=False)
+    except NotImplementedError as exc:
+        raise DataError(f"cannot generate input {value_info.name!r}: {exc}") from exc
 
 
 def discover_cases(roots: Iterable[Path], pattern: str | None = None, limit: int | None = None) -> list[Case]:
@@ -173,12 +260,23 @@ def load_case_data(case: Case):
     """
     import onnx
 
-    model = onnx.load(str(case.path / "model.onnx"), load_external_data=False)
+    model = onnx.load(str(case.model_path), load_external_data=False)
     initializers = {init.name for init in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in initializers]
     outputs = list(model.graph.output)
     in_kinds = [_value_kind(vi.type) for vi in inputs]
     out_kinds = [_value_kind(vi.type) for vi in outputs]
+    if case.light:
+        # As onnx's runner: generated inputs, `<model>_output_K.pb` as the expected outputs (the runner
+        # would fall back to onnx's ReferenceEvaluator when one is missing; not done here).
+        stem = Path(case.model_file).stem
+        feeds = {vi.name: light_input(vi, stem[len("light_"):]) for vi in inputs}
+        out_files = [case.path / f"{stem}_output_{k}.pb" for k in range(len(outputs))]
+        missing = [f.name for f in out_files if not f.is_file()]
+        if missing:
+            raise DataError(f"no stored output {', '.join(missing)}")
+        expected = [_load_value(f, out_kinds[k]) for k, f in enumerate(out_files)]
+        return [vi.name for vi in inputs], [vi.name for vi in outputs], [(feeds, expected)]
     sets = []
     for data_dir in sorted(p for p in case.path.iterdir() if p.is_dir() and p.name.startswith("test_data_set_")):
         in_files = sorted(data_dir.glob("input_*.pb"), key=_pb_index)
@@ -352,7 +450,7 @@ def _from_ort_value(value, expected):
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
-def check_model(model_path: Path, output_names: Sequence[str], sets) -> None:
+def check_model(model_path: Path, output_names: Sequence[str], sets, rtol: float = RTOL, atol: float = ATOL) -> None:
     """Run `model_path` on every data set; raise (Mismatch or ORT's error) unless all outputs match."""
     session = _session(model_path)
     present = {i.name for i in session.get_inputs()}
@@ -370,7 +468,7 @@ def check_model(model_path: Path, output_names: Sequence[str], sets) -> None:
         else:
             got = session.run(list(output_names), feeds)
         for k, (a, e) in enumerate(zip(got, expected)):
-            compare_value(a, e, f"data set {n}, output {k} ({output_names[k]!r})")
+            compare_value(a, e, f"data set {n}, output {k} ({output_names[k]!r})", rtol, atol)
 
 
 def _has_initializer(session, name: str) -> bool:
@@ -401,7 +499,7 @@ def run_optimizer(case: Case, out_path: Path, level: str):
     from optimizer.io import ModelInputError
 
     try:
-        optimize(case.path / "model.onnx", out_path, level=level, verify=False, force=True)
+        optimize(case.model_path, out_path, level=level, verify=False, force=True)
     except ModelInputError as exc:
         return "refused", _one_line(exc)
     except Exception as exc:  # noqa: BLE001 - anything else is an optimizer bug
@@ -409,15 +507,19 @@ def run_optimizer(case: Case, out_path: Path, level: str):
     return None
 
 
-def run_case(case: Case, level: str = "O2", check_crash_on_failing: bool = True) -> CaseResult:
-    """Classify one case; never raises (except KeyboardInterrupt)."""
+def run_case(case: Case, level: str = "O2", check_crash_on_failing: bool = True,
+             original_passed: bool = False) -> CaseResult:
+    """Classify one case; never raises (except KeyboardInterrupt).
+
+    `original_passed=True` skips re-checking the original (it passed in an earlier run of this case).
+    """
     start = time.perf_counter()
-    result = _run_case(case, level, check_crash_on_failing)
+    result = _run_case(case, level, check_crash_on_failing, original_passed)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _run_case(case: Case, level: str, check_crash_on_failing: bool) -> CaseResult:
+def _run_case(case: Case, level: str, check_crash_on_failing: bool, original_passed: bool = False) -> CaseResult:
     try:
         _, output_names, sets = load_case_data(case)
     except DataError as exc:
@@ -428,7 +530,8 @@ def _run_case(case: Case, level: str, check_crash_on_failing: bool) -> CaseResul
     with tempfile.TemporaryDirectory(prefix="conformance-") as scratch:
         out_path = Path(scratch) / "model.opt.onnx"
         try:
-            check_model(case.path / "model.onnx", output_names, sets)
+            if not original_passed:
+                check_model(case.model_path, output_names, sets, case.rtol, case.atol)
         except Exception as exc:  # noqa: BLE001 - ORT refusals, runtime errors, mismatches
             result = CaseResult(case.name, "original-fails", _one_line(exc))
             if check_crash_on_failing:
@@ -444,7 +547,7 @@ def _run_case(case: Case, level: str, check_crash_on_failing: bool) -> CaseResul
                 return CaseResult(case.name, "refused", message)
             return CaseResult(case.name, "regression", f"optimize raised {message}")
         try:
-            check_model(out_path, output_names, sets)
+            check_model(out_path, output_names, sets, case.rtol, case.atol)
         except Mismatch as exc:
             return CaseResult(case.name, "regression", f"optimized model: {exc}")
         except Exception as exc:  # noqa: BLE001
@@ -501,13 +604,28 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, int]:
     return {"total": len(results), **{s: counts.get(s, 0) for s in STATUSES}}
 
 
+def suite_of(name: str) -> str:
+    return name.split("/", 1)[0]
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{s} {counts[s]}" for s in STATUSES)
+
+
+def _light_line(label: str, counts: dict[str, int]) -> str:
+    others = [f"{s} {counts[s]}" for s in STATUSES if s != "pass" and counts[s]]
+    return f"  light model zoo ({label}): {counts['pass']}/{counts['total']} pass" + (f", {', '.join(others)}" if others else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true",
                         help=f"also run onnx {NODE_TESTS_VERSION}'s node tests (fetched into .conformance/)")
     parser.add_argument("--data", action="append", type=Path, metavar="DIR",
-                        help="run the cases under DIR instead (repeatable)")
+                        help="run the cases under DIR instead (repeatable; leaves out the light model zoo)")
+    parser.add_argument("--no-light", action="store_true",
+                        help="leave out the installed wheel's light model zoo (9 CNNs, also optimized at O3)")
     parser.add_argument("--limit", type=int, help="run at most N cases")
     parser.add_argument("--pattern", help="only cases whose name contains SUBSTR")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write every case's result to OUT")
@@ -530,14 +648,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.data:
         roots.extend(installed_case_dirs())
 
-    cases = discover_cases(roots, args.pattern, args.limit)
+    cases = discover_cases(roots, args.pattern)
+    if not args.data and not args.no_light:
+        cases += discover_light_cases(pattern=args.pattern)
+    if args.limit is not None:
+        cases = cases[: args.limit]
     if not cases:
         print("conformance: no cases found", file=sys.stderr)
         return 2
+    light_cases = [c for c in cases if c.light]
+    extra_levels = [lv for lv in LIGHT_EXTRA_LEVELS if lv != args.level] if light_cases else []
 
     import onnxruntime
 
-    print(f"conformance: {len(cases)} cases, level {args.level}, onnxruntime {onnxruntime.__version__}", file=sys.stderr)
+    light_note = f" ({len(light_cases)} light models, also at {', '.join(extra_levels)})" if extra_levels else ""
+    print(f"conformance: {len(cases)} cases{light_note}, level {args.level}, onnxruntime {onnxruntime.__version__}",
+          file=sys.stderr)
     results: list[CaseResult] = []
     start = time.perf_counter()
     for i, case in enumerate(cases, 1):
@@ -547,25 +673,64 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  [{i}/{len(cases)}] {time.perf_counter() - start:.0f}s  pass {c['pass']}  "
                   f"regression {c['regression']}  refused {c['refused']}  original-fails {c['original-fails']}",
                   file=sys.stderr, flush=True)
+
+    # The light CNNs again at the other levels (O3: onnxruntime contrib-op fusions). The original was
+    # checked above: a case whose original fails or whose data cannot load keeps that status.
+    by_name = {r.name: r for r in results}
+    extra: dict[str, list[CaseResult]] = {}
+    for level in extra_levels:
+        extra[level] = []
+        for case in light_cases:
+            first = by_name[case.name]
+            if first.status in ("original-fails", "skipped"):
+                extra[level].append(CaseResult(case.name, first.status, first.error))
+            else:
+                extra[level].append(run_case(case, level, original_passed=True))
+        if not args.quiet:
+            c = summarize(extra[level])
+            print(f"  [light models at {level}] {time.perf_counter() - start:.0f}s  pass {c['pass']}  "
+                  f"regression {c['regression']}  refused {c['refused']}", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - start
 
     counts = summarize(results)
+    suites = {suite: summarize([r for r in results if suite_of(r.name) == suite])
+              for suite in dict.fromkeys(suite_of(r.name) for r in results)}
     crashes = [r for r in results if r.optimizer_crash]
     refused = [r for r in results if r.status == "refused"]
     regressions = [r for r in results if r.status == "regression"]
-    if refused:
-        print(f"\nrefused ({len(refused)}):")
+    extra_refused = [(lv, r) for lv, rs in extra.items() for r in rs if r.status == "refused"]
+    extra_regressions = [(lv, r) for lv, rs in extra.items() for r in rs if r.status == "regression"]
+    if refused or extra_refused:
+        print(f"\nrefused ({len(refused) + len(extra_refused)}):")
         for r in refused:
             print(f"  {r.name}: {r.error}")
+        for lv, r in extra_refused:
+            print(f"  {r.name} at {lv}: {r.error}")
     if crashes:
         print(f"\noptimizer crashed on cases whose original already fails ({len(crashes)}, not counted):")
         for r in crashes:
             print(f"  {r.name}: {r.optimizer_crash}")
-    if regressions:
-        print(f"\nregressions ({len(regressions)}):")
+    if regressions or extra_regressions:
+        print(f"\nregressions ({len(regressions) + len(extra_regressions)}):")
         for r in regressions:
             print(f"  {r.name}: {r.error}")
-    print(f"\nconformance: total {counts['total']}, pass {counts['pass']}, regression {counts['regression']}, "
+        for lv, r in extra_regressions:
+            print(f"  {r.name} at {lv}: {r.error}")
+    light_failures = [r for r in results if r.name in {c.name for c in light_cases} and r.status in ("original-fails", "skipped")]
+    if light_failures:
+        print(f"\nlight models not checked ({len(light_failures)}):")
+        for r in light_failures:
+            print(f"  {r.name} ({r.status}): {r.error}")
+    print()
+    if len(suites) > 1:
+        for suite, c in suites.items():
+            if suite != LIGHT_SUITE:
+                print(f"  {suite}: total {c['total']}, {_counts_text(c)}")
+    if LIGHT_SUITE in suites and light_cases:
+        print(_light_line(args.level, suites[LIGHT_SUITE]))
+        for lv, rs in extra.items():
+            print(_light_line(lv, summarize(rs)))
+    print(f"conformance: total {counts['total']}, pass {counts['pass']}, regression {counts['regression']}, "
           f"refused {counts['refused']}, original-fails {counts['original-fails']}, skipped {counts['skipped']} "
           f"({elapsed:.0f}s)")
 
@@ -577,10 +742,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "roots": [str(r) for r in roots],
             "seconds": round(elapsed, 2),
             "counts": counts,
+            "suites": suites,
             "cases": [dataclasses.asdict(r) for r in results],
+            "light_extra_levels": {
+                lv: {"counts": summarize(rs), "cases": [dataclasses.asdict(r) for r in rs]} for lv, rs in extra.items()
+            },
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    return 1 if regressions else 0
+    return 1 if regressions or extra_regressions else 0
 
 
 if __name__ == "__main__":
