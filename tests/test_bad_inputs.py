@@ -9,145 +9,52 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from optimizer.cli import cli
-from tests.models import small_model
+from tests.corpus.build import CASES, build as build_corpus
+from tests.models import save, small_model
 
 
-def _external_model(folder, location: str) -> onnx.ModelProto:
-    model = small_model()
-    tensor = model.graph.initializer[0]
-    tensor.ClearField("raw_data")
-    tensor.ClearField("float_data")
-    tensor.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", location), ("offset", "0"), ("length", "64")):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
-    return model
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The bad-input corpus (tests/corpus/build.py), built once per run."""
+    return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def _write(folder, name, content) -> str:
-    path = folder / name
-    if isinstance(content, onnx.ModelProto):
-        path.write_bytes(content.SerializeToString())
-    else:
-        path.write_bytes(content)
-    return str(path)
-
-
-def case_missing(folder):
-    return str(folder / "nope.onnx"), "no such file"
-
-
-def case_zero_bytes(folder):
-    return _write(folder, "m.onnx", b""), "empty file"
-
-
-def case_random_bytes(folder):
-    return _write(folder, "m.onnx", np.random.default_rng(0).bytes(4096)), "not an ONNX model"
-
-
-def case_text(folder):
-    return _write(folder, "m.onnx", b"this is not a model\n" * 20), "not an ONNX model"
-
-
-def case_truncated(folder):
-    data = small_model().SerializeToString()
-    return _write(folder, "m.onnx", data[: len(data) // 2]), "not an ONNX model"
-
-
-def case_protobuf_not_a_model(folder):
-    tensor = numpy_helper.from_array(np.ones(8, np.float32), "t")
-    return _write(folder, "m.onnx", tensor.SerializeToString()), "not an ONNX model"
-
-
-def case_undefined_value(folder):
-    model = small_model()
-    model.graph.node[2].input[0] = "nowhere"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
-
-
-def case_duplicate_names(folder):
-    model = small_model()
-    model.graph.node[1].output[0] = "w2"
-    model.graph.node[2].input[0] = "w2"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
-
-
-def case_cycle(folder):
-    model = small_model()
-    model.graph.node[1].input[0] = "m"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
-
-
-def case_unknown_default_op(folder):
-    model = small_model()
-    model.graph.node[3].op_type = "NoSuchOp"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
-
-
-def case_ir_too_new(folder):
-    model = small_model()
-    model.ir_version = 99
-    return _write(folder, "m.onnx", model), "IR version 99 is newer"
-
-
-def case_opset_too_new(folder):
-    model = small_model()
-    model.opset_import[0].version = 99
-    return _write(folder, "m.onnx", model), "opset 99 is newer"
-
-
-def case_mismatched_initializer(folder):
-    model = small_model()
-    model.graph.initializer[0].dims[:] = [8, 8]
-    return _write(folder, "m.onnx", model), "shape [8, 8]"
-
-
-def case_external_missing(folder):
-    return _write(folder, "m.onnx", _external_model(folder, "weights.bin")), "is missing"
-
-
-def case_external_absolute(folder):
-    (folder / "weights.bin").write_bytes(bytes(64))
-    return _write(folder, "m.onnx", _external_model(folder, str(folder / "weights.bin"))), "outside the model's folder"
-
-
-def case_external_dotdot(folder):
-    (folder.parent / "weights.bin").write_bytes(bytes(64))
-    return _write(folder, "m.onnx", _external_model(folder, "../weights.bin")), "outside the model's folder"
-
-
-def case_external_symlink(folder):
-    outside = folder.parent / "secret.bin"
-    outside.write_bytes(bytes(64))
-    os.symlink(outside, folder / "weights.bin")
-    return _write(folder, "m.onnx", _external_model(folder, "weights.bin")), "symlink"
-
-
-def case_external_too_short(folder):
-    (folder / "weights.bin").write_bytes(bytes(10))
-    return _write(folder, "m.onnx", _external_model(folder, "weights.bin")), "too short"
-
-
-CASES = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_model_file(case, tmp_path):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    path, expected = CASES[case](folder)
-    before = open(path, "rb").read() if os.path.exists(path) else None
-    out = tmp_path / "out.onnx"
-    result = CliRunner().invoke(cli, [path, "-o", str(out)], catch_exceptions=False)
+def _one_line_refusal(result, expected: str) -> None:
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.output
-    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_model_file(case, corpus, tmp_path):
+    path, expected = corpus[case]
+    before = open(path, "rb").read() if os.path.exists(path) else None
+    out = tmp_path / "out.onnx"
+    result = CliRunner().invoke(cli, [path, "-o", str(out), "--report", str(tmp_path / "r.json")], catch_exceptions=False)
+    _one_line_refusal(result, expected)
+    assert not out.exists() and not (tmp_path / "r.json").exists()
     assert not [p for p in tmp_path.rglob(".optimize-*")], "staging files left behind"
     if before is not None:
         assert open(path, "rb").read() == before
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["check", "--max-size", "1GB"], ["compare", "BASELINE", "--no-latency"], ["profile"]], ids=lambda c: c[0])
+@pytest.mark.parametrize("case", sorted(set(CASES) - {"huge_declared_input"}))
+def test_every_command_refuses_the_corpus(case, command, corpus, tmp_path):
+    """The other commands load models the same way: the same one-line refusal, nothing written."""
+    path, expected = corpus[case]
+    baseline = save(small_model(), tmp_path / "baseline.onnx")
+    args = [c if c != "BASELINE" else path for c in command]
+    if command[0] == "compare":
+        args = ["compare", baseline, path, *command[2:]]
+    else:
+        args = [command[0], path, *command[1:]]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    _one_line_refusal(result, expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_output_is_input_without_force(tmp_path):
