@@ -199,9 +199,11 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
                 on_stage=(lambda text: status.update(text)) if status else None,
                 on_progress=(lambda text, fraction: status.update(f"{text} ({fraction:.0%})")) if status else None,
             )
-            if status:
-                status.update("writing the report")
-            document = _optimization_document(result, inputs, shapes, profile=with_profile if with_profile is not None else bool(reports))
+            document = None
+            if as_json or reports or with_profile:  # the graph analysis and the profile cost time: only when read
+                if status:
+                    status.update("writing the report")
+                document = _optimization_document(result, inputs, shapes, profile=with_profile if with_profile is not None else bool(reports))
             if reports:
                 from optimizer.reports import write_reports
 
@@ -216,11 +218,18 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
         click.echo(json.dumps(document, indent=2, default=str))
     elif not quiet:
         from rich.console import Console
+        from rich.markup import escape
 
         from optimizer.report import render_optimization
 
         out = Console(highlight=False)
         render_optimization(result, out, verbose=verbose > 0)
+        profiled = (document or {}).get("profile") or {}
+        if profiled.get("by_op_type"):
+            shares = ", ".join(f"{row['op_type']} {row['share']:.0%}" for row in profiled["by_op_type"][:6])
+            out.print(f"time by op type ({profiled['runs']} profiled runs, {profiled['run_ms']:.3g} ms each): {escape(shares)}")
+        elif profiled.get("error"):
+            out.print(f"profile: {escape(profiled['error'])}")
         for path in reports:
             out.print(f"report: {path}")
     else:
