@@ -40,6 +40,15 @@ def test_run_writes_every_format_from_one_document(model_path, tmp_path):
     assert "Identity 1 → 0" in markdown
 
 
+def test_run_writes_an_html_report(model_path, tmp_path):
+    result = invoke(model_path, "-o", tmp_path / "fast.onnx", "--budget", "2", "--report", tmp_path / "r.html")
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in page
+    for chart in ("chart-tuning", "chart-profile", "chart-dtype", "chart-ops"):
+        assert f'id="{chart}"' in page
+
+
 def test_json_without_report_has_no_profile(model_path, tmp_path):
     result = invoke(model_path, "-o", tmp_path / "fast.onnx", "--no-tune", "--json")
     document = json.loads(result.stdout)
