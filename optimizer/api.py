@@ -547,6 +547,12 @@ def _tune_variants(
         reason = verifier.skip_reason if verifier is not None and verifier.skip_reason else "it runs on the verification inputs (drop --no-verify)"
         warnings.append(f"tuning skipped: {reason}")
         return None, {}
+    if io.staged_bytes(staged) > io.EXTERNAL_DATA_THRESHOLD:  # several live sessions: on 2.1 GiB, 5x its size and 160 s for a 30 s budget
+        warnings.append(
+            f"tuning skipped: the model is {io.staged_bytes(staged) / 2**30:.1f} GiB and timing keeps several onnxruntime sessions of it "
+            "alive at once (several times its size in memory); run `optimize tune` on the output to tune it anyway"
+        )
+        return None, {}
     variants: dict[str, Path] = {"original": reference_path}
     lower: dict[str, OptimizationResult] = {}
     if label in LEVELS:

@@ -5,13 +5,20 @@ one-line `ModelInputError`, before any tensor data is read: external data must s
 model's folder, declared tensor sizes must match the bytes present, and nothing is ever executed.
 `save()` writes atomically (a temporary folder beside the target, then renames), so an interrupted
 or failed run never leaves a half-written file.
+
+Weights in external data stay on disk: a loaded model's external tensors map only their own bytes,
+each time they are read, and keep nothing mapped (`MappedExternalTensor`), so a pass that looks at
+every weight does not leave the whole model resident while onnxruntime runs it; writing copies them
+file to file. Peak memory on a 2.1 GiB model: bench/results/2026-11-22-large-model.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
+import mmap
 import os
 import shutil
 import tempfile
@@ -35,6 +42,8 @@ __all__ = [
     "model_file_bytes",
     "weight_bytes_by_dtype",
     "supported_versions",
+    "inferred_value_bytes",
+    "MappedExternalTensor",
     "EXTERNAL_DATA_THRESHOLD",
 ]
 
@@ -42,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 # Protobuf cannot serialize a message over 2 GiB; stay clear of it.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
+_PROTOBUF_LIMIT = 2**31 - 1
 
 
 class ModelInputError(Exception):
@@ -130,6 +140,8 @@ def _check_external_location(tensor: onnx.TensorProto, base_dir: Path, where: Pa
         raise _fail(where, f"tensor '{name}' external data {location!r} resolves outside the model's folder (symlink); refused")
     if not os.path.isfile(real_file):
         raise _fail(where, f"external data file {location!r} for tensor '{name}' is missing")
+    if os.stat(real_file).st_nlink > 1:  # onnx-ir refuses to read such a file (a hard link may smuggle another file in)
+        raise _fail(where, f"external data file {location!r} for tensor '{name}' has other hard links; refused (use a copy of it)")
     try:
         offset = int(info.get("offset", 0) or 0)
         length = int(info["length"]) if info.get("length") else None
@@ -215,10 +227,11 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
     return proto
 
 
-def _copy_fields(source, target, skip: str) -> None:
-    """Copy every set field of a protobuf message except `skip` (no weights are touched)."""
+def _copy_fields(source, target, skip: str | tuple[str, ...]) -> None:
+    """Copy every set field of a protobuf message except those named in `skip` (no weights are touched)."""
+    skip = (skip,) if isinstance(skip, str) else skip
     for field, value in source.ListFields():
-        if field.name == skip:
+        if field.name in skip:
             continue
         if isinstance(value, (list, tuple)) or hasattr(value, "extend"):  # repeated field
             getattr(target, field.name).extend(value)
@@ -229,14 +242,28 @@ def _copy_fields(source, target, skip: str) -> None:
 
 
 def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with every main-graph initializer replaced by an empty tensor of the same name and type."""
+    """The model with every main-graph initializer, and every tensor in a main-graph node's attributes
+    (Constant values, embedded or external), replaced by an empty tensor of the same name and type."""
+
+    def empty(tensor: onnx.TensorProto, into: onnx.TensorProto) -> None:
+        into.name, into.data_type = tensor.name, tensor.data_type
+        into.dims.append(0)
+
     skeleton = onnx.ModelProto()
     _copy_fields(proto, skeleton, skip="graph")
-    _copy_fields(proto.graph, skeleton.graph, skip="initializer")
+    _copy_fields(proto.graph, skeleton.graph, skip=("initializer", "node"))
     for tensor in proto.graph.initializer:
-        empty = skeleton.graph.initializer.add()
-        empty.name, empty.data_type = tensor.name, tensor.data_type
-        empty.dims.append(0)
+        empty(tensor, skeleton.graph.initializer.add())
+    for node in proto.graph.node:
+        copy = skeleton.graph.node.add()
+        _copy_fields(node, copy, skip="attribute")
+        for attr in node.attribute:
+            target = copy.attribute.add()
+            _copy_fields(attr, target, skip=("t", "tensors"))
+            if attr.HasField("t"):
+                empty(attr.t, target.t)
+            for tensor in attr.tensors:
+                empty(tensor, target.tensors.add())
     return skeleton
 
 
@@ -265,15 +292,90 @@ def _check_versions(proto: onnx.ModelProto, where: Path) -> None:
             raise _fail(where, "the model uses standard ONNX ops but imports no default-domain opset")
 
 
+class MappedExternalTensor(ir.ExternalTensor):
+    """An external tensor that maps only its own bytes, anew at each read, and keeps no mapping.
+
+    onnx-ir's `ExternalTensor` maps the whole data file at the first read and keeps the mapping (and
+    every page read through it) for the tensor's lifetime: after a pass has looked at each weight
+    once (zero-channel pruning, deduplication), a 2 GB model stays resident in this process while
+    onnxruntime holds its own copy to verify it. Here `numpy()` returns a read-only array over a
+    fresh mapping of the tensor's range, unmapped when the caller drops the array; `tobytes()` reads
+    the range. Everything else (serialization as external data, `tofile`'s file-to-file copy) is
+    onnx-ir's.
+    """
+
+    __slots__ = ()
+
+    def _range(self) -> tuple[int, int]:
+        self._check_validity()
+        self._check_path_containment()
+        offset = self.offset or 0
+        return offset, self.length if self.length is not None else self.nbytes
+
+    def numpy(self) -> np.ndarray:
+        if self.dtype.is_string() or self.dtype.bitwidth < 8 or self.size == 0:
+            array = ir.ExternalTensor.numpy(self).copy()  # packed sub-byte types are unpacked into a copy anyway
+            self.release()
+            return array
+        offset, length = self._range()
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        with open(self.path, "rb") as file:
+            mapped = mmap.mmap(file.fileno(), offset + length - start, access=mmap.ACCESS_READ, offset=start)
+        dtype = np.dtype(self.dtype.numpy()).newbyteorder("<")
+        return np.frombuffer(mapped, dtype=dtype, count=self.size, offset=offset - start).reshape(self.shape.numpy())
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self.numpy()
+        return array.astype(dtype) if dtype is not None else (array.copy() if copy else array)
+
+    def tobytes(self) -> bytes:
+        offset, length = self._range()
+        with open(self.path, "rb") as file:
+            file.seek(offset)
+            data = file.read(length)
+        if len(data) != length:
+            raise ValueError(f"external data of tensor {self.name!r} is short: {len(data)} bytes of {length}")
+        return data
+
+
+def _all_tensors(graph: ir.Graph):
+    """Every tensor of a graph and its subgraphs: initializers and node attributes."""
+    for value in graph.initializers.values():
+        if value.const_value is not None:
+            yield value.const_value
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        for attr in node.attributes.values():
+            if attr.is_ref():
+                continue
+            if attr.type == ir.AttributeType.TENSOR:
+                yield attr.value
+            elif attr.type == ir.AttributeType.TENSORS:
+                yield from attr.value
+            elif attr.type == ir.AttributeType.GRAPH:
+                yield from (v.const_value for v in attr.value.initializers.values() if v.const_value is not None)
+            elif attr.type == ir.AttributeType.GRAPHS:
+                for sub in attr.value:
+                    yield from (v.const_value for v in sub.initializers.values() if v.const_value is not None)
+
+
+def _map_lazily(model: ir.Model, base_dir: str) -> ir.Model:
+    """Point external tensors at `base_dir` and make them `MappedExternalTensor`s (nothing is read)."""
+    ir.external_data.set_base_dir(model.graph, base_dir)
+    for tensor in _all_tensors(model.graph):
+        if type(tensor) is ir.ExternalTensor:
+            tensor.release()
+            tensor.__class__ = MappedExternalTensor  # same slots: only the read methods change
+    return model
+
+
 def load(path: str | os.PathLike, *, validate: bool = True) -> ir.Model:
-    """Validate and load a model; tensors in external data stay on disk until used (memory-mapped).
+    """Validate and load a model; tensors in external data stay on disk, read only while used.
 
     `validate=False` is for re-reading a file this process already validated.
     """
     proto = load_proto(path) if validate else onnx.load_model(str(path), load_external_data=False)
     model = ir.serde.deserialize_model(proto)
-    ir.external_data.set_base_dir(model.graph, os.path.dirname(os.path.abspath(path)))
-    return model
+    return _map_lazily(model, os.path.dirname(os.path.abspath(path)))
 
 
 def convert_opset(model: ir.Model, opset: int) -> ir.Model:
@@ -293,8 +395,66 @@ def convert_opset(model: ir.Model, opset: int) -> ir.Model:
         raise ValueError(f"onnx's version converter cannot upgrade this model to opset {opset}: {first}") from None
     upgraded = ir.serde.deserialize_model(converted)
     if base_dir is not None:
-        ir.external_data.set_base_dir(upgraded.graph, base_dir)
+        _map_lazily(upgraded, base_dir)
     return upgraded
+
+
+def inferred_value_bytes(model: ir.Model) -> dict[str, tuple[int, list[int]]]:
+    """Bytes and dims of every main-graph value whose dtype and whole shape onnx's shape inference knows
+    (declared, or inferred with constants propagated: a ConstantOfShape of a constant shape counts).
+
+    Weights over 1 KB are not read and the model is left unchanged; {} when inference fails. Constants
+    are propagated only when no 1-D value is long: onnx's data propagation holds a shape entry of about
+    140 bytes per element of every 1-D value an Add or Mul reads (1.4 GB for 10 million elements).
+    """
+    from onnx_ir.passes.common import _c_api_utils
+
+    def infer(data_prop: bool):
+        return lambda proto: onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=data_prop)
+
+    graph = model.graph
+    order = list(graph.initializers.values())
+    declared = [(value, value.type, value.shape) for value in order]
+    try:
+        inferred = _c_api_utils.call_onnx_api(infer(False), model)
+        infos = (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
+        if not any(_long_1d(info) for info in infos):
+            inferred = _c_api_utils.call_onnx_api(infer(True), model)
+    except Exception as error:  # noqa: BLE001 - inference is best-effort
+        logger.info("shape inference failed: %s", error)
+        return {}
+    finally:  # the helper re-adds large initializers last and types untyped ones: undo both (determinism)
+        if list(graph.initializers.values()) != order:
+            for value in order:
+                graph.initializers.pop(value.name, None)
+            for value in order:
+                graph.initializers[value.name] = value
+        for value, type_, shape in declared:
+            value.type, value.shape = type_, shape
+    sizes: dict[str, tuple[int, list[int]]] = {}
+    for info in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        if not info.type.HasField("tensor_type") or not info.type.tensor_type.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
+        elem_type = info.type.tensor_type.elem_type
+        if None in dims or elem_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+            continue
+        try:
+            bits = 4 if elem_type in _FOUR_BIT_TYPES else 8 * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
+        except Exception:  # noqa: BLE001 - a type numpy does not know
+            continue
+        count = int(np.prod(dims, dtype=np.float64)) if dims else 1
+        sizes[info.name] = ((count * bits + 7) // 8, dims)
+    return sizes
+
+
+_DATA_PROP_MAX_ELEMENTS = 1 << 16
+
+
+def _long_1d(info: onnx.ValueInfoProto) -> bool:
+    """A 1-D tensor value with more than _DATA_PROP_MAX_ELEMENTS elements (onnx's data propagation would hold one entry per element)."""
+    dims = info.type.tensor_type.shape.dim if info.type.HasField("tensor_type") else ()
+    return len(dims) == 1 and dims[0].HasField("dim_value") and dims[0].dim_value > _DATA_PROP_MAX_ELEMENTS
 
 
 def model_file_bytes(model: ir.Model, path: str | os.PathLike) -> int:
@@ -335,7 +495,10 @@ def stage(model: ir.Model, folder: str | os.PathLike, name: str, *, external_dat
     Returns the staged model path; `publish()` moves it into place, `discard()` removes it.
     """
     folder = Path(folder)
-    use_external = external_data if external_data is not None else _tensor_bytes(model) > EXTERNAL_DATA_THRESHOLD
+    weights = _tensor_bytes(model)
+    use_external = external_data if external_data is not None else weights > EXTERNAL_DATA_THRESHOLD
+    if not use_external and weights > _PROTOBUF_LIMIT:
+        raise _fail(folder / name, f"the weights take {weights / 2**30:.2f} GiB, more than the 2 GiB one ONNX file can hold; write them as external data (drop --no-external-data)")
     try:
         staging = Path(tempfile.mkdtemp(prefix=".optimize-", dir=folder))
     except OSError as error:
@@ -343,7 +506,8 @@ def stage(model: ir.Model, folder: str | os.PathLike, name: str, *, external_dat
     staged = staging / name
     try:
         if use_external:
-            ir.save(model, staged, external_data=name + ".data")
+            with _external_in_memory(model, initializers=False):  # ir.save moves initializers, not node attributes
+                ir.save(model, staged, external_data=name + ".data")
         else:
             _write_embedded(model, staged)
     except OSError as error:
@@ -356,6 +520,42 @@ def stage(model: ir.Model, folder: str | os.PathLike, name: str, *, external_dat
 
 
 _STREAMED_TENSOR_BYTES = 64 * 1024
+
+
+@contextlib.contextmanager
+def _external_in_memory(model: ir.Model, *, initializers: bool):
+    """Within the block, external tensors in node attributes (and, with `initializers`, in initializers of
+    every graph) are in-memory tensors, so that serializing embeds them instead of writing references
+    to files that are not beside the new model. Restored afterwards; one tensor's bytes are read at a
+    time, when serialized.
+    """
+    restore: list = []
+    try:
+        for graph in model.graphs():
+            for value in graph.initializers.values() if initializers else ():
+                if isinstance(value.const_value, ir.ExternalTensor):
+                    restore.append((value, value.const_value))
+                    value.const_value = _in_memory(value.const_value)
+            for node in graph:
+                for key, attr in list(node.attributes.items()):
+                    if attr.is_ref() or attr.type not in (ir.AttributeType.TENSOR, ir.AttributeType.TENSORS):
+                        continue
+                    tensors = [attr.value] if attr.type == ir.AttributeType.TENSOR else list(attr.value)
+                    if any(isinstance(t, ir.ExternalTensor) for t in tensors):
+                        copies = [_in_memory(t) if isinstance(t, ir.ExternalTensor) else t for t in tensors]
+                        restore.append((node, key, attr))
+                        node.attributes[key] = ir.Attr(key, attr.type, copies[0] if attr.type == ir.AttributeType.TENSOR else copies, doc_string=attr.doc_string)
+        yield
+    finally:
+        for entry in reversed(restore):
+            if len(entry) == 2:
+                entry[0].const_value = entry[1]
+            else:
+                entry[0].attributes[entry[1]] = entry[2]
+
+
+def _in_memory(tensor: ir.ExternalTensor) -> ir.Tensor:
+    return ir.Tensor(tensor.numpy(), dtype=tensor.dtype, name=tensor.name, doc_string=tensor.doc_string)
 
 
 def _varint(number: int) -> bytes:
@@ -386,12 +586,15 @@ def _write_embedded(model: ir.Model, path: Path) -> None:
     streamed = []
     for name, value in list(graph.initializers.items()):
         tensor = value.const_value
-        if tensor is None or isinstance(tensor, ir.StringTensor) or tensor.nbytes < _STREAMED_TENSOR_BYTES:
+        if tensor is None or isinstance(tensor, ir.StringTensor):
             continue
+        if tensor.nbytes < _STREAMED_TENSOR_BYTES and not isinstance(tensor, ir.ExternalTensor):
+            continue  # external ones are streamed whatever their size: serializing would keep their references
         streamed.append((name, value))
         del graph.initializers[name]
     try:
-        proto = ir.serde.serialize_model(model)
+        with _external_in_memory(model, initializers=True):  # what is left: subgraphs' and node attributes'
+            proto = ir.serde.serialize_model(model)
     finally:
         for name, value in streamed:
             graph.register_initializer(value)

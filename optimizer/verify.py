@@ -26,6 +26,8 @@ __all__ = [
     "parse_input_shapes",
     "load_inputs",
     "default_tolerance",
+    "check_value_sizes",
+    "format_bytes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -196,6 +198,7 @@ def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[i
             if isinstance(declared, int) and declared >= 0 and declared != given:
                 raise VerificationInputError(f"--input-shape {name}={','.join(map(str, shape))} contradicts the declared static shape {list(spec.dims)}")
     profiles = _DIM_PROFILES if any(not (isinstance(d, int) and d >= 0) for s in specs if s.name not in input_shapes for d in s.dims) else _DIM_PROFILES[:1]
+    too_big = None
     for profile in profiles:
         profile = {**profile, "batch": batch}
         for zeros in (False, True):
@@ -203,11 +206,76 @@ def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[i
             symbols: dict = {}
             feeds = {}
             shapes = {spec.name: input_shapes.get(spec.name) or _bind_dims(spec, profile, symbols) for spec in specs}
-            if sum(int(np.prod(shape, dtype=np.float64)) * spec.dtype.itemsize for spec, shape in zip(specs, shapes.values())) > _MAX_GENERATED_BYTES:
+            sizes = {spec.name: int(np.prod(shape, dtype=np.float64)) * spec.dtype.itemsize for spec, shape in zip(specs, shapes.values())}
+            if sum(sizes.values()) > _MAX_GENERATED_BYTES:
+                if too_big is None or (too_big and sum(sizes.values()) < sum(too_big[0].values())):
+                    too_big = (sizes, shapes)
                 continue  # this profile would not fit in memory; try the next
+            too_big = False
             for spec in specs:
                 feeds[spec.name] = _generate_array(spec, shapes[spec.name], rng, zeros)
             yield feeds, f"generated ({'zeros' if zeros else 'random'}; " + ", ".join(f"{k}={list(v.shape)}" for k, v in feeds.items()) + ")"
+    if too_big:
+        sizes, shapes = too_big
+        name = max(sizes, key=sizes.get)
+        dynamic = any(not (isinstance(d, int) and d >= 0) for s in specs if s.name == name for d in s.dims)
+        raise VerificationInputError(
+            f"generated inputs would take {format_bytes(sum(sizes.values()))} (input '{name}' is {list(shapes[name])}), over the "
+            f"{format_bytes(_MAX_GENERATED_BYTES)} limit: nothing was generated; pass --inputs FILE.npz"
+            + (", or smaller dims with --input-shape NAME=D1,D2,..." if dynamic else "")
+        )
+
+
+def format_bytes(count: float) -> str:
+    """1536 -> '1.5 KiB'; 3.2e13 -> '29.1 TiB'."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system could give this process now (MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_value_sizes(model: ir.Model, limit: int | None = None) -> None:
+    """Refuse (VerificationInputError) a model with a value whose declared or inferred static size exceeds
+    `limit` (default: the memory available now): running it would exhaust memory, so it is not attempted.
+
+    Covers what shape inference sees with constants propagated: an intermediate or output declared
+    [100000, 100000, 1000], a ConstantOfShape/Expand/Tile of a constant shape. Graph inputs are the
+    generated inputs' business (`_candidate_feeds`), initializers were checked against their bytes.
+    """
+    from optimizer import io
+
+    limit = available_memory() if limit is None else limit
+    if limit is None:
+        return
+    skip = {v.name for v in model.graph.inputs} | set(model.graph.initializers)
+    oversized = {name: size for name, size in io.inferred_value_bytes(model).items() if name not in skip and size[0] > limit}
+    if not oversized:
+        return
+    name = max(oversized, key=lambda n: oversized[n][0])
+    size, dims = oversized[name]
+    producer = ir.convenience.create_value_mapping(model.graph).get(name)
+    node = producer.producer() if producer is not None else None
+    what = f"output of {node.op_type}{f' {node.name!r}' if node is not None and node.name else ''}" if node is not None else "a value"
+    raise VerificationInputError(
+        f"value '{name}' ({what}) would take {format_bytes(size)} ({dims}), more than the {format_bytes(limit)} of memory available: "
+        "the model cannot run here, so it was not run; --no-verify optimizes it without running it"
+    )
 
 
 # -- running and comparing ----------------------------------------------------------------------
@@ -217,7 +285,7 @@ def _session(path: str, reference: bool):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures are reported (first line) by the caller, not logged to stderr
     if reference:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -289,6 +357,7 @@ class Verifier:
         batch: int = 1,
     ) -> None:
         self.tolerance = tolerance or default_tolerance(original)
+        self._unchecked: ir.Model | None = None
         self.skip_reason = ""
         self.feeds: dict[str, np.ndarray] = {}
         self.expected: list = []
@@ -304,10 +373,17 @@ class Verifier:
             self.skip_reason = f"onnxruntime cannot load the original model: {first_line(error)}"
             return
         specs = _input_specs(original, input_shapes)
+        self._unchecked = original  # sizes checked once the inputs are known to fit, before the first run
         if inputs is not None:
             self._use_given_inputs(session, specs, inputs)
         else:
             self._find_working_inputs(session, specs, input_shapes or {}, batch)
+        self._unchecked = None
+
+    def _check_sizes_once(self) -> None:
+        if self._unchecked is not None:
+            model, self._unchecked = self._unchecked, None
+            check_value_sizes(model)
 
     def _use_given_inputs(self, session, specs: list[_InputSpec], inputs: Mapping[str, np.ndarray]) -> None:
         names = {s.name for s in specs}
@@ -323,6 +399,7 @@ class Verifier:
             if array.dtype != spec.dtype:
                 raise VerificationInputError(f"--inputs '{spec.name}' is {array.dtype}, the model expects {spec.dtype}")
             feeds[spec.name] = array
+        self._check_sizes_once()
         try:
             self.expected = session.run(self.output_names, feeds)
         except Exception as error:  # noqa: BLE001
@@ -332,6 +409,7 @@ class Verifier:
     def _find_working_inputs(self, session, specs, input_shapes, batch: int) -> None:
         last_error = None
         for feeds, source in _candidate_feeds(specs, input_shapes, batch):
+            self._check_sizes_once()
             try:
                 self.expected = session.run(self.output_names, feeds)
             except Exception as error:  # noqa: BLE001 - try the next input profile
