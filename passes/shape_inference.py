@@ -21,8 +21,26 @@ __all__ = ["infer_shapes"]
 logger = logging.getLogger(__name__)
 
 
-def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+DATA_PROP_MAX_ELEMENTS = 1 << 16
+"""onnx's data propagation holds a shape entry (about 140 bytes) per element of every 1-D value an Add or
+Mul reads: 1.4 GB for a 10-million-element bias. Models with a longer known 1-D value are inferred without it."""
+
+
+def _infer_with_data(proto: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+
+
+def _infer_without_data(proto: onnx.ModelProto) -> onnx.ModelProto:
+    return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=False)
+
+
+def _has_long_1d_value(model: ir.Model) -> bool:
+    for graph in model.graphs():
+        for value in (*graph.inputs, *graph.initializers.values(), *(o for n in graph for o in n.outputs)):
+            shape = value.shape
+            if shape is not None and len(shape) == 1 and isinstance(shape[0], int) and shape[0] > DATA_PROP_MAX_ELEMENTS:
+                return True
+    return False
 
 
 def _merge(model: ir.Model, inferred_proto: onnx.ModelProto) -> bool:
@@ -51,11 +69,12 @@ def _merge(model: ir.Model, inferred_proto: onnx.ModelProto) -> bool:
 def infer_shapes(model: ir.Model) -> bool:
     """Annotate values with inferred types and shapes in place; a failure leaves the model as it was."""
     order = list(model.graph.initializers.values())
+    infer = _infer_without_data if _has_long_1d_value(model) else _infer_with_data
     try:
-        modified = _merge(model, _c_api_utils.call_onnx_api(_infer, model))
+        modified = _merge(model, _c_api_utils.call_onnx_api(infer, model))
         if _resolve_reshapes(model.graph):  # then propagate what the resolved shapes tell downstream
             _forget_placeholders(model.graph)
-            _merge(model, _c_api_utils.call_onnx_api(_infer, model))
+            _merge(model, _c_api_utils.call_onnx_api(infer, model))
             modified = True
         return modified
     except Exception as error:  # noqa: BLE001 - inference is best-effort

@@ -324,3 +324,29 @@ def test_value_size_check_leaves_the_model_as_it_was(tmp_path):
     before = ir.serde.serialize_model(model).SerializeToString()
     check_value_sizes(model, limit=1 << 50)
     assert ir.serde.serialize_model(model).SerializeToString() == before
+
+
+def test_shape_inference_of_a_long_1d_value_stays_small():
+    """onnx's data propagation would hold ~140 bytes per element of a 10M-element bias (1.4 GB):
+    the passes' shape inference must run it without, under a 1 GiB address-space cap."""
+    script = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import numpy as np, onnx_ir as ir
+from onnx import TensorProto, helper, numpy_helper
+from passes.shape_inference import infer_shapes
+n = 10_000_000
+bias = numpy_helper.from_array(np.ones(n, np.float32), "b")
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+graph = helper.make_graph([helper.make_node("Add", ["x", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])], "g", [x], [y], [bias])
+model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+infer_shapes(model)
+print(list(model.graph.outputs[0].shape))
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.strip() == "[10000000]"
