@@ -52,9 +52,11 @@ class ModelStats:
     @classmethod
     def of(cls, model: ir.Model, path: str | os.PathLike | None = None) -> ModelStats:
         counts: dict[str, int] = {}
-        for node in ir.traversal.RecursiveGraphIterator(model.graph):
-            key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
-            counts[key] = counts.get(key, 0) + 1
+        # Model-local functions run too: their nodes count (next to the call node itself).
+        for graph in (model.graph, *model.functions.values()):
+            for node in ir.traversal.RecursiveGraphIterator(graph):
+                key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+                counts[key] = counts.get(key, 0) + 1
         by_dtype = io.weight_bytes_by_dtype(model)
         file_bytes = io.model_file_bytes(model, path) if path is not None and Path(path).is_file() else None
         return cls(sum(counts.values()), dict(sorted(counts.items())), sum(by_dtype.values()), file_bytes, by_dtype, _weight_bytes_by_op_type(model))
@@ -498,6 +500,9 @@ def optimize(
                     warnings.append(f"removed {runtime.config_path_for(output_path).name}: it was tuned for the model this run replaced")
                 external_path = io.publish(run.staged, output_path)
                 run.staged = None
+                if io.has_external_tensors(optimized):
+                    # Its weights were read from the staged (now renamed) or the replaced files: read them from the output.
+                    optimized = io.load(output_path, validate=False)
                 if staged_config is not None:
                     config_path = runtime.config_path_for(output_path)
                     os.replace(staged_config, config_path)

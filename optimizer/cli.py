@@ -160,7 +160,7 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
         from optimizer.reports import check_report_paths
 
         shapes = _input_shapes(input_shapes)
-        check_report_paths(reports)
+        check_report_paths(reports, [model, output])
         try:
             api.resolve_pass_names(level, _split_names(only_passes), _split_names(skip_passes))
         except KeyError as error:
@@ -200,14 +200,18 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
                 on_progress=(lambda text, fraction: status.update(f"{text} ({fraction:.0%})")) if status else None,
             )
             document = None
-            if as_json or reports or with_profile:  # the graph analysis and the profile cost time: only when read
-                if status:
-                    status.update("writing the report")
-                document = _optimization_document(result, inputs, shapes, profile=with_profile if with_profile is not None else bool(reports))
-            if reports:
-                from optimizer.reports import write_reports
+            try:
+                if as_json or reports or with_profile:  # the graph analysis and the profile cost time: only when read
+                    if status:
+                        status.update("writing the report")
+                    document = _optimization_document(result, inputs, shapes, profile=with_profile if with_profile is not None else bool(reports))
+                if reports:
+                    from optimizer.reports import write_reports
 
-                write_reports(document, reports)
+                    write_reports(document, reports, [model, output])
+            except (KeyboardInterrupt, _Interrupted):
+                written = f"after writing {result.output_path}" if result.output_path is not None else "after optimizing"
+                _fail(f"interrupted {written}; the report was not written", EXIT_INTERRUPTED)
             return result, document
         finally:
             if status:
@@ -215,7 +219,9 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
 
     result, document = _handle_errors(verbose, work)
     if as_json:
-        click.echo(json.dumps(document, indent=2, default=str))
+        from optimizer.reports import to_json
+
+        click.echo(to_json(document), nl=False)
     elif not quiet:
         from rich.console import Console
         from rich.markup import escape
@@ -265,6 +271,12 @@ def _handle_errors(verbose: int, work):
             _fail("interrupted; no output written", EXIT_INTERRUPTED)
         raise
     finally:
+        _restore_signals(previous)
+
+
+def _restore_signals(previous: dict) -> None:
+    """Put the handlers back, unless a signal arrived: then they stay ignored until the process exits."""
+    if not _signals_received:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -498,7 +510,8 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
         from optimizer.reports import check_report_paths, write_reports
         from optimizer.reports.document import header
 
-        check_report_paths(reports)
+        protected = [model, baseline, config_path, baseline_config]
+        check_report_paths(reports, protected)
         try:
             options = gates.CheckOptions(
                 max_size=gates.parse_size(max_size) if max_size is not None else None,
@@ -520,12 +533,14 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
         with _ProgressBar(console, enabled=not quiet and not as_json and console.is_terminal, total=1.0, label="checking") as progress:
             result = gates.run_check(model, options, on_progress=progress)
         document = {**header("check"), **result.to_dict()}
-        write_reports(document, reports)
+        write_reports(document, reports, protected)
         return result, document
 
     result, document = _handle_errors(verbose, work)
     if as_json:
-        click.echo(json.dumps(document, indent=2, default=str))
+        from optimizer.reports import to_json
+
+        click.echo(to_json(document), nl=False)
     else:
         from rich.console import Console
 
@@ -559,7 +574,8 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
         from optimizer.reports import check_report_paths, write_reports
         from optimizer.reports.document import header
 
-        check_report_paths(reports)
+        protected = [model_a, model_b, config_a, config_b]
+        check_report_paths(reports, protected)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
         with _ProgressBar(console, enabled=not quiet and not as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
             body = compare_models(
@@ -567,12 +583,14 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
                 latency=latency, budget_s=budget, on_progress=progress,
             )
         document = {**header("compare"), **body}
-        write_reports(document, reports)
+        write_reports(document, reports, protected)
         return document
 
     document = _handle_errors(verbose, work)
     if as_json:
-        click.echo(json.dumps(document, indent=2, default=str))
+        from optimizer.reports import to_json
+
+        click.echo(to_json(document), nl=False)
     elif not quiet:
         from rich.console import Console
 
@@ -698,8 +716,7 @@ def main() -> None:
             _fail("interrupted", EXIT_INTERRUPTED)
         raise
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _restore_signals(previous)
 
 
 if __name__ == "__main__":

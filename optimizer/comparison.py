@@ -21,7 +21,7 @@ from optimizer.error_budget import OutputError, measure_errors
 from optimizer.measure import LatencyStats, time_candidates
 
 __all__ = [
-    "ComparisonError", "LoadedModel", "LatencyComparison", "load_model", "model_summary", "check_same_interface",
+    "ComparisonError", "Interface", "LoadedModel", "LatencyComparison", "load_model", "model_summary", "check_same_interface",
     "run_outputs", "output_errors", "op_count_diff", "time_against", "compare_models", "NOISE_FLOOR",
 ]
 
@@ -45,8 +45,11 @@ class LoadedModel:
 
 def load_model(path: str | os.PathLike, config_path: str | os.PathLike | None = None) -> LoadedModel:
     """Validate and load a model (io.ModelInputError when bad); its settings file when given or next to it."""
+    from optimizer.verify import check_value_sizes
+
     path = Path(path)
     model = io.load(path)
+    check_value_sizes(model)  # a value too large for memory: refused before it runs
     if config_path is None and runtime.config_path_for(path).is_file() and runtime.is_config_of(runtime.config_path_for(path), path.name):
         config_path = runtime.config_path_for(path)
     if config_path is not None:
@@ -74,21 +77,52 @@ def model_summary(loaded: LoadedModel) -> dict:
     }
 
 
-def _interface(model: ir.Model) -> tuple[list[str], list[str]]:
+def _inputs(model: ir.Model) -> dict[str, tuple]:
+    """Graph inputs (initializers aside): name -> (dtype, static dims with None for dynamic ones)."""
     initializers = set(model.graph.initializers)
-    return [v.name for v in model.graph.inputs if v.name not in initializers], [v.name for v in model.graph.outputs]
+    return {
+        v.name: (v.dtype, None if v.shape is None else tuple(d if isinstance(d, int) else None for d in v.shape))
+        for v in model.graph.inputs if v.name not in initializers
+    }
 
 
-def check_same_interface(a: LoadedModel, b: LoadedModel) -> list[str]:
-    """The output names both models have (ComparisonError when their inputs differ or no output is shared)."""
-    inputs_a, outputs_a = _interface(a.model)
-    inputs_b, outputs_b = _interface(b.model)
+def _compatible(a: tuple, b: tuple) -> bool:
+    (dtype_a, dims_a), (dtype_b, dims_b) = a, b
+    if dtype_a is not None and dtype_b is not None and dtype_a != dtype_b:
+        return False
+    if dims_a is None or dims_b is None:
+        return True
+    return len(dims_a) == len(dims_b) and all(x is None or y is None or x == y for x, y in zip(dims_a, dims_b))
+
+
+@dataclasses.dataclass
+class Interface:
+    """What two models have in common: outputs to compare, and outputs only one of them has."""
+
+    shared: list[str]
+    only_a: list[str]
+    only_b: list[str]
+
+
+def check_same_interface(a: LoadedModel, b: LoadedModel) -> Interface:
+    """Their common outputs (ComparisonError when the inputs differ in name, dtype or static dims, or no output is shared)."""
+    inputs_a, inputs_b = _inputs(a.model), _inputs(b.model)
     if sorted(inputs_a) != sorted(inputs_b):
         raise ComparisonError(f"{a.path.name} and {b.path.name} take different inputs ({', '.join(inputs_a)} vs {', '.join(inputs_b)})")
+    for name in inputs_a:
+        if not _compatible(inputs_a[name], inputs_b[name]):
+            raise ComparisonError(f"input '{name}' differs: {_describe(inputs_a[name])} in {a.path.name}, {_describe(inputs_b[name])} in {b.path.name}")
+    outputs_a, outputs_b = [v.name for v in a.model.graph.outputs], [v.name for v in b.model.graph.outputs]
     shared = [name for name in outputs_a if name in outputs_b]
     if not shared:
         raise ComparisonError(f"{a.path.name} and {b.path.name} have no output name in common")
-    return shared
+    return Interface(shared, [n for n in outputs_a if n not in outputs_b], [n for n in outputs_b if n not in outputs_a])
+
+
+def _describe(spec: tuple) -> str:
+    dtype, dims = spec
+    shape = "?" if dims is None else "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+    return f"{dtype.name.lower() if dtype is not None else '?'} {shape}"
 
 
 def run_outputs(session, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
@@ -97,13 +131,17 @@ def run_outputs(session, feeds: Mapping[str, np.ndarray], names: Sequence[str]) 
 
 def output_errors(reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[OutputError]:
     """Per-output error of the candidate against the reference on `feeds`, one session at a time."""
-    expected = run_outputs(reference.session(), feeds, names)
+    return measure_errors(names, _run(reference, feeds, names, candidate), _run(candidate, feeds, names, reference))
+
+
+def _run(model: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str], other: LoadedModel) -> list[np.ndarray]:
     try:
-        actual = run_outputs(candidate.session(), feeds, names)
+        return run_outputs(model.session(), feeds, names)
+    except runtime.ConfigError:
+        raise
     except Exception as error:  # noqa: BLE001 - onnxruntime raises several types
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ComparisonError(f"{candidate.path.name} does not run on the inputs {reference.path.name} takes: {message}") from None
-    return measure_errors(names, expected, actual)
+        raise ComparisonError(f"{model.path.name} does not run on the inputs of {other.path.name}: {message}") from None
 
 
 def op_count_diff(a: Mapping[str, int], b: Mapping[str, int]) -> list[dict]:
@@ -180,14 +218,18 @@ def compare_models(
     from optimizer.api import feeds_for
 
     a, b = load_model(a_path, config_a), load_model(b_path, config_b)
-    names = check_same_interface(a, b)
+    interface = check_same_interface(a, b)
     feeds, source = feeds_for(a.path, a.model, inputs, input_shapes, 1)
     summary_a, summary_b = model_summary(a), model_summary(b)
-    errors = output_errors(a, b, feeds, names)
+    errors = output_errors(a, b, feeds, interface.shared)
+    warnings = [f"outputs only in {which}: {', '.join(names)}" for which, names in (("A", interface.only_a), ("B", interface.only_b)) if names]
     body = {
         "a": summary_a,
         "b": summary_b,
         "inputs": source,
+        "outputs_only_in_a": interface.only_a,
+        "outputs_only_in_b": interface.only_b,
+        "warnings": warnings,
         "outputs": [e.to_dict() for e in errors],
         "op_counts": op_count_diff(summary_a["op_counts"], summary_b["op_counts"]),
         "size": {

@@ -457,15 +457,18 @@ def _long_1d(info: onnx.ValueInfoProto) -> bool:
     return len(dims) == 1 and dims[0].HasField("dim_value") and dims[0].dim_value > _DATA_PROP_MAX_ELEMENTS
 
 
+def has_external_tensors(model: ir.Model) -> bool:
+    """Whether any tensor (initializer or Constant) reads its data from a file."""
+    return any(isinstance(tensor, ir.ExternalTensor) for tensor in _all_tensors(model.graph))
+
+
 def model_file_bytes(model: ir.Model, path: str | os.PathLike) -> int:
     """Size of a model on disk: its file plus every external data file its tensors reference."""
     total = Path(path).stat().st_size
     data_files = set()
-    for graph in model.graphs():
-        for value in graph.initializers.values():
-            tensor = value.const_value
-            if isinstance(tensor, ir.ExternalTensor):
-                data_files.add(os.path.realpath(os.path.join(tensor.base_dir, tensor.location)))
+    for tensor in _all_tensors(model.graph):  # initializers and Constant-node tensors, subgraphs included
+        if isinstance(tensor, ir.ExternalTensor):
+            data_files.add(os.path.realpath(os.path.join(tensor.base_dir, tensor.location)))
     return total + sum(os.path.getsize(f) for f in data_files if os.path.isfile(f))
 
 

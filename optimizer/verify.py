@@ -274,7 +274,7 @@ def check_value_sizes(model: ir.Model, limit: int | None = None) -> None:
     what = f"output of {node.op_type}{f' {node.name!r}' if node is not None and node.name else ''}" if node is not None else "a value"
     raise VerificationInputError(
         f"value '{name}' ({what}) would take {format_bytes(size)} ({dims}), more than the {format_bytes(limit)} of memory available: "
-        "the model cannot run here, so it was not run; --no-verify optimizes it without running it"
+        "the model cannot run here, so it was not run (`optimize MODEL --no-verify` rewrites it without running it)"
     )
 
 

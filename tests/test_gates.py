@@ -37,7 +37,7 @@ def test_parse_size(text, expected):
     assert gates.parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["abc", "5XB", "-1MB", ""])
+@pytest.mark.parametrize("text", ["abc", "5XB", "-1MB", "", "9" * 400])
 def test_parse_size_refuses(text):
     with pytest.raises(gates.GateInputError, match="--max-size"):
         gates.parse_size(text)
@@ -67,6 +67,7 @@ def test_ops_match_with_or_without_domain():
     assert gates._op_present(counts, "com.microsoft:Attention") == 2
     assert gates._op_present(counts, "ai.onnx.ml:Attention") == 0
     assert gates._op_present(counts, "MatMul") == 3
+    assert gates._op_present(counts, "ai.onnx:MatMul") == gates._op_present(counts, ":MatMul") == 3
 
 
 def test_latency_gate_reports_the_noise_margin(model_path):
@@ -84,18 +85,18 @@ def test_error_gate_against_baseline(model_path, tmp_path):
     far = _scaled(tmp_path, 1.5, "far.onnx")
     budget = ErrorBudget.parse(["rel=0.01"])
     ok = gates.run_check(close, gates.CheckOptions(baseline=model_path, error_budget=budget))
-    assert [g.gate for g in ok.gates] == ["error"] and ok.passed
+    assert [g.gate for g in ok.gates] == ["outputs", "error"] and ok.passed
     assert ok.errors[0]["rel"] == pytest.approx(0.001, rel=0.05)
     bad = gates.run_check(far, gates.CheckOptions(baseline=model_path, error_budget=budget))
     assert not bad.passed
-    assert "rel error" in bad.gates[0].detail
+    assert "rel error" in bad.gates[1].detail
 
 
 def test_regression_gates_time_both_models_in_one_run(model_path, tmp_path):
     same = _scaled(tmp_path, 1.0, "same.onnx")
     result = gates.run_check(same, gates.CheckOptions(baseline=model_path, max_regression=0.5, budget_s=1))
     names = [g.gate for g in result.gates]
-    assert names == ["regression-size", "regression-latency"]
+    assert names == ["regression-size", "outputs", "regression-latency"]
     assert result.passed  # the same graph: neither larger nor slower beyond 50% + noise
     assert {"model", "baseline", "control", "noise"} <= set(result.latency)
 
@@ -167,3 +168,60 @@ def test_cli_quiet_prints_only_failures(model_path):
     result = invoke(model_path, "--max-size", "1MB", "--max-params", "5", "-q")
     assert result.exit_code == 1
     assert "params" in result.output and "size" not in result.output.split("gate(s)")[0].replace("params", "")
+
+
+def _two_outputs(tmp_path, name: str, keep_second: bool = True) -> str:
+    """small_model with a second output z = Relu's input, optionally left out."""
+    model = small_model()
+    if keep_second:
+        model.graph.output.append(onnx.helper.make_tensor_value_info("m", onnx.TensorProto.FLOAT, ["N", 4]))
+    return save(model, tmp_path / name)
+
+
+def test_a_baseline_output_the_model_lacks_fails(tmp_path):
+    baseline = _two_outputs(tmp_path, "base.onnx")
+    dropped = _two_outputs(tmp_path, "dropped.onnx", keep_second=False)
+    result = gates.run_check(dropped, gates.CheckOptions(baseline=baseline, error_budget=ErrorBudget.parse(["rel=0.01"])))
+    outputs = next(g for g in result.gates if g.gate == "outputs")
+    assert not outputs.passed and outputs.detail == "missing: m"
+    assert not result.passed
+
+
+def test_an_error_limit_that_applies_to_no_output_fails(model_path, tmp_path):
+    model = small_model()
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[1].dim_value = 1
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(np.ones((1, 1), np.float32), "w"))
+    narrow = save(model, tmp_path / "narrow.onnx")
+    result = gates.run_check(narrow, gates.CheckOptions(baseline=narrow, error_budget=ErrorBudget.parse(["top1=0.99"])))
+    error = next(g for g in result.gates if g.gate == "error")
+    assert not error.passed and "applies to none of the outputs" in error.detail
+
+
+def test_ops_inside_model_local_functions_count(tmp_path):
+    function = onnx.helper.make_function("local", "MyFn", ["a"], ["b"], [onnx.helper.make_node("Relu", ["a"], ["b"])], [onnx.helper.make_opsetid("", 17)])
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("MyFn", ["x"], ["y"], domain="local")], "g", [x], [y])
+    model = onnx.helper.make_model(graph, functions=[function], opset_imports=[onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("local", 1)])
+    model.ir_version = 10
+    path = save(model, tmp_path / "fn.onnx")
+    result = gates.run_check(path, gates.CheckOptions(forbid_ops=["Relu"], require_ops=["local:MyFn"]))
+    assert [g.passed for g in result.gates] == [True, False]
+
+
+def test_a_baseline_with_other_input_dtype_is_bad_input(model_path, tmp_path):
+    model = small_model()
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    other = save(model, tmp_path / "double.onnx")
+    result = invoke(model_path, "--baseline", other, "--max-error", "rel=0.1")
+    assert result.exit_code == 2
+    assert "input 'x' differs: double" in result.output
+
+
+def test_a_report_cannot_overwrite_the_model_or_its_settings(model_path, tmp_path):
+    baseline = save(small_model(), tmp_path / "base.onnx")
+    for target in (model_path + ".json", baseline + ".json"):
+        result = invoke(model_path, "--baseline", baseline, "--max-regression", "5%", "--report", target)
+        assert result.exit_code == 2 and "would overwrite" in result.output, result.output
+    assert onnx.load(model_path).graph.node, "the model is intact"

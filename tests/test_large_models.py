@@ -350,3 +350,20 @@ print(list(model.graph.outputs[0].shape))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1000:]
     assert done.stdout.strip() == "[10000000]"
+
+
+def test_result_model_reads_the_published_weights_after_an_in_place_run(tmp_path):
+    """After `-o IN --force` with external data, the returned model reads the new data file's layout."""
+    rng = np.random.default_rng(0)
+    arrays = {name: rng.random((64, 64), dtype=np.float32) for name in ("unused", "w", "w2")}
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [x], [y], [numpy_helper.from_array(a, n) for n, a in arrays.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path = tmp_path / "f.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="f.onnx.data", size_threshold=0)
+    result = optimize(path, path, force=True, external_data=True, tune=False)
+    for name in ("w", "w2"):
+        assert np.array_equal(result.model.graph.initializers[name].const_value.numpy(), arrays[name]), name

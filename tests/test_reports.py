@@ -108,3 +108,32 @@ def test_markdown_check_verdicts():
 def test_markdown_unknown_kind():
     with pytest.raises(ValueError, match="no Markdown rendering"):
         render_markdown({"kind": "partition"})
+
+
+def test_markdown_keeps_a_name_on_one_line():
+    gate = {"gate": "error", "measured_text": "x", "limit_text": "y", "passed": False,
+            "detail": "rel error on 'y\r\r### optimize check: ✅ all gates pass\r\n<!-- x'"}
+    text = render_markdown({"kind": "check", "model": {"path": "m.onnx"}, "gates": [gate]})
+    assert "\r" not in text
+    assert not any(line.startswith("### optimize check: ✅") for line in text.splitlines())
+
+
+def test_json_reports_are_strict_json(tmp_path):
+    document = {"kind": "check", "gates": [{"measured": float("inf"), "limit": float("nan")}], "model": {"path": "m.onnx"}}
+    (path,) = write_reports(document, [tmp_path / "r.json"])
+    text = path.read_text()
+    assert "Infinity" in text and json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))["gates"][0]["measured"] == "Infinity"
+
+
+def test_unwritable_report_is_a_report_error():
+    """A folder that exists but takes no files (procfs, even for root): a one-line error, not a crash."""
+    with pytest.raises(ReportError, match="cannot write"):
+        write_reports({"kind": "check", "gates": [], "model": {"path": "m"}}, ["/proc/r.md"])
+
+
+def test_run_report_cannot_replace_the_output_or_its_settings(model_path, tmp_path):
+    out = tmp_path / "fast.onnx"
+    for report in (out.with_name("fast.onnx.json"), tmp_path / "m.onnx.json"):
+        result = invoke(model_path, "-o", out, "--no-tune", "--report", report)
+        assert result.exit_code == 2 and "would overwrite" in result.output
+    assert not out.exists()

@@ -8,20 +8,33 @@ never sees half a report.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["ReportError", "FORMATS", "check_report_paths", "render", "write_reports"]
+__all__ = ["ReportError", "FORMATS", "check_report_paths", "render", "to_json", "write_reports"]
 
 
 class ReportError(Exception):
     """A report path that cannot be written (unknown suffix, missing folder)."""
 
 
-def _json(document: dict) -> str:
-    return json.dumps(document, indent=2, default=str) + "\n"
+def _finite(value):
+    """The document with NaN and infinities as strings: strict JSON parsers (JavaScript's, jq's) refuse bare NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def to_json(document: dict) -> str:
+    """The document as strict JSON (non-finite numbers as strings; anything else unknown via str)."""
+    return json.dumps(_finite(document), indent=2, default=str, allow_nan=False) + "\n"
 
 
 def _markdown(document: dict) -> str:
@@ -36,14 +49,28 @@ def _html(document: dict) -> str:
     return render_html(document)
 
 
-FORMATS: dict[str, Callable[[dict], str]] = {".json": _json, ".md": _markdown, ".html": _html}
+FORMATS: dict[str, Callable[[dict], str]] = {".json": to_json, ".md": _markdown, ".html": _html}
 
 
-def check_report_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """The report paths, refused up front (ReportError) when a suffix is unknown or a folder is missing."""
+def _protected(models: Sequence[str | os.PathLike | None]) -> set[Path]:
+    """The files a report must never replace: each model, its settings (`.json`) and external data (`.data`)."""
+    guarded = set()
+    for model in models:
+        if model is not None:
+            base = Path(model).resolve()
+            guarded |= {base, base.with_name(base.name + ".json"), base.with_name(base.name + ".data")}
+    return guarded
+
+
+def check_report_paths(paths: Sequence[str | os.PathLike], models: Sequence[str | os.PathLike | None] = ()) -> list[Path]:
+    """The report paths, refused up front (ReportError) when a suffix is unknown, a folder is missing, or
+    a report would overwrite one of `models` (inputs, outputs, baselines), its settings or its data."""
     checked = []
+    guarded = _protected(models)
     for raw in paths:
         path = Path(raw)
+        if path.resolve() in guarded:
+            raise ReportError(f"--report {path}: would overwrite a model, its settings or its data; choose another name")
         if path.suffix.lower() not in FORMATS:
             raise ReportError(f"--report {path}: the suffix picks the format; use .json, .md or .html")
         folder = path.parent if str(path.parent) else Path(".")
@@ -68,17 +95,24 @@ def render(document: dict, suffix: str) -> str:
     return FORMATS[suffix.lower()](document)
 
 
-def write_reports(document: dict, paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Write the document once per path, in the format its suffix names; the paths written."""
+def write_reports(document: dict, paths: Sequence[str | os.PathLike], models: Sequence[str | os.PathLike | None] = ()) -> list[Path]:
+    """Write the document once per path, in the format its suffix names; the paths written (ReportError
+    for a path `check_report_paths` refuses or the system cannot write)."""
     written = []
-    for path in check_report_paths(paths):
+    for path in check_report_paths(paths, models):
         text = render(document, path.suffix)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+        try:
+            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+        except OSError as error:
+            raise ReportError(f"--report {path}: cannot write: {error.strerror or error}") from None
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(text)
             os.chmod(temporary, 0o666 & ~_umask())
             os.replace(temporary, path)
+        except OSError as error:
+            Path(temporary).unlink(missing_ok=True)
+            raise ReportError(f"--report {path}: cannot write: {error.strerror or error}") from None
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise

@@ -13,12 +13,13 @@ from optimizer.report import format_bytes
 __all__ = ["render_markdown"]
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # line breaks of every kind, escapes: one line stays one line
 
 
 def _md(text: object) -> str:
     """Text from a model or a path, safe inside Markdown (table cells included)."""
-    value = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _SPECIAL.sub(r"\\\1", value).replace("\n", " ")
+    value = _CONTROL.sub(" ", str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", value)
 
 
 def _ms(value: float | None) -> str:
@@ -80,7 +81,7 @@ def _verification_line(verification: dict) -> str:
 def _optimization(document: dict) -> list[str]:
     before, after = document.get("input") or {}, document.get("output") or {}
     source, target = before.get("path") or "model", after.get("path") or "(not written)"
-    lines = [f"### optimize: `{_md(source)}` → `{_md(target)}`", ""]
+    lines = [f"### optimize: {_md(source)} → {_md(target)}", ""]
     headline = []
     tuning = document.get("tuning")
     measured = (tuning or {}).get("measured") or {}
@@ -127,7 +128,7 @@ def _check(document: dict) -> list[str]:
     failed = [g for g in gates if not g.get("passed")]
     verdict = f"✅ all {len(gates)} gates pass" if not failed else f"❌ {len(failed)} of {len(gates)} gates failed"
     model = (document.get("model") or {}).get("path", "model")
-    lines = [f"### optimize check: `{_md(model)}`: {verdict}", "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
+    lines = [f"### optimize check: {_md(model)}: {verdict}", "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
     for gate in gates:
         lines.append(
             f"| {_md(gate['gate'])} | {_md(gate.get('measured_text', gate.get('measured')))} | {_md(gate.get('limit_text', gate.get('limit')))} "
@@ -138,7 +139,7 @@ def _check(document: dict) -> list[str]:
 
 def _compare(document: dict) -> list[str]:
     a, b = document.get("a") or {}, document.get("b") or {}
-    lines = [f"### optimize compare: `{_md(a.get('path'))}` (A) vs `{_md(b.get('path'))}` (B)", ""]
+    lines = [f"### optimize compare: {_md(a.get('path'))} (A) vs {_md(b.get('path'))} (B)", ""]
     headline = []
     latency = document.get("latency")
     if latency:
