@@ -22,7 +22,7 @@ from optimizer.measure import LatencyStats, time_candidates
 
 __all__ = [
     "ComparisonError", "Interface", "LoadedModel", "LatencyComparison", "load_model", "model_summary", "check_same_interface",
-    "run_outputs", "output_errors", "op_count_diff", "time_against", "compare_models", "NOISE_FLOOR",
+    "run_outputs", "output_errors", "op_count_diff", "time_with_control", "time_against", "compare_models", "NOISE_FLOOR",
 ]
 
 NOISE_FLOOR = 0.02
@@ -190,21 +190,31 @@ class LatencyComparison:
         }
 
 
-def time_against(
-    reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], *,
+def time_with_control(
+    reference: LoadedModel, feeds: Mapping[str, np.ndarray], others: Mapping[str, LoadedModel] | None = None, *,
     budget_s: float | None = 20.0, on_progress: Callable[[str, float], None] | None = None,
-) -> LatencyComparison:
-    """Time the reference, a control copy of it and the candidate in rotated blocks, within `budget_s`."""
+) -> tuple[dict[str, LatencyStats], float, dict]:
+    """Time the reference (`"reference"`), a control copy of it (`"control"`) and `others` in rotated
+    blocks within `budget_s`: the stats by name, the noise the control shows (at least NOISE_FLOOR), the plan."""
     feeds = dict(feeds)
-    sessions = {"reference": reference.session(), "control": reference.session(), "candidate": candidate.session()}
-    runners = {name: (lambda s=session: s.run(None, feeds)) for name, session in sessions.items()}
+    models = {"reference": reference, "control": reference, **(others or {})}
+    runners = {name: (lambda s=model.session(): s.run(None, feeds)) for name, model in models.items()}
     stats, plan = time_candidates(
         runners, rounds=20, budget_s=budget_s,
         on_round=(lambda done, total: on_progress("timing", done / total)) if on_progress else None,
     )
     base, control = stats["reference"], stats["control"]
     noise = max(abs(control.median_ms / base.median_ms - 1), abs(control.min_ms / base.min_ms - 1), NOISE_FLOOR)
-    return LatencyComparison(base, stats["candidate"], control, noise, plan)
+    return stats, noise, plan
+
+
+def time_against(
+    reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], *,
+    budget_s: float | None = 20.0, on_progress: Callable[[str, float], None] | None = None,
+) -> LatencyComparison:
+    """Time the reference, a control copy of it and the candidate in rotated blocks, within `budget_s`."""
+    stats, noise, plan = time_with_control(reference, feeds, {"candidate": candidate}, budget_s=budget_s, on_progress=on_progress)
+    return LatencyComparison(stats["reference"], stats["candidate"], stats["control"], noise, plan)
 
 
 def compare_models(

@@ -18,11 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.comparison import (
-    NOISE_FLOOR, LoadedModel, check_same_interface, load_model, model_summary, output_errors, time_against,
-)
+from optimizer.comparison import LoadedModel, check_same_interface, load_model, model_summary, output_errors, time_against, time_with_control
 from optimizer.error_budget import ErrorBudget
-from optimizer.measure import time_candidates
 from optimizer.report import format_bytes
 
 __all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "run_check"]
@@ -165,15 +162,8 @@ def _static_gates(options: CheckOptions, summary: dict, baseline: dict | None) -
 
 def _latency_alone(model: LoadedModel, feeds, budget_s: float, on_progress) -> tuple[dict, float]:
     """The model and a control copy timed in rotated blocks: stats and the noise they show."""
-    sessions = {"model": model.session(), "control": model.session()}
-    runners = {name: (lambda s=session: s.run(None, feeds)) for name, session in sessions.items()}
-    stats, plan = time_candidates(
-        runners, rounds=20, budget_s=budget_s,
-        on_round=(lambda done, total: on_progress("timing", done / total)) if on_progress else None,
-    )
-    base, control = stats["model"], stats["control"]
-    noise = max(abs(control.median_ms / base.median_ms - 1), abs(control.min_ms / base.min_ms - 1), NOISE_FLOOR)
-    return {"model": dataclasses.asdict(base), "baseline": None, "control": dataclasses.asdict(control), "noise": noise, "plan": plan}, noise
+    stats, noise, plan = time_with_control(model, feeds, budget_s=budget_s, on_progress=on_progress)
+    return {"model": dataclasses.asdict(stats["reference"]), "baseline": None, "control": dataclasses.asdict(stats["control"]), "noise": noise, "plan": plan}, noise
 
 
 MAX_NOISE = 0.5
