@@ -516,6 +516,8 @@ def optimize(
             if lossless_staged is not None:
                 io.discard(lossless_staged)
 
+    if verifier is not None and verifier.note:
+        warnings.append(verifier.note)
     if converted:
         warnings.append(f"{len(converted)} initializer-input(s) became constants (interface change; --keep-initializer-inputs keeps them): {', '.join(converted[:10])}{' ...' if len(converted) > 10 else ''}")
     return OptimizationResult(

@@ -126,4 +126,46 @@ class Pipeline:
                     shapes_fresh = False
             if not changed:
                 break
+        make_value_names_unique(model)
         return records
+
+
+def make_value_names_unique(model: ir.Model) -> int:
+    """Rename values that a subgraph defines under a name already defined outside it (or earlier in it).
+
+    Rewrites name new values per graph (`val_0`, ...), so fusions in the main graph and in an If
+    branch can define one name twice, which ONNX forbids and onnxruntime refuses. The main graph is
+    visited first and keeps its names (its inputs and outputs are the interface); only clashing
+    values inside subgraphs are renamed. Returns how many were renamed.
+    """
+    seen: set[str] = set()
+    renamed = 0
+
+    def fresh(name: str) -> str:
+        index = 1
+        while f"{name}__{index}" in seen:
+            index += 1
+        return f"{name}__{index}"
+
+    def visit(graph: ir.Graph) -> None:
+        nonlocal renamed
+        defined = [*graph.inputs, *graph.initializers.values(), *(output for node in graph for output in node.outputs)]
+        for value in defined:
+            if not value.name:
+                continue
+            if value.name in seen and graph is not model.graph:
+                value.name = fresh(value.name)
+                renamed += 1
+            seen.add(value.name)
+        for node in graph:
+            for attribute in node.attributes.values():
+                if attribute.is_ref():
+                    continue
+                if attribute.type == ir.AttributeType.GRAPH:
+                    visit(attribute.value)
+                elif attribute.type == ir.AttributeType.GRAPHS:
+                    for subgraph in attribute.value:
+                        visit(subgraph)
+
+    visit(model.graph)
+    return renamed

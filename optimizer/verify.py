@@ -363,6 +363,9 @@ class Verifier:
         self.expected: list = []
         self.inputs_source = ""
         self.output_names = [v.name for v in original.graph.outputs]
+        self.original_path = str(original_path)
+        self._runtime_optimizer_fails_original: bool | None = None  # found out on the first failing candidate
+        self.note = ""
         ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(original.graph)}
         if ops & RANDOM_OPS:
             self.skip_reason = f"the model draws random numbers ({', '.join(sorted(ops & RANDOM_OPS))}); outputs are not comparable"
@@ -424,11 +427,28 @@ class Verifier:
         )
 
     def check(self, candidate_path: str | os.PathLike) -> VerificationResult:
-        """Run the candidate on the same inputs and compare every output."""
+        """Run the candidate on the same inputs and compare every output.
+
+        The candidate runs with onnxruntime's graph optimizations on, as it will be deployed; the
+        reference ran without them. When a candidate fails and onnxruntime's optimizations break the
+        original model as well (it cannot load it, or computes other outputs), the fault is
+        onnxruntime's, not the rewrite's: candidates are then judged with those optimizations off, and
+        `note` says so.
+        """
         if self.skip_reason:
             return VerificationResult("skipped", reason=self.skip_reason, tolerance=self.tolerance)
+        result = self._compare(candidate_path, runtime_optimizations=not self._runtime_optimizer_fails_original)
+        if result.passed or self._runtime_optimizer_fails_original is not None:
+            return result
+        self._runtime_optimizer_fails_original = not self._compare(self.original_path, runtime_optimizations=True).passed
+        if not self._runtime_optimizer_fails_original:
+            return result
+        self.note = "onnxruntime's graph optimizations fail on the original model too (it cannot load or miscomputes it): verified with them off"
+        return self._compare(candidate_path, runtime_optimizations=False)
+
+    def _compare(self, candidate_path: str | os.PathLike, *, runtime_optimizations: bool) -> VerificationResult:
         try:
-            session = _session(str(candidate_path), reference=False)
+            session = _session(str(candidate_path), reference=not runtime_optimizations)
             actual = session.run(self.output_names, self.feeds)
         except Exception as error:  # noqa: BLE001
             return VerificationResult("failed", reason=f"onnxruntime cannot run the optimized model: {first_line(error)}", tolerance=self.tolerance, inputs_source=self.inputs_source)
