@@ -10,6 +10,9 @@ folded into the coefficients)  =>  `Gelu(x, approximate="tanh")`.
 
 Below opset 20 the standard op does not exist; O3 (models meant for onnxruntime) fuses the same
 patterns into onnxruntime's com.microsoft `Gelu` and `FastGelu` (the Tanh form) instead.
+
+Declined when a constant has more dims than x (`Mul(x[4], 0.5[1, 1])` broadcasts x to [1, 4]), and
+the Tanh form below opset 20 on a scalar x (onnxruntime's FastGelu wants rank 1 or more).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import math
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import MS_DOMAIN, other_operand, producer_of, scalar, single_use, sole_consumer
+from passes.fusion.matching import MS_DOMAIN, broadcasts_up, other_operand, producer_of, scalar, single_use, sole_consumer
 from passes.graph_edit import pattern_problem, replace_pattern
 
 __all__ = ["FuseGeluPass", "FuseGeluAnyOpsetPass"]
@@ -29,6 +32,8 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _CUBIC = 0.044715
 _MAX_POLYNOMIAL_NODES = 12
 """How far the Tanh argument is followed upstream; the exporters' forms take at most 6 nodes."""
+_BROADCASTS = "a constant of higher rank than x broadcasts it up"
+"""`Mul(x[4], 0.5[1, 1])` is [1, 4]: Gelu(x) would lose a dim."""
 
 
 def _close(value: float | None, target: float) -> bool:
@@ -128,6 +133,8 @@ class _ErfGelu(_StandardGelu):
         removed = [scale, node, plus_one, *muls]
         if (problem := pattern_problem(removed, muls[-1].outputs[0])) is not None:
             return Declined(problem)
+        if broadcasts_up(removed, x):
+            return Declined(_BROADCASTS)
         return _Match(x, muls[-1].outputs[0], muls[-1], removed)
 
 
@@ -212,6 +219,8 @@ class _TanhGelu(_StandardGelu):
         removed = [*reversed(inner), node, plus_one, *muls]  # producers before their consumers
         if (problem := pattern_problem(removed, muls[-1].outputs[0])) is not None:
             return Declined(problem)
+        if broadcasts_up(removed, x):
+            return Declined(_BROADCASTS)
         return _Match(x, muls[-1].outputs[0], muls[-1], removed, approximate="tanh")
 
 
@@ -222,11 +231,19 @@ class _OnnxruntimeErfGelu(_OnnxruntimeGelu, _ErfGelu):
 class _OnnxruntimeTanhGelu(_OnnxruntimeGelu, _TanhGelu):
     name = "fastgelu (opset < 20, onnxruntime)"
 
+    def match(self, node: ir.Node, model: ir.Model):
+        found = super().match(node, model)
+        if isinstance(found, _Match) and (found.x.shape is None or len(found.x.shape) == 0):
+            # onnxruntime's FastGelu kernel: "Input 0 is expected to have 1 or more dimensions, got 0".
+            return Declined("FastGelu needs an input of rank 1 or more")
+        return found
+
 
 class FuseGeluPass(RewritePass):
     name = "fuse-gelu"
     level = "O2"
     description = "Replace 0.5*x*(1+Erf(x/sqrt(2))) and 0.5*x*(1+Tanh(sqrt(2/pi)*(x+0.044715*x^3))) in their exporters' orders by Gelu (opset >= 20)."
+    needs_shapes = True  # x's rank: a constant of higher rank broadcasts it up
     rules = (_ErfGelu, _TanhGelu)
 
 
@@ -234,4 +251,5 @@ class FuseGeluAnyOpsetPass(RewritePass):
     name = "fuse-gelu-ort"
     level = "O3"
     description = "Below opset 20: replace the Erf and Tanh Gelu forms by com.microsoft Gelu and FastGelu."
+    needs_shapes = True
     rules = (_OnnxruntimeErfGelu, _OnnxruntimeTanhGelu)

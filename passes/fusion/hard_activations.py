@@ -8,6 +8,9 @@ opset 11, as inputs from 11), `Min(Max(v, low), high)` or `Max(Min(v, high), low
 `x * HardSigmoid(x)` with alpha 1/6 and beta 1/2, in either form, the scaling before or after the
 multiplication by x (`x * (relu6(x + 3) / 6)`, `x * relu6(x + 3) / 6`, `x * HardSigmoid(x)` as
 torch.onnx exports hardswish below opset 14)  =>  `HardSwish(x)` (opset >= 14).
+
+Declined when a one-element constant has more dims than x: `Div(Clip(x + 3, 0, 6), 6[1, 1, 1])` on a
+2-D x broadcasts it to 3-D, which HardSigmoid(x) would not.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import other_operand, producer_of, scalar, single_use
+from passes.fusion.matching import broadcasts_up, other_operand, producer_of, scalar, single_use
 from passes.graph_edit import replace_pattern
 from passes.values import constant_tensor
 
@@ -190,7 +193,7 @@ class _HardSigmoid(Rule):
         if len(removed) == 1:
             return Declined("a plain Clip to [0, 1]: nothing to fuse")
         attributes = [ir.AttrFloat32("alpha", clamp.alpha * factor), ir.AttrFloat32("beta", clamp.beta * factor)]
-        return _Match("HardSigmoid", clamp.x, attributes, output, removed)
+        return _same_shape(_Match("HardSigmoid", clamp.x, attributes, output, removed))
 
     def rewrite(self, match: _Match) -> None:
         _replace(match)
@@ -242,7 +245,7 @@ class _HardSwish(Rule):
             return Declined("clamp range is not [0, 1] after scaling")
         if not (_equal(clamp.alpha * factor, 1 / 6) and _equal(clamp.beta * factor, 0.5)):
             return Declined("HardSigmoid part is not alpha 1/6, beta 1/2")
-        return _Match("HardSwish", x, [], output, removed)
+        return _same_shape(_Match("HardSwish", x, [], output, removed))
 
     def rewrite(self, match: _Match) -> None:
         _replace(match)
@@ -277,6 +280,14 @@ class _HardSwishOfHardSigmoid(Rule):
         _replace(match)
 
 
+def _same_shape(match: _Match) -> _Match | Declined:
+    """The match, unless a constant in it broadcasts x to a higher rank (`Div(Clip(x + 3, 0, 6), 6[1, 1, 1])`
+    on a 2-D x is 3-D: HardSigmoid(x) would lose a dim)."""
+    if broadcasts_up(match.removed, match.x):
+        return Declined("a constant of higher rank than the input broadcasts it up")
+    return match
+
+
 def _replace(match: _Match) -> None:
     fused = ir.Node("", match.op_type, [match.x], match.attributes, num_outputs=1)
     replace_pattern(fused, match.removed[-1], match.output, match.removed)
@@ -286,5 +297,6 @@ class FuseHardActivationsPass(RewritePass):
     name = "fuse-hard-activations"
     level = "O2"
     description = "Replace clamp(a*x+b, 0, 1) forms (Clip, Relu6(x+3)/6, Min/Max) by HardSigmoid, and x*HardSigmoid(x) forms by HardSwish (opset >= 14)."
+    needs_shapes = True  # the input's rank: a constant of higher rank broadcasts it up (see _same_shape)
     # HardSwish first: a clamp it takes is gone before HardSigmoid would take its inner part.
     rules = (_HardSwish, _HardSwishOfMin, _HardSwishOfMax, _HardSigmoid, _HardSigmoidOfMin, _HardSigmoidOfMax, _HardSwishOfHardSigmoid)

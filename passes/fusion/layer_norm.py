@@ -8,6 +8,9 @@ over the trailing k axes; gamma and beta are optional in the pattern (ones / non
 Below opset 17 the standard op does not exist, but onnxruntime registers LayerNormalization in the
 default domain at every opset; O3 (models meant for onnxruntime) fuses there too, as onnxruntime's
 own transformer optimizer does. `onnx.checker` rejects such a model; onnxruntime runs it.
+
+Declined when a constant (eps, the exponent, gamma...) has more dims than x: `Add(v, eps[1, 1, 1])` on
+a 2-D x broadcasts the result to 3-D, which the fused op would not.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
+from passes.fusion.matching import as_parameter, broadcasts_up, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
 from passes.graph_edit import add_initializer, pattern_problem, replace_pattern
 from passes.values import constant_array
 
@@ -112,6 +115,8 @@ class _LayerNormDecomposition(Rule):
                 return Declined("scale or bias does not match the normalized dims")
         if (problem := pattern_problem(removed, output)) is not None:
             return Declined(problem)
+        if broadcasts_up(removed, x):
+            return Declined("a constant of higher rank than the input broadcasts it up")
         return _Match(x, normalized[0] - rank, epsilon, gamma, beta, output, removed[-1], removed)
 
     def rewrite(self, match: _Match) -> None:

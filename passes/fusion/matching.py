@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from passes.values import constant_array
+from passes.values import constant_array, constant_tensor
 
-__all__ = ["MS_DOMAIN", "as_parameter", "attribute", "other_operand", "producer_of", "reduce_axes", "scalar", "single_use", "sole_consumer"]
+__all__ = ["MS_DOMAIN", "as_parameter", "attribute", "broadcasts_up", "other_operand", "producer_of", "reduce_axes", "scalar", "single_use", "sole_consumer"]
 
 MS_DOMAIN = "com.microsoft"
 """onnxruntime's contrib-op domain (O3 fusions)."""
@@ -52,6 +52,25 @@ def scalar(value: ir.Value | None) -> float | None:
     if array is None or array.size != 1:
         return None
     return float(array.reshape(-1)[0])
+
+
+_BROADCASTING_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Min", "Max"})
+
+
+def broadcasts_up(nodes: list[ir.Node], x: ir.Value) -> bool:
+    """Whether a constant operand of the broadcasting elementwise ops among `nodes` (Add, Sub, Mul, Div,
+    Pow, Min, Max) has more dims than `x` (or any dims, when x's rank is unknown): then the pattern
+    computes x broadcast to a higher rank, e.g. `Mul(x[4], 0.5[1, 1])` is [1, 4], and an op of x's
+    shape fused in its place would change the output's shape."""
+    rank = None if x.shape is None else len(x.shape)
+    for node in nodes:
+        if node.op_type not in _BROADCASTING_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        for value in node.inputs:
+            tensor = constant_tensor(value)
+            if tensor is not None and len(tensor.shape) > 0 and (rank is None or len(tensor.shape) > rank):
+                return True
+    return False
 
 
 def reduce_axes(node: ir.Node) -> list[int] | None:

@@ -8,6 +8,9 @@ LlamaRMSNorm casts to float32 and back (`Cast(x, to=float)` before, `Cast(n, to=
 weight); those casts go too when they are identities, i.e. for float32 input. Any other input type
 is declined, since RMSNormalization would then compute in float32 (stash_type) what the model
 computes in its own type.
+
+Declined when a constant (eps, the exponent, gamma...) has more dims than x: `Add(v, eps[1, 1, 1])` on
+a 2-D x broadcasts the result to 3-D, which the fused op would not.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import as_parameter, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
+from passes.fusion.matching import as_parameter, broadcasts_up, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
 from passes.graph_edit import add_initializer, replace_pattern
 from passes.values import constant_array
 
@@ -119,6 +122,8 @@ class _RMSNormDecomposition(Rule):
             return Declined("normalized dims are dynamic")
         if gamma is not None and as_parameter(constant_array(gamma), dims) is None:
             return Declined("scale does not match the normalized dims")
+        if broadcasts_up(removed, x):
+            return Declined("a constant of higher rank than the input broadcasts it up")
         return _Match(source, normalized[0] - rank, epsilon, gamma, output, removed[-1], removed)
 
     def rewrite(self, match: _Match) -> None:

@@ -145,8 +145,8 @@ def _gemm(node: ir.Node) -> _Producer | str | None:
         zero &= ~scaled.any(axis=0) if width == channels else np.full(channels, not scaled.any())
         if not zero.any():
             return "zero-weight columns have a nonzero C"
-        if width != channels:
-            bias = None  # C broadcasts along the columns: nothing to slice
+        if width != channels or bias.ndim == 0:
+            bias = None  # C broadcasts along the columns (a scalar C too, with one column): nothing to slice
     keep = ~zero
     edits = [_Edit(node, 1, weight[keep] if trans_b else weight[:, keep])]
     if bias is not None:
