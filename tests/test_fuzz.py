@@ -53,4 +53,4 @@ def test_optimizing_keeps_the_function(model):
     try:
         assert_optimizes_equivalently(model)
     except KnownIssue:
-        reject()  # a reported problem with its own xfail test in test_fuzz_regressions.py
+        reject()  # not the passes' doing (onnxruntime's optimizer breaks the original), or a listed known issue

@@ -113,6 +113,10 @@ class Builder:
             self.initializers: list[onnx.TensorProto] = []
             self.inputs: list[Value] = []
             self.weights: dict[tuple, list[np.ndarray]] = {}
+            self.int_inputs: list[Value] = []
+            """int64 graph inputs (token ids); the pool holds float values only."""
+            self.int_outputs: list[Value] = []
+            """int64 graph outputs (shapes)."""
             self.from_double: set[str] = set()
             """Values computed by Cast(double -> float): onnxruntime 1.31 (optimizations off) fails an If
             branch that reads one from the outer graph ("Missing Input"), so If blocks avoid them."""
@@ -1167,6 +1171,64 @@ def block_duplicate(b: Builder) -> bool:
     return True
 
 
+def block_embedding(b: Builder) -> bool:
+    """Token ids (an int64 graph input, values in [0, 100) as the verifier generates them) looking up a
+    [100, D] table, as embeddings do; or a Gather of constant indices from a float value."""
+    if b.parent is None and not b.root.int_inputs and b.flag():
+        ids = Value("ids", (b.integer(1, 2), b.integer(1, 5)))
+        b.root.int_inputs.append(ids)
+        table = b.initializer(b.floats((100, b.integer(1, 8))), "table")
+        d = b.root.initializers[-1].dims[1]
+        b.op("Gather", [table, ids.name], ids.shape + (d,))
+        return True
+    x = b.pick(lambda v: v.rank >= 1)
+    if x is None:
+        return False
+    axis = b.integer(0, x.rank - 1)
+    dim = x.shape[axis]
+    if b.flag():
+        index = b.integer(-dim, dim - 1)
+        b.op("Gather", [x.name, b.const(np.array(index, np.int64), "i")], x.shape[:axis] + x.shape[axis + 1:], axis=axis)
+    else:
+        indices = [b.integer(-dim, dim - 1) for _ in range(b.integer(1, 3))]
+        b.op("Gather", [x.name, b.ints(indices)], x.shape[:axis] + (len(indices),) + x.shape[axis + 1:], axis=axis)
+    return True
+
+
+def block_integer_casts(b: Builder) -> bool:
+    """A graph input scaled and cast through integer types and back (cast chains: an exact widening
+    int32 -> int64 collapses, a narrowing int64 -> int32 stays). Only graph inputs: a float that a rewrite
+    moved by an ulp could truncate to another integer."""
+    x = b.pick(lambda v: v in b.root.inputs)
+    if x is None:
+        return False
+    scaled = b.node("Mul", [x.name, b.scalar_exact(4.0)])[0]
+    chain = b.choice([[TensorProto.INT32, TensorProto.INT64], [TensorProto.INT64, TensorProto.INT32], [TensorProto.INT32], [TensorProto.INT64, TensorProto.INT64]])
+    value = scaled
+    for to in chain:
+        value = b.node("Cast", [value], to=to)[0]
+    b.op("Cast", [value], x.shape, to=TensorProto.FLOAT)
+    return True
+
+
+def block_where_reduce(b: Builder) -> bool:
+    """Where over a comparison (continuous: x where x > 0, else 0.1 x) or a reduction."""
+    x = b.pick()
+    if b.flag():
+        condition = b.node("Greater", [x.name, b.scalar_exact(0.0)])[0]
+        b.op("Where", [condition, x.name, b.node("Mul", [x.name, b.scalar_exact(0.1)])[0]], x.shape)
+        return True
+    if x.rank == 0:
+        return False
+    op = b.choice(["ReduceSum", "ReduceMax", "ReduceMin", "ReduceMean"])
+    axes = sorted(set(b.draw(st.lists(st.integers(0, x.rank - 1), min_size=1, max_size=x.rank))))
+    keepdims = b.choice([None, 0, 1])
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims != 0 else tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    written = [a - x.rank if b.flag() else a for a in axes]
+    b.pool.append(Value(b.reduce(op, x.name, written, keepdims=keepdims), shape))
+    return True
+
+
 def block_if(b: Builder) -> bool:
     if b.depth >= 1:
         return False
@@ -1197,7 +1259,8 @@ def block_if(b: Builder) -> bool:
 BLOCKS = [
     block_unary, block_binary, block_matmul, block_gemm, block_dense_stack, block_conv, block_batchnorm, block_reshape, block_reshape_chain, block_concat,
     block_split, block_slice, block_constant_subgraph, block_shape_subgraph, block_layer_norm, block_rms_norm,
-    block_gelu, block_hard_activation, block_attention, block_duplicate, block_if,
+    block_gelu, block_hard_activation, block_attention, block_duplicate, block_if, block_embedding, block_integer_casts,
+    block_where_reduce,
 ]
 SHAPE_PRESERVING = [block_unary, block_layer_norm, block_gelu, block_hard_activation, block_rms_norm]
 
@@ -1245,14 +1308,19 @@ def models(draw, opsets=OPSETS, max_blocks: int = 8) -> onnx.ModelProto:
             outputs.append(extra)
     if outputs[0].name in {i.name for i in b.inputs}:
         outputs[0] = b.op("Identity", [outputs[0].name], outputs[0].shape)
+    if b.rarely() and b.rarely():  # a shape as an output (int64; fold-shapes makes it a constant)
+        measured = b.pick()
+        b.int_outputs.append(Value(b.node("Shape", [measured.name])[0], (measured.rank,)))
     declared = {v.name: list(v.shape) for v in b.inputs}
     if dynamic and b.inputs[0].shape:
         declared[b.inputs[0].name][0] = "N"
     graph = helper.make_graph(
         b.nodes,
         "fuzz",
-        [helper.make_tensor_value_info(v.name, TensorProto.FLOAT, declared[v.name]) for v in b.inputs],
-        [helper.make_tensor_value_info(v.name, TensorProto.FLOAT, list(v.shape)) for v in outputs],
+        [helper.make_tensor_value_info(v.name, TensorProto.FLOAT, declared[v.name]) for v in b.inputs]
+        + [helper.make_tensor_value_info(v.name, TensorProto.INT64, list(v.shape)) for v in b.int_inputs],
+        [helper.make_tensor_value_info(v.name, TensorProto.FLOAT, list(v.shape)) for v in outputs]
+        + [helper.make_tensor_value_info(v.name, TensorProto.INT64, list(v.shape)) for v in b.int_outputs],
         b.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fuzz")
