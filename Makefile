@@ -16,7 +16,7 @@ setup: $(STAMP)
 
 demo: setup
 	@mkdir -p build/demo
-	$(VENV)/bin/optimize sample_models/cnn_bn.onnx -o build/demo/cnn_bn.opt.onnx --force --budget 10
+	$(VENV)/bin/optimize sample_models/cnn_bn.onnx -o build/demo/cnn_bn.opt.onnx --force --budget 10 --report build/demo/report.html --report build/demo/report.md
 
 test: setup
 	$(PY) -m pytest -q
