@@ -10,11 +10,16 @@ the end, against the pipeline and verification fixes.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnx_ir as ir
+import onnxruntime as ort
 import pytest
 
+from optimizer.api import optimize
 from passes.folding.constant_if import InlineConstantIfPass
 from passes.fusion.gelu import FuseGeluAnyOpsetPass, FuseGeluPass
 from passes.fusion.hard_activations import FuseHardActivationsPass
@@ -347,3 +352,38 @@ g (float[4] x) => (float[4] y) <float two = {2.0}, int64[1] axes = {-1}, float e
 
 def test_onnxruntime_optimizer_miscomputing_is_not_blamed_on_passes():
     _holds(_fusion_text(RMS_NORM, {}, wide=True))
+
+
+def test_a_rewrite_that_onnxruntime_then_miscomputes_is_dropped():
+    # Found at O2, opset 18 (shrunk by hand from the fuzz model). The original runs alike with onnxruntime's
+    # optimizations on and off (the Div has two readers, so onnxruntime's RMSNorm-like fusion leaves it);
+    # CSE merges the two Muls, the Div then has one reader, and onnxruntime's fusion takes the pattern and
+    # loses the dim the [1, 1, 1] eps adds. CSE's output is right (with onnxruntime's optimizations off),
+    # but deployed with them on it would compute [1, 2] instead of [1, 1, 2]: verification, which runs
+    # candidates as they will be deployed, drops CSE, and what ships computes the original's outputs
+    # either way. (Kept as the expected behaviour: onnxruntime's fault, the optimizer's protection.)
+    text = """<ir_version: 10, opset_import: ["" : 18]>
+g (float[1, 2] x) => (float[1, 1, 2] y, float[1, 1, 2] m) <float two = {2.0}, int64[1] axes = {-1}, float[1, 1, 1] eps = {1e-5}, float[2] gamma = {1.1369617, 0.7697867}> {
+  r = Relu(x)
+  p = Pow(r, two)
+  v = ReduceMean<keepdims = 1>(p, axes)
+  a = Add(v, eps)
+  s = Sqrt(a)
+  d = Div(r, s)
+  m = Mul(gamma, d)
+  m2 = Mul(gamma, d)
+  y = Add(m, m2)
+}"""
+    model = onnx.parser.parse_model(text)
+    with tempfile.TemporaryDirectory() as scratch:
+        source, target = Path(scratch) / "m.onnx", Path(scratch) / "o.onnx"
+        onnx.save(model, source)
+        result = optimize(source, target, level="O2", tune=False, verify=True)
+        assert [d.name for d in result.dropped] == ["eliminate-common-subexpressions"]
+        assert result.verification.passed
+        feeds = {"x": np.array([[0.7, 1.3]], np.float32)}
+        expected = run_model(model, feeds)
+        session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])  # default optimizations
+        for e, a in zip(expected, session.run(None, feeds)):
+            np.testing.assert_allclose(a, e, rtol=1e-5)
+    assert_optimized_output_matches(model)  # and the rewrite itself is right, with onnxruntime's optimizations off
