@@ -78,7 +78,7 @@ def _onnxruntime_optimizer_agrees(model: onnx.ModelProto, path: Path) -> bool:
     return True
 
 
-def _blamed_on_onnxruntime(source: Path, level: str, target_opset: int | None, scratch: Path) -> bool:
+def _blamed_on_onnxruntime(source: Path, level: str, target_opset: int | None, scratch: Path, skip_passes: Sequence[str] = ()) -> bool:
     """Whether a drop is onnxruntime's doing: the unverified optimized model is right (the original's
     outputs, with onnxruntime's optimizations off) but onnxruntime with its optimizations on rejects or
     miscomputes it. Verification runs candidates as they will be deployed, so it rightly keeps such a
@@ -88,7 +88,7 @@ def _blamed_on_onnxruntime(source: Path, level: str, target_opset: int | None, s
     from optimizer.api import optimize
 
     unverified = scratch / f"unverified-{level}-{target_opset}.onnx"
-    optimize(source, unverified, level=level, tune=False, verify=False, target_opset=target_opset, force=True)
+    optimize(source, unverified, level=level, tune=False, verify=False, target_opset=target_opset, force=True, skip_passes=skip_passes)
     original, candidate = onnx.load(source), onnx.load(unverified)
     try:
         for feeds in (random_feeds(original, seed=3), random_feeds(original, seed=4)):
@@ -193,10 +193,11 @@ def _check_optimized(model: onnx.ModelProto, level: str) -> None:
 
 
 def assert_optimizes_equivalently(
-    model: onnx.ModelProto, levels: Sequence[str] = LEVELS, seed: int = 1, known_issues: bool = True
+    model: onnx.ModelProto, levels: Sequence[str] = LEVELS, seed: int = 1, known_issues: bool = True, skip_passes: Sequence[str] = ()
 ) -> list[Outcome]:
     """The property (module docstring); returns what each level changed. A level may name an opset
     upgrade too, "O2>20": `--level O2 --target-opset 20` (skipped for models of that opset or newer).
+    `skip_passes` leaves passes out (`--skip-passes`): a pass must not rely on another having run.
     With `known_issues`, an example that hits a problem listed in KNOWN_ISSUES raises `KnownIssue`
     instead of failing an assertion."""
     from optimizer.api import optimize
@@ -217,11 +218,11 @@ def assert_optimizes_equivalently(
                 continue
             level_name = level + (f" (target opset {target_opset})" if target_opset else "")
             target = Path(scratch) / f"optimized-{level}-{target_opset}.onnx"
-            result = optimize(source, target, level=level, tune=False, verify=True, target_opset=target_opset)
+            result = optimize(source, target, level=level, tune=False, verify=True, target_opset=target_opset, skip_passes=skip_passes)
             known = [d for d in result.dropped if any(signature in d.reason for signature in KNOWN_ISSUES)]
             if known_issues and known and len(known) == len(result.dropped):
                 raise KnownIssue(f"{level_name}: {known[0].name}: {known[0].reason}")
-            if result.dropped and not _blamed_on_onnxruntime(source, level, target_opset, Path(scratch)):
+            if result.dropped and not _blamed_on_onnxruntime(source, level, target_opset, Path(scratch), skip_passes):
                 raise AssertionError(f"{level_name}: passes dropped by verification: {[(d.name, d.reason) for d in result.dropped]}")
             assert result.verification is not None and result.verification.status == "passed", (
                 f"{level_name}: verification {result.verification.status if result.verification else None}: "
