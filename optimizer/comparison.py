@@ -62,15 +62,12 @@ def model_summary(loaded: LoadedModel) -> dict:
     from optimizer.api import ModelStats
 
     stats = ModelStats.of(loaded.model, loaded.path)
-    parameters = sum(
-        int(v.const_value.size) for graph in loaded.model.graphs() for v in graph.initializers.values() if v.const_value is not None
-    )
     return {
         "path": str(loaded.path),
         "file_bytes": stats.file_bytes,
         "nodes": stats.nodes,
         "op_counts": stats.op_counts,
-        "parameters": parameters,
+        "parameters": io.parameter_count(loaded.model),
         "weight_bytes_by_dtype": stats.weight_bytes_by_dtype,
         "weight_bytes_by_op_type": stats.weight_bytes_by_op_type,
         "config": str(loaded.config_path) if loaded.config_path else None,

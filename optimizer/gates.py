@@ -20,7 +20,7 @@ import numpy as np
 
 from optimizer.comparison import LoadedModel, check_same_interface, load_model, model_summary, output_errors, time_against, time_with_control
 from optimizer.error_budget import ErrorBudget
-from optimizer.report import format_bytes
+from optimizer.units import format_bytes
 
 __all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "run_check"]
 

@@ -83,9 +83,6 @@ def inspect_model(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[i
     path = Path(path)
     model = io.load(path)
     counts = ModelStats.of(model).op_counts
-    parameters = sum(
-        v.const_value.size for graph in model.graphs() for v in graph.initializers.values() if v.const_value is not None
-    )
     names = {v.name for v in model.graph.inputs}
     unknown = sorted(set(input_shapes or {}) - names)
     if unknown:
@@ -105,7 +102,7 @@ def inspect_model(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[i
         inputs=_interface([v for v in model.graph.inputs if v.name not in initializers]),
         outputs=_interface(model.graph.outputs),
         op_counts=dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
-        parameters=int(parameters),
+        parameters=io.parameter_count(model),
         weight_bytes_by_dtype=io.weight_bytes_by_dtype(model),
         input_shapes={k: list(v) for k, v in (input_shapes or {}).items()},
         analysis=analysis,

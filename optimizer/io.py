@@ -472,6 +472,11 @@ def model_file_bytes(model: ir.Model, path: str | os.PathLike) -> int:
     return total + sum(os.path.getsize(f) for f in data_files if os.path.isfile(f))
 
 
+def parameter_count(model: ir.Model) -> int:
+    """Elements of every initializer, over the main graph and subgraphs."""
+    return sum(int(v.const_value.size) for graph in model.graphs() for v in graph.initializers.values() if v.const_value is not None)
+
+
 def weight_bytes_by_dtype(model: ir.Model) -> dict[str, int]:
     """Initializer bytes per element type, over the main graph and subgraphs."""
     totals: dict[str, int] = {}

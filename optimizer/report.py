@@ -13,22 +13,12 @@ from optimizer.inspection import Inspection
 from optimizer.lossy import LossyResult, LossyVariant
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
+from optimizer.units import format_bytes, format_flops
 
 __all__ = [
     "render_optimization", "render_inspection", "render_lossy", "render_tuning", "render_profile", "render_pass_list",
     "render_check", "render_comparison", "format_bytes", "format_flops",
 ]
-
-
-def format_bytes(count: int | None) -> str:
-    if count is None:
-        return "-"
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(value) < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 def _change(before: int | None, after: int | None) -> str:
@@ -235,13 +225,6 @@ def render_pass_list(rows: list[tuple[str, str, str]], console: Console) -> None
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
-
-
-def format_flops(count: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.2f} {unit}"
-    return f"{count:.0f}"
 
 
 def render_inspection(result: Inspection, console: Console, *, verbose: bool = False, top: int = 12) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from optimizer.units import IEC_UNITS, format_bytes
+
 __all__ = [
     "OutputComparison",
     "VerificationResult",
@@ -27,7 +29,6 @@ __all__ = [
     "load_inputs",
     "default_tolerance",
     "check_value_sizes",
-    "format_bytes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -220,19 +221,10 @@ def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[i
         name = max(sizes, key=sizes.get)
         dynamic = any(not (isinstance(d, int) and d >= 0) for s in specs if s.name == name for d in s.dims)
         raise VerificationInputError(
-            f"generated inputs would take {format_bytes(sum(sizes.values()))} (input '{name}' is {list(shapes[name])}), over the "
-            f"{format_bytes(_MAX_GENERATED_BYTES)} limit: nothing was generated; pass --inputs FILE.npz"
+            f"generated inputs would take {format_bytes(sum(sizes.values()), IEC_UNITS)} (input '{name}' is {list(shapes[name])}), over the "
+            f"{format_bytes(_MAX_GENERATED_BYTES, IEC_UNITS)} limit: nothing was generated; pass --inputs FILE.npz"
             + (", or smaller dims with --input-shape NAME=D1,D2,..." if dynamic else "")
         )
-
-
-def format_bytes(count: float) -> str:
-    """1536 -> '1.5 KiB'; 3.2e13 -> '29.1 TiB'."""
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
 
 
 def available_memory() -> int | None:
@@ -273,7 +265,7 @@ def check_value_sizes(model: ir.Model, limit: int | None = None) -> None:
     node = producer.producer() if producer is not None else None
     what = f"output of {node.op_type}{f' {node.name!r}' if node is not None and node.name else ''}" if node is not None else "a value"
     raise VerificationInputError(
-        f"value '{name}' ({what}) would take {format_bytes(size)} ({dims}), more than the {format_bytes(limit)} of memory available: "
+        f"value '{name}' ({what}) would take {format_bytes(size, IEC_UNITS)} ({dims}), more than the {format_bytes(limit, IEC_UNITS)} of memory available: "
         "the model cannot run here, so it was not run (`optimize MODEL --no-verify` rewrites it without running it)"
     )
 

@@ -15,6 +15,8 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 
+from optimizer.units import BYTE_UNITS, format_bytes
+
 __all__ = ["render_html", "CSP"]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -123,12 +125,14 @@ def _bytes(count, tick: bool = False) -> str:
     """Bytes as the terminal report writes them (1024-based B, KB, MB, GB); `tick`: no trailing zeros."""
     if not _finite(count):
         return "–" if count is None else str(count)
+    if not tick:
+        return format_bytes(count)
     value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(value) < 1024 or unit == "GB":
-            return f"{value:g} {unit}" if tick else f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    for unit in BYTE_UNITS:
+        if abs(value) < 1024 or unit == BYTE_UNITS[-1]:
+            return f"{value:g} {unit}"
         value /= 1024
-    return f"{value:.1f} GB"
+    raise AssertionError("unreachable")
 
 
 def _short(count, unit: str = "") -> str:

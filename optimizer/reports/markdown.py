@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from optimizer.report import format_bytes
+from optimizer.units import format_bytes
 
 __all__ = ["render_markdown"]
 
