@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from optimizer import io  # noqa: E402
-from optimizer.api import ModelStats, optimize  # noqa: E402
+from optimizer.api import optimize  # noqa: E402
+from optimizer.stats import ModelStats  # noqa: E402
 from optimizer.error_budget import ErrorBudget, measure_errors  # noqa: E402
 from optimizer.lossy import LossyOptions  # noqa: E402
 from optimizer.measure import machine_info, time_candidates  # noqa: E402

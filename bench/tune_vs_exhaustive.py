@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import generate_inputs  # noqa: E402
 
 from optimizer import io, runtime, tune  # noqa: E402
-from optimizer.api import _inter_op_speedup  # noqa: E402
+from optimizer.analysis import inter_op_speedup_of  # noqa: E402
 from optimizer.measure import machine_info, time_candidates  # noqa: E402
 
 EXHAUSTIVE_ROUNDS = 27
@@ -51,7 +51,7 @@ def _level_variants(path: Path, folder: Path) -> dict[str, Path]:
 def bench_model(path: Path, budget: float, with_variants: bool = False) -> dict:
     model = io.load(path)
     op_types = sorted({node.op_type for node in model.graph})
-    speedup_bound = _inter_op_speedup(model)
+    speedup_bound = inter_op_speedup_of(model)
     del model
     space = tune.build_space(providers_available=runtime.available_providers(), inter_op_speedup=speedup_bound, op_types=op_types)
     probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

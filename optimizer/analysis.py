@@ -61,9 +61,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import onnx_ir as ir
 
-from passes.values import constant_array
+from optimizer.graph.values import constant_array
 
-__all__ = ["NodeCost", "Region", "GraphAnalysis", "analyze", "OUTPUTS_JOIN"]
+__all__ = ["NodeCost", "Region", "GraphAnalysis", "analyze", "inter_op_speedup_of", "OUTPUTS_JOIN"]
 
 logger = logging.getLogger(__name__)
 
@@ -790,7 +790,7 @@ def analyze(model: ir.Model, input_shapes: Mapping[str, Sequence[int]] | None = 
     `input_shapes` binds graph inputs by name (ValueError for a name that is no graph input); other
     dynamic dims get the defaults. The caller's model is not modified.
     """
-    from passes.shape_inference import infer_shapes  # imports onnx: only when analysing
+    from optimizer.graph.shapes import infer_shapes  # imports onnx: only when analysing
 
     clone = model.clone()
     _bind_inputs(clone.graph, input_shapes or {})
@@ -833,3 +833,12 @@ def analyze(model: ir.Model, input_shapes: Mapping[str, Sequence[int]] | None = 
         inter_op_speedup_bound=bound,
         unknown_cost_nodes=unknown,
     )
+
+
+def inter_op_speedup_of(model: ir.Model) -> float | None:
+    """What parallel execution could give on this graph (the analysis' bound); None when unknown."""
+    try:
+        return analyze(model).inter_op_speedup_bound
+    except Exception as error:  # noqa: BLE001 - the analysis is advice; tuning goes on without it
+        logger.info("graph analysis failed (%s); parallel execution stays in the search", error)
+        return None

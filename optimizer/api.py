@@ -19,10 +19,12 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer import io, runtime
+from optimizer.analysis import inter_op_speedup_of
+from optimizer.stats import ModelStats
 from optimizer import tune as tuner
 from optimizer.lossy import LossyInputError, LossyOptions, LossyResult, run_lossy
 from optimizer.pipeline import PassFailedError, PassOptions, PassRecord, Pipeline
-from optimizer.verify import Tolerance, VerificationInputError, VerificationResult, Verifier, default_tolerance
+from optimizer.verify import Tolerance, VerificationInputError, VerificationResult, Verifier, default_tolerance, feeds_for
 
 if TYPE_CHECKING:
     from optimizer.profile import ProfileResult
@@ -31,48 +33,9 @@ __all__ = ["optimize", "tune_model", "profile", "OptimizationResult", "ModelStat
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-"""Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type."""
 LEVELS = ("O1", "O2", "O3")
 TARGET_OPSET_STEP = "target-opset"
 """The opset upgrade runs before the passes and is recorded, verified and bisected like one."""
-
-
-@dataclasses.dataclass
-class ModelStats:
-    """Size and composition of a model."""
-
-    nodes: int
-    op_counts: dict[str, int]
-    initializer_bytes: int
-    file_bytes: int | None = None
-    weight_bytes_by_dtype: dict[str, int] = dataclasses.field(default_factory=dict)
-    weight_bytes_by_op_type: dict[str, int] = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def of(cls, model: ir.Model, path: str | os.PathLike | None = None) -> ModelStats:
-        counts: dict[str, int] = {}
-        # Model-local functions run too: their nodes count (next to the call node itself).
-        for graph in (model.graph, *model.functions.values()):
-            for node in ir.traversal.RecursiveGraphIterator(graph):
-                key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
-                counts[key] = counts.get(key, 0) + 1
-        by_dtype = io.weight_bytes_by_dtype(model)
-        file_bytes = io.model_file_bytes(model, path) if path is not None and Path(path).is_file() else None
-        return cls(sum(counts.values()), dict(sorted(counts.items())), sum(by_dtype.values()), file_bytes, by_dtype, _weight_bytes_by_op_type(model))
-
-
-def _weight_bytes_by_op_type(model: ir.Model) -> dict[str, int]:
-    """Initializer bytes by the op type that reads them (the first reader by name when several types do)."""
-    totals: dict[str, int] = {}
-    for graph in model.graphs():
-        for value in graph.initializers.values():
-            if value.const_value is None:
-                continue
-            readers = sorted({use.node.op_type for use in value.uses()})
-            key = readers[0] if readers else ("(graph output)" if value.is_graph_output() else "(unused)")
-            totals[key] = totals.get(key, 0) + value.const_value.nbytes
-    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
 
 
 @dataclasses.dataclass
@@ -134,8 +97,10 @@ class OptimizationResult:
 
     def to_dict(self) -> dict:
         """The machine-readable summary (`--json`)."""
+        from optimizer.reports.document import SCHEMA_VERSION as REPORT_SCHEMA_VERSION
+
         return {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": REPORT_SCHEMA_VERSION,
             "input": {"path": str(self.input_path) if self.input_path else None, **dataclasses.asdict(self.before)},
             "output": {
                 "path": str(self.output_path) if self.output_path else None,
@@ -576,7 +541,7 @@ def _tune_variants(
     space = tuner.build_space(
         objective=objective,
         providers_available=runtime.available_providers(),
-        inter_op_speedup=_inter_op_speedup(original),
+        inter_op_speedup=inter_op_speedup_of(original),
         op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(original.graph)}),
     )
     del original
@@ -602,16 +567,6 @@ def distinct_variants(variants: Mapping[str, Path]) -> dict[str, Path]:
             del kept[name]
         contents.setdefault(digest, name)
     return kept
-
-
-def feeds_for(model_path: Path, model: ir.Model, inputs, input_shapes, batch: int) -> tuple[dict[str, np.ndarray], str]:
-    """Inputs to time the model on: the user's, else generated ones the model accepts."""
-    if inputs is not None and batch != 1:
-        raise VerificationInputError("--batch applies to generated inputs; with --inputs, the arrays set the batch")
-    verifier = Verifier(model_path, model, inputs=inputs, input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}, batch=batch)
-    if not verifier.feeds:
-        raise VerificationInputError(f"cannot run the model: {verifier.skip_reason}")
-    return verifier.feeds, verifier.inputs_source
 
 
 def tune_model(
@@ -646,7 +601,7 @@ def tune_model(
         providers=providers,
         intra=intra,
         inter=inter,
-        inter_op_speedup=_inter_op_speedup(model),
+        inter_op_speedup=inter_op_speedup_of(model),
         op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(model.graph)}),
     )
     del model
@@ -694,20 +649,9 @@ def profile(
     return result, Path(config_path) if config_path is not None else None
 
 
-def _inter_op_speedup(model: ir.Model) -> float | None:
-    """What parallel execution could give on this graph (the analysis' bound); None when unknown."""
-    try:
-        from optimizer.analysis import analyze
-
-        return analyze(model).inter_op_speedup_bound
-    except Exception as error:  # noqa: BLE001 - the analysis is advice; tuning goes on without it
-        logger.info("graph analysis failed (%s); parallel execution stays in the search", error)
-        return None
-
-
 def _load_calibration(path: Path, model: ir.Model) -> list[dict[str, np.ndarray]]:
     """The calibration samples, refused before the pipeline runs when unusable (LossyInputError)."""
-    from passes.quantization.calibration import input_dtypes, load_calibration
+    from optimizer.lossy.quantization.calibration import input_dtypes, load_calibration
 
     try:
         return load_calibration(path, input_dtypes(model))

@@ -282,15 +282,12 @@ def _restore_signals(previous: dict) -> None:
 
 
 def _run_reporting_errors(verbose: int, work):
-    from optimizer import api, comparison, gates, io, lossy, partition, reports, runtime, tune, verify as verification
+    from optimizer import api
+    from optimizer.errors import UserError
 
-    bad_input = (
-        io.ModelInputError, verification.VerificationInputError, runtime.ConfigError, tune.TuningError, lossy.LossyInputError,
-        partition.PartitionError, reports.ReportError, gates.GateInputError, comparison.ComparisonError,
-    )
     try:
         return work()
-    except bad_input as error:
+    except UserError as error:
         if verbose >= 2:
             logging.exception("bad input")
         _fail(str(error), EXIT_BAD_INPUT)
@@ -650,7 +647,7 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
             feeds = verification.load_inputs(inputs_file)
         else:
             source = Path(manifest.source_path)
-            feeds, _ = api.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)
+            feeds, _ = verification.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)
         return run_partitioned(directory, feeds, stream=stream, rounds=rounds)
 
     report = _handle_errors(verbose, work)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from optimizer.errors import UserError
 import numpy as np
 import onnx_ir as ir
 
@@ -29,7 +30,7 @@ NOISE_FLOOR = 0.02
 """The smallest noise margin latency verdicts assume, however close the control copy came."""
 
 
-class ComparisonError(Exception):
+class ComparisonError(UserError):
     """Two models that cannot be compared (different interfaces, inputs neither accepts)."""
 
 
@@ -59,7 +60,7 @@ def load_model(path: str | os.PathLike, config_path: str | os.PathLike | None = 
 
 def model_summary(loaded: LoadedModel) -> dict:
     """Path, size on disk, nodes and op counts, parameters, weight bytes by dtype and by op type."""
-    from optimizer.api import ModelStats
+    from optimizer.stats import ModelStats
 
     stats = ModelStats.of(loaded.model, loaded.path)
     return {
@@ -222,7 +223,7 @@ def compare_models(
 ) -> dict:
     """The `compare` document's body: both models' summaries, error per output of B against A, op-count
     and size diffs and, with `latency`, B's time against A's measured in one run."""
-    from optimizer.api import feeds_for
+    from optimizer.verify import feeds_for
 
     a, b = load_model(a_path, config_a), load_model(b_path, config_b)
     interface = check_same_interface(a, b)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from optimizer.errors import UserError
 import numpy as np
 
 from optimizer.comparison import LoadedModel, check_same_interface, load_model, model_summary, output_errors, time_against, time_with_control
@@ -25,7 +26,7 @@ from optimizer.units import format_bytes
 __all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "run_check"]
 
 
-class GateInputError(Exception):
+class GateInputError(UserError):
     """Gate options that cannot be checked (a bad limit, a gate that needs --baseline)."""
 
 
@@ -219,7 +220,7 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
     Raises GateInputError for bad options, io.ModelInputError for a bad model or baseline,
     ComparisonError for a baseline that cannot be compared, VerificationInputError for unusable inputs.
     """
-    from optimizer.api import feeds_for
+    from optimizer.verify import feeds_for
 
     options.validate()
     model = load_model(model_path, options.config)

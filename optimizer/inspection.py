@@ -78,7 +78,7 @@ def inspect_model(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[i
     Raises io.ModelInputError for a bad file and ValueError for an `input_shapes` name that is no input.
     """
     from optimizer.analysis import analyze
-    from optimizer.api import ModelStats
+    from optimizer.stats import ModelStats
 
     path = Path(path)
     model = io.load(path)

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from optimizer.errors import UserError
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -54,7 +55,7 @@ EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
 _PROTOBUF_LIMIT = 2**31 - 1
 
 
-class ModelInputError(Exception):
+class ModelInputError(UserError):
     """A problem with what the user gave us; the message is one line meant for them."""
 
 

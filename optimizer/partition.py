@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from optimizer.errors import UserError
 import numpy as np
 import onnx_ir as ir
 
@@ -63,7 +64,7 @@ _RTOL, _ATOL = 1e-4, 1e-5
 _MIN_NOISE = 0.01  # below this, a difference between identical sessions is still a tie
 
 
-class PartitionError(Exception):
+class PartitionError(UserError):
     """A model, manifest or request that cannot be partitioned or run; the message is one line."""
 
 
@@ -505,7 +506,7 @@ def partition(
     """
     from optimizer import io
     from optimizer.analysis import analyze
-    from passes.shape_inference import infer_shapes
+    from optimizer.graph.shapes import infer_shapes
 
     if strategy not in STRATEGIES:
         raise PartitionError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")

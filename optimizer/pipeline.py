@@ -97,7 +97,7 @@ class Pipeline:
         return [p.name for p in self.passes]
 
     def run(self, model: ir.Model) -> list[PassRecord]:
-        from passes.shape_inference import infer_shapes
+        from optimizer.graph.shapes import infer_shapes
 
         records: list[PassRecord] = []
         for round_number in range(1, self.max_rounds + 1):

@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from optimizer.errors import UserError
+
 __all__ = [
     "CONFIG_SCHEMA_VERSION",
     "ConfigError",
@@ -46,7 +48,7 @@ EXECUTION_MODES = ("sequential", "parallel")
 OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A runtime configuration file that cannot be used; the message is one line for the user."""
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from optimizer.errors import UserError
 import numpy as np
 
 from optimizer.measure import LatencyStats, machine_info, time_candidates
@@ -59,7 +60,7 @@ PROVIDER_OPTIONS: dict[str, list[dict[str, str]]] = {
 CONV_OPS = frozenset({"Conv", "ConvTranspose", "QLinearConv", "ConvInteger", "FusedConv", "MaxPool", "AveragePool"})
 
 
-class TuningError(Exception):
+class TuningError(UserError):
     """The search cannot run as asked (an option this onnxruntime lacks, a model its defaults cannot run)."""
 
 

@@ -14,6 +14,9 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+from pathlib import Path
+
+from optimizer.errors import UserError
 import numpy as np
 import onnx_ir as ir
 
@@ -29,6 +32,7 @@ __all__ = [
     "load_inputs",
     "default_tolerance",
     "check_value_sizes",
+    "feeds_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -40,7 +44,7 @@ QUANTIZED_OPS = frozenset(
 )
 
 
-class VerificationInputError(Exception):
+class VerificationInputError(UserError):
     """The ORIGINAL model cannot run on the inputs we have: a problem with inputs, not the optimizer."""
 
 
@@ -454,3 +458,12 @@ class Verifier:
             inputs_source=self.inputs_source,
         )
 
+
+def feeds_for(model_path: Path, model: ir.Model, inputs, input_shapes, batch: int) -> tuple[dict[str, np.ndarray], str]:
+    """Inputs to time the model on: the user's, else generated ones the model accepts."""
+    if inputs is not None and batch != 1:
+        raise VerificationInputError("--batch applies to generated inputs; with --inputs, the arrays set the batch")
+    verifier = Verifier(model_path, model, inputs=inputs, input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}, batch=batch)
+    if not verifier.feeds:
+        raise VerificationInputError(f"cannot run the model: {verifier.skip_reason}")
+    return verifier.feeds, verifier.inputs_source

@@ -8,7 +8,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from optimizer.pipeline import OptimizationPass, PassOptions
-from passes.shape_inference import infer_shapes
+from optimizer.graph.shapes import infer_shapes
 
 
 def from_text(text: str) -> ir.Model:

@@ -334,7 +334,7 @@ import resource
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 import numpy as np, onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
-from passes.shape_inference import infer_shapes
+from optimizer.graph.shapes import infer_shapes
 n = 10_000_000
 bias = numpy_helper.from_array(np.ones(n, np.float32), "b")
 x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])

@@ -17,7 +17,7 @@ from optimizer.api import optimize
 from optimizer.error_budget import ErrorBudget, measure_errors
 from optimizer.lossy import LossyInputError, LossyOptions, judge_speed, plan, rank_sensitivity, run_lossy
 from optimizer.verify import Verifier
-from passes.quantization.calibration import CalibrationError, load_calibration
+from optimizer.lossy.quantization.calibration import CalibrationError, load_calibration
 
 RNG = np.random.default_rng(0)
 
@@ -117,7 +117,7 @@ def test_auto_plans_dynamic_for_matmul_graphs_and_skips_it_for_convolutions(tmp_
 
 
 def test_already_quantized_models_are_not_quantized_again(tmp_path):
-    from passes.quantization import quantize_dynamic_int8
+    from optimizer.lossy.quantization import quantize_dynamic_int8
 
     quantize_dynamic_int8(plain_mlp(tmp_path / "mlp.onnx"), tmp_path / "q.onnx")
     methods, skipped = plan(LossyOptions(quantize="auto"), io.load(tmp_path / "q.onnx"), ["CUDAExecutionProvider"])
@@ -156,7 +156,7 @@ def test_dynamic_within_budget_needs_no_exclusion(tmp_path):
 def test_sensitivity_ranks_the_outlier_matmul_first(tmp_path):
     model = outlier_mlp(tmp_path / "outlier.onnx")
     verifier = Verifier(model, io.load(model))
-    from passes.quantization import quantize_dynamic_int8
+    from optimizer.lossy.quantization import quantize_dynamic_int8
 
     quantize_dynamic_int8(model, tmp_path / "q.onnx")
     nodes = [n for n in io.load(model).graph if n.op_type == "MatMul"]
@@ -322,7 +322,7 @@ def gemm_mlp(path: Path) -> Path:
 
 
 def test_gemm_becomes_matmul_add_for_dynamic_int8(tmp_path):
-    from passes.quantization.prepare import gemm_to_matmul_add
+    from optimizer.lossy.quantization.prepare import gemm_to_matmul_add
 
     lossless = tmp_path / "o.onnx"
     optimize(gemm_mlp(tmp_path / "g.onnx"), lossless)
@@ -341,7 +341,7 @@ def test_gemm_becomes_matmul_add_for_dynamic_int8(tmp_path):
 
 
 def test_gemm_with_alpha_or_transa_is_left_alone():
-    from passes.quantization.prepare import gemm_to_matmul_add
+    from optimizer.lossy.quantization.prepare import gemm_to_matmul_add
 
     model = ir.from_onnx_text("""
         <ir_version: 10, opset_import: ["" : 17]>

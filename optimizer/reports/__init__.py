@@ -14,10 +14,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from optimizer.errors import UserError
+
 __all__ = ["ReportError", "FORMATS", "check_report_paths", "render", "to_json", "write_reports"]
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """A report path that cannot be written (unknown suffix, missing folder)."""
 
 

@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 import onnx_ir as ir
 
 from optimizer import __version__
-from optimizer.api import SCHEMA_VERSION
+
+SCHEMA_VERSION = 2
+"""Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type."""
 
 __all__ = ["SCHEMA_VERSION", "header", "optimization_document", "analysis_summary"]
 

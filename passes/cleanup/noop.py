@@ -16,8 +16,8 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.pipeline import OptimizationPass
-from passes.graph_edit import bypass_value
-from passes.values import constant_array, static_shape
+from optimizer.graph.editing import bypass_value
+from optimizer.graph.values import constant_array, static_shape
 
 __all__ = ["EliminateNoOpsPass"]
 

@@ -17,8 +17,8 @@ import onnx_ir as ir
 
 from optimizer.pipeline import OptimizationPass
 from passes.folding.evaluator import evaluate_node
-from passes.graph_edit import replace_with_constant
-from passes.values import constant_array, constant_tensor
+from optimizer.graph.editing import replace_with_constant
+from optimizer.graph.values import constant_array, constant_tensor
 
 __all__ = ["FoldConstantsPass"]
 

@@ -13,8 +13,8 @@ import collections
 import onnx_ir as ir
 
 from optimizer.pipeline import OptimizationPass
-from passes.graph_edit import replace_value, unique_initializer_name
-from passes.values import constant_array
+from optimizer.graph.editing import replace_value, unique_initializer_name
+from optimizer.graph.values import constant_array
 
 __all__ = ["InlineConstantIfPass"]
 

@@ -13,8 +13,8 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.pipeline import OptimizationPass
-from passes.graph_edit import replace_with_constant
-from passes.values import constant_array
+from optimizer.graph.editing import replace_with_constant
+from optimizer.graph.values import constant_array
 
 __all__ = ["FoldShapesPass"]
 

@@ -25,9 +25,9 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import MS_DOMAIN, producer_of, scalar, single_use, sole_consumer
-from passes.graph_edit import add_initializer, pattern_problem, replace_pattern
-from passes.values import constant_array
+from optimizer.graph.matching import MS_DOMAIN, producer_of, scalar, single_use, sole_consumer
+from optimizer.graph.editing import add_initializer, pattern_problem, replace_pattern
+from optimizer.graph.values import constant_array
 
 __all__ = ["FuseAttentionPass"]
 

@@ -20,9 +20,9 @@ import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
 from passes.fusion.conv_bn import conv_output_channels, scale_output_channels
-from passes.fusion.matching import single_use
-from passes.graph_edit import add_initializer, bypass_value
-from passes.values import constant_array
+from optimizer.graph.matching import single_use
+from optimizer.graph.editing import add_initializer, bypass_value
+from optimizer.graph.values import constant_array
 
 __all__ = ["FuseConvAffinePass"]
 

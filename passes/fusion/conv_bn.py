@@ -25,9 +25,9 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import attribute, single_use
-from passes.graph_edit import add_initializer, bypass_value, replace_pattern
-from passes.values import constant_array
+from optimizer.graph.matching import attribute, single_use
+from optimizer.graph.editing import add_initializer, bypass_value, replace_pattern
+from optimizer.graph.values import constant_array
 
 __all__ = ["FuseConvBatchNormPass", "FuseGemmBatchNormPass", "conv_output_channels", "scale_output_channels"]
 

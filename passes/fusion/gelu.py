@@ -23,8 +23,8 @@ import math
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import MS_DOMAIN, broadcasts_up, other_operand, producer_of, scalar, single_use, sole_consumer
-from passes.graph_edit import pattern_problem, replace_pattern
+from optimizer.graph.matching import MS_DOMAIN, broadcasts_up, other_operand, producer_of, scalar, single_use, sole_consumer
+from optimizer.graph.editing import pattern_problem, replace_pattern
 
 __all__ = ["FuseGeluPass", "FuseGeluAnyOpsetPass"]
 

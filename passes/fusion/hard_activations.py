@@ -22,9 +22,9 @@ from collections.abc import Callable
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import broadcasts_up, other_operand, producer_of, scalar, single_use
-from passes.graph_edit import replace_pattern
-from passes.values import constant_tensor
+from optimizer.graph.matching import broadcasts_up, other_operand, producer_of, scalar, single_use
+from optimizer.graph.editing import replace_pattern
+from optimizer.graph.values import constant_tensor
 
 __all__ = ["FuseHardActivationsPass"]
 

@@ -25,8 +25,8 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import attribute, producer_of, single_use
-from passes.values import constant_array
+from optimizer.graph.matching import attribute, producer_of, single_use
+from optimizer.graph.values import constant_array
 
 __all__ = ["FusePadPass"]
 

@@ -23,9 +23,9 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import producer_of, sole_consumer
-from passes.graph_edit import add_initializer, bypass_value, can_bypass
-from passes.values import constant_array
+from optimizer.graph.matching import producer_of, sole_consumer
+from optimizer.graph.editing import add_initializer, bypass_value, can_bypass
+from optimizer.graph.values import constant_array
 
 __all__ = ["FuseReshapeChainsPass"]
 

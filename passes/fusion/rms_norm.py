@@ -21,9 +21,9 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import as_parameter, broadcasts_up, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
-from passes.graph_edit import add_initializer, replace_pattern
-from passes.values import constant_array
+from optimizer.graph.matching import as_parameter, broadcasts_up, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
+from optimizer.graph.editing import add_initializer, replace_pattern
+from optimizer.graph.values import constant_array
 
 __all__ = ["FuseRMSNormPass"]
 

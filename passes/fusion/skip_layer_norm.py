@@ -17,9 +17,9 @@ import dataclasses
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import MS_DOMAIN, producer_of, single_use
-from passes.graph_edit import replace_pattern
-from passes.values import constant_array
+from optimizer.graph.matching import MS_DOMAIN, producer_of, single_use
+from optimizer.graph.editing import replace_pattern
+from optimizer.graph.values import constant_array
 
 __all__ = ["FuseSkipLayerNormPass"]
 

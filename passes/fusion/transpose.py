@@ -16,9 +16,9 @@ import dataclasses
 import onnx_ir as ir
 
 from optimizer.rewriter import Declined, RewritePass, Rule
-from passes.fusion.matching import producer_of, sole_consumer
-from passes.graph_edit import bypass_value, can_bypass, replace_pattern
-from passes.values import constant_array, constant_tensor
+from optimizer.graph.matching import producer_of, sole_consumer
+from optimizer.graph.editing import bypass_value, can_bypass, replace_pattern
+from optimizer.graph.values import constant_array, constant_tensor
 
 __all__ = ["FuseTransposesPass"]
 

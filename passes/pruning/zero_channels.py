@@ -31,9 +31,9 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.pipeline import OptimizationPass
-from passes.fusion.matching import attribute
-from passes.pruning.constants import write_constant
-from passes.values import constant_array
+from optimizer.graph.matching import attribute
+from optimizer.graph.constants import write_constant
+from optimizer.graph.values import constant_array
 
 __all__ = ["PruneZeroChannelsPass", "ZERO_PRESERVING_OPS"]
 

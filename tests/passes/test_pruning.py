@@ -8,8 +8,9 @@ import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from passes.pruning import compressed_weight_bytes, prune_outputs, prune_weights_by_magnitude
-from passes.pruning.magnitude import MIN_ELEMENTS
+from optimizer.lossy.magnitude import compressed_weight_bytes, prune_weights_by_magnitude
+from passes.pruning import prune_outputs
+from optimizer.lossy.magnitude import MIN_ELEMENTS
 from tests.helpers import ops, random_feeds, run
 
 RNG = np.random.default_rng(0)

@@ -5,8 +5,8 @@ and they are not pipeline passes: `optimizer.lossy` decides which to try, holds 
 user's error budget and keeps it only when it is measurably faster.
 """
 
-from passes.quantization.calibration import load_calibration
-from passes.quantization.fp16 import convert_fp16
-from passes.quantization.int8 import quantize_dynamic_int8, quantize_static_int8
+from optimizer.lossy.quantization.calibration import load_calibration
+from optimizer.lossy.quantization.fp16 import convert_fp16
+from optimizer.lossy.quantization.int8 import quantize_dynamic_int8, quantize_static_int8
 
 __all__ = ["load_calibration", "convert_fp16", "quantize_dynamic_int8", "quantize_static_int8"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from passes.values import constant_array, constant_tensor
+from optimizer.graph.values import constant_array, constant_tensor
 
 __all__ = ["MS_DOMAIN", "as_parameter", "attribute", "broadcasts_up", "other_operand", "producer_of", "reduce_axes", "scalar", "single_use", "sole_consumer"]
 

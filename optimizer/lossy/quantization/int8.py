@@ -75,7 +75,7 @@ def quantize_static_int8(
     """int8 weights and activations with ranges calibrated (MinMax) on `samples`; returns onnxruntime's warnings."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from passes.quantization.calibration import SampleReader
+    from optimizer.lossy.quantization.calibration import SampleReader
 
     if not samples:
         raise ValueError("static quantization needs calibration samples")

@@ -25,7 +25,7 @@ def convert_fp16(source: str | os.PathLike, target: str | os.PathLike, *, exclud
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    from passes.quantization.int8 import _quiet_root_logger
+    from optimizer.lossy.quantization.int8 import _quiet_root_logger
 
     model = onnx.load(Path(source))
     with _quiet_root_logger() as notes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from passes.graph_edit import add_initializer, replace_pattern
+from optimizer.graph.editing import add_initializer, replace_pattern
 
 __all__ = ["gemm_to_matmul_add"]
 

@@ -14,7 +14,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import _c_api_utils
 
-from passes.values import constant_array
+from optimizer.graph.values import constant_array
 
 __all__ = ["infer_shapes"]
 

@@ -19,8 +19,8 @@ import zlib
 import numpy as np
 import onnx_ir as ir
 
-from passes.pruning.constants import write_constant
-from passes.values import constant_array
+from optimizer.graph.constants import write_constant
+from optimizer.graph.values import constant_array
 
 __all__ = ["MIN_ELEMENTS", "compressed_weight_bytes", "prune_weights_by_magnitude"]
 

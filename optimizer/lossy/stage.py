@@ -1,6 +1,6 @@
 """Lossy variants under an error budget: which to try, whether each keeps the answers, whether it pays.
 
-The transforms themselves are onnxruntime's (`passes.quantization`) plus opt-in magnitude pruning
+The transforms themselves are onnxruntime's (`optimizer.lossy.quantization`) plus opt-in magnitude pruning
 (`passes.pruning`); this module is the judgement around them:
   plan       what to try: the method asked for, or for `auto` what suits the graph (dynamic int8 where
              MatMul/attention carry the work, static int8 when calibration data are given, fp16 only where
@@ -28,6 +28,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer import io
+from optimizer.errors import UserError
 from optimizer.error_budget import DEFAULT_BUDGET, ErrorBudget, OutputError, measure_errors
 from optimizer.measure import LatencyStats, time_candidates
 from optimizer.verify import QUANTIZED_OPS, Verifier, first_line
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 QUANTIZE_CHOICES = ("none", "dynamic", "static", "fp16", "auto")
 LABELS = {"dynamic": "dynamic int8", "static": "static int8", "fp16": "fp16", "prune": "magnitude pruning"}
 MATMUL_OPS = {"MatMul", "Gemm", "Attention", "EmbedLayerNormalization", "LSTM"}
-"""The ops dynamic int8 quantizes (Gemm after `passes.quantization.prepare` makes it MatMul + Add)."""
+"""The ops dynamic int8 quantizes (Gemm after `optimizer.lossy.quantization.prepare` makes it MatMul + Add)."""
 CONV_OPS = {"Conv", "ConvTranspose"}
 STATIC_SKIPPED_OPS = ("Gather", "GatherElements")
 """Static int8 leaves embedding lookups float: quantizing them saves memory but no time, and costs accuracy."""
@@ -51,7 +52,7 @@ EXCLUSION_STEPS = (1, 2, 4, 8, 16, 32)
 SPEED_ROUNDS = 9
 
 
-class LossyInputError(ValueError):
+class LossyInputError(UserError, ValueError):
     """A lossy option that cannot work (e.g. static quantization without calibration data)."""
 
 
@@ -222,7 +223,7 @@ def _with_outputs(source: Path, names: Sequence[str], target: Path) -> list[str]
     """Save a copy of `source` whose graph also outputs the typed values named; returns the names it outputs."""
     model = io.load(source, validate=False)
     if any(o.type is None for node in model.graph for o in node.outputs):
-        from passes.shape_inference import infer_shapes
+        from optimizer.graph.shapes import infer_shapes
 
         try:
             infer_shapes(model)
@@ -309,7 +310,7 @@ class _Search:
 
     def calibration(self) -> list[dict[str, np.ndarray]]:
         if self.samples is None:
-            from passes.quantization.calibration import input_dtypes, load_calibration
+            from optimizer.lossy.quantization.calibration import input_dtypes, load_calibration
 
             self.samples = load_calibration(self.options.calibration, input_dtypes(self.model))
         return self.samples
@@ -319,7 +320,7 @@ class _Search:
         if method != "dynamic" or not any(n.op_type == "Gemm" for n in self.model.graph):
             return self.lossless_path, self.model
         if method not in self.prepared:
-            from passes.quantization.prepare import gemm_to_matmul_add
+            from optimizer.lossy.quantization.prepare import gemm_to_matmul_add
 
             model = io.load(self.lossless_path, validate=False)
             path = self.lossless_path
@@ -332,7 +333,7 @@ class _Search:
     def op_types(self, method: str) -> set[str]:
         """Op types the method changes."""
         if method == "dynamic":
-            from passes.quantization.int8 import DYNAMIC_OP_TYPES
+            from optimizer.lossy.quantization.int8 import DYNAMIC_OP_TYPES
 
             ops = set(self.options.op_types or DYNAMIC_OP_TYPES)
         elif method == "static":
@@ -341,7 +342,7 @@ class _Search:
             registry = QDQRegistry if self.options.quant_format == "qdq" else QLinearOpsRegistry
             ops = set(self.options.op_types or (set(registry) - set(STATIC_SKIPPED_OPS)))
         elif method == "fp16":
-            from passes.quantization.fp16 import FP16_BLOCKED_OPS
+            from optimizer.lossy.quantization.fp16 import FP16_BLOCKED_OPS
 
             ops = {n.op_type for n in self.model.graph} - set(FP16_BLOCKED_OPS)
         else:
@@ -356,7 +357,7 @@ class _Search:
 
     def produce(self, method: str, exclude: Sequence[str], target: Path) -> list[str]:
         """Write the method's variant of the lossless model to `target`; onnxruntime's notes."""
-        from passes.quantization import convert_fp16, quantize_dynamic_int8, quantize_static_int8
+        from optimizer.lossy.quantization import convert_fp16, quantize_dynamic_int8, quantize_static_int8
 
         exclude = [*self.options.exclude_nodes, *exclude]
         if method == "dynamic":
@@ -375,7 +376,7 @@ class _Search:
         if method == "fp16":
             return convert_fp16(self.lossless_path, target, exclude=exclude, external_data=self.external_data)
         if method == "prune":
-            from passes.pruning.magnitude import compressed_weight_bytes, prune_weights_by_magnitude
+            from optimizer.lossy.magnitude import compressed_weight_bytes, prune_weights_by_magnitude
 
             model = io.load(self.lossless_path, validate=False)
             before = compressed_weight_bytes(model)

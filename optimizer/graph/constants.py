@@ -11,7 +11,7 @@ __all__ = ["write_constant"]
 def write_constant(value: ir.Value, array: np.ndarray) -> None:
     """Make the constant `value` hold `array` (its name kept, its shape updated); every reader sees it.
 
-    `value` must be constant in the sense of `passes.values.constant_tensor`: an initializer that is
+    `value` must be constant in the sense of `optimizer.graph.values.constant_tensor`: an initializer that is
     not a graph input, or the output of a Constant node (whose attribute becomes a `value` tensor).
     """
     tensor = ir.tensor(np.ascontiguousarray(array), name=value.name)
