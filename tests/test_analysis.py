@@ -12,9 +12,9 @@ import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from optimizer import analysis as analysis_module
 from optimizer import io
 from optimizer.analysis import OUTPUTS_JOIN, GraphAnalysis, analyze
+from optimizer.analysis import shapes as analysis_shapes
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 FLOAT = TensorProto.FLOAT
@@ -357,7 +357,7 @@ def test_shape_arithmetic_is_resolved_for_costing(monkeypatch):
     analysis = analyze(model, {"x": [2, 4, 8]})
     assert _cost(analysis, "matmul").flops == 2 * (2 * 4) * 3 * 8
     assert analysis.unknown_cost_nodes == 0
-    monkeypatch.setattr(analysis_module, "_infer_symbolic_shapes", lambda model: None)
+    monkeypatch.setattr(analysis_shapes, "_infer_symbolic_shapes", lambda model: None)
     assert not _cost(analyze(model, {"x": [2, 4, 8]}), "matmul").known  # onnx's inference alone cannot
 
 

@@ -18,11 +18,11 @@ from optimizer.partition import (
     MANIFEST_NAME,
     Manifest,
     PartitionError,
-    _balanced_cuts,
-    _Source,
     partition,
     run_partitioned,
 )
+from optimizer.partition.plan import balanced_cuts
+from optimizer.partition.source import SourceGraph
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 FLOAT = TensorProto.FLOAT
@@ -204,7 +204,7 @@ def test_unknown_costs_fall_back_to_node_counts(tmp_path):
     ([1, 1, 100, 1, 1], 3), ([5, 0, 0, 5, 3, 2], 2), ([3, 1, 4, 1, 5, 9, 2, 6], 3), ([0, 0, 0, 0], 2), ([7], 1),
 ])
 def test_balanced_cuts_are_optimal(weights, parts):
-    ends = _balanced_cuts(weights, parts)
+    ends = balanced_cuts(weights, parts)
     assert len(ends) == parts and ends[-1] == len(weights)
     assert all(a < b for a, b in zip([0, *ends], ends))  # no empty run
 
@@ -283,7 +283,7 @@ def test_a_graph_with_a_cycle_is_refused(tmp_path):
     with pytest.raises(PartitionError, match="topologically sorted"):  # the loader refuses it first
         partition(path, 2, tmp_path / "out")
     with pytest.raises(PartitionError, match="has a cycle .*cannot be ordered"):
-        _Source.of(ir.serde.deserialize_model(onnx.load(str(path))))
+        SourceGraph.of(ir.serde.deserialize_model(onnx.load(str(path))))
 
 
 def test_an_unsorted_graph_is_sorted_into_its_parts(tmp_path):
