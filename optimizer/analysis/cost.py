@@ -118,11 +118,13 @@ class NodeCost:
 
 
 def _numel(value: ir.Value | None) -> int | None:
+    """Elements of the value; None when a dim is unknown."""
     dims = known_dims(value)
     return math.prod(dims) if dims is not None else None
 
 
 def _nbytes(value: ir.Value | None) -> float | None:
+    """Bytes of the value; None when its shape or element size is unknown."""
     numel = _numel(value)
     if numel is None or value.dtype is None:
         return None
@@ -133,12 +135,14 @@ def _nbytes(value: ir.Value | None) -> float | None:
 
 
 def _input(node: ir.Node, index: int) -> ir.Value | None:
+    """The node's input at `index`; None when absent."""
     return node.inputs[index] if index < len(node.inputs) else None
 
 
 # --------------------------------------------------------------------------- cost model
 
 def _conv_flops(node: ir.Node, transpose: bool) -> float | None:
+    """Conv and its variants (ConvTranspose with `transpose`): 2 * |data| * prod(W.shape[1:]), + |Y| with a bias."""
     weight = known_dims(_input(node, _CONV_WEIGHT.get(node.op_type, 1)))
     data = _numel(node.inputs[0] if transpose else node.outputs[0])
     if weight is None or data is None or len(weight) < 2:
@@ -152,6 +156,7 @@ def _conv_flops(node: ir.Node, transpose: bool) -> float | None:
 
 
 def _broadcast(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    """The numpy broadcast of two shapes (a 0 dim stays 0)."""
     width = max(len(a), len(b))
     a = [1] * (width - len(a)) + list(a)
     b = [1] * (width - len(b)) + list(b)
@@ -159,6 +164,7 @@ def _broadcast(a: Sequence[int], b: Sequence[int]) -> list[int]:
 
 
 def _matmul_flops(node: ir.Node) -> float | None:
+    """MatMul and its variants: 2 * prod(broadcast batch dims) * M*N*K."""
     a, b = known_dims(_input(node, 0)), known_dims(_input(node, _MATMUL_B.get(node.op_type, 1)))
     if a is None or b is None or not a or not b:
         return None
@@ -173,6 +179,7 @@ def _matmul_flops(node: ir.Node) -> float | None:
 
 
 def _gemm_flops(node: ir.Node) -> float | None:
+    """Gemm: 2*M*N*K, + M*N with C."""
     a, b = known_dims(_input(node, 0)), known_dims(_input(node, 1))
     if a is None or b is None or len(a) != 2 or len(b) != 2:
         return None
@@ -185,6 +192,7 @@ def _gemm_flops(node: ir.Node) -> float | None:
 
 
 def _einsum_flops(node: ir.Node) -> float | None:
+    """Einsum: 2 * the product of every index's extent (once for a single operand)."""
     equation = str(attribute(node, "equation", "")).replace(" ", "")
     terms = equation.split("->")[0].split(",")
     if len(terms) != len(node.inputs):
@@ -210,6 +218,7 @@ def _einsum_flops(node: ir.Node) -> float | None:
 
 
 def _rnn_flops(node: ir.Node) -> float | None:
+    """LSTM / GRU / RNN: the gate products per step, + 10 per hidden unit and step."""
     x, w, r = known_dims(_input(node, 0)), known_dims(_input(node, 1)), known_dims(_input(node, 2))
     if x is None or w is None or r is None or len(x) != 3 or len(w) != 3 or len(r) != 3:
         return None
@@ -261,6 +270,7 @@ def _multi_head_attention_flops(node: ir.Node) -> float | None:
 
 
 def _pool_flops(node: ir.Node) -> float | None:
+    """MaxPool / AveragePool / LpPool: |Y| * prod(kernel)."""
     out = _numel(node.outputs[0])
     kernel = attribute(node, "kernel_shape", None)
     if out is None or not kernel:
@@ -278,6 +288,7 @@ def _elements(node: ir.Node) -> int | None:
 
 
 def _graph_cost(graph: ir.Graph) -> tuple[float, float, bool]:
+    """(FLOPs, bytes moved, known) of every node of a subgraph together."""
     flops = moved = 0.0
     known = True
     for node in graph:

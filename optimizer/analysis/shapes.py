@@ -33,6 +33,7 @@ def known_dims(value: ir.Value | None) -> tuple[int, ...] | None:
 
 
 def _is_batch_like(position: int, dim) -> bool:
+    """A leading dim named like a batch (or unnamed)."""
     if position != 0:
         return False
     name = getattr(dim, "value", dim)

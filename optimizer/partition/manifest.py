@@ -112,47 +112,21 @@ class Manifest:
 
     @classmethod
     def _from_dict(cls, data) -> Manifest:
-        def need(mapping, key, kind, where="manifest"):
-            if not isinstance(mapping, dict) or key not in mapping:
-                raise PartitionError(f"{where} has no {key!r}")
-            value = mapping[key]
-            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-                raise PartitionError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
-            return value
-
-        def names(value, where) -> list[str]:
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise PartitionError(f"{where} must be a list of names")
-            return list(value)
-
-        version = need(data, "schema_version", int)
+        """A manifest from the parsed JSON, checked field by field (PartitionError on the first problem)."""
+        version = _need(data, "schema_version", int)
         if version != SCHEMA_VERSION:
             raise PartitionError(f"schema_version {version} is not supported (expected {SCHEMA_VERSION})")
-        strategy = need(data, "strategy", str)
+        strategy = _need(data, "strategy", str)
         if strategy not in STRATEGIES:
             raise PartitionError(f"unknown strategy {strategy!r}")
-        source = need(data, "source", dict)
-        parts = []
-        for index, entry in enumerate(need(data, "parts", list)):
-            where = f"parts[{index}]"
-            file = need(entry, "file", str, where)
-            if not file.endswith(".onnx") or Path(file).name != file or file.startswith("."):
-                raise PartitionError(f"{where}: file {file!r} must be a plain .onnx name inside the folder")
-            role = need(entry, "role", str, where)
-            if role not in ROLES:
-                raise PartitionError(f"{where}: unknown role {role!r}")
-            parts.append(Part(
-                file, role, need(entry, "stage", int, where),
-                names(need(entry, "inputs", list, where), f"{where}.inputs"),
-                names(need(entry, "outputs", list, where), f"{where}.outputs"),
-                float(need(entry, "flops", (int, float), where)), need(entry, "nodes", int, where),
-            ))
+        source = _need(data, "source", dict)
+        parts = [_part_of(entry, f"parts[{index}]") for index, entry in enumerate(_need(data, "parts", list))]
         if not parts:
             raise PartitionError("lists no parts")
         files = [p.file for p in parts]
         if len(set(files)) != len(files):
             raise PartitionError("a part file is listed twice")
-        schedule = need(data, "schedule", list)
+        schedule = _need(data, "schedule", list)
         if not all(isinstance(step, list) and step for step in schedule):
             raise PartitionError("schedule must be a list of non-empty lists of part files")
         scheduled = [file for step in schedule for file in step]
@@ -160,31 +134,68 @@ class Manifest:
             raise PartitionError("schedule does not list every part exactly once")
         manifest = cls(
             strategy=strategy,
-            source_path=need(source, "path", str, "source"),
-            source_sha256=need(source, "sha256", str, "source"),
-            inputs=names(need(data, "inputs", list), "inputs"),
-            outputs=names(need(data, "outputs", list), "outputs"),
+            source_path=_need(source, "path", str, "source"),
+            source_sha256=_need(source, "sha256", str, "source"),
+            inputs=_names(_need(data, "inputs", list), "inputs"),
+            outputs=_names(_need(data, "outputs", list), "outputs"),
             parts=parts,
             schedule=[list(step) for step in schedule],
             cost_basis=str(data.get("cost_basis", "flops")),
             region=data.get("region") if isinstance(data.get("region"), dict) else None,
             notes=[str(n) for n in data.get("notes", []) if isinstance(n, str)],
         )
-        available = set(manifest.inputs)
-        for step_index, step in enumerate(manifest.schedule):
-            for file in step:
-                part = manifest.part(file)
-                if part.stage != step_index:
-                    raise PartitionError(f"part {file!r} says stage {part.stage} but the schedule runs it at step {step_index}")
-                missing = [name for name in part.inputs if name not in available]
-                if missing:
-                    raise PartitionError(f"part {file!r} reads {missing[0]!r}, which no graph input or earlier part provides")
-            available.update(name for file in step for name in manifest.part(file).outputs)
-        missing = [name for name in manifest.outputs if name not in available]
-        if missing:
-            raise PartitionError(f"graph output {missing[0]!r} is produced by no part")
+        _check_data_flow(manifest)
         return manifest
 
+
+def _need(mapping, key: str, kind, where: str = "manifest"):
+    """`mapping[key]`, which must be of type `kind` (a bool is no number)."""
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise PartitionError(f"{where} has no {key!r}")
+    value = mapping[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise PartitionError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _names(value, where: str) -> list[str]:
+    """A list of non-empty value names."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise PartitionError(f"{where} must be a list of names")
+    return list(value)
+
+
+def _part_of(entry, where: str) -> Part:
+    """One entry of the manifest's `parts`, checked."""
+    file = _need(entry, "file", str, where)
+    if not file.endswith(".onnx") or Path(file).name != file or file.startswith("."):
+        raise PartitionError(f"{where}: file {file!r} must be a plain .onnx name inside the folder")
+    role = _need(entry, "role", str, where)
+    if role not in ROLES:
+        raise PartitionError(f"{where}: unknown role {role!r}")
+    return Part(
+        file, role, _need(entry, "stage", int, where),
+        _names(_need(entry, "inputs", list, where), f"{where}.inputs"),
+        _names(_need(entry, "outputs", list, where), f"{where}.outputs"),
+        float(_need(entry, "flops", (int, float), where)), _need(entry, "nodes", int, where),
+    )
+
+
+def _check_data_flow(manifest: Manifest) -> None:
+    """Every part runs at its stage and reads only graph inputs and earlier steps' outputs; every graph output is produced."""
+    available = set(manifest.inputs)
+    for step_index, step in enumerate(manifest.schedule):
+        for file in step:
+            part = manifest.part(file)
+            if part.stage != step_index:
+                raise PartitionError(f"part {file!r} says stage {part.stage} but the schedule runs it at step {step_index}")
+            missing = [name for name in part.inputs if name not in available]
+            if missing:
+                raise PartitionError(f"part {file!r} reads {missing[0]!r}, which no graph input or earlier part provides")
+        available.update(name for file in step for name in manifest.part(file).outputs)
+    missing = [name for name in manifest.outputs if name not in available]
+    if missing:
+        raise PartitionError(f"graph output {missing[0]!r} is produced by no part")
 
 
 def sha256_of(path: Path) -> str:

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def _check_request(strategy: str, parts: int) -> None:
+    """Refuse an unknown strategy or a part count that is no whole number >= 1."""
     if strategy not in STRATEGIES:
         raise PartitionError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:

@@ -96,6 +96,7 @@ class _Schedule:
 
     @staticmethod
     def _run_part(run, env: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The outputs of one part's session on the values of `env` it reads."""
         file, session, feeds, outputs = run
         try:
             results = session.run(outputs, {name: env[name] for name in feeds if name in env})
@@ -122,6 +123,7 @@ class _Schedule:
         return env
 
     def close(self) -> None:
+        """Shut the step thread pools down."""
         for pool in self.pools:
             pool.shutdown()
 
@@ -137,6 +139,7 @@ class _Pipeline:
             thread.start()
 
     def _work(self, index: int) -> None:
+        """Step `index`'s thread: run the step on each input passed on, hand errors on; None stops it."""
         inbox, outbox = self.queues[index], self.queues[index + 1]
         while True:
             item = inbox.get()
@@ -160,6 +163,7 @@ class _Pipeline:
         return results
 
     def close(self) -> None:
+        """Stop the step threads and wait for them."""
         self.queues[0].put(None)
         for thread in self.threads:
             thread.join()
@@ -200,6 +204,7 @@ class _Timing:
 
 
 def _check_counts(stream: int, rounds: int) -> None:
+    """Refuse a stream below 1 or a negative number of rounds."""
     if isinstance(stream, bool) or not isinstance(stream, int) or stream < 1:
         raise PartitionError(f"stream must be a whole number >= 1, got {stream!r}")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
@@ -328,13 +333,7 @@ def run_partitioned(
         tolerance={"rtol": _RTOL, "atol": _ATOL},
         stream=stream,
         stream_matches=stream_matches,
-        latency=timing.latency,
-        latency_speedup=timing.latency_speedup,
-        throughput=timing.throughput,
-        throughput_speedup=timing.throughput_speedup,
-        noise=timing.noise,
-        pays=timing.pays,
-        verdict=timing.verdict,
         notes=notes,
+        **{field.name: getattr(timing, field.name) for field in dataclasses.fields(timing)},
         machine=machine_info(),
     )
