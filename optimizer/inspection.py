@@ -22,6 +22,7 @@ SCHEMA_VERSION = 1
 
 
 def _interface(values: Sequence[ir.Value]) -> list[dict]:
+    """Name, dtype, dims (symbols as strings, "?" when unnamed) and whether dynamic, per value."""
     rows = []
     for value in values:
         dims = None if value.shape is None else [d if isinstance(d, int) else (str(d) if d is not None and str(d) else "?") for d in value.shape]
@@ -36,6 +37,8 @@ def _interface(values: Sequence[ir.Value]) -> list[dict]:
 
 @dataclasses.dataclass
 class Inspection:
+    """What `optimize inspect` reports about one model."""
+
     path: Path
     file_bytes: int
     ir_version: int
@@ -51,6 +54,7 @@ class Inspection:
     analysis_error: str = ""
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict with the schema version."""
         return {
             "schema_version": SCHEMA_VERSION,
             "model": {

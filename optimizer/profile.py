@@ -160,6 +160,7 @@ def read_trace(trace_path: str | os.PathLike, *, skip_runs: int = 0) -> ProfileR
 
 
 def _summarize(events: list[dict], skip_runs: int) -> ProfileResult:
+    """Per-node and per-op-type means over the model runs after the first `skip_runs` (ValueError when none)."""
     windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == RUN_EVENT)
     timed = windows[skip_runs:]
     if not timed:
@@ -167,6 +168,7 @@ def _summarize(events: list[dict], skip_runs: int) -> ProfileResult:
     starts = [start for start, _ in timed]
 
     def timed_run(ts: float) -> bool:
+        """Whether an event at `ts` falls inside a timed run's window."""
         index = bisect_right(starts, ts) - 1
         return index >= 0 and ts <= timed[index][1]
 
@@ -187,6 +189,7 @@ def _summarize(events: list[dict], skip_runs: int) -> ProfileResult:
     run_ms = sum(end - start for start, end in timed) / runs / 1e3
 
     def share(ms: float) -> float:
+        """The fraction of the summed kernel time."""
         return ms / kernel_ms if kernel_ms > 0 else 0.0
 
     nodes = [

@@ -12,9 +12,9 @@ import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from optimizer import analysis as analysis_module
 from optimizer import io
 from optimizer.analysis import OUTPUTS_JOIN, GraphAnalysis, analyze
+from optimizer.analysis import shapes as analysis_shapes
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 FLOAT = TensorProto.FLOAT
@@ -357,7 +357,7 @@ def test_shape_arithmetic_is_resolved_for_costing(monkeypatch):
     analysis = analyze(model, {"x": [2, 4, 8]})
     assert _cost(analysis, "matmul").flops == 2 * (2 * 4) * 3 * 8
     assert analysis.unknown_cost_nodes == 0
-    monkeypatch.setattr(analysis_module, "_infer_symbolic_shapes", lambda model: None)
+    monkeypatch.setattr(analysis_shapes, "_infer_symbolic_shapes", lambda model: None)
     assert not _cost(analyze(model, {"x": [2, 4, 8]}), "matmul").known  # onnx's inference alone cannot
 
 
@@ -389,3 +389,47 @@ def test_to_dict_is_json_ready(name):
     assert sum(s["flops"] for s in data["by_op_type"].values()) == pytest.approx(data["work_flops"])
     assert data["span_flops"] <= data["work_flops"] * (1 + 1e-9)
     assert 1.0 <= data["inter_op_speedup_bound"] <= data["parallelism"]
+
+
+# --------------------------------------------------------------------------- the modules on their own
+
+def test_structure_takes_flops_from_any_cost_model():
+    """parallelism_of needs only the graph and a FLOP count per node: no shapes, no cost model."""
+    from optimizer.analysis.structure import parallelism_of
+
+    nodes = [
+        helper.make_node("Relu", ["x"], ["h"], name="stem"),
+        helper.make_node("Neg", ["h"], ["a"], name="left"),
+        helper.make_node("Abs", ["h"], ["b"], name="right"),
+        helper.make_node("Add", ["a", "b"], ["y"], name="join"),
+    ]
+    graph = _model(nodes, [_tensor("x", None)], [_tensor("y", None)]).graph
+    found = parallelism_of(graph, list(graph), [n.name for n in graph], [1.0, 10.0, 20.0, 1.0])
+    assert found.span_flops == 22.0 and found.critical_path == ["stem", "right", "join"]
+    assert found.parallelism == pytest.approx(32 / 22)
+    [region] = found.regions
+    assert (region.fork, region.join) == ("stem", "join")
+    assert [b["flops"] for b in region.branches] == [10.0, 20.0]
+
+
+def test_cost_of_one_node_reads_its_inferred_shapes():
+    from optimizer.analysis.cost import cost_of
+
+    model = _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [_tensor("x", [3, 8])],
+                   [_tensor("y", [3, 4])], [_weight("w", (8, 4))])
+    node = next(iter(model.graph))
+    cost = cost_of(node, "mm")
+    assert (cost.name, cost.op_type, cost.flops, cost.known) == ("mm", "MatMul", 2 * 3 * 8 * 4, True)
+    assert cost.bytes_moved == 4 * (3 * 8 + 8 * 4 + 3 * 4)
+
+
+def test_binding_gives_dynamic_inputs_defaults_and_shared_symbols():
+    from optimizer.analysis.shapes import bind_inputs, known_dims
+
+    model = _model([helper.make_node("Add", ["a", "b"], ["y"], name="add")],
+                   [_tensor("a", ["batch", "seq"]), _tensor("b", ["batch", "seq"])], [_tensor("y", None)])
+    bind_inputs(model.graph, {"a": [2, 5]})
+    assert [known_dims(v) for v in model.graph.inputs] == [(2, 5), (2, 5)]
+    other = _model([helper.make_node("Relu", ["a"], ["y"], name="relu")], [_tensor("a", ["batch", "seq"])], [_tensor("y", None)])
+    bind_inputs(other.graph, {})
+    assert known_dims(other.graph.inputs[0]) == (1, 128)

@@ -17,12 +17,13 @@ from onnx import TensorProto, helper, numpy_helper
 from optimizer.partition import (
     MANIFEST_NAME,
     Manifest,
+    Part,
     PartitionError,
-    _balanced_cuts,
-    _Source,
     partition,
     run_partitioned,
 )
+from optimizer.partition.plan import balanced_cuts
+from optimizer.partition.source import SourceGraph
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 FLOAT = TensorProto.FLOAT
@@ -204,7 +205,7 @@ def test_unknown_costs_fall_back_to_node_counts(tmp_path):
     ([1, 1, 100, 1, 1], 3), ([5, 0, 0, 5, 3, 2], 2), ([3, 1, 4, 1, 5, 9, 2, 6], 3), ([0, 0, 0, 0], 2), ([7], 1),
 ])
 def test_balanced_cuts_are_optimal(weights, parts):
-    ends = _balanced_cuts(weights, parts)
+    ends = balanced_cuts(weights, parts)
     assert len(ends) == parts and ends[-1] == len(weights)
     assert all(a < b for a, b in zip([0, *ends], ends))  # no empty run
 
@@ -283,7 +284,7 @@ def test_a_graph_with_a_cycle_is_refused(tmp_path):
     with pytest.raises(PartitionError, match="topologically sorted"):  # the loader refuses it first
         partition(path, 2, tmp_path / "out")
     with pytest.raises(PartitionError, match="has a cycle .*cannot be ordered"):
-        _Source.of(ir.serde.deserialize_model(onnx.load(str(path))))
+        SourceGraph.of(ir.serde.deserialize_model(onnx.load(str(path))))
 
 
 def test_an_unsorted_graph_is_sorted_into_its_parts(tmp_path):
@@ -412,3 +413,93 @@ def test_partitioning_is_deterministic(tmp_path):
     for part in first.parts:
         assert (tmp_path / "a" / part.file).read_bytes() == (tmp_path / "b" / part.file).read_bytes()
     assert (tmp_path / "a" / MANIFEST_NAME).read_bytes() == (tmp_path / "b" / MANIFEST_NAME).read_bytes()
+
+
+# --------------------------------------------------------------------------- the modules on their own
+
+def _plan(path: Path, strategy: str, parts: int):
+    from optimizer.analysis import analyze
+    from optimizer.partition.plan import plan_parts
+
+    source = SourceGraph.of(ir.serde.deserialize_model(onnx.load(str(path))))
+    notes: list[str] = []
+    return source, plan_parts(source, analyze(source.model), strategy, parts, notes), notes
+
+
+def test_a_plan_is_made_without_extracting_or_writing(tmp_path):
+    path = _inception_like(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    source, plan, notes = _plan(path, "branches", 2)
+    assert sorted(tmp_path.iterdir()) == before  # planning writes nothing
+    assert [(p.role, p.step) for p in plan.parts] == [("head", 0), ("branches", 1), ("branches", 1), ("tail", 2)]
+    assert plan.cost_basis == "flops" and plan.region["groups"] == 2
+    placed = [i for p in plan.parts for i in p.nodes]
+    assert sorted(placed) == [i for i in range(len(source.nodes)) if not source.constant[i]]  # each node once
+    head, *groups, tail = plan.parts
+    assert head.outputs == ["h"] and all(g.inputs == ["h"] for g in groups)
+    assert sorted(tail.inputs) == sorted(name for g in groups for name in g.outputs)
+    assert tail.outputs == ["y"] and any("region" in note for note in notes)
+    assert sum(p.flops for p in plan.parts) == pytest.approx(sum(c.flops for c in _analysis_of(path).nodes))
+
+
+def _analysis_of(path: Path):
+    from optimizer.analysis import analyze
+
+    return analyze(ir.serde.deserialize_model(onnx.load(str(path))))
+
+
+def test_a_pipeline_plan_hands_each_stage_the_previous_stages_outputs(tmp_path):
+    _, plan, _ = _plan(_chain(tmp_path), "pipeline", 3)
+    assert [p.step for p in plan.parts] == [0, 1, 2] and {p.role for p in plan.parts} == {"stage"}
+    assert plan.parts[0].inputs == ["x"] and plan.parts[-1].outputs == ["y"]
+    for earlier, later in zip(plan.parts, plan.parts[1:]):
+        assert later.boundary == earlier.outputs == later.inputs
+
+
+def test_an_extracted_part_has_the_planned_interface(tmp_path):
+    from optimizer.graph.shapes import infer_shapes
+    from optimizer.partition.extract import extract_part
+
+    source, plan, _ = _plan(_chain(tmp_path), "pipeline", 2)
+    infer_shapes(source.model)
+    part = extract_part(source, plan.parts[1], "g-part-01")
+    assert [v.name for v in part.graph.inputs if not v.is_initializer()] == plan.parts[1].inputs
+    assert [v.name for v in part.graph.outputs] == plan.parts[1].outputs
+    assert len(list(part.graph)) == len(plan.parts[1].keep) and part.graph.name == "g-part-01"
+    assert len(list(source.model.graph)) == len(source.nodes)  # the source is not changed
+
+
+def _manifest_fields(path: Path) -> dict:
+    return {"strategy": "pipeline", "source_path": str(path), "source_sha256": "0" * 64,
+            "inputs": ["x"], "outputs": ["y"], "cost_basis": "flops", "region": None, "notes": []}
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_writing_a_partition_rolls_back_on_failure(tmp_path, existing):
+    from optimizer.partition.manifest import write_partition
+
+    path = _chain(tmp_path, length=2)
+    model = ir.serde.deserialize_model(onnx.load(str(path)))
+    out = tmp_path / "out"
+    if existing:
+        out.mkdir()
+
+    def parts():
+        yield Part("part-00.onnx", "stage", 0, ["x"], ["y"], 1.0, 3), model
+        raise RuntimeError("extraction failed")
+
+    with pytest.raises(RuntimeError, match="extraction failed"):
+        write_partition(out, parts(), **_manifest_fields(path))
+    assert (out.exists() and list(out.iterdir()) == []) if existing else not out.exists()
+
+
+def test_a_written_partition_loads_back(tmp_path):
+    from optimizer.partition.manifest import write_partition
+
+    path = _chain(tmp_path, length=2)
+    model = ir.serde.deserialize_model(onnx.load(str(path)))
+    written = write_partition(tmp_path / "out", [(Part("part-00.onnx", "stage", 0, ["x"], ["y"], 1.0, 3), model)],
+                              **_manifest_fields(path))
+    assert written.schedule == [["part-00.onnx"]]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MANIFEST_NAME, "part-00.onnx"]
+    assert Manifest.load(tmp_path / "out").to_dict() == written.to_dict()
