@@ -18,6 +18,14 @@ __all__ = ["main", "cli"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+FLAGS = {
+    "inputs": "--inputs", "input_shapes": "--input-shape", "batch": "--batch", "no_verify": "--no-verify", "no_verify_command": "`optimize MODEL --no-verify`",
+    "no_external_data": "--no-external-data", "force": "--force", "prune_outputs": "--prune-outputs",
+    "target_opset": "--target-opset", "calibration": "--calibration", "quantize": "--quantize",
+    "quant_format": "--quant-format", "prune_weights": "--prune-weights", "budget": "--budget",
+}
+"""The flag of each option a library error mentions (`optimizer.errors.mention`): the only place they are spelled."""
+
 
 class _DefaultCommandGroup(click.Group):
     """A group where `optimize MODEL ...` means `optimize run MODEL ...`."""
@@ -290,7 +298,7 @@ def _run_reporting_errors(verbose: int, work):
     except UserError as error:
         if verbose >= 2:
             logging.exception("bad input")
-        _fail(str(error), EXIT_BAD_INPUT)
+        _fail(error.render(FLAGS), EXIT_BAD_INPUT)
     except api.VerificationFailedError as error:
         _fail(f"{error} (--strict: nothing written)", EXIT_FAILED)
     except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
