@@ -23,6 +23,7 @@ import onnx_ir as ir
 from optimizer import io, runtime
 from optimizer import tune as tuner
 from optimizer.analysis import inter_op_speedup_of
+from optimizer.errors import mention
 from optimizer.lossy import LossyResult, load_calibration_samples
 from optimizer.options import TARGET_OPSET_STEP, OptimizeOptions, OutputOptions, PassSelection, VerifyOptions
 from optimizer.pipeline import OptimizationPass, PassOptions
@@ -259,7 +260,7 @@ def tune_model(
     model = io.load(model_path)
     config_path = Path(output) if output is not None else runtime.config_path_for(model_path)
     if config_path.resolve() == model_path.resolve():
-        raise io.ModelInputError(f"{config_path}: the configuration would overwrite the model; choose another -o")
+        raise io.ModelInputError(f"{config_path}: the configuration would overwrite the model; choose another {mention('config_output')}", option="output")
     io.check_writable(config_path)
     feeds, source = feeds_for(model_path, model, inputs, input_shapes, batch)
     space = tuner.build_space(

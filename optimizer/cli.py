@@ -25,6 +25,7 @@ FLAGS = {
     "no_external_data": "--no-external-data", "force": "--force", "prune_outputs": "--prune-outputs",
     "target_opset": "--target-opset", "calibration": "--calibration", "quantize": "--quantize",
     "quant_format": "--quant-format", "prune_weights": "--prune-weights", "budget": "--budget",
+    "config_output": "-o",
 }
 """The flag of each option a library error mentions (`optimizer.errors.mention`): the only place they are spelled."""
 
@@ -98,19 +99,24 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
 
 
 def _display_options(json_help: str = "Print the report as JSON on stdout.", quiet_help: str = "Print nothing but warnings and errors.", verbose_help: str = "-vv logs and tracebacks."):
-    """`--json`, `-q` and `-v`, as every command has them (parameters `as_json`, `quiet`, `verbose`)."""
+    """`--json`, `-q` and `-v`, as every command has them, handed to the command as one `_Display` (keyword `display`)."""
     options = (
-        click.option("--json", "as_json", is_flag=True, help=json_help),
+        _json_option(json_help),
         click.option("-q", "--quiet", is_flag=True, help=quiet_help),
         click.option("-v", "--verbose", count=True, help=verbose_help),
     )
 
     def decorate(command):
+        command = _collect("display", _Display)(command)
         for option in reversed(options):
             command = option(command)
         return command
 
     return decorate
+
+
+def _json_option(help: str):  # noqa: A002 - click's name
+    return click.option("--json", "as_json", is_flag=True, help=help)
 
 
 def _input_shape_option(help: str = "Bind an input's dynamic dims for generated inputs (repeatable)."):  # noqa: A002 - click's name
@@ -334,7 +340,6 @@ def cli() -> None:
 @_report_option
 @click.option("--profile/--no-profile", "with_profile", default=None, help="Profile the written model under its settings (time by op type) for the report [default: on with --report].")
 @_display_options(json_help="Print a machine-readable summary (JSON) on stdout instead of tables.", verbose_help="More detail: all op types, declined matches, every tuning candidate; -vv logs and tracebacks.")
-@_collect("display", _Display)
 @_collect("selection", _PassFlags)
 @_collect("checking", _VerifyFlags)
 @_collect("tuning", _TuneFlags)
@@ -514,7 +519,7 @@ def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs.")
 @_budget_option(60.0, "Seconds the search may take.")
 @_display_options(json_help="Print the result as JSON on stdout.", verbose_help="List every candidate; -vv logs and tracebacks.")
-def tune_command(model, output, inputs_file, input_shapes, providers, intra, inter, objective, batch, budget, as_json, quiet, verbose) -> None:
+def tune_command(model, output, inputs_file, input_shapes, providers, intra, inter, objective, batch, budget, display: _Display) -> None:
     """Find the fastest onnxruntime settings for MODEL on this machine; write them as JSON.
 
     \b
@@ -523,7 +528,7 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
     successive halving within the budget. Keeps the defaults unless something beats them by more
     than the measured noise.
     """
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
     console = _stderr()
 
     def work():
@@ -531,23 +536,23 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
 
         shapes = _input_shapes(input_shapes)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        with _ProgressBar(console, enabled=not quiet and not as_json, total=budget) as update:
+        with _ProgressBar(console, enabled=not display.quiet and not display.as_json, total=budget) as update:
             return api.tune_model(
                 model, output, inputs=inputs, input_shapes=shapes, providers=_split_names(providers) or None,
                 intra=_int_list(intra, "--intra"), inter=_int_list(inter, "--inter"), objective=objective,
                 batch=batch, budget=budget, on_progress=update,
             )
 
-    result, config_path = _handle_errors(verbose, work)
-    if as_json:
+    result, config_path = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps({"config": str(config_path), **result.to_dict()}, indent=2, default=str))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_tuning
 
         out = Console(highlight=False)
-        render_tuning(result, out, verbose=verbose > 0)
+        render_tuning(result, out, verbose=display.verbose > 0)
         out.print(f"configuration: {config_path}")
 
 
@@ -559,9 +564,9 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
 @click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Profiled runs (after 3 warm-up runs).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="How many of the slowest nodes to list.")
 @_display_options(json_help="Print the profile as JSON on stdout.")
-def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as_json, quiet, verbose) -> None:
+def profile_command(model, config_path, inputs_file, input_shapes, runs, top, display: _Display) -> None:
     """Time MODEL by node and by op type with onnxruntime's profiler."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
 
     def work():
         from optimizer import api, verify as verification
@@ -570,10 +575,10 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
         return api.profile(model, config_path=config_path, inputs=inputs, input_shapes=shapes, runs=runs)
 
-    result, used_config = _handle_errors(verbose, work)
-    if as_json:
+    result, used_config = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps({"config": str(used_config) if used_config else None, **result.to_dict()}, indent=2))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_profile
@@ -587,9 +592,9 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as
 @click.argument("model", type=click.Path(path_type=Path))
 @_input_shape_option("Bind an input's dynamic dims for the cost model (repeatable) [default: batch 1, other dims 128 or 224].")
 @_display_options(json_help="Print the description as JSON on stdout (keys analysis.work_flops, analysis.span_flops, analysis.parallelism, analysis.regions, ...).", verbose_help="Every op type and the most expensive nodes; -vv logs and tracebacks.")
-def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
+def inspect_command(model, input_shapes, display: _Display) -> None:
     """Describe MODEL: interface, ops, parameters, FLOPs per op type, critical path, parallelism and parallel regions."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
 
     def work():
         from optimizer import io
@@ -600,15 +605,15 @@ def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
         except ValueError as error:
             raise io.ModelInputError(str(error)) from None
 
-    result = _handle_errors(verbose, work)
-    if as_json:
+    result = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_inspection
 
-        render_inspection(result, Console(highlight=False), verbose=verbose > 0)
+        render_inspection(result, Console(highlight=False), verbose=display.verbose > 0)
 
 
 @cli.command("check")
@@ -628,14 +633,14 @@ def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options(quiet_help="Print nothing but failed gates and errors.")
-def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, budget, reports, as_json, quiet, verbose) -> None:
+def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, budget, reports, display: _Display) -> None:
     """Gate MODEL for CI: one row per gate (measured, limit, pass/fail).
 
     \b
     Exit 0: every gate passes; 1: a gate failed; 2: bad input (a bad model, option or inputs file).
     Latency gates allow for the noise measured on a control copy of the model (at least 2%).
     """
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
     console = _stderr()
 
     def work():
@@ -664,14 +669,14 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
             )
         except ValueError as error:
             raise gates.GateInputError(str(error)) from None
-        with _ProgressBar(console, enabled=not quiet and not as_json and console.is_terminal, total=1.0, label="checking") as progress:
+        with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal, total=1.0, label="checking") as progress:
             result = gates.run_check(model, options, on_progress=progress)
         document = {**header("check"), **result.to_dict()}
         write_reports(document, reports, protected)
         return result, document
 
-    result, document = _handle_errors(verbose, work)
-    if as_json:
+    result, document = _handle_errors(display.verbose, work)
+    if display.as_json:
         from optimizer.reports import to_json
 
         click.echo(to_json(document), nl=False)
@@ -680,7 +685,7 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 
         from optimizer.report import render_check
 
-        render_check(document, Console(highlight=False), failed_only=quiet)
+        render_check(document, Console(highlight=False), failed_only=display.quiet)
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
 
 
@@ -695,9 +700,9 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options()
-def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, config_b, latency, budget, reports, as_json, quiet, verbose) -> None:
+def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, config_b, latency, budget, reports, display: _Display) -> None:
     """Compare MODEL_B with MODEL_A: error per output, op counts, size, and latency measured in one run."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
     console = _stderr()
 
     def work():
@@ -709,7 +714,7 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
         protected = [model_a, model_b, config_a, config_b]
         check_report_paths(reports, protected)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        with _ProgressBar(console, enabled=not quiet and not as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
+        with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
             body = compare_models(
                 model_a, model_b, inputs=inputs, input_shapes=_input_shapes(input_shapes), config_a=config_a, config_b=config_b,
                 latency=latency, budget_s=budget, on_progress=progress,
@@ -718,12 +723,12 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
         write_reports(document, reports, protected)
         return document
 
-    document = _handle_errors(verbose, work)
-    if as_json:
+    document = _handle_errors(display.verbose, work)
+    if display.as_json:
         from optimizer.reports import to_json
 
         click.echo(to_json(document), nl=False)
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_comparison
@@ -738,19 +743,19 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
 @click.option("--strategy", type=click.Choice(["pipeline", "branches"]), default="pipeline", show_default=True, help="pipeline: a linear cut balanced by FLOPs; branches: the costliest fork-join region's branches in groups.")
 @_input_shape_option("Bind dynamic dims for the cost model (the parts keep them dynamic).")
 @_display_options(json_help="Print the manifest as JSON on stdout.")
-def partition_command(model, parts, out_dir, strategy, input_shapes, as_json, quiet, verbose) -> None:
+def partition_command(model, parts, out_dir, strategy, input_shapes, display: _Display) -> None:
     """Cut MODEL into sub-models that run one after another (pipeline) or side by side (branches)."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
 
     def work():
         from optimizer.partition import partition
 
         return partition(model, parts, out_dir, strategy=strategy, input_shapes=_input_shapes(input_shapes))
 
-    manifest = _handle_errors(verbose, work)
-    if as_json:
+    manifest = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2, default=str))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_manifest
@@ -765,9 +770,9 @@ def partition_command(model, parts, out_dir, strategy, input_shapes, as_json, qu
 @click.option("--stream", type=click.IntRange(min=1), default=1, show_default=True, help="Also send N copies of the inputs through the parts as a pipeline and compare throughput.")
 @click.option("--rounds", type=click.IntRange(min=0), default=9, show_default=True, help="Rotated timing rounds (0: check only).")
 @_display_options()
-def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds, as_json, quiet, verbose) -> None:
+def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds, display: _Display) -> None:
     """Run the parts in DIRECTORY, check them against the whole model (exit 1 when they differ), time both."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
 
     def work():
         from optimizer import api, io, verify as verification
@@ -781,10 +786,10 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
             feeds, _ = verification.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)
         return run_partitioned(directory, feeds, stream=stream, rounds=rounds)
 
-    report = _handle_errors(verbose, work)
-    if as_json:
+    report = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_partitioned_run
@@ -817,7 +822,7 @@ class _ProgressBar:
 
 
 @cli.command("passes")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@_json_option("Print the list as JSON.")
 def passes_command(as_json: bool) -> None:
     """List every pass with its name, level and what it does."""
     from passes import REGISTRY

@@ -18,6 +18,7 @@ LIBRARY_TERMS = {
     "no_verify": "verify=False",
     "no_external_data": "external_data=False",
     "no_verify_command": "optimize(..., verify=False)",
+    "config_output": "output",
 }
 """How the Python API words an option mention that is not simply a keyword argument's name."""
 
