@@ -132,12 +132,9 @@ class LossyVariant:
         return f"{self.label}: {self.reason or self.status}"
 
     def to_dict(self) -> dict:
+        """The variant for the JSON report (keys in a fixed order)."""
         return {
-            "method": self.method,
-            "label": self.label,
-            "status": self.status,
-            "reason": self.reason,
-            "summary": self.summary,
+            **{key: getattr(self, key) for key in ("method", "label", "status", "reason", "summary")},
             "errors": [e.to_dict() for e in self.errors],
             "excluded_nodes": [dataclasses.asdict(n) for n in self.excluded],
             "attempts": self.attempts,

@@ -32,14 +32,17 @@ class Reference:
 
     input_path: Path | None
     path: Path
-    model: ir.Model
+    model: ir.Model | None
+    """The loaded original, until the first `load_fresh()` hands it to the pipeline (which rewrites it)."""
     before: ModelStats
     pruned: dict | None
-    _unused: list[ir.Model] = dataclasses.field(default_factory=list)
 
     def load_fresh(self) -> ir.Model:
         """The loaded original the first time (saves a parse), a fresh copy from disk after."""
-        return self._unused.pop() if self._unused else io.load(self.path, validate=False)
+        if self.model is not None:
+            model, self.model = self.model, None
+            return model
+        return io.load(self.path, validate=False)
 
     @property
     def opset(self) -> int:
@@ -77,7 +80,7 @@ def load_reference(model: str | os.PathLike | ir.Model, scratch: Path, prune: Ou
         path = scratch / "pruned-outputs.onnx"
         io.save(original, path)
         original = io.load(path, validate=False)
-    return Reference(input_path, path, original, before, pruned, [original])
+    return Reference(input_path, path, original, before, pruned)
 
 
 def check_target_opset(target: int, current: int) -> None:
