@@ -186,7 +186,7 @@ class _Run:
         )
         return result, dataclasses.replace(shipped, model=written.model, staged=None)
 
-    def load(self, model: str | os.PathLike | ir.Model, scratch: Path) -> tuple[Reference, list | None]:
+    def load(self, model: str | os.PathLike | ir.Model, scratch: Path) -> tuple[Reference, list[dict[str, np.ndarray]] | None]:
         """The reference stage, the calibration samples, and the target opset checked against the original."""
         options = self.options
         reference = load_reference(model, scratch, _prune_outputs, options.output.prune_outputs)
@@ -195,7 +195,9 @@ class _Run:
             check_target_opset(options.passes.target_opset, reference.opset)
         return reference, calibration
 
-    def lossy(self, lossless: Variant, verifier: Verifier | None, calibration, scratch: Path, staging: io.StagingArea) -> tuple[LossyResult | None, Variant]:
+    def lossy(
+        self, lossless: Variant, verifier: Verifier | None, calibration: list[dict[str, np.ndarray]] | None, scratch: Path, staging: io.StagingArea,
+    ) -> tuple[LossyResult | None, Variant]:
         """The lossy stage: its result and the variant that ships so far (the lossy one when kept)."""
         options = self.options
         if not options.lossy_requested:
@@ -213,7 +215,10 @@ class _Run:
             staging.discard(lossless.staged)
         return result, variant
 
-    def tune(self, shipped: Variant, lossless: Variant, lossy: LossyResult | None, reference: Reference, verifier: Verifier | None, scratch: Path, staging: io.StagingArea):
+    def tune(
+        self, shipped: Variant, lossless: Variant, lossy: LossyResult | None, reference: Reference, verifier: Verifier | None,
+        scratch: Path, staging: io.StagingArea,
+    ) -> tuple[tuner.TuningResult | None, Variant]:
         """The tuning stage and the shipping decision: the TuningResult (or None) and the variant that ships."""
         if not self.options.tune.enabled:
             return None, shipped

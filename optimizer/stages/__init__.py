@@ -6,3 +6,5 @@
 - `tuning`: timing the variants under onnxruntime session configurations.
 - `output`: publishing the shipped variant with its external data and settings file.
 """
+
+__all__ = ["reference", "pipeline", "variants", "tuning", "output"]
