@@ -6,6 +6,8 @@ Exit codes: 0 success; 1 verification failed under --strict; 2 bad input (one li
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import signal
@@ -17,6 +19,15 @@ import click
 __all__ = ["main", "cli"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+FLAGS = {
+    "inputs": "--inputs", "input_shapes": "--input-shape", "batch": "--batch", "no_verify": "--no-verify", "no_verify_command": "`optimize MODEL --no-verify`",
+    "no_external_data": "--no-external-data", "force": "--force", "prune_outputs": "--prune-outputs",
+    "target_opset": "--target-opset", "calibration": "--calibration", "quantize": "--quantize",
+    "quant_format": "--quant-format", "prune_weights": "--prune-weights", "budget": "--budget",
+    "config_output": "-o",
+}
+"""The flag of each option a library error mentions (`optimizer.errors.mention`): the only place they are spelled."""
 
 
 class _DefaultCommandGroup(click.Group):
@@ -87,6 +98,195 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
+def _display_options(json_help: str = "Print the report as JSON on stdout.", quiet_help: str = "Print nothing but warnings and errors.", verbose_help: str = "-vv logs and tracebacks."):
+    """`--json`, `-q` and `-v`, as every command has them, handed to the command as one `_Display` (keyword `display`)."""
+    options = (
+        _json_option(json_help),
+        click.option("-q", "--quiet", is_flag=True, help=quiet_help),
+        click.option("-v", "--verbose", count=True, help=verbose_help),
+    )
+
+    def decorate(command):
+        command = _collect("display", _Display)(command)
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _json_option(help: str):  # noqa: A002 - click's name
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def _input_shape_option(help: str = "Bind an input's dynamic dims for generated inputs (repeatable)."):  # noqa: A002 - click's name
+    return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help=help)
+
+
+def _inputs_option(help: str):  # noqa: A002 - click's name
+    return click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help=help)
+
+
+def _budget_option(default: float, help: str):  # noqa: A002 - click's name
+    return click.option("--budget", type=click.FloatRange(min=1), default=default, show_default=True, help=help)
+
+
+_report_option = click.option(
+    "--report", "reports", multiple=True, type=click.Path(path_type=Path), metavar="FILE.json|.md|.html",
+    help="Write the report; the suffix picks the format (repeatable).",
+)
+
+
+def _collect(into: str, cls):
+    """Hand a command the parameters named like `cls`'s fields as one `cls` object, keyword `into`."""
+    names = [field.name for field in dataclasses.fields(cls)]
+
+    def decorate(command):
+        @functools.wraps(command)
+        def collected(**params):
+            params[into] = cls(**{name: params.pop(name) for name in names})
+            return command(**params)
+
+        return collected
+
+    return decorate
+
+
+@dataclasses.dataclass(frozen=True)
+class _Display:
+    """`--json`, `-q`, `-v`."""
+
+    as_json: bool
+    quiet: bool
+    verbose: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _PassFlags:
+    """The run command's pass selection flags."""
+
+    level: str
+    only_passes: tuple[str, ...]
+    skip_passes: tuple[str, ...]
+    keep_initializer_inputs: bool
+    fold_max_bytes: int | None
+    fold_max_growth: float | None
+    target_opset: int | None
+
+    def options(self):
+        from optimizer.options import PassSelection
+
+        return PassSelection(
+            self.level, tuple(_split_names(self.only_passes)) or None, tuple(_split_names(self.skip_passes)), self.keep_initializer_inputs,
+            self.fold_max_bytes, self.fold_max_growth, self.target_opset,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _VerifyFlags:
+    """The run command's verification flags."""
+
+    inputs_file: Path | None
+    input_shapes: tuple[str, ...]
+    verify: bool
+    rtol: float | None
+    atol: float | None
+    strict: bool
+    batch: int
+
+    def options(self, shapes: dict):
+        from optimizer import verify as verification
+        from optimizer.options import VerifyOptions
+
+        inputs = verification.load_inputs(self.inputs_file) if self.inputs_file else None
+        return VerifyOptions(self.verify, inputs, shapes, self.rtol, self.atol, self.strict, self.batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TuneFlags:
+    """The run command's tuning flags."""
+
+    tune: bool
+    budget: float
+    objective: str
+
+    def options(self):
+        from optimizer.options import TuneOptions
+
+        return TuneOptions(self.tune, self.budget, self.objective)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OutputFlags:
+    """The run command's flags for what is written."""
+
+    external_data: bool | None
+    force: bool
+    prune_outputs: tuple[str, ...]
+    reports: tuple[Path, ...]
+    with_profile: bool | None
+
+    def options(self, output: Path):
+        from optimizer.options import OutputOptions
+
+        return OutputOptions(output, self.external_data, self.force, tuple(_split_names(self.prune_outputs)) or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LossyFlags:
+    """The run command's lossy-variant flags."""
+
+    quantize: str
+    calibration: Path | None
+    max_error: tuple[str, ...]
+    per_channel: bool
+    quant_format: str
+    exclude_nodes: tuple[str, ...]
+    quant_op_types: tuple[str, ...]
+    prune_weights: str | None
+
+    def _prune_ratio(self) -> float | None:
+        from optimizer.lossy import LossyInputError
+
+        if self.prune_weights is None:
+            return None
+        method, _, value = self.prune_weights.partition(":")
+        try:
+            ratio = float(value)
+        except ValueError:
+            ratio = None
+        if method != "magnitude" or ratio is None:
+            raise LossyInputError(f"--prune-weights {self.prune_weights!r}: expected magnitude:RATIO, e.g. magnitude:0.5")
+        return ratio
+
+    def _warn_unused(self) -> None:
+        given = (("--calibration", self.calibration), ("--max-error", self.max_error), ("--exclude-nodes", self.exclude_nodes), ("--op-types", self.quant_op_types))
+        unused = [flag for flag, value in given if value]
+        if self.quantize == "none" and unused and (self.prune_weights is None or unused != ["--max-error"]):
+            click.echo(f"warning: {', '.join(unused)} have no effect without --quantize", err=True)
+        if self.calibration is not None and self.quantize in ("dynamic", "fp16"):
+            click.echo("warning: --calibration is only used by --quantize static or auto", err=True)
+
+    def options(self, time_budget: float):
+        """LossyOptions from the flags (LossyInputError for bad values)."""
+        from optimizer.error_budget import ErrorBudget
+        from optimizer.lossy import LossyInputError, LossyOptions
+
+        ratio = self._prune_ratio()
+        try:
+            budget = ErrorBudget.parse(list(self.max_error))
+        except ValueError as error:
+            raise LossyInputError(str(error)) from None
+        if self.calibration is not None and not self.calibration.exists():
+            raise LossyInputError(f"--calibration {self.calibration}: no such file or folder")
+        self._warn_unused()
+        return LossyOptions(
+            quantize=self.quantize, calibration=self.calibration, budget=budget, per_channel=self.per_channel, quant_format=self.quant_format,
+            exclude_nodes=tuple(_split_names(self.exclude_nodes)), op_types=tuple(_split_names(self.quant_op_types)) or None,
+            prune_weights=ratio, time_budget_s=time_budget,
+        )
+
+
 @click.group(cls=_DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="optimize", prog_name="optimize")
 def cli() -> None:
@@ -112,8 +312,8 @@ def cli() -> None:
 @click.option("--level", type=click.Choice(["O1", "O2", "O3"]), default="O2", show_default=True, help="O1 cleanup+folding; O2 adds standard-ONNX fusions; O3 adds onnxruntime-only fusions.")
 @click.option("--passes", "only_passes", multiple=True, metavar="NAME,...", help="Run only these passes (see `optimize passes`).")
 @click.option("--skip-passes", multiple=True, metavar="NAME,...", help="Leave these passes out.")
-@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Verification inputs: an .npz of arrays keyed by graph input name.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@_inputs_option("Verification inputs: an .npz of arrays keyed by graph input name.")
+@_input_shape_option()
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the result against the original in onnxruntime.")
 @click.option("--rtol", type=float, help="Relative tolerance (default 1e-4; 1e-2 for quantized models).")
 @click.option("--atol", type=float, help="Absolute tolerance (default 1e-5; 1e-3 for quantized models).")
@@ -124,7 +324,7 @@ def cli() -> None:
 @click.option("--fold-max-growth", type=click.FloatRange(min=0), help="...and grows past this multiple of its inputs [default: 2.0].")
 @click.option("--target-opset", type=click.IntRange(min=7), help="Upgrade the model to this opset first (onnx's version converter, verified like a pass) so standard fusions apply.")
 @click.option("--tune/--no-tune", default=True, show_default=True, help="Time the original and each level's graph under onnxruntime settings; ship the fastest graph and write its settings to OUT.onnx.json.")
-@click.option("--budget", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds tuning may take; with --quantize, the search for a lossy variant gets as many again.")
+@_budget_option(30.0, "Seconds tuning may take; with --quantize, the search for a lossy variant gets as many again.")
 @click.option("--objective", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True, help="Tune for one request's latency, or for requests per second under concurrency.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs (verification and tuning).")
 @click.option("--quantize", type=click.Choice(["none", "dynamic", "static", "fp16", "auto"]), default="none", show_default=True, help="Try a lossy variant (onnxruntime.quantization); it ships only within --max-error and measurably faster. auto tries what suits the model.")
@@ -137,12 +337,15 @@ def cli() -> None:
 @click.option("--prune-outputs", multiple=True, metavar="NAME,...", help="Keep only these graph outputs; what only the others need is removed.")
 @click.option("--prune-weights", metavar="magnitude:RATIO", help="Lossy, opt-in: zero the RATIO smallest weights of each Conv/Gemm/MatMul (held to --max-error and the speed check like quantization).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (also the input itself).")
-@click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path), metavar="FILE.json|.md|.html", help="Write the report; the suffix picks the format (repeatable).")
+@_report_option
 @click.option("--profile/--no-profile", "with_profile", default=None, help="Profile the written model under its settings (time by op type) for the report [default: on with --report].")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary (JSON) on stdout instead of tables.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="More detail: all op types, declined matches, every tuning candidate; -vv logs and tracebacks.")
-def run_command(model, output, level, only_passes, skip_passes, inputs_file, input_shapes, verify, rtol, atol, strict, keep_initializer_inputs, external_data, fold_max_bytes, fold_max_growth, target_opset, tune, budget, objective, batch, quantize, calibration, max_error, per_channel, quant_format, exclude_nodes, quant_op_types, prune_outputs, prune_weights, force, reports, with_profile, as_json, quiet, verbose) -> None:
+@_display_options(json_help="Print a machine-readable summary (JSON) on stdout instead of tables.", verbose_help="More detail: all op types, declined matches, every tuning candidate; -vv logs and tracebacks.")
+@_collect("selection", _PassFlags)
+@_collect("checking", _VerifyFlags)
+@_collect("tuning", _TuneFlags)
+@_collect("lossy", _LossyFlags)
+@_collect("writing", _OutputFlags)
+def run_command(model: Path, output: Path | None, display: _Display, selection: _PassFlags, checking: _VerifyFlags, tuning: _TuneFlags, lossy: _LossyFlags, writing: _OutputFlags) -> None:
     """Optimize MODEL losslessly, verify the result in onnxruntime, tune its runtime settings and write both.
 
     \b
@@ -150,65 +353,45 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
     this machine (load them with optimizer.runtime.session or plain onnxruntime, see the README).
     The shipped graph is never slower than the original under those settings.
     """
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
     if output is None:
         output = model.with_name(model.stem + ".opt.onnx")
     console = _stderr()
 
     def work():
-        from optimizer import api, verify as verification
+        from optimizer import api
+        from optimizer.options import OptimizeOptions
         from optimizer.reports import check_report_paths
 
-        shapes = _input_shapes(input_shapes)
-        check_report_paths(reports, [model, output])
+        shapes = _input_shapes(checking.input_shapes)
+        check_report_paths(writing.reports, [model, output])
         try:
-            api.resolve_pass_names(level, _split_names(only_passes), _split_names(skip_passes))
+            api.resolve_pass_names(selection.level, _split_names(selection.only_passes), _split_names(selection.skip_passes))
         except KeyError as error:
             _fail(error.args[0], EXIT_BAD_INPUT)
-        inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        lossy = _lossy_options(quantize, calibration, max_error, per_channel, quant_format, exclude_nodes, quant_op_types, prune_weights, budget)
-        show_progress = not quiet and not as_json and console.is_terminal
+        verify_options = checking.options(shapes)
+        options = OptimizeOptions(selection.options(), verify_options, tuning.options(), writing.options(output), lossy.options(tuning.budget))
+        show_progress = not display.quiet and not display.as_json and console.is_terminal
         status = console.status("loading") if show_progress else None
         if status:
             status.start()
         try:
             result = api.optimize(
-                model,
-                output,
-                level=level,
-                passes=_split_names(only_passes) or None,
-                skip_passes=_split_names(skip_passes),
-                verify=verify,
-                inputs=inputs,
-                input_shapes=shapes,
-                rtol=rtol,
-                atol=atol,
-                strict=strict,
-                keep_initializer_inputs=keep_initializer_inputs,
-                external_data=external_data,
-                force=force,
-                fold_max_bytes=fold_max_bytes,
-                fold_max_growth=fold_max_growth,
-                target_opset=target_opset,
-                tune=tune,
-                tune_budget=budget,
-                objective=objective,
-                batch=batch,
-                lossy=lossy,
-                prune_outputs=_split_names(prune_outputs) or None,
+                model, options=options,
                 on_stage=(lambda text: status.update(text)) if status else None,
                 on_progress=(lambda text, fraction: status.update(f"{text} ({fraction:.0%})")) if status else None,
             )
             document = None
             try:
-                if as_json or reports or with_profile:  # the graph analysis and the profile cost time: only when read
+                if display.as_json or writing.reports or writing.with_profile:  # the graph analysis and the profile cost time: only when read
                     if status:
                         status.update("writing the report")
-                    document = _optimization_document(result, inputs, shapes, profile=with_profile if with_profile is not None else bool(reports))
-                if reports:
+                    profiled = writing.with_profile if writing.with_profile is not None else bool(writing.reports)
+                    document = _optimization_document(result, verify_options.inputs, shapes, profile=profiled)
+                if writing.reports:
                     from optimizer.reports import write_reports
 
-                    write_reports(document, reports, [model, output])
+                    write_reports(document, writing.reports, [model, output])
             except (KeyboardInterrupt, _Interrupted):
                 written = f"after writing {result.output_path}" if result.output_path is not None else "after optimizing"
                 _fail(f"interrupted {written}; the report was not written", EXIT_INTERRUPTED)
@@ -217,19 +400,24 @@ def run_command(model, output, level, only_passes, skip_passes, inputs_file, inp
             if status:
                 status.stop()
 
-    result, document = _handle_errors(verbose, work)
-    if as_json:
+    result, document = _handle_errors(display.verbose, work)
+    _render_run(result, document, display, writing.reports)
+
+
+def _render_run(result, document: dict | None, display: _Display, reports: tuple[Path, ...]) -> None:
+    """The run command's output: JSON, the terminal report, or (quiet) only the warnings."""
+    if display.as_json:
         from optimizer.reports import to_json
 
         click.echo(to_json(document), nl=False)
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
         from rich.markup import escape
 
         from optimizer.report import render_optimization
 
         out = Console(highlight=False)
-        render_optimization(result, out, verbose=verbose > 0)
+        render_optimization(result, out, verbose=display.verbose > 0)
         profiled = (document or {}).get("profile") or {}
         if profiled.get("by_op_type"):
             shares = ", ".join(f"{row['op_type']} {row['share']:.0%}" for row in profiled["by_op_type"][:6])
@@ -290,7 +478,7 @@ def _run_reporting_errors(verbose: int, work):
     except UserError as error:
         if verbose >= 2:
             logging.exception("bad input")
-        _fail(str(error), EXIT_BAD_INPUT)
+        _fail(error.render(FLAGS), EXIT_BAD_INPUT)
     except api.VerificationFailedError as error:
         _fail(f"{error} (--strict: nothing written)", EXIT_FAILED)
     except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
@@ -301,51 +489,11 @@ def _run_reporting_errors(verbose: int, work):
         _fail(f"internal error ({type(error).__name__}: {error}); rerun with -vv for details", EXIT_INTERNAL)
 
 
-def _lossy_options(quantize, calibration, max_error, per_channel, quant_format, exclude_nodes, op_types, prune_weights, budget):
-    """LossyOptions from the run command's flags (LossyInputError for bad values)."""
-    from optimizer.error_budget import ErrorBudget
-    from optimizer.lossy import LossyInputError, LossyOptions
-
-    ratio = None
-    if prune_weights is not None:
-        method, _, value = prune_weights.partition(":")
-        try:
-            ratio = float(value)
-        except ValueError:
-            ratio = None
-        if method != "magnitude" or ratio is None:
-            raise LossyInputError(f"--prune-weights {prune_weights!r}: expected magnitude:RATIO, e.g. magnitude:0.5")
-    try:
-        budget_spec = ErrorBudget.parse(list(max_error))
-    except ValueError as error:
-        raise LossyInputError(str(error)) from None
-    if calibration is not None and not calibration.exists():
-        raise LossyInputError(f"--calibration {calibration}: no such file or folder")
-    unused = [flag for flag, given in (("--calibration", calibration), ("--max-error", max_error), ("--exclude-nodes", exclude_nodes), ("--op-types", op_types)) if given]
-    if quantize == "none" and unused and (prune_weights is None or unused != ["--max-error"]):
-        click.echo(f"warning: {', '.join(unused)} have no effect without --quantize", err=True)
-    if calibration is not None and quantize in ("dynamic", "fp16"):
-        click.echo("warning: --calibration is only used by --quantize static or auto", err=True)
-    return LossyOptions(
-        quantize=quantize,
-        calibration=calibration,
-        budget=budget_spec,
-        per_channel=per_channel,
-        quant_format=quant_format,
-        exclude_nodes=tuple(_split_names(exclude_nodes)),
-        op_types=tuple(_split_names(op_types)) or None,
-        prune_weights=ratio,
-        time_budget_s=budget,
-    )
-
-
 def _input_shapes(specs: tuple[str, ...]) -> dict:
+    """`--input-shape` values as {name: dims} (VerificationInputError for a malformed one)."""
     from optimizer import verify as verification
 
-    try:
-        return verification.parse_input_shapes(specs)
-    except ValueError as error:
-        raise verification.VerificationInputError(str(error)) from None
+    return verification.parse_input_shapes(specs)
 
 
 def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
@@ -360,18 +508,16 @@ def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
 @cli.command("tune")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the configuration [default: MODEL.onnx.json].")
-@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs to time on: an .npz of arrays keyed by input name (realistic dynamic shapes).")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@_inputs_option("Inputs to time on: an .npz of arrays keyed by input name (realistic dynamic shapes).")
+@_input_shape_option()
 @click.option("--providers", multiple=True, metavar="NAME,...", help="Execution providers to consider [default: every one the installed onnxruntime offers].")
 @click.option("--intra", multiple=True, metavar="N,...", help="Intra-op thread counts to try [default: 1, 2, 4, ... up to the usable cores].")
 @click.option("--inter", multiple=True, metavar="N,...", help="Inter-op thread counts for parallel execution [default: 2, 4, 8 up to the cores, when the graph has parallel branches].")
 @click.option("--objective", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True, help="One request's latency, or requests per second with concurrent requests x threads each.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs.")
-@click.option("--budget", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds the search may take.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="List every candidate; -vv logs and tracebacks.")
-def tune_command(model, output, inputs_file, input_shapes, providers, intra, inter, objective, batch, budget, as_json, quiet, verbose) -> None:
+@_budget_option(60.0, "Seconds the search may take.")
+@_display_options(json_help="Print the result as JSON on stdout.", verbose_help="List every candidate; -vv logs and tracebacks.")
+def tune_command(model, output, inputs_file, input_shapes, providers, intra, inter, objective, batch, budget, display: _Display) -> None:
     """Find the fastest onnxruntime settings for MODEL on this machine; write them as JSON.
 
     \b
@@ -380,7 +526,7 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
     successive halving within the budget. Keeps the defaults unless something beats them by more
     than the measured noise.
     """
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
     console = _stderr()
 
     def work():
@@ -388,39 +534,37 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
 
         shapes = _input_shapes(input_shapes)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        with _ProgressBar(console, enabled=not quiet and not as_json, total=budget) as update:
+        with _ProgressBar(console, enabled=not display.quiet and not display.as_json, total=budget) as update:
             return api.tune_model(
                 model, output, inputs=inputs, input_shapes=shapes, providers=_split_names(providers) or None,
                 intra=_int_list(intra, "--intra"), inter=_int_list(inter, "--inter"), objective=objective,
                 batch=batch, budget=budget, on_progress=update,
             )
 
-    result, config_path = _handle_errors(verbose, work)
-    if as_json:
+    result, config_path = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps({"config": str(config_path), **result.to_dict()}, indent=2, default=str))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_tuning
 
         out = Console(highlight=False)
-        render_tuning(result, out, verbose=verbose > 0)
+        render_tuning(result, out, verbose=display.verbose > 0)
         out.print(f"configuration: {config_path}")
 
 
 @cli.command("profile")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime configuration to profile under [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
-@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs: an .npz of arrays keyed by input name.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@_inputs_option("Inputs: an .npz of arrays keyed by input name.")
+@_input_shape_option()
 @click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Profiled runs (after 3 warm-up runs).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="How many of the slowest nodes to list.")
-@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
-def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as_json, quiet, verbose) -> None:
+@_display_options(json_help="Print the profile as JSON on stdout.")
+def profile_command(model, config_path, inputs_file, input_shapes, runs, top, display: _Display) -> None:
     """Time MODEL by node and by op type with onnxruntime's profiler."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
 
     def work():
         from optimizer import api, verify as verification
@@ -429,10 +573,10 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
         return api.profile(model, config_path=config_path, inputs=inputs, input_shapes=shapes, runs=runs)
 
-    result, used_config = _handle_errors(verbose, work)
-    if as_json:
+    result, used_config = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps({"config": str(used_config) if used_config else None, **result.to_dict()}, indent=2))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_profile
@@ -444,13 +588,11 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, as
 
 @cli.command("inspect")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for the cost model (repeatable) [default: batch 1, other dims 128 or 224].")
-@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON on stdout (keys analysis.work_flops, analysis.span_flops, analysis.parallelism, analysis.regions, ...).")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="Every op type and the most expensive nodes; -vv logs and tracebacks.")
-def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
+@_input_shape_option("Bind an input's dynamic dims for the cost model (repeatable) [default: batch 1, other dims 128 or 224].")
+@_display_options(json_help="Print the description as JSON on stdout (keys analysis.work_flops, analysis.span_flops, analysis.parallelism, analysis.regions, ...).", verbose_help="Every op type and the most expensive nodes; -vv logs and tracebacks.")
+def inspect_command(model, input_shapes, display: _Display) -> None:
     """Describe MODEL: interface, ops, parameters, FLOPs per op type, critical path, parallelism and parallel regions."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
 
     def work():
         from optimizer import io
@@ -461,15 +603,15 @@ def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
         except ValueError as error:
             raise io.ModelInputError(str(error)) from None
 
-    result = _handle_errors(verbose, work)
-    if as_json:
+    result = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_inspection
 
-        render_inspection(result, Console(highlight=False), verbose=verbose > 0)
+        render_inspection(result, Console(highlight=False), verbose=display.verbose > 0)
 
 
 @cli.command("check")
@@ -484,21 +626,19 @@ def inspect_command(model, input_shapes, as_json, quiet, verbose) -> None:
 @click.option("--forbid-op", "forbid_ops", multiple=True, metavar="TYPE,...", help="Fail if the model has a node of this op type.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime settings for MODEL [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
 @click.option("--baseline-config", type=click.Path(path_type=Path), help="Runtime settings for the baseline [default: its own .onnx.json, else defaults].")
-@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs for latency and error gates: an .npz of arrays keyed by input name.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
-@click.option("--budget", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds the latency measurement may take.")
-@click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path), metavar="FILE.json|.md|.html", help="Write the report; the suffix picks the format (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but failed gates and errors.")
-@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
-def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, budget, reports, as_json, quiet, verbose) -> None:
+@_inputs_option("Inputs for latency and error gates: an .npz of arrays keyed by input name.")
+@_input_shape_option()
+@_budget_option(20.0, "Seconds the latency measurement may take.")
+@_report_option
+@_display_options(quiet_help="Print nothing but failed gates and errors.")
+def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, budget, reports, display: _Display) -> None:
     """Gate MODEL for CI: one row per gate (measured, limit, pass/fail).
 
     \b
     Exit 0: every gate passes; 1: a gate failed; 2: bad input (a bad model, option or inputs file).
     Latency gates allow for the noise measured on a control copy of the model (at least 2%).
     """
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
     console = _stderr()
 
     def work():
@@ -527,14 +667,14 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
             )
         except ValueError as error:
             raise gates.GateInputError(str(error)) from None
-        with _ProgressBar(console, enabled=not quiet and not as_json and console.is_terminal, total=1.0, label="checking") as progress:
+        with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal, total=1.0, label="checking") as progress:
             result = gates.run_check(model, options, on_progress=progress)
         document = {**header("check"), **result.to_dict()}
         write_reports(document, reports, protected)
         return result, document
 
-    result, document = _handle_errors(verbose, work)
-    if as_json:
+    result, document = _handle_errors(display.verbose, work)
+    if display.as_json:
         from optimizer.reports import to_json
 
         click.echo(to_json(document), nl=False)
@@ -543,26 +683,24 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 
         from optimizer.report import render_check
 
-        render_check(document, Console(highlight=False), failed_only=quiet)
+        render_check(document, Console(highlight=False), failed_only=display.quiet)
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
 
 
 @cli.command("compare")
 @click.argument("model_a", type=click.Path(path_type=Path))
 @click.argument("model_b", type=click.Path(path_type=Path))
-@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs: an .npz of arrays keyed by input name [default: generated].")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind an input's dynamic dims for generated inputs (repeatable).")
+@_inputs_option("Inputs: an .npz of arrays keyed by input name [default: generated].")
+@_input_shape_option()
 @click.option("--config-a", type=click.Path(path_type=Path), help="Runtime settings for A [default: A.onnx.json when it exists, else defaults].")
 @click.option("--config-b", type=click.Path(path_type=Path), help="Runtime settings for B [default: B.onnx.json when it exists, else defaults].")
 @click.option("--latency/--no-latency", default=True, show_default=True, help="Time both models in one run (with a control copy of A).")
-@click.option("--budget", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds the latency measurement may take.")
-@click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path), metavar="FILE.json|.md|.html", help="Write the report; the suffix picks the format (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
-def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, config_b, latency, budget, reports, as_json, quiet, verbose) -> None:
+@_budget_option(20.0, "Seconds the latency measurement may take.")
+@_report_option
+@_display_options()
+def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, config_b, latency, budget, reports, display: _Display) -> None:
     """Compare MODEL_B with MODEL_A: error per output, op counts, size, and latency measured in one run."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
     console = _stderr()
 
     def work():
@@ -574,7 +712,7 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
         protected = [model_a, model_b, config_a, config_b]
         check_report_paths(reports, protected)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        with _ProgressBar(console, enabled=not quiet and not as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
+        with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
             body = compare_models(
                 model_a, model_b, inputs=inputs, input_shapes=_input_shapes(input_shapes), config_a=config_a, config_b=config_b,
                 latency=latency, budget_s=budget, on_progress=progress,
@@ -583,12 +721,12 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
         write_reports(document, reports, protected)
         return document
 
-    document = _handle_errors(verbose, work)
-    if as_json:
+    document = _handle_errors(display.verbose, work)
+    if display.as_json:
         from optimizer.reports import to_json
 
         click.echo(to_json(document), nl=False)
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_comparison
@@ -601,23 +739,21 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
 @click.option("--parts", type=click.IntRange(min=1), required=True, help="Pipeline stages, or concurrent branch groups (plus a head and a tail part).")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True, help="A new (or empty) folder for the part-XX.onnx files and manifest.json.")
 @click.option("--strategy", type=click.Choice(["pipeline", "branches"]), default="pipeline", show_default=True, help="pipeline: a linear cut balanced by FLOPs; branches: the costliest fork-join region's branches in groups.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind dynamic dims for the cost model (the parts keep them dynamic).")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
-def partition_command(model, parts, out_dir, strategy, input_shapes, as_json, quiet, verbose) -> None:
+@_input_shape_option("Bind dynamic dims for the cost model (the parts keep them dynamic).")
+@_display_options(json_help="Print the manifest as JSON on stdout.")
+def partition_command(model, parts, out_dir, strategy, input_shapes, display: _Display) -> None:
     """Cut MODEL into sub-models that run one after another (pipeline) or side by side (branches)."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
 
     def work():
         from optimizer.partition import partition
 
         return partition(model, parts, out_dir, strategy=strategy, input_shapes=_input_shapes(input_shapes))
 
-    manifest = _handle_errors(verbose, work)
-    if as_json:
+    manifest = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2, default=str))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_manifest
@@ -627,16 +763,14 @@ def partition_command(model, parts, out_dir, strategy, input_shapes, as_json, qu
 
 @cli.command("run-partitioned")
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="Inputs: an .npz of arrays keyed by graph input name [default: generated from the source model].")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Bind dynamic dims of generated inputs (repeatable).")
+@_inputs_option("Inputs: an .npz of arrays keyed by graph input name [default: generated from the source model].")
+@_input_shape_option("Bind dynamic dims of generated inputs (repeatable).")
 @click.option("--stream", type=click.IntRange(min=1), default=1, show_default=True, help="Also send N copies of the inputs through the parts as a pipeline and compare throughput.")
 @click.option("--rounds", type=click.IntRange(min=0), default=9, show_default=True, help="Rotated timing rounds (0: check only).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="-vv logs and tracebacks.")
-def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds, as_json, quiet, verbose) -> None:
+@_display_options()
+def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds, display: _Display) -> None:
     """Run the parts in DIRECTORY, check them against the whole model (exit 1 when they differ), time both."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(display.verbose, display.quiet)
 
     def work():
         from optimizer import api, io, verify as verification
@@ -650,10 +784,10 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
             feeds, _ = verification.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)
         return run_partitioned(directory, feeds, stream=stream, rounds=rounds)
 
-    report = _handle_errors(verbose, work)
-    if as_json:
+    report = _handle_errors(display.verbose, work)
+    if display.as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
-    elif not quiet:
+    elif not display.quiet:
         from rich.console import Console
 
         from optimizer.report import render_partitioned_run
@@ -686,7 +820,7 @@ class _ProgressBar:
 
 
 @cli.command("passes")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@_json_option("Print the list as JSON.")
 def passes_command(as_json: bool) -> None:
     """List every pass with its name, level and what it does."""
     from passes import REGISTRY

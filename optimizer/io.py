@@ -22,9 +22,10 @@ import mmap
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-from optimizer.errors import UserError
+from optimizer.errors import UserError, mention
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -36,6 +37,7 @@ __all__ = [
     "save",
     "stage",
     "publish",
+    "StagingArea",
     "discard",
     "staged_bytes",
     "check_writable",
@@ -59,8 +61,8 @@ class ModelInputError(UserError):
     """A problem with what the user gave us; the message is one line meant for them."""
 
 
-def _fail(path: Path | str, message: str) -> ModelInputError:
-    return ModelInputError(f"{path}: {message}")
+def _fail(path: Path | str, message: str, *, option: str | None = None) -> ModelInputError:
+    return ModelInputError(f"{path}: {message}", option=option)
 
 
 @functools.lru_cache(maxsize=1)
@@ -507,7 +509,7 @@ def stage(model: ir.Model, folder: str | os.PathLike, name: str, *, external_dat
     weights = _tensor_bytes(model)
     use_external = external_data if external_data is not None else weights > EXTERNAL_DATA_THRESHOLD
     if not use_external and weights > _PROTOBUF_LIMIT:
-        raise _fail(folder / name, f"the weights take {weights / 2**30:.2f} GiB, more than the 2 GiB one ONNX file can hold; write them as external data (drop --no-external-data)")
+        raise _fail(folder / name, f"the weights take {weights / 2**30:.2f} GiB, more than the 2 GiB one ONNX file can hold; write them as external data (drop {mention('no_external_data')})", option="external_data")
     try:
         staging = Path(tempfile.mkdtemp(prefix=".optimize-", dir=folder))
     except OSError as error:
@@ -636,8 +638,9 @@ def _write_embedded(model: ir.Model, path: Path) -> None:
             del data
 
 
-def publish(staged: Path, target: str | os.PathLike) -> Path | None:
-    """Move a staged model (and its external data) to `target`; returns the data path if any."""
+def publish(staged: Path, target: str | os.PathLike, *, companions: Mapping[Path, Path] | None = None) -> Path | None:
+    """Move a staged model (and its external data) to `target`, then each staged companion file (e.g. the
+    settings file, `{staged: final}`) right after it, so that they never disagree; returns the data path if any."""
     target = Path(target)
     data = staged.with_name(staged.name + ".data")
     published_data = None
@@ -650,7 +653,38 @@ def publish(staged: Path, target: str | os.PathLike) -> Path | None:
         raise _fail(target, f"cannot write: {error.strerror or error}") from None
     finally:
         discard(staged)
+    for companion, final in (companions or {}).items():
+        os.replace(companion, final)
     return published_data
+
+
+class StagingArea:
+    """Staged copies of candidate outputs in one folder, under one name; `close()` discards what was not published."""
+
+    def __init__(self, folder: Path, name: str, external_data: bool | None) -> None:
+        self.folder, self.name, self.external_data = folder, name, external_data
+        self._live: list[Path] = []
+
+    def stage(self, model: ir.Model) -> Path:
+        """Write `model` beside the output (`stage()`); the staged path."""
+        staged = stage(model, self.folder, self.name, external_data=self.external_data)
+        self._live.append(staged)
+        return staged
+
+    def discard(self, staged: Path | None) -> None:
+        if staged is not None and staged in self._live:
+            self._live.remove(staged)
+            discard(staged)
+
+    def publish(self, staged: Path, target: Path, *, companions: Mapping[Path, Path] | None = None) -> Path | None:
+        """`publish()` a staged model; it is no longer this area's to discard."""
+        self._live.remove(staged)
+        return publish(staged, target, companions=companions)
+
+    def close(self) -> None:
+        for staged in self._live:
+            discard(staged)
+        self._live.clear()
 
 
 def staged_bytes(staged: Path) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from pathlib import Path
 
-from optimizer.errors import UserError
+from optimizer.errors import UserError, mention
 import numpy as np
 import onnx_ir as ir
 
@@ -33,6 +33,7 @@ __all__ = [
     "default_tolerance",
     "check_value_sizes",
     "feeds_for",
+    "check_batch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ QUANTIZED_OPS = frozenset(
      "ConvInteger", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul", "MatMulNBits", "QGemm"}
 )
 
+
+_INPUTS, _SHAPES = mention("inputs"), mention("input_shapes")
 
 class VerificationInputError(UserError):
     """The ORIGINAL model cannot run on the inputs we have: a problem with inputs, not the optimizer."""
@@ -92,18 +95,18 @@ class VerificationResult:
 
 
 def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """`["ids=1,128", "mask=1,128"]` -> {"ids": (1, 128), ...}; ValueError with a readable message."""
+    """`["ids=1,128", "mask=1,128"]` -> {"ids": (1, 128), ...}; VerificationInputError with a readable message."""
     shapes: dict[str, tuple[int, ...]] = {}
     for spec in specs:
         name, sep, dims = spec.rpartition("=")
         if not sep or not name:
-            raise ValueError(f"--input-shape {spec!r}: expected NAME=D1,D2,...")
+            raise VerificationInputError(f"{_SHAPES} {spec!r}: expected NAME=D1,D2,...", option="input_shapes")
         try:
             values = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip() != "")
         except ValueError:
-            raise ValueError(f"--input-shape {spec!r}: dims must be integers") from None
+            raise VerificationInputError(f"{_SHAPES} {spec!r}: dims must be integers", option="input_shapes") from None
         if any(d < 0 for d in values):
-            raise ValueError(f"--input-shape {spec!r}: dims must be >= 0")
+            raise VerificationInputError(f"{_SHAPES} {spec!r}: dims must be >= 0", option="input_shapes")
         shapes[name] = values
     return shapes
 
@@ -133,16 +136,16 @@ def _input_specs(model: ir.Model, input_shapes: Mapping[str, tuple[int, ...]] | 
         if value.is_initializer():
             continue  # an initializer-input keeps its default
         if value.dtype is None:
-            raise VerificationInputError(f"input '{value.name}' has no declared type; pass --inputs")
+            raise VerificationInputError(f"input '{value.name}' has no declared type; pass {_INPUTS}", option="inputs")
         try:
             dtype = value.dtype.numpy()
         except Exception:  # noqa: BLE001
-            raise VerificationInputError(f"input '{value.name}' has type {value.dtype}, which cannot be generated; pass --inputs") from None
+            raise VerificationInputError(f"input '{value.name}' has type {value.dtype}, which cannot be generated; pass {_INPUTS}", option="inputs") from None
         if value.shape is None:
             if value.name in input_shapes:
                 specs.append(_InputSpec(value.name, np.dtype(dtype), tuple(input_shapes[value.name])))
                 continue
-            raise VerificationInputError(f"input '{value.name}' has no declared shape; pass --input-shape {value.name}=... or --inputs")
+            raise VerificationInputError(f"input '{value.name}' has no declared shape; pass {_SHAPES} {value.name}=... or {_INPUTS}", option="input_shapes")
         dims = tuple(d if isinstance(d, int) else (d.value if isinstance(d, ir.SymbolicDim) else None) for d in value.shape)
         specs.append(_InputSpec(value.name, np.dtype(dtype), dims))
     return specs
@@ -188,7 +191,7 @@ def _generate_array(spec: _InputSpec, shape: tuple[int, ...], rng: np.random.Gen
         return np.ones(shape, dtype=bool) if zeros or "mask" in lname else rng.integers(0, 2, size=shape).astype(bool)
     if dtype.kind in "OUS":
         return np.full(shape, "a", dtype=object)
-    raise VerificationInputError(f"input '{spec.name}' has dtype {dtype}, which cannot be generated; pass --inputs")
+    raise VerificationInputError(f"input '{spec.name}' has dtype {dtype}, which cannot be generated; pass {_INPUTS}", option="inputs")
 
 
 def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[int, ...]], batch: int = 1):
@@ -196,12 +199,12 @@ def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[i
     for name, shape in input_shapes.items():
         spec = next((s for s in specs if s.name == name), None)
         if spec is None:
-            raise VerificationInputError(f"--input-shape names '{name}', which is not an input of the model ({', '.join(s.name for s in specs) or 'none'})")
+            raise VerificationInputError(f"{_SHAPES} names '{name}', which is not an input of the model ({', '.join(s.name for s in specs) or 'none'})", option="input_shapes")
         if len(shape) != len(spec.dims):
-            raise VerificationInputError(f"--input-shape {name}: rank {len(shape)} but the model declares rank {len(spec.dims)}")
+            raise VerificationInputError(f"{_SHAPES} {name}: rank {len(shape)} but the model declares rank {len(spec.dims)}", option="input_shapes")
         for given, declared in zip(shape, spec.dims):
             if isinstance(declared, int) and declared >= 0 and declared != given:
-                raise VerificationInputError(f"--input-shape {name}={','.join(map(str, shape))} contradicts the declared static shape {list(spec.dims)}")
+                raise VerificationInputError(f"{_SHAPES} {name}={','.join(map(str, shape))} contradicts the declared static shape {list(spec.dims)}", option="input_shapes")
     profiles = _DIM_PROFILES if any(not (isinstance(d, int) and d >= 0) for s in specs if s.name not in input_shapes for d in s.dims) else _DIM_PROFILES[:1]
     too_big = None
     for profile in profiles:
@@ -226,8 +229,9 @@ def _candidate_feeds(specs: list[_InputSpec], input_shapes: Mapping[str, tuple[i
         dynamic = any(not (isinstance(d, int) and d >= 0) for s in specs if s.name == name for d in s.dims)
         raise VerificationInputError(
             f"generated inputs would take {format_bytes(sum(sizes.values()), IEC_UNITS)} (input '{name}' is {list(shapes[name])}), over the "
-            f"{format_bytes(_MAX_GENERATED_BYTES, IEC_UNITS)} limit: nothing was generated; pass --inputs FILE.npz"
-            + (", or smaller dims with --input-shape NAME=D1,D2,..." if dynamic else "")
+            f"{format_bytes(_MAX_GENERATED_BYTES, IEC_UNITS)} limit: nothing was generated; pass {_INPUTS} FILE.npz"
+            + (f", or smaller dims with {_SHAPES} NAME=D1,D2,..." if dynamic else ""),
+            option="inputs",
         )
 
 
@@ -270,7 +274,8 @@ def check_value_sizes(model: ir.Model, limit: int | None = None) -> None:
     what = f"output of {node.op_type}{f' {node.name!r}' if node is not None and node.name else ''}" if node is not None else "a value"
     raise VerificationInputError(
         f"value '{name}' ({what}) would take {format_bytes(size, IEC_UNITS)} ({dims}), more than the {format_bytes(limit, IEC_UNITS)} of memory available: "
-        "the model cannot run here, so it was not run (`optimize MODEL --no-verify` rewrites it without running it)"
+        f"the model cannot run here, so it was not run ({mention('no_verify_command')} rewrites it without running it)",
+        option="verify",
     )
 
 
@@ -389,20 +394,20 @@ class Verifier:
         missing = sorted(names - set(inputs))
         extra = sorted(set(inputs) - names - {v.name for v in session.get_inputs()})
         if missing:
-            raise VerificationInputError(f"--inputs lacks arrays for: {', '.join(missing)}")
+            raise VerificationInputError(f"{_INPUTS} lacks arrays for: {', '.join(missing)}", option="inputs")
         if extra:
-            raise VerificationInputError(f"--inputs has arrays that are not model inputs: {', '.join(extra)}")
+            raise VerificationInputError(f"{_INPUTS} has arrays that are not model inputs: {', '.join(extra)}", option="inputs")
         feeds = {}
         for spec in specs:
             array = np.asarray(inputs[spec.name])
             if array.dtype != spec.dtype:
-                raise VerificationInputError(f"--inputs '{spec.name}' is {array.dtype}, the model expects {spec.dtype}")
+                raise VerificationInputError(f"{_INPUTS} '{spec.name}' is {array.dtype}, the model expects {spec.dtype}", option="inputs")
             feeds[spec.name] = array
         self._check_sizes_once()
         try:
             self.expected = session.run(self.output_names, feeds)
         except Exception as error:  # noqa: BLE001
-            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given --inputs: {first_line(error)}") from None
+            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given {_INPUTS}: {first_line(error)}", option="inputs") from None
         self.feeds, self.inputs_source = feeds, "--inputs"
 
     def _find_working_inputs(self, session, specs, input_shapes, batch: int) -> None:
@@ -419,7 +424,8 @@ class Verifier:
             return
         raise VerificationInputError(
             "the ORIGINAL model fails in onnxruntime on generated inputs "
-            f"({first_line(last_error)}); pass real inputs with --inputs FILE.npz or bind dims with --input-shape NAME=D1,D2,..."
+            f"({first_line(last_error)}); pass real inputs with {_INPUTS} FILE.npz or bind dims with {_SHAPES} NAME=D1,D2,...",
+            option="inputs",
         )
 
     def check(self, candidate_path: str | os.PathLike) -> VerificationResult:
@@ -459,10 +465,15 @@ class Verifier:
         )
 
 
+def check_batch(inputs: Mapping[str, np.ndarray] | None, batch: int) -> None:
+    """Refuse a batch size with given inputs: the arrays set the batch."""
+    if inputs is not None and batch != 1:
+        raise VerificationInputError(f"{mention('batch')} applies to generated inputs; with {_INPUTS}, the arrays set the batch", option="batch")
+
+
 def feeds_for(model_path: Path, model: ir.Model, inputs, input_shapes, batch: int) -> tuple[dict[str, np.ndarray], str]:
     """Inputs to time the model on: the user's, else generated ones the model accepts."""
-    if inputs is not None and batch != 1:
-        raise VerificationInputError("--batch applies to generated inputs; with --inputs, the arrays set the batch")
+    check_batch(inputs, batch)
     verifier = Verifier(model_path, model, inputs=inputs, input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}, batch=batch)
     if not verifier.feeds:
         raise VerificationInputError(f"cannot run the model: {verifier.skip_reason}")

@@ -134,3 +134,112 @@ def test_keep_initializer_inputs(tmp_path):
     assert kept.verification.passed and converted.verification.passed
     assert "Mul" in kept.after.op_counts  # W*2 reads an overridable input: never folded
     assert "Mul" not in converted.after.op_counts
+
+
+# -- stage boundaries ----------------------------------------------------------------------------
+
+
+def _pipeline_stage(model_path, tmp_path, *, verify=True, strict=False):
+    from optimizer import io
+    from optimizer.options import VerifyOptions
+    from optimizer.stages.pipeline import PipelineStage
+    from optimizer.stages.reference import load_reference, make_verifier
+
+    reference = load_reference(model_path, tmp_path, None, None)
+    verifier = make_verifier(VerifyOptions(enabled=verify), reference, [])
+    staging = io.StagingArea(tmp_path, "o.onnx", None)
+    make = lambda names: [passes.REGISTRY[name]() for name in names]  # noqa: E731
+    return PipelineStage(reference.load_fresh, make, verifier, staging, strict=strict), staging
+
+
+def test_pipeline_stage_bisects_drops_and_returns_the_pass_typed(model_path, tmp_path, monkeypatch):
+    from optimizer.result import DroppedPass
+    from optimizer.stages.pipeline import PipelineOutcome
+
+    monkeypatch.setitem(passes.REGISTRY, BreakReluPass.name, BreakReluPass)
+    stage, staging = _pipeline_stage(model_path, tmp_path)
+    try:
+        outcome = stage.run(["fold-constants", "break-relu", "eliminate-no-ops"])
+        assert isinstance(outcome, PipelineOutcome)
+        assert outcome.dropped == [DroppedPass("break-relu", outcome.dropped[0].reason)]
+        assert "outputs differ" in outcome.dropped[0].reason
+        assert outcome.dropped_notes == [f"dropped pass 'break-relu': with it the optimized model's {outcome.dropped[0].reason}"]
+        assert outcome.verification.passed and outcome.notes == []
+        assert "Sigmoid" not in {node.op_type for node in outcome.attempt.model.graph}
+        assert outcome.staged.exists() and outcome.staged.parent.parent == tmp_path
+    finally:
+        staging.close()
+    assert not outcome.staged.exists()
+
+
+def test_pipeline_stage_under_strict_raises_naming_the_pass(model_path, tmp_path, monkeypatch):
+    monkeypatch.setitem(passes.REGISTRY, BreakReluPass.name, BreakReluPass)
+    stage, staging = _pipeline_stage(model_path, tmp_path, strict=True)
+    with pytest.raises(VerificationFailedError, match="pass 'break-relu' is responsible") as error:
+        stage.run(["break-relu"])
+    assert error.value.verification.status == "failed"
+    staging.close()
+
+
+def test_pipeline_stage_drops_a_crashing_pass_with_its_error(model_path, tmp_path, monkeypatch):
+    monkeypatch.setitem(passes.REGISTRY, CrashPass.name, CrashPass)
+    stage, staging = _pipeline_stage(model_path, tmp_path, verify=False)
+    outcome = stage.run(["crash", "eliminate-no-ops"])
+    staging.close()
+    assert [d.name for d in outcome.dropped] == ["crash"] and outcome.verification is None
+    assert outcome.dropped_notes[0].startswith("dropped pass 'crash': it raised an error (") and "boom" in outcome.dropped_notes[0]
+
+
+def test_options_object_and_keywords_give_the_same_run(model_path, tmp_path):
+    from optimizer.options import OptimizeOptions, PassSelection
+
+    by_keywords = optimize(model_path, tmp_path / "a.onnx", level="O1", skip_passes=["fold-constants"])
+    options = OptimizeOptions(passes=PassSelection(level="O1", skip_passes=("fold-constants",)))
+    by_options = optimize(model_path, tmp_path / "b.onnx", options=options)
+    assert by_options.passes == by_keywords.passes and "fold-constants" not in by_options.passes
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    assert OptimizeOptions.from_keywords(tmp_path / "a.onnx", level="O1", skip_passes=["fold-constants"]).passes == options.passes
+    with pytest.raises(TypeError, match="not both"):
+        optimize(model_path, options=options, level="O2")
+    with pytest.raises(TypeError):
+        optimize(model_path, levle="O2")
+
+
+def test_a_lower_level_ships_with_its_own_records_and_dropped_passes(model_path, tmp_path):
+    """The shipping decision is one typed choice: the winner's records, verification and dropped passes come with it."""
+    from optimizer import io
+    from optimizer.result import DroppedPass
+    from optimizer.stages.variants import Variant, ship_tuned
+
+    model = ir.load(model_path)
+    staging = io.StagingArea(tmp_path, "o.onnx", None)
+    lossless = Variant("O2", model, staging.stage(model), [], [], None, [], [])
+    lower = Variant("O1", ir.load(model_path), None, [], ["w"], None, [DroppedPass("p", "why")], ["dropped pass 'p': why"])
+    warnings: list[str] = []
+    shipped = ship_tuned("O1", lossless, lossless, {"O1": lower}, None, staging, model_path, warnings)
+    assert shipped.label == "O1" and shipped.dropped == [DroppedPass("p", "why")] and shipped.dropped_notes == ["dropped pass 'p': why"]
+    assert shipped.converted == ["w"] and shipped.staged.exists() and not lossless.staged.exists()
+    assert ship_tuned("O1", shipped, lossless, {"O1": lower}, None, staging, model_path, warnings) is shipped
+    original = ship_tuned("original", shipped, lossless, {}, None, staging, model_path, warnings)
+    assert original.label == "original" and original.records == [] and original.staged.exists() and not shipped.staged.exists()
+    assert warnings == []
+    staging.close()
+    assert not original.staged.exists()
+
+
+def test_library_errors_name_options_not_flags(model_path, tmp_path):
+    from optimizer import io
+    from optimizer.verify import VerificationInputError
+
+    with pytest.raises(VerificationInputError) as error:
+        optimize(model_path, tmp_path / "o.onnx", inputs={"x": np.zeros((1, 4), np.float32)}, batch=2)
+    assert str(error.value) == "batch applies to generated inputs; with inputs, the arrays set the batch"
+    assert error.value.option == "batch"
+    (tmp_path / "o.onnx").write_bytes(b"")
+    with pytest.raises(io.ModelInputError) as error:
+        optimize(model_path, tmp_path / "o.onnx")
+    assert str(error.value).endswith("exists; pass force to overwrite it") and error.value.option == "force"
+    assert error.value.render({"force": "--force"}).endswith("exists; pass --force to overwrite it")
+    with pytest.raises(VerificationInputError) as error:
+        optimize(model_path, tmp_path / "p.onnx", inputs={"y": np.zeros((1, 4), np.float32)})
+    assert "--" not in str(error.value) and error.value.option == "inputs"

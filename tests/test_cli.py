@@ -121,3 +121,24 @@ def test_names_with_brackets_are_printed_verbatim(tmp_path):
     result = optimize_untuned(path, "-o", tmp_path / "out[/x].onnx".replace("/", "_"))
     assert result.exit_code == 0, result.output
     assert "model[v2].onnx" in result.output.replace("\n", "")
+
+
+def test_library_errors_are_shown_with_their_flags(model_path, tmp_path):
+    """The library says `batch`/`inputs`/`force`; the command line names the flags, in the same sentence."""
+    np.savez(tmp_path / "in.npz", x=np.ones((2, 4), np.float32))
+    result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx", "--inputs", tmp_path / "in.npz", "--batch", "2")
+    assert result.exit_code == 2
+    assert result.stderr == "error: --batch applies to generated inputs; with --inputs, the arrays set the batch\n"
+    (tmp_path / "o.onnx").write_bytes(b"")
+    result = optimize_untuned(model_path, "-o", tmp_path / "o.onnx")
+    assert result.exit_code == 2 and result.stderr.endswith("o.onnx: exists; pass --force to overwrite it\n")
+    result = optimize_untuned(model_path, "-o", tmp_path / "p.onnx", "--input-shape", "x=a,b")
+    assert result.exit_code == 2 and result.stderr == "error: --input-shape 'x=a,b': dims must be integers\n"
+
+
+def test_every_flag_a_library_error_mentions_is_a_flag_of_the_run_command():
+    from optimizer.cli import FLAGS, run_command
+
+    declared = {opt for param in run_command.params for opt in (*param.opts, *param.secondary_opts)}
+    for option, flag in FLAGS.items():
+        assert flag.strip("`").split()[-1] in declared, option

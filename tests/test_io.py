@@ -6,6 +6,7 @@ import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
 
 from optimizer import io
+from tests.models import small_model
 
 
 def _model_with_big_weight() -> onnx.ModelProto:
@@ -39,3 +40,18 @@ def test_stage_and_discard_leave_nothing(tmp_path):
     assert staged.exists() and staged.parent.name.startswith(".optimize-")
     io.discard(staged)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_staging_area_publishes_the_model_with_its_companion_and_discards_the_rest(tmp_path):
+    from optimizer.io import StagingArea
+
+    model = ir.from_proto(small_model())
+    area = StagingArea(tmp_path, "o.onnx", None)
+    kept, dropped = area.stage(model), area.stage(model)
+    settings = tmp_path / ".settings.tmp"
+    settings.write_text("{}")
+    assert area.publish(kept, tmp_path / "o.onnx", companions={settings: tmp_path / "o.onnx.json"}) is None
+    assert (tmp_path / "o.onnx").exists() and (tmp_path / "o.onnx.json").read_text() == "{}" and not settings.exists()
+    assert dropped.exists()
+    area.close()
+    assert not dropped.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["o.onnx", "o.onnx.json"]

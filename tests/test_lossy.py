@@ -282,8 +282,10 @@ def test_optimize_ships_a_lossy_variant_only_within_budget_and_faster(tmp_path):
 
 
 def test_optimize_refuses_lossy_without_verification(tmp_path):
-    with pytest.raises(LossyInputError, match="drop --no-verify"):
+    with pytest.raises(LossyInputError, match="drop verify=False") as error:
         optimize(plain_mlp(tmp_path / "m.onnx"), tmp_path / "o.onnx", verify=False, lossy=LossyOptions(quantize="dynamic"))
+    assert error.value.option == "verify" and "--" not in str(error.value)
+    assert error.value.render({"no_verify": "--no-verify"}).endswith("drop --no-verify")
     assert not (tmp_path / "o.onnx").exists()
 
 
@@ -302,8 +304,9 @@ def test_prune_outputs_keeps_only_the_named_outputs(tmp_path):
     assert [n.op_type for n in kept.graph] == ["Relu"]
     assert result.pruned_outputs["outputs_removed"] == 1 and result.pruned_outputs["nodes_removed"] == 2
     assert result.verified
-    with pytest.raises(io.ModelInputError, match="--prune-outputs"):
+    with pytest.raises(io.ModelInputError, match="^prune_outputs: ") as error:
         optimize(model, tmp_path / "bad.onnx", prune_outputs=["nope"])
+    assert error.value.option == "prune_outputs"
     assert not (tmp_path / "bad.onnx").exists()
 
 
@@ -366,7 +369,7 @@ def test_static_without_a_quantizable_op_fails_with_a_reason(tmp_path):
 def test_bad_calibration_is_refused_before_the_pipeline_runs(tmp_path):
     model = small_cnn(tmp_path / "cnn.onnx")
     np.savez(tmp_path / "wrong.npz", image=np.zeros((1, 3, 16, 16), np.float32))
-    with pytest.raises(LossyInputError, match="--calibration: .*lacks arrays for the model inputs x"):
+    with pytest.raises(LossyInputError, match="^calibration: .*lacks arrays for the model inputs x"):
         optimize(model, tmp_path / "o.onnx", lossy=LossyOptions(quantize="static", calibration=tmp_path / "wrong.npz"))
     assert not (tmp_path / "o.onnx").exists()
 

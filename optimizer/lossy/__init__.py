@@ -13,9 +13,10 @@ from optimizer.lossy.stage import (
     LossyResult,
     LossyVariant,
     judge_speed,
+    load_calibration_samples,
     plan,
     rank_sensitivity,
     run_lossy,
 )
 
-__all__ = ["QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "judge_speed", "plan", "rank_sensitivity", "run_lossy"]
+__all__ = ["QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "judge_speed", "load_calibration_samples", "plan", "rank_sensitivity", "run_lossy"]

@@ -28,12 +28,12 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer import io
-from optimizer.errors import UserError
+from optimizer.errors import UserError, mention
 from optimizer.error_budget import DEFAULT_BUDGET, ErrorBudget, OutputError, measure_errors
 from optimizer.measure import LatencyStats, time_candidates
 from optimizer.verify import QUANTIZED_OPS, Verifier, first_line
 
-__all__ = ["QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "run_lossy"]
+__all__ = ["QUANTIZE_CHOICES", "LossyOptions", "load_calibration_samples", "LossyVariant", "LossyResult", "LossyInputError", "run_lossy"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,17 +72,29 @@ class LossyOptions:
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_CHOICES:
-            raise LossyInputError(f"--quantize {self.quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}")
+            raise LossyInputError(f"{mention('quantize')} {self.quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}", option="quantize")
         if self.quantize == "static" and self.calibration is None:
-            raise LossyInputError("--quantize static needs calibration data: pass --calibration FILE.npz or a folder of .npz samples")
+            raise LossyInputError(f"{mention('quantize')} static needs calibration data: pass {mention('calibration')} FILE.npz or a folder of .npz samples", option="calibration")
         if self.quant_format not in ("qdq", "qoperator"):
-            raise LossyInputError(f"--quant-format {self.quant_format!r}: choose qdq or qoperator")
+            raise LossyInputError(f"{mention('quant_format')} {self.quant_format!r}: choose qdq or qoperator", option="quant_format")
         if self.prune_weights is not None and not 0 < self.prune_weights < 1:
-            raise LossyInputError(f"--prune-weights magnitude:{self.prune_weights}: the ratio must be between 0 and 1")
+            raise LossyInputError(f"{mention('prune_weights')} magnitude:{self.prune_weights}: the ratio must be between 0 and 1", option="prune_weights")
 
     @property
     def requested(self) -> bool:
         return self.quantize != "none" or self.prune_weights is not None
+
+
+def load_calibration_samples(options: LossyOptions, model: ir.Model) -> list[dict[str, np.ndarray]] | None:
+    """The calibration samples static int8 needs, refused before the pipeline runs when unusable (LossyInputError)."""
+    if options.calibration is None or options.quantize not in ("static", "auto"):
+        return None
+    from optimizer.lossy.quantization.calibration import input_dtypes, load_calibration
+
+    try:
+        return load_calibration(options.calibration, input_dtypes(model))
+    except ValueError as error:
+        raise LossyInputError(f"{mention('calibration')}: {error}", option="calibration") from None
 
 
 @dataclasses.dataclass
@@ -120,12 +132,9 @@ class LossyVariant:
         return f"{self.label}: {self.reason or self.status}"
 
     def to_dict(self) -> dict:
+        """The variant for the JSON report (keys in a fixed order)."""
         return {
-            "method": self.method,
-            "label": self.label,
-            "status": self.status,
-            "reason": self.reason,
-            "summary": self.summary,
+            **{key: getattr(self, key) for key in ("method", "label", "status", "reason", "summary")},
             "errors": [e.to_dict() for e in self.errors],
             "excluded_nodes": [dataclasses.asdict(n) for n in self.excluded],
             "attempts": self.attempts,

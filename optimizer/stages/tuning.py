@@ -1,0 +1,97 @@
+"""The tuning stage: time the candidate graphs under onnxruntime session configurations (`optimizer.tune`).
+
+The candidates are the original, each lower level's verified result, the pipeline's lossless result and
+the lossy variant if one was kept; identical files are timed once. It returns the `TuningResult` and the
+lower levels' variants, for `variants.ship_tuned` to choose from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import onnx_ir as ir
+
+from optimizer import io, runtime
+from optimizer import tune as tuner
+from optimizer.analysis import inter_op_speedup_of
+from optimizer.options import TuneOptions
+from optimizer.stages.variants import Variant
+from optimizer.verify import Verifier
+
+__all__ = ["LEVELS", "tune_variants", "distinct_variants"]
+
+LEVELS = ("O1", "O2", "O3")
+
+LowerLevel = Callable[[str, Path], "Variant | None"]
+"""Optimizes the original at a level into a path; the verified variant, or None when it did not verify."""
+
+
+def _skip_reason(staged: Path, verifier: Verifier | None) -> str | None:
+    if verifier is None or not verifier.feeds:
+        if verifier is not None and verifier.skip_reason:
+            return verifier.skip_reason
+        return "it runs on the verification inputs (drop --no-verify)"
+    if io.staged_bytes(staged) > io.EXTERNAL_DATA_THRESHOLD:  # several live sessions: on 2.1 GiB, 5x its size and 160 s for a 30 s budget
+        return (
+            f"the model is {io.staged_bytes(staged) / 2**30:.1f} GiB and timing keeps several onnxruntime sessions of it "
+            "alive at once (several times its size in memory); run `optimize tune` on the output to tune it anyway"
+        )
+    return None
+
+
+def tune_variants(
+    shipped: Variant, lossless: Variant, reference_path: Path, verifier: Verifier | None, options: TuneOptions, batch: int,
+    lower_level: LowerLevel, scratch: Path, warnings: list[str], on_progress: Callable[[str, float], None] | None = None,
+) -> tuple[tuner.TuningResult | None, dict[str, Variant]]:
+    """Time the original, each level below `lossless.label`, the lossless result and `shipped` (a lossy
+    variant must beat the lossless graph); the TuningResult (None when skipped) and the lower levels' variants."""
+    started = time.perf_counter()
+    reason = _skip_reason(shipped.staged, verifier)
+    if reason is not None:
+        warnings.append(f"tuning skipped: {reason}")
+        return None, {}
+    files: dict[str, Path] = {"original": reference_path}
+    lower: dict[str, Variant] = {}
+    if lossless.label in LEVELS:
+        for level in LEVELS[: LEVELS.index(lossless.label)]:
+            path = scratch / f"variant-{level}.onnx"
+            variant = lower_level(level, path)
+            if variant is not None:
+                files[level], lower[level] = path, variant
+    if shipped is not lossless:
+        files[lossless.label] = lossless.staged
+    files[shipped.label] = shipped.staged
+    files = distinct_variants(files)
+    original = io.load(reference_path, validate=False)
+    space = tuner.build_space(
+        objective=options.objective,
+        providers_available=runtime.available_providers(),
+        inter_op_speedup=inter_op_speedup_of(original),
+        op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(original.graph)}),
+    )
+    del original
+    budget = options.budget_s
+    try:
+        result = tuner.tune(
+            files, verifier.feeds, space, objective=options.objective, shipped_variant=lossless.label,
+            budget_s=None if budget is None else max(1.0, budget - (time.perf_counter() - started)),
+            on_progress=on_progress, inputs=verifier.inputs_source, batch=batch,
+        )
+    except tuner.TuningError as error:
+        warnings.append(f"tuning skipped: {error}")
+        return None, {}
+    return result, lower
+
+
+def distinct_variants(variants: Mapping[str, Path]) -> dict[str, Path]:
+    """Model files by name, those with identical content once: the higher level keeps its name, the original stays."""
+    kept = dict(variants)
+    contents: dict[bytes, str] = {}
+    for name in reversed(list(kept)):
+        digest = io.content_digest(kept[name])
+        if digest in contents and name != "original":
+            del kept[name]
+        contents.setdefault(digest, name)
+    return kept
