@@ -431,7 +431,6 @@ class _Search:
         self.sessions = _Sessions(variants, capacity or _memory_capacity(variants))
         self.rungs: list[dict] = []
         self.pools: list[ThreadPoolExecutor] = []
-        self.block_runs = 1
         self.latency: dict[str, float] = {}  # seconds per run, by key, as measured
         self.anchor: Candidate | None = None
         self.candidates: dict[str, Candidate] = {}
@@ -449,16 +448,21 @@ class _Search:
             session.run(None, self.feeds)
             samples.append(time.perf_counter() - start)
         self.latency[anchor.key] = self.latency[CONTROL] = min(samples)
-        self.block_runs = int(min(2000, max(1, math.ceil(BLOCK_SECONDS / max(min(samples), 1e-6)))))
         return LatencyStats.of(samples, 0)
 
     def run_cost(self, key: str) -> float:
         return self.latency.get(key, self.latency.get(self.anchor.key if self.anchor else "", 0.0))
 
+    def block_runs_for(self, keys: Sequence[str]) -> int:
+        """Timed runs per block: what fills `BLOCK_SECONDS` for the slowest of these (as far as known)."""
+        slowest = max((self.run_cost(k) for k in keys), default=0.0)
+        return int(min(2000, max(1, math.ceil(BLOCK_SECONDS / max(slowest, 1e-6)))))
+
     def estimate(self, keys: Sequence[str], rounds: int) -> float:
         """Seconds to time these candidates for `rounds` rounds, creating the sessions not alive yet."""
         creation = max(self.sessions.create_seconds, default=0.5)
-        blocks = sum(PAUSE_S + (self.block_runs + 1) * self.run_cost(k) for k in keys)
+        runs = self.block_runs_for(keys) + 1
+        blocks = sum(PAUSE_S + runs * self.run_cost(k) for k in keys)
         return rounds * blocks + sum(creation + self.run_cost(k) for k in keys if k not in self.sessions.live)
 
     def fits(self, keys: Sequence[str], rounds: int, reserve: float = 0.0) -> bool:
@@ -491,7 +495,7 @@ class _Search:
             return into
         try:
             times = time_blocks(
-                runners, rounds=rounds, block_runs=self.block_runs, pause_s=PAUSE_S, warmup_runs=1, deadline=self.deadline,
+                runners, rounds=rounds, block_seconds=BLOCK_SECONDS, min_block_runs=1, pause_s=PAUSE_S, warmup_runs=1, deadline=self.deadline,
                 on_round=lambda done, total: self.report(f"{label} round {done}/{total}"), into=into,
             )
         except Exception:  # noqa: BLE001 - a run that fails under one configuration
@@ -664,10 +668,13 @@ def tune(
         except Exception as error:  # noqa: BLE001 - onnxruntime's own error, as one line
             raise TuningError(f"onnxruntime cannot run the {preferred_variant} model under its default settings: {first_line(error)}") from None
         if not search.fits([anchor.key, CONTROL], 2):
-            return _untuned(search, anchor, reference, calibration, space, inputs, batch)
+            why = f"the budget of {budget_s:g} s cannot hold two rounds of it (one run takes {search.latency[anchor.key]:.3g} s)"
+            return _untuned(search, anchor, reference, calibration, space, inputs, batch, why)
         survivors = search.halving(candidates)
         members = _final_members(search, anchor, reference, survivors)
         times, verdicts, margin, early = search.final(members)
+        if times is None or not times.runs.get(anchor.key):
+            return _untuned(search, anchor, reference, calibration, space, inputs, batch, "the budget ran out before a final round")
     finally:
         search.sessions.keep_only(set())
     return _result(search, anchor, reference, members, times, verdicts, margin, early, space, inputs, batch)
@@ -717,8 +724,6 @@ def _result(search: _Search, anchor, reference, members, times, verdicts, margin
         sentence = f"{chosen.config.label()} on the {chosen.variant} graph ships: {reason}"
     speedup = _speedup_vs_reference(search, times, chosen_key, reference.key) if times else 1.0
     record = _record(search, anchor, chosen_key, members, final, verdicts, sentence, margin, times.rounds if times else 0, early)
-    if anchor.key not in final:
-        raise TuningError("onnxruntime cannot run the preferred model under its default settings within the budget")
     stats_of = lambda key: final.get(key) or final[anchor.key]  # noqa: E731 - the original may have failed
     control = verdicts.get(CONTROL)
     return TuningResult(
@@ -765,25 +770,21 @@ def _record(search: _Search, anchor, chosen_key, members, final, verdicts, sente
     )
 
 
-def _untuned(search: _Search, anchor: Candidate, reference: Candidate, calibration: LatencyStats, space: SearchSpace, inputs: str, batch: int) -> TuningResult:
-    """The budget cannot hold two rounds of the preferred candidate: say so and keep it, untimed."""
-    one_run = search.latency[anchor.key]
-    sentence = (
-        f"onnxruntime's defaults on the {anchor.variant} graph ship untuned (the preferred candidate): the budget of {search.deadline.budget_s:g} s cannot hold two rounds "
-        f"of it (one run takes {one_run:.3g} s)"
-    )
+def _untuned(search: _Search, anchor: Candidate, reference: Candidate, calibration: LatencyStats, space: SearchSpace, inputs: str, batch: int, why: str) -> TuningResult:
+    """The budget cannot hold a verdict: say so and keep the preferred candidate, with its calibration runs as its figures."""
+    sentence = f"onnxruntime's defaults on the {anchor.variant} graph ship untuned (the preferred candidate): {why}"
     figures = CandidateFigures.of(anchor.key, anchor, calibration, None, "preferred", "calibration")
     record = DecisionRecord(anchor.key, figures, [figures], None, sentence, decision.NOISE_FLOOR, 0, search.deadline.budget_s, search.deadline.elapsed(), False,
                             notes=["the original graph was not timed" if reference != anchor else "no other candidate was timed"])
     search.records[anchor.key].stats = calibration
     for record_of in search.records.values():
-        if record_of.candidate != anchor:
-            record_of.eliminated_at = 0
+        if record_of.candidate != anchor and not record_of.ratios and record_of.eliminated_at is None:
+            record_of.eliminated_at = 0  # never timed
     search.rungs.append({"stage": "calibration", "candidates": 1, "rounds": 0, "seconds": round(search.deadline.elapsed(), 2), "stopped": "budget"})
     return TuningResult(
         objective=search.objective, chosen=anchor, reference=reference, chosen_stats=calibration, reference_stats=calibration, control_ratio=1.0,
         decision=sentence, records=list(search.records.values()), space=space, rungs=search.rungs, final={anchor.key: calibration},
-        seconds=search.deadline.elapsed(), budget_s=search.deadline.budget_s, mode="untuned: the budget cannot hold two rounds",
+        seconds=search.deadline.elapsed(), budget_s=search.deadline.budget_s, mode="untuned: " + why,
         machine=_machine(), inputs=inputs, batch=batch, record=record,
     )
 
