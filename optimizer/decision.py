@@ -35,6 +35,7 @@ __all__ = [
     "compare",
     "noise_margin",
     "paired_minimums",
+    "paired_ratio",
     "ratio_interval",
     "undecided",
 ]
@@ -122,15 +123,18 @@ def ratio_interval(candidate: Sequence[float], reference: Sequence[float], *, co
     return ratio, float(min(low, ratio)), float(max(high, ratio))
 
 
+def paired_ratio(candidate: Mapping[int, float], reference: Mapping[int, float]) -> float:
+    """The ratio of low percentiles of the block minimums both were timed in (nan: no common round)."""
+    cand, ref = paired_minimums(candidate, reference)
+    if cand.size == 0:
+        return float("nan")
+    return float(np.percentile(cand, LOW_PERCENTILE) / np.percentile(ref, LOW_PERCENTILE))
+
+
 def noise_margin(control: Mapping[int, float] | None, reference: Mapping[int, float], *, floor: float = NOISE_FLOOR) -> float:
     """How far from 1.0 a control copy of the reference lands (paired as any candidate), at least `floor`."""
-    if not control:
-        return floor
-    cand, ref = paired_minimums(control, reference)
-    if cand.size == 0:
-        return floor
-    ratio = float(np.percentile(cand, LOW_PERCENTILE) / np.percentile(ref, LOW_PERCENTILE))
-    return max(floor, abs(ratio - 1.0))
+    ratio = paired_ratio(control, reference) if control else float("nan")
+    return max(floor, abs(ratio - 1.0)) if np.isfinite(ratio) else floor
 
 
 def compare(

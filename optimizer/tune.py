@@ -522,9 +522,9 @@ class _Search:
 
     def verdict(self, times: BlockTimes, key: str, margin: float) -> decision.Verdict:
         """`key` against the preferred candidate in the same blocks (per request under concurrency)."""
-        return decision.compare(key, self._minimums(times, key), self.anchor.key, self._minimums(times, self.anchor.key), margin=margin)
+        return decision.compare(key, self.minimums(times, key), self.anchor.key, self.minimums(times, self.anchor.key), margin=margin)
 
-    def _minimums(self, times: BlockTimes, key: str) -> dict[int, float]:
+    def minimums(self, times: BlockTimes, key: str) -> dict[int, float]:
         streams = self.candidates[key].config.concurrent_requests if self.objective == "throughput" and key in self.candidates else 1
         return {r: m / streams for r, m in times.minimums(key).items()}
 
@@ -717,7 +717,6 @@ def _result(search: _Search, anchor, reference, members, times, verdicts, margin
         if not record.ratios and record.eliminated_at is None and not record.error and record.candidate.key not in final:
             record.eliminated_at = 0  # never timed
     reference_verdict = verdicts.get(reference.key)
-    chosen_verdict = verdicts.get(chosen_key)
     if chosen_key == anchor.key:
         sentence = f"onnxruntime's defaults on the {anchor.variant} graph ship (the preferred candidate): {reason}"
     else:
@@ -725,10 +724,10 @@ def _result(search: _Search, anchor, reference, members, times, verdicts, margin
     speedup = _speedup_vs_reference(search, times, chosen_key, reference.key) if times else 1.0
     record = _record(search, anchor, chosen_key, members, final, verdicts, sentence, margin, times.rounds if times else 0, early)
     stats_of = lambda key: final.get(key) or final[anchor.key]  # noqa: E731 - the original may have failed
-    control = verdicts.get(CONTROL)
+    control_ratio = decision.paired_ratio(times.minimums(CONTROL), times.minimums(anchor.key)) if times.runs.get(CONTROL) else 1.0
     return TuningResult(
         objective=search.objective, chosen=chosen, reference=reference, chosen_stats=final[chosen_key], reference_stats=stats_of(reference.key),
-        control_ratio=1.0 + (margin if control is None else 0.0), decision=sentence, records=list(search.records.values()), space=space,
+        control_ratio=control_ratio, decision=sentence, records=list(search.records.values()), space=space,
         rungs=search.rungs, final=final, seconds=search.deadline.elapsed(), budget_s=search.deadline.budget_s,
         mode="successive halving, then paired final rounds until decided", machine=_machine(), inputs=inputs, batch=batch,
         record=record, speedup_vs_reference=speedup if reference_verdict is not None or reference.key == anchor.key else 1.0,
@@ -739,7 +738,7 @@ def _speedup_vs_reference(search: _Search, times: BlockTimes, chosen_key: str, r
     """The original under defaults over the chosen candidate, by the same paired statistic as every verdict."""
     if chosen_key == reference_key or not times.runs.get(reference_key):
         return 1.0
-    ratio, _, _ = decision.ratio_interval(*decision.paired_minimums(search._minimums(times, chosen_key), search._minimums(times, reference_key)))
+    ratio = decision.paired_ratio(search.minimums(times, chosen_key), search.minimums(times, reference_key))
     return 1.0 / ratio if np.isfinite(ratio) and ratio > 0 else 1.0
 
 
