@@ -45,6 +45,20 @@ PREVIOUS = "26371e0"
 """The last commit with the engine before this one (minimum ratios, a noise floor, no intervals)."""
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--level", default="O2")
+    parser.add_argument("--budget", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--load", type=int, default=2, help="CPU-burning processes in the loaded runs")
+    parser.add_argument("--validation-rounds", type=int, default=20)
+    parser.add_argument("--previous", default=PREVIOUS, help="git revision of the previous engine ('' to skip it)")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/decision.json"))
+    parser.add_argument("--markdown", type=Path, default=Path("bench/out/decision.md"))
+    return parser.parse_args()
+
+
 def previous_engine(revision: str):
     """The tuner module as it was at `revision`, loaded beside the current one."""
     source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:optimizer/tune.py"], check=True, capture_output=True, text=True).stdout
@@ -127,37 +141,29 @@ def bench_model(path: Path, args, engines: dict) -> dict:
     return entry
 
 
+def _row(model: str, load: str, engine: str, s: dict, v: dict) -> str:
+    overrun = f"{s['overrun_worst_s']:+.2f} s ({s['overrun_worst_pct']:+.0%})"
+    validated = f"{v['speedup']:.2f}x ({v['interval'][0]:.2f}-{v['interval'][1]:.2f}, {v['outcome']})"
+    return f"| {model} | {load} | {engine} | {s['flip_rate']:.0%} | {overrun} | {s['modal'].replace(' | ', ': ')} | {validated} |"
+
+
 def markdown(results: list[dict], machine: dict, args) -> str:
-    lines = [
+    header = [
         f"Machine: {machine['cpu_model']}, {machine['cpu_affinity']} usable cores, onnxruntime {machine['onnxruntime']}. "
         f"Budget {args.budget:g} s, {args.repeats} runs per engine and load, load = {args.load} CPU-burning processes.",
         "",
         "| model | load | engine | flip rate | worst overrun | modal choice | validated speedup vs original (interval) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        for load, engines in r["loads"].items():
-            for name, s in engines.items():
-                v = r["validation"][f"{name} @ load {load}"]
-                lines.append(
-                    f"| {r['model']} | {load} | {name} | {s['flip_rate']:.0%} | {s['overrun_worst_s']:+.2f} s ({s['overrun_worst_pct']:+.0%}) "
-                    f"| {s['modal'].replace(' | ', ': ')} | {v['speedup']:.2f}x ({v['interval'][0]:.2f}-{v['interval'][1]:.2f}, {v['outcome']}) |"
-                )
-    return "\n".join(lines) + "\n"
+    rows = [
+        _row(r["model"], load, name, s, r["validation"][f"{name} @ load {load}"])
+        for r in results for load, engines in r["loads"].items() for name, s in engines.items()
+    ]
+    return "\n".join(header + rows) + "\n"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", type=Path)
-    parser.add_argument("--level", default="O2")
-    parser.add_argument("--budget", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--load", type=int, default=2, help="CPU-burning processes in the loaded runs")
-    parser.add_argument("--validation-rounds", type=int, default=20)
-    parser.add_argument("--previous", default=PREVIOUS, help="git revision of the previous engine ('' to skip it)")
-    parser.add_argument("--out", type=Path, default=Path("bench/out/decision.json"))
-    parser.add_argument("--markdown", type=Path, default=Path("bench/out/decision.md"))
-    args = parser.parse_args()
+    args = _arguments()
     engines = {"new": tune}
     if args.previous:
         engines["previous"] = previous_engine(args.previous)

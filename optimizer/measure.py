@@ -240,30 +240,17 @@ def time_blocks(
     return times
 
 
-def time_candidates(
-    runners: Mapping[str, Callable[[], object]],
-    *,
-    rounds: int = 20,
-    block_runs: int | None = None,
-    block_seconds: float = 0.25,
-    pause_s: float = 0.02,
-    warmup_runs: int = 3,
-    budget_s: float | None = None,
-    deadline: Deadline | None = None,
-    on_round: Callable[[int, int], None] | None = None,
-) -> tuple[dict[str, LatencyStats], dict]:
-    """Time each runner in rotated blocks (`time_blocks`); per-candidate stats and the plan actually used."""
-    times = time_blocks(
-        runners, rounds=rounds, block_runs=block_runs, block_seconds=block_seconds, pause_s=pause_s,
-        warmup_runs=warmup_runs, budget_s=budget_s, deadline=deadline, on_round=on_round,
-    )
+def time_candidates(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20, **options) -> tuple[dict[str, LatencyStats], dict]:
+    """Time each runner in rotated blocks (`time_blocks`, which takes the same `options`); per-candidate
+    stats and the plan actually used."""
+    times = time_blocks(runners, rounds=rounds, **options)
     stats = {name: times.stats(name) for name in runners}
     plan = {
         "rounds": min(s.blocks for s in stats.values()) if times.stopped == "deadline" else times.rounds,
         "rounds_requested": rounds,
         "block_runs": times.block_runs,
-        "pause_ms": pause_s * 1e3,
-        "warmup_runs": warmup_runs,
+        "pause_ms": times.pause_s * 1e3,
+        "warmup_runs": times.warmup_runs,
         "warmup_min_ms": {name: min(values) * 1e3 for name, values in times.warmup.items()},
         "seconds": times.seconds,
         "stopped": times.stopped or None,

@@ -439,11 +439,11 @@ class _Search:
     # -- costs ------------------------------------------------------------------------------------
 
     def calibrate(self, anchor: Candidate) -> LatencyStats:
-        """Create the preferred candidate's session, time two runs, size the blocks from them."""
+        """Create the preferred candidate's session and time two runs (one when the deadline has passed): what estimates start from."""
         self.anchor = anchor
         session = self.sessions.get(anchor)
-        samples = []
-        for _ in range(2):
+        samples: list[float] = []
+        while len(samples) < 2 and not (samples and self.deadline.expired()):
             start = time.perf_counter()
             session.run(None, self.feeds)
             samples.append(time.perf_counter() - start)
@@ -598,7 +598,7 @@ class _Search:
         margin = decision.NOISE_FLOOR
         while True:
             done = times.rounds if times else 0
-            per_round = max(self.estimate(list(active), 1) - self.estimate([], 0), 1e-6)
+            per_round = max(self.estimate(list(active), 1), 1e-6)
             rounds = min(step, MAX_FINAL_ROUNDS - done)
             if self.deadline.budget_s is not None:
                 rounds = min(rounds, int(self.deadline.remaining() / per_round))
