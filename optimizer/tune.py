@@ -539,19 +539,26 @@ class _Search:
         """Seconds the final run needs for a verdict: the preferred candidate, its control, the original and the finalists."""
         return self.estimate([self.anchor.key, CONTROL] + [self.anchor.key] * (2 + FINALISTS), decision.MIN_ROUNDS)
 
+    def _fitting(self, waiting: Sequence[Candidate], rounds: int) -> list[Candidate]:
+        """The longest head of `waiting` that one group can time for `rounds` rounds and still leave the final its reserve."""
+        group = list(waiting[: self.sessions.capacity - 1])
+        while group and not self.fits([self.anchor.key] + [c.key for c in group], rounds, self.final_reserve()):
+            group.pop()
+        return group
+
     def halving(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         """Successive halving, each group paired with the preferred candidate; the survivors, best first.
 
-        A group is timed only when it fits the deadline with the final run's reserve; what does not
-        fit stays untimed (rung 1) or ends the halving (later rungs).
+        A group holds as many candidates as fit the deadline with the final run's reserve; what does
+        not fit stays untimed (rung 1) or ends the halving (later rungs).
         """
         alive = [c for c in candidates if c.key != self.anchor.key]
-        rounds, rung, capacity = FIRST_ROUNDS, 0, self.sessions.capacity - 1
+        rounds, rung = FIRST_ROUNDS, 0
         while alive:
-            timed, stopped = [], False
-            for start in range(0, len(alive), capacity):
-                group = alive[start : start + capacity]
-                if not self.fits([self.anchor.key] + [c.key for c in group], rounds, self.final_reserve()):
+            timed, stopped, start = [], False, 0
+            while start < len(alive):
+                group = self._fitting(alive[start:], rounds)
+                if not group:
                     stopped = True
                     logger.info("budget: %d candidates left untimed at rung %d", len(alive) - start, rung + 1)
                     for candidate in alive[start:]:
@@ -571,6 +578,7 @@ class _Search:
                         record.stats, record.verdict = times.stats(candidate.key), self.verdict(times, candidate.key, decision.NOISE_FLOOR)
                         record.ratios.append(record.verdict.ratio)
                         timed.append(candidate)
+                start += len(group)
             alive = sorted((c for c in timed if self.records[c.key].ratios and not self.records[c.key].error), key=lambda c: self.records[c.key].ratios[-1])
             self.rungs.append({"stage": "search", "rung": rung + 1, "candidates": len(alive), "rounds": rounds, "seconds": round(self.deadline.elapsed(), 2)})
             if stopped:
