@@ -206,6 +206,7 @@ def test_budget_bounds_a_large_space(fast_and_slow):
     result, wall = _tune({"original": slow, "O1": slow, "O2": fast, "O3": fast}, FEEDS, space, budget_s=4, shipped_variant="O3")
     assert _within_budget(result, wall, 4)
     assert result.chosen.variant in ("O2", "O3")
+    assert result.rungs[0]["stage"] == "search" and result.rungs[0]["candidates"] >= 2  # the budget reaches several, not none
 
 
 def test_a_budget_too_small_for_two_rounds_keeps_the_preferred_candidate(fast_and_slow):
