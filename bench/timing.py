@@ -5,6 +5,8 @@ visit the candidates in an order rotated by one each round; a visit is a block: 
 previous session's spinning intra-op threads go quiet), one untimed run, then k timed runs. Compare
 candidates by their minimum over all blocks; report median and p90 too. A second session of the
 baseline (the control) is timed like any other candidate: its ratio to the baseline is the noise floor.
+Each candidate also gets the paired verdict against the baseline (`optimizer.decision`: the interval
+of the ratio of low percentiles of block minimums, win/tie/loss/inconclusive beyond that noise).
 
 The harness itself lives in `optimizer/measure.py`; this file adds input generation and is a
 script: `python bench/timing.py --candidate original=a.onnx --candidate optimized=b.onnx ...` prints
@@ -22,19 +24,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from optimizer.measure import LatencyStats, machine_info, time_candidates
+from optimizer import decision
+from optimizer.measure import machine_info, time_blocks
 
-__all__ = [
-    "LatencyStats",
-    "machine_info",
-    "generate_inputs",
-    "time_candidates",
-    "main",
-]
+__all__ = ["generate_inputs", "machine_info", "main"]
 
 DEFAULT_SEQ_LEN = 128
-
-
 
 
 _NP_TYPES = {
@@ -111,7 +106,6 @@ def generate_inputs(session, seed: int = 0, overrides: Mapping[str, Sequence[int
             value = rng.standard_normal(dims).astype(dtype)
         feeds[arg.name] = value
     return feeds
-
 
 
 def _output_error(reference: list[np.ndarray], other: list[np.ndarray]) -> dict:
@@ -196,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def progress(done: int, total: int) -> None:
         print(f"  round {done}/{total}", file=sys.stderr, end="\r" if done < total else "\n", flush=True)
 
-    stats, plan = time_candidates(
+    times = time_blocks(
         runners,
         rounds=args.rounds,
         block_runs=args.block_runs,
@@ -204,14 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget_s=args.budget,
         on_round=progress if sys.stderr.isatty() else None,
     )
-    result["plan"] = plan
+    result["plan"] = {"rounds": times.rounds, "rounds_requested": args.rounds, "block_runs": times.block_runs, "seconds": times.seconds}
+    stats = {name: times.stats(name) for name in runners}
     base_min = stats[baseline].min_ms
     base_median = stats[baseline].median_ms
+    margin = decision.noise_margin(times.minimums("control") if "control" in runners else None, times.minimums(baseline))
     for name, stat in stats.items():
         entry = result["candidates"][name]
         entry.update(asdict(stat))
         entry["speedup_min"] = base_min / stat.min_ms
         entry["speedup_median"] = base_median / stat.median_ms
+        if name != baseline:
+            entry["verdict_vs_" + baseline] = decision.compare(name, times.minimums(name), baseline, times.minimums(baseline), margin=margin).to_dict()
     result["baseline"] = baseline
     print(json.dumps(result, indent=1))
     return 0

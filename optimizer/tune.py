@@ -5,15 +5,20 @@ onnxruntime offers; intra-op threads up to the cores this process may use; spinn
 thread pool exists; parallel execution with inter-op threads only when the graph has parallel
 branches worth it (`optimizer.analysis`); the `extended` optimization level only next to `all` when
 the graph has convolutions (the levels differ by NCHWc layouts); for the throughput objective,
-concurrent requests x threads each. onnxruntime's defaults on the original graph are the reference.
+concurrent requests x threads each.
 
-The search (`tune`) is successive halving: every candidate is timed a few rounds, the best third
-goes on with three times the rounds, until two remain; then a final run times the winner against
-the reference, a control copy of the reference and the original graph under the winner's settings.
-Candidates are compared by minimum latency relative to the reference timed in the same group
-(`optimizer.measure`, DESIGN "Measurement discipline"). The decision never ships a graph slower than
-the original under the chosen settings, and keeps onnxruntime's defaults unless the winner beats
-them by more than the noise the control shows.
+The decision is fixed in advance to favour the **preferred** candidate: the verified graph at the
+requested level under onnxruntime's defaults. Every group of candidates is timed with it in the same
+rotated blocks (`optimizer.measure`), so each candidate's figure is a paired ratio to it
+(`optimizer.decision`). The search (`tune`) is successive halving: every candidate is timed a few
+rounds, the best third goes on with three times the rounds, until a few remain; then the final run
+times them with the preferred candidate, a control copy of it and the original graph under
+onnxruntime's defaults, round after round while any pair is undecided and the deadline allows
+(sequential testing), and stops early once every pair is clear. A candidate ships only when it
+beats the preferred one beyond the noise; a tie, an inconclusive result or a single round keeps the
+preferred one. One `Deadline` bounds the whole search (checked before every run); when it cannot
+hold two rounds of the preferred candidate, the search says so and keeps it untimed rather than
+overrun. Everything is summed up in one `DecisionRecord`.
 """
 
 from __future__ import annotations
@@ -28,25 +33,33 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from optimizer.errors import UserError
 import numpy as np
 
-from optimizer.measure import LatencyStats, machine_info, time_candidates
+from optimizer import decision
+from optimizer.errors import UserError
+from optimizer.measure import BlockTimes, Deadline, LatencyStats, Progress, machine_info, time_blocks
 from optimizer.runtime import INTER_SPINNING_KEY, SPINNING_KEY, RuntimeConfig
 from optimizer.verify import first_line
 
-__all__ = ["Candidate", "SearchSpace", "TuningError", "TuningResult", "build_space", "decide", "tune", "usable_cores", "exhaustive"]
+__all__ = [
+    "Candidate", "CandidateFigures", "CandidateRecord", "DecisionRecord", "SearchSpace", "TuningError", "TuningResult",
+    "build_space", "exhaustive", "tune", "usable_cores",
+]
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_VARIANT = "original"
 PARALLEL_WORTH = 1.10
 """Parallel execution is timed only when inter-op parallelism could give at least this speedup."""
-NOISE_FLOOR = 0.02
-"""Minimums of identical sessions differ by a few percent here: a smaller difference is a tie."""
 ETA = 3
-FINAL_ROUNDS = 9
 """Successive halving keeps the best 1/ETA of the candidates and gives them ETA times the rounds."""
+FIRST_ROUNDS = 3
+FINALISTS = 2
+MAX_FINAL_ROUNDS = 30
+"""The final run measures undecided pairs again up to this many rounds (the rule's tested range)."""
+BLOCK_SECONDS = 0.05
+PAUSE_S = 0.02
+CONTROL = "control"
 
 # Execution providers we know how to tune, with their key options (each dict is one candidate).
 PROVIDER_OPTIONS: dict[str, list[dict[str, str]]] = {
@@ -190,14 +203,16 @@ def build_space(
 
 
 @dataclasses.dataclass
+@dataclasses.dataclass
 class CandidateRecord:
     """What happened to one candidate during the search."""
 
     candidate: Candidate
-    ratios: list[float] = dataclasses.field(default_factory=list)  # min / reference min, per rung
+    ratios: list[float] = dataclasses.field(default_factory=list)  # time over the preferred candidate's, per rung (paired)
     stats: LatencyStats | None = None  # the latest timing
     eliminated_at: int | None = None
     error: str = ""
+    verdict: decision.Verdict | None = None  # against the preferred candidate, from its latest timing
 
     def to_dict(self) -> dict:
         return {
@@ -210,6 +225,69 @@ class CandidateRecord:
             "p90_ms": self.stats.p90_ms if self.stats else None,
             "eliminated_at_rung": self.eliminated_at,
             "error": self.error or None,
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidateFigures:
+    """One candidate's line in the decision record: its latency and its paired figure against the preferred one."""
+
+    key: str
+    variant: str
+    label: str
+    min_ms: float | None
+    median_ms: float | None
+    p90_ms: float | None
+    speedup: float | None  # the preferred candidate's time over this one's (paired low percentile of block minimums)
+    interval: tuple[float, float] | None  # the speedup's interval
+    outcome: str  # a verdict (win/tie/loss/inconclusive), "preferred", "control", "failed" or "untimed"
+    stage: str  # where its figures come from: "final", "rung N", "calibration" or ""
+
+    @classmethod
+    def of(cls, key: str, candidate: Candidate, stats: LatencyStats | None, verdict: decision.Verdict | None, outcome: str, stage: str) -> CandidateFigures:
+        finite = verdict is not None and np.isfinite(verdict.ratio) and verdict.ratio > 0
+        return cls(
+            key, candidate.variant, candidate.config.label(),
+            stats.min_ms if stats else None, stats.median_ms if stats else None, stats.p90_ms if stats else None,
+            verdict.speedup if finite else (1.0 if outcome == "preferred" else None),
+            (1.0 / verdict.high, 1.0 / verdict.low) if finite and verdict.low > 0 else None,
+            verdict.outcome if verdict is not None and outcome == "" else outcome, stage,
+        )
+
+    def to_dict(self) -> dict:
+        def r(value):
+            return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+        return {
+            "key": self.key, "variant": self.variant, "label": self.label, "min_ms": self.min_ms, "median_ms": self.median_ms,
+            "p90_ms": self.p90_ms, "speedup_vs_preferred": r(self.speedup), "interval": [r(v) for v in self.interval] if self.interval else None,
+            "outcome": self.outcome, "stage": self.stage,
+        }
+
+
+@dataclasses.dataclass
+class DecisionRecord:
+    """The one account of a tuning decision: what the sentence, the JSON, the tables and the charts show."""
+
+    preferred: str  # the candidate that ships unless something beats it (key)
+    chosen: CandidateFigures
+    candidates: list[CandidateFigures]  # the preferred first, then the final run's, then the rest
+    verdict: decision.Verdict | None  # the chosen one's against the preferred (or the closest contender's)
+    sentence: str
+    margin: float
+    rounds: int  # paired rounds in the final run
+    budget_s: float | None
+    spent_s: float
+    stopped_early: bool  # every pair was clear before the budget ran out
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "preferred": self.preferred, "chosen": self.chosen.to_dict(), "verdict": self.verdict.to_dict() if self.verdict else None,
+            "sentence": self.sentence, "margin": round(self.margin, 4), "rounds": self.rounds, "budget_s": self.budget_s,
+            "spent_s": round(self.spent_s, 3), "stopped_early": self.stopped_early, "notes": self.notes,
+            "candidates": [c.to_dict() for c in self.candidates],
         }
 
 
@@ -219,11 +297,11 @@ class TuningResult:
 
     objective: str
     chosen: Candidate
-    reference: Candidate
+    reference: Candidate  # the original graph under onnxruntime's defaults
     chosen_stats: LatencyStats
     reference_stats: LatencyStats
     control_ratio: float
-    decision: str
+    decision: str  # the record's sentence
     records: list[CandidateRecord]
     space: SearchSpace
     rungs: list[dict]
@@ -234,15 +312,18 @@ class TuningResult:
     machine: dict
     inputs: str
     batch: int
+    record: DecisionRecord | None = None
+    speedup_vs_reference: float = 1.0
 
     @property
     def noise(self) -> float:
-        return max(abs(self.control_ratio - 1.0), NOISE_FLOOR)
+        """The margin a difference must clear (the control's distance from 1.0, at least the floor)."""
+        return self.record.margin if self.record else max(abs(self.control_ratio - 1.0), decision.NOISE_FLOOR)
 
     @property
     def speedup(self) -> float:
-        """The reference's score over the chosen one's (minimum latency, or per request under concurrency)."""
-        return _score(self.reference_stats, self.reference.config, self.objective) / _score(self.chosen_stats, self.chosen.config, self.objective)
+        """The original graph under defaults over the chosen one, paired as every figure (above 1: faster)."""
+        return self.speedup_vs_reference
 
     def throughput(self, stats: LatencyStats, config: RuntimeConfig) -> float:
         """Inferences per second (batch x concurrent requests per median call)."""
@@ -281,6 +362,7 @@ class TuningResult:
             "final": {key: dataclasses.asdict(stats) for key, stats in self.final.items()},
             "space": self.space.to_dict(),
             "machine": self.machine,
+            "decision": self.record.to_dict() if self.record else None,
         }
 
 
@@ -289,7 +371,7 @@ class _Sessions:
 
     def __init__(self, variants: Mapping[str, str | os.PathLike], capacity: int) -> None:
         self.variants = variants
-        self.capacity = max(2, capacity)
+        self.capacity = max(3, capacity)
         self.live: dict[str, tuple[object, Candidate]] = {}
         self.create_seconds: list[float] = []
 
@@ -317,11 +399,6 @@ def _runner(session, feeds: Mapping[str, np.ndarray], streams: int, pools: list[
     return lambda: list(pool.map(lambda _: session.run(None, feeds), range(streams)))
 
 
-def _score(stats: LatencyStats, config: RuntimeConfig, objective: str) -> float:
-    """Lower is better: minimum latency, or minimum time per request under concurrency."""
-    return stats.min_ms / config.concurrent_requests if objective == "throughput" else stats.min_ms
-
-
 def _memory_capacity(variants: Mapping[str, str | os.PathLike]) -> int:
     """How many sessions may live at once: a quarter of available memory over twice the largest model."""
     largest = max((_model_bytes(Path(p)) for p in variants.values()), default=1)
@@ -333,7 +410,7 @@ def _memory_capacity(variants: Mapping[str, str | os.PathLike]) -> int:
                     available = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return int(max(2, min(12, available / 4 / max(2 * largest, 1))))
+    return int(max(3, min(12, available / 4 / max(2 * largest, 1))))
 
 
 def _model_bytes(path: Path) -> int:
@@ -344,66 +421,84 @@ def _model_bytes(path: Path) -> int:
 
 
 class _Search:
-    def __init__(self, variants, feeds, objective, budget_s, on_progress, capacity):
-        self.variants = variants
+    """Sessions, costs and timing under one deadline; every group is paired with the preferred candidate (`anchor`)."""
+
+    def __init__(self, variants, feeds, objective: str, deadline: Deadline, report: Callable[[str], None], capacity: int | None) -> None:
         self.feeds = feeds
         self.objective = objective
-        self.budget_s = budget_s
-        self.on_progress = on_progress or (lambda text, fraction: None)
+        self.deadline = deadline
+        self.report = report
         self.sessions = _Sessions(variants, capacity or _memory_capacity(variants))
-        self.started = time.perf_counter()
         self.rungs: list[dict] = []
         self.pools: list[ThreadPoolExecutor] = []
-        self.block_seconds = 0.05
-        self.latency = 0.0
-        self.block_runs: int | None = None  # runs per block, from the reference's latency: the same effort in every group
+        self.latency: dict[str, float] = {}  # seconds per run, by key, as measured
+        self.anchor: Candidate | None = None
+        self.candidates: dict[str, Candidate] = {}
         self.records: dict[str, CandidateRecord] = {}
-        self.reference_key = ""
 
-    def calibrate(self, reference: Candidate) -> None:
-        """Set the runs per block from the reference's latency (also creates its session)."""
-        session = self.sessions.get(reference)
-        samples = []
-        for _ in range(3):
+    # -- costs ------------------------------------------------------------------------------------
+
+    def calibrate(self, anchor: Candidate) -> LatencyStats:
+        """Create the preferred candidate's session and time two runs (one when the deadline has passed): what estimates start from."""
+        self.anchor = anchor
+        session = self.sessions.get(anchor)
+        samples: list[float] = []
+        while len(samples) < 2 and not (samples and self.deadline.expired()):
             start = time.perf_counter()
             session.run(None, self.feeds)
             samples.append(time.perf_counter() - start)
-        self.latency = min(samples)
-        self.block_runs = int(min(2000, max(3, math.ceil(self.block_seconds / max(self.latency, 1e-6)))))
+        self.latency[anchor.key] = self.latency[CONTROL] = min(samples)
+        return LatencyStats.of(samples, 0)
 
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+    def run_cost(self, key: str) -> float:
+        return self.latency.get(key, self.latency.get(self.anchor.key if self.anchor else "", 0.0))
 
-    def remaining(self) -> float:
-        return math.inf if self.budget_s is None else self.budget_s - self.elapsed()
+    def block_runs_for(self, keys: Sequence[str]) -> int:
+        """Timed runs per block: what fills `BLOCK_SECONDS` for the slowest of these (as far as known)."""
+        slowest = max((self.run_cost(k) for k in keys), default=0.0)
+        return int(min(2000, max(1, math.ceil(BLOCK_SECONDS / max(slowest, 1e-6)))))
 
-    def progress(self, text: str) -> None:
-        fraction = 0.0 if self.budget_s is None else min(1.0, self.elapsed() / max(self.budget_s, 1e-9))
-        self.on_progress(text, fraction)
+    def estimate(self, keys: Sequence[str], rounds: int) -> float:
+        """Seconds to time these candidates for `rounds` rounds, creating the sessions not alive yet."""
+        creation = max(self.sessions.create_seconds, default=0.5)
+        runs = self.block_runs_for(keys) + 1
+        blocks = sum(PAUSE_S + runs * self.run_cost(k) for k in keys)
+        return rounds * blocks + sum(creation + self.run_cost(k) for k in keys if k not in self.sessions.live)
 
-    def time_group(self, members: Sequence[tuple[str, Candidate]], rounds: int, records: dict[str, CandidateRecord] | None = None, label: str = "") -> dict[str, LatencyStats]:
-        """Time candidates (keys may repeat a candidate as a control) in one rotated-block run."""
+    def fits(self, keys: Sequence[str], rounds: int, reserve: float = 0.0) -> bool:
+        return self.estimate(keys, rounds) <= self.deadline.remaining() - reserve
+
+    # -- timing -----------------------------------------------------------------------------------
+
+    def _runners(self, members: Mapping[str, Candidate]) -> dict[str, Callable[[], object]]:
         runners = {}
-        for key, candidate in members:
+        for key, candidate in members.items():
+            if self.deadline.expired():
+                break
             try:
                 session = self.sessions.get(candidate, key)
             except Exception as error:  # noqa: BLE001 - a provider or option this machine cannot use
-                message = first_line(error)
-                logger.info("candidate %s cannot run: %s", key, message)
-                if records is not None and key in records:
-                    records[key].error = message
+                self._fail(key, first_line(error))
                 continue
             runners[key] = _runner(session, self.feeds, candidate.config.concurrent_requests, self.pools)
+        return runners
+
+    def _fail(self, key: str, message: str) -> None:
+        logger.info("candidate %s cannot run: %s", key, message)
+        if key in self.records:
+            self.records[key].error = message
+
+    def time_group(self, members: Mapping[str, Candidate], rounds: int, label: str, into: BlockTimes | None = None) -> BlockTimes | None:
+        """Time candidates (keys may repeat a candidate as the control) in rotated blocks; a failing one is recorded and left out."""
+        runners = self._runners(members)
         if not runners:
-            return {}
-
-        def report(done, total):
-            self.progress(f"{label} round {done}/{total}")
-
+            return into
         try:
-            stats, _ = time_candidates(runners, rounds=rounds, block_runs=self.block_runs, block_seconds=self.block_seconds, on_round=report)
-        except Exception as error:  # noqa: BLE001 - a run that fails under one configuration
-            logger.info("timing failed: %s", error)
+            times = time_blocks(
+                runners, rounds=rounds, block_seconds=BLOCK_SECONDS, min_block_runs=1, pause_s=PAUSE_S, warmup_runs=1, deadline=self.deadline,
+                on_round=lambda done, total: self.report(f"{label} round {done}/{total}"), into=into,
+            )
+        except Exception:  # noqa: BLE001 - a run that fails under one configuration
             failed = {}
             for key, runner in runners.items():
                 try:
@@ -413,96 +508,122 @@ class _Search:
             if not failed:
                 raise
             for key, message in failed.items():
-                if records is not None and key in records:
-                    records[key].error = message
-            return self.time_group([(k, c) for k, c in members if k not in failed], rounds, records, label)
+                self._fail(key, message)
+            return self.time_group({k: c for k, c in members.items() if k not in failed}, rounds, label, into)
         finally:
             for pool in self.pools:
                 pool.shutdown(wait=True)
             self.pools.clear()
-        return stats
+        for key in runners:
+            samples = times.samples(key) or times.warmup.get(key, [])
+            if samples:
+                self.latency[key] = min(samples)
+        return times
 
-    def halving(self, candidates: Sequence[Candidate], reference: Candidate, records: dict[str, CandidateRecord], stage: str, keep_last: int = 2) -> list[Candidate]:
-        """Successive halving over `candidates` (the reference is timed in every group); the survivors, best first.
+    def verdict(self, times: BlockTimes, key: str, margin: float) -> decision.Verdict:
+        """`key` against the preferred candidate in the same blocks (per request under concurrency)."""
+        return decision.compare(key, self.minimums(times, key), self.anchor.key, self.minimums(times, self.anchor.key), margin=margin)
 
-        Before each group the budget is checked against the group's cost plus the final run's; what
-        the budget cannot cover is left untimed (rung 1) or ends the halving (later rungs).
+    def minimums(self, times: BlockTimes, key: str) -> dict[int, float]:
+        streams = self.candidates[key].config.concurrent_requests if self.objective == "throughput" and key in self.candidates else 1
+        return {r: m / streams for r, m in times.minimums(key).items()}
+
+    def margin(self, times: BlockTimes) -> float:
+        if CONTROL not in times.runs:
+            return decision.NOISE_FLOOR
+        return decision.noise_margin(times.minimums(CONTROL), times.minimums(self.anchor.key))
+
+    # -- the search -------------------------------------------------------------------------------
+
+    def final_reserve(self) -> float:
+        """Seconds the final run needs for a verdict: the preferred candidate, its control, the original and the finalists."""
+        return self.estimate([self.anchor.key, CONTROL] + [self.anchor.key] * (2 + FINALISTS), decision.MIN_ROUNDS)
+
+    def _fitting(self, waiting: Sequence[Candidate], rounds: int) -> list[Candidate]:
+        """The longest head of `waiting` that one group can time for `rounds` rounds and still leave the final its reserve."""
+        group = list(waiting[: self.sessions.capacity - 1])
+        while group and not self.fits([self.anchor.key] + [c.key for c in group], rounds, self.final_reserve()):
+            group.pop()
+        return group
+
+    def halving(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """Successive halving, each group paired with the preferred candidate; the survivors, best first.
+
+        A group holds as many candidates as fit the deadline with the final run's reserve; what does
+        not fit stays untimed (rung 1) or ends the halving (later rungs).
         """
-        alive = [c for c in candidates if c.key != reference.key]
-        rounds = 3
-        rung = 0
-        capacity = self.sessions.capacity - 1
-        while True:
-            self.progress(f"{stage}: timing {len(alive)} candidates")
-            timed: list[Candidate] = []
-            stopped = False
-            for start in range(0, len(alive), capacity):
-                group = alive[start : start + capacity]
-                if timed and self._estimate(group, rounds) > self.remaining() - self.final_cost():
+        alive = [c for c in candidates if c.key != self.anchor.key]
+        rounds, rung = FIRST_ROUNDS, 0
+        while alive:
+            timed, stopped, start = [], False, 0
+            while start < len(alive):
+                group = self._fitting(alive[start:], rounds)
+                if not group:
                     stopped = True
                     logger.info("budget: %d candidates left untimed at rung %d", len(alive) - start, rung + 1)
-                    if rung == 0:
-                        for candidate in alive[start:]:
-                            records[candidate.key].eliminated_at = 0
-                    else:
-                        timed.extend(alive[start:])  # keep their earlier ratios
+                    for candidate in alive[start:]:
+                        if rung == 0:
+                            self.records[candidate.key].eliminated_at = 0
+                        else:
+                            timed.append(candidate)  # keeps its earlier ratios
                     break
-                self.sessions.keep_only({reference.key} | {c.key for c in group})
-                members = [(reference.key, reference)] + [(c.key, c) for c in group]
-                stats = self.time_group(members, rounds, records, f"{stage} rung {rung + 1}")
-                if reference.key not in stats:
-                    raise TuningError(f"onnxruntime cannot run the model under its default settings ({records[reference.key].error})")
-                base = _score(stats[reference.key], reference.config, self.objective)
-                records[reference.key].stats = stats[reference.key]
+                self.sessions.keep_only({self.anchor.key} | {c.key for c in group})
+                self.report(f"search rung {rung + 1}: {len(alive)} candidates")
+                times = self.time_group({self.anchor.key: self.anchor, **{c.key: c for c in group}}, rounds, f"rung {rung + 1}")
+                if times is None or self.anchor.key not in times.runs:
+                    break
                 for candidate in group:
-                    if candidate.key in stats:
-                        records[candidate.key].stats = stats[candidate.key]
-                        records[candidate.key].ratios.append(_score(stats[candidate.key], candidate.config, self.objective) / base)
-                timed.extend(group)
-            alive = [c for c in timed if not records[c.key].error and records[c.key].ratios]
-            alive.sort(key=lambda c: records[c.key].ratios[-1])
-            self.rungs.append({"stage": stage, "rung": rung + 1, "candidates": len(alive), "rounds": rounds, "seconds": round(self.elapsed(), 2)})
+                    if times.runs.get(candidate.key):
+                        record = self.records[candidate.key]
+                        record.stats, record.verdict = times.stats(candidate.key), self.verdict(times, candidate.key, decision.NOISE_FLOOR)
+                        record.ratios.append(record.verdict.ratio)
+                        timed.append(candidate)
+                start += len(group)
+            alive = sorted((c for c in timed if self.records[c.key].ratios and not self.records[c.key].error), key=lambda c: self.records[c.key].ratios[-1])
+            self.rungs.append({"stage": "search", "rung": rung + 1, "candidates": len(alive), "rounds": rounds, "seconds": round(self.deadline.elapsed(), 2)})
             if stopped:
                 self.rungs[-1]["stopped"] = "budget"
-            if len(alive) <= keep_last or stopped:
+            if len(alive) <= FINALISTS or stopped:
                 return alive
-            keep = max(keep_last, math.ceil(len(alive) / ETA))
+            keep = max(FINALISTS, math.ceil(len(alive) / ETA))
             for candidate in alive[keep:]:
-                records[candidate.key].eliminated_at = rung + 1
+                self.records[candidate.key].eliminated_at = rung + 1
             alive = alive[:keep]
-            if keep <= keep_last:
-                return alive  # the final run decides between the last few
-            if self._estimate(alive, rounds * ETA) > self.remaining() - self.final_cost():
-                logger.info("budget: stopping the halving at rung %d", rung + 1)
-                self.rungs[-1]["stopped"] = "budget"
+            if keep <= FINALISTS:
                 return alive
-            rounds *= ETA
-            rung += 1
+            rounds, rung = rounds * ETA, rung + 1
+        return alive
 
-    def block_cost(self) -> float:
-        """Seconds one block takes at the reference's latency: the pause, one untimed run, k timed runs."""
-        if self.block_runs is None:
-            return self.block_seconds + 0.03
-        return 0.02 + (self.block_runs + 1) * self.latency
+    def final(self, members: Mapping[str, Candidate]) -> tuple[BlockTimes | None, dict[str, decision.Verdict], float, bool]:
+        """Time the finalists with the preferred candidate and its control; measure undecided pairs again while the deadline allows.
 
-    def final_cost(self) -> float:
-        """Seconds the final run takes (about four sessions, two of them new)."""
-        return 4 * FINAL_ROUNDS * self.block_cost() + 2 * max(self.sessions.create_seconds, default=0.5)
-
-    def _estimate(self, candidates: Sequence[Candidate], rounds: int, records: Mapping[str, CandidateRecord] | None = None) -> float:
-        """Seconds to time these candidates (plus the reference) for `rounds` rounds.
-
-        A candidate timed before costs its own measured minimum per run; others the reference's latency.
+        The block times, the verdicts against the preferred candidate, the noise margin, and whether
+        every pair was clear before the deadline (an early stop).
         """
-        records = records if records is not None else self.records
-        creation = max(self.sessions.create_seconds, default=0.5)
-        total = rounds * self.block_cost() + (0 if self.reference_key in self.sessions.live else creation)
-        for candidate in candidates:
-            record = records.get(candidate.key)
-            latency = record.stats.min_ms / 1e3 if record is not None and record.stats is not None else self.latency
-            runs = (self.block_runs or 3) + 1
-            total += rounds * (0.02 + runs * latency) + (0 if candidate.key in self.sessions.live else creation)
-        return total
+        self.sessions.keep_only(set(members))
+        active, times, step = dict(members), None, decision.MIN_ROUNDS
+        verdicts: dict[str, decision.Verdict] = {}
+        margin = decision.NOISE_FLOOR
+        while True:
+            done = times.rounds if times else 0
+            per_round = max(self.estimate(list(active), 1), 1e-6)
+            rounds = min(step, MAX_FINAL_ROUNDS - done)
+            if self.deadline.budget_s is not None:
+                rounds = min(rounds, int(self.deadline.remaining() / per_round))
+            if rounds < 1:
+                return times, verdicts, margin, False
+            times = self.time_group(active, rounds, "final", into=times)
+            if times is None or self.anchor.key not in times.runs:
+                return times, verdicts, margin, False
+            margin = self.margin(times)
+            verdicts = {key: self.verdict(times, key, margin) for key in members if key not in (self.anchor.key, CONTROL) and times.runs.get(key)}
+            still_open = decision.undecided(verdicts)
+            if not still_open:
+                return times, verdicts, margin, True
+            if times.stopped or times.rounds >= MAX_FINAL_ROUNDS:
+                return times, verdicts, margin, False
+            active = {self.anchor.key: self.anchor, CONTROL: self.anchor, **{key: members[key] for key in still_open}}
+            step = 3
 
 
 def tune(
@@ -514,65 +635,164 @@ def tune(
     budget_s: float | None = 60.0,
     reference_variant: str = REFERENCE_VARIANT,
     shipped_variant: str | None = None,
+    preferred: str | None = None,
+    deadline: Deadline | None = None,
     on_progress: Callable[[str, float], None] | None = None,
+    on_status: Callable[[Progress], None] | None = None,
     max_sessions: int | None = None,
     inputs: str = "",
     batch: int = 1,
 ) -> TuningResult:
-    """Find the fastest (variant, configuration) within `budget_s` seconds.
+    """Find the fastest (variant, configuration) within `budget_s` seconds, or by `deadline` when given (shared with other stages).
 
     `variants` maps names to model files; `reference_variant` (the original graph) under onnxruntime's
-    defaults is the reference; `shipped_variant` is what would ship without tuning (e.g. the requested
-    optimization level), preferred over the original when they tie.
+    defaults is what the speedup is quoted against. The preferred candidate is the `preferred` variant
+    (default `shipped_variant`, the requested level; else the original) under onnxruntime's defaults:
+    it ships unless another candidate beats it beyond the noise. `on_progress(label, fraction)` gets
+    the fraction of the budget spent; `on_status(Progress)` also gets elapsed and remaining seconds.
     """
     if reference_variant not in variants:
         raise TuningError(f"the reference variant {reference_variant!r} is not among {list(variants)}")
-    search = _Search(variants, feeds, objective, budget_s, on_progress, max_sessions)
-    reference = Candidate(reference_variant, RuntimeConfig())
-    candidates = [Candidate(v, c) for v in variants for c in space.configs]
-    records = {c.key: CandidateRecord(c) for c in candidates}
-    records.setdefault(reference.key, CandidateRecord(reference))
-    search.records, search.reference_key = records, reference.key
+    deadline = deadline or Deadline(budget_s)
+    budget_s = deadline.budget_s
+
+    def report(label: str) -> None:
+        if on_progress:
+            on_progress(label, deadline.fraction())
+        if on_status:
+            on_status(deadline.progress(label))
+
+    preferred_variant = next((v for v in (preferred, shipped_variant) if v in variants), reference_variant)
+    anchor, reference = Candidate(preferred_variant, RuntimeConfig()), Candidate(reference_variant, RuntimeConfig())
+    search = _Search(variants, feeds, objective, deadline, report, max_sessions)
+    candidates = _ordered(variants, space, preferred_variant)
+    search.candidates = {c.key: c for c in candidates} | {anchor.key: anchor, CONTROL: anchor, reference.key: reference}
+    search.records = {c.key: CandidateRecord(c) for c in candidates}
+    search.records.setdefault(reference.key, CandidateRecord(reference))
+    search.records.setdefault(anchor.key, CandidateRecord(anchor))
     try:
-        mode = "successive halving"
         try:
-            search.calibrate(reference)
+            calibration = search.calibrate(anchor)
         except Exception as error:  # noqa: BLE001 - onnxruntime's own error, as one line
-            raise TuningError(f"onnxruntime cannot run the original model under its default settings: {first_line(error)}") from None
-        per_candidate = 3 * search.block_cost() + max(search.sessions.create_seconds)
-        if budget_s is not None and len(variants) > 1 and len(space.configs) > 1 and per_candidate * len(candidates) > 0.5 * budget_s:
-            # The product space does not fit: choose the variant under defaults, then the settings for it.
-            mode = "variant, then settings (the budget cannot cover every combination)"
-            by_variant = [Candidate(v, RuntimeConfig()) for v in variants]
-            ranked = search.halving(by_variant, reference, records, "variants", keep_last=1)
-            best_variant = ranked[0].variant if ranked and records[ranked[0].key].ratios[-1] < 1.0 else reference_variant
-            survivors = search.halving([Candidate(best_variant, c) for c in space.configs], reference, records, "settings")
-        else:
-            survivors = search.halving(candidates, reference, records, "search")
-        for record in records.values():
-            if record.candidate.key not in {c.key for c in survivors} and record.eliminated_at is None and not record.error and not record.ratios and record.candidate.key != reference.key:
-                record.eliminated_at = 0  # never timed (the variant stage eliminated its graph)
-        chosen, final, control_ratio, decision = _final(search, survivors, reference, records, shipped_variant)
+            raise TuningError(f"onnxruntime cannot run the {preferred_variant} model under its default settings: {first_line(error)}") from None
+        if not search.fits([anchor.key, CONTROL], 2):
+            why = f"the budget of {budget_s:g} s cannot hold two rounds of it (one run takes {search.latency[anchor.key]:.3g} s)"
+            return _untuned(search, anchor, reference, calibration, space, inputs, batch, why)
+        survivors = search.halving(candidates)
+        members = _final_members(search, anchor, reference, survivors)
+        times, verdicts, margin, early = search.final(members)
+        if times is None or not times.runs.get(anchor.key):
+            return _untuned(search, anchor, reference, calibration, space, inputs, batch, "the budget ran out before a final round")
     finally:
         search.sessions.keep_only(set())
+    return _result(search, anchor, reference, members, times, verdicts, margin, early, space, inputs, batch)
+
+
+def _ordered(variants: Mapping[str, object], space: SearchSpace, preferred_variant: str) -> list[Candidate]:
+    """Every (variant, configuration), in the order the budget should reach them: each graph under the
+    defaults, then the preferred graph's settings, then the rest."""
+    everything = [Candidate(v, c) for v in variants for c in space.configs]
+    first = [c for c in everything if c.config == RuntimeConfig()]
+    second = [c for c in everything if c.variant == preferred_variant and c not in first]
+    return first + second + [c for c in everything if c not in first and c not in second]
+
+
+def _final_members(search: _Search, anchor: Candidate, reference: Candidate, survivors: Sequence[Candidate]) -> dict[str, Candidate]:
+    """The final run: the preferred candidate, its control, the original under defaults, the finalists, and
+    the leader's settings on the original and the preferred graphs (what the choice is weighed against)."""
+    members = {anchor.key: anchor, CONTROL: anchor, reference.key: reference}
+    for candidate in survivors[:FINALISTS]:
+        members.setdefault(candidate.key, candidate)
+    if survivors:
+        for candidate in (Candidate(reference.variant, survivors[0].config), Candidate(anchor.variant, survivors[0].config)):
+            if len(members) < search.sessions.capacity and candidate.key in search.records:
+                members.setdefault(candidate.key, candidate)
+    return members
+
+
+def _result(search: _Search, anchor, reference, members, times, verdicts, margin, early, space, inputs, batch) -> TuningResult:
+    """The TuningResult and its decision record from the final run."""
+    chosen_key, reason = decision.choose(verdicts, anchor.key)
+    chosen = members[chosen_key]
+    final = {key: times.stats(key) for key in members if times is not None and key in times.warmup}
+    for key, verdict in verdicts.items():
+        record = search.records[key]
+        record.stats, record.verdict, record.eliminated_at = final[key], verdict, None
+        record.ratios.append(verdict.ratio)
+    search.records[anchor.key].stats = final.get(anchor.key)
+    search.rungs.append({"stage": "final", "candidates": len(final), "rounds": times.rounds if times else 0, "seconds": round(search.deadline.elapsed(), 2)})
+    for record in search.records.values():
+        if not record.ratios and record.eliminated_at is None and not record.error and record.candidate.key not in final:
+            record.eliminated_at = 0  # never timed
+    reference_verdict = verdicts.get(reference.key)
+    if chosen_key == anchor.key:
+        sentence = f"onnxruntime's defaults on the {anchor.variant} graph ship (the preferred candidate): {reason}"
+    else:
+        sentence = f"{chosen.config.label()} on the {chosen.variant} graph ships: {reason}"
+    speedup = _speedup_vs_reference(search, times, chosen_key, reference.key) if times else 1.0
+    record = _record(search, anchor, chosen_key, members, final, verdicts, sentence, margin, times.rounds if times else 0, early)
+    stats_of = lambda key: final.get(key) or final[anchor.key]  # noqa: E731 - the original may have failed
+    control_ratio = decision.paired_ratio(times.minimums(CONTROL), times.minimums(anchor.key)) if times.runs.get(CONTROL) else 1.0
     return TuningResult(
-        objective=objective,
-        chosen=chosen,
-        reference=reference,
-        chosen_stats=final[chosen.key],
-        reference_stats=final[reference.key],
-        control_ratio=control_ratio,
-        decision=decision,
-        records=list(records.values()),
-        space=space,
-        rungs=search.rungs,
-        final=final,
-        seconds=search.elapsed(),
-        budget_s=budget_s,
-        mode=mode,
-        machine=_machine(),
-        inputs=inputs,
-        batch=batch,
+        objective=search.objective, chosen=chosen, reference=reference, chosen_stats=final[chosen_key], reference_stats=stats_of(reference.key),
+        control_ratio=control_ratio, decision=sentence, records=list(search.records.values()), space=space,
+        rungs=search.rungs, final=final, seconds=search.deadline.elapsed(), budget_s=search.deadline.budget_s,
+        mode="successive halving, then paired final rounds until decided", machine=_machine(), inputs=inputs, batch=batch,
+        record=record, speedup_vs_reference=speedup if reference_verdict is not None or reference.key == anchor.key else 1.0,
+    )
+
+
+def _speedup_vs_reference(search: _Search, times: BlockTimes, chosen_key: str, reference_key: str) -> float:
+    """The original under defaults over the chosen candidate, by the same paired statistic as every verdict."""
+    if chosen_key == reference_key or not times.runs.get(reference_key):
+        return 1.0
+    ratio = decision.paired_ratio(search.minimums(times, chosen_key), search.minimums(times, reference_key))
+    return 1.0 / ratio if np.isfinite(ratio) and ratio > 0 else 1.0
+
+
+def _record(search: _Search, anchor, chosen_key, members, final, verdicts, sentence, margin, rounds, early) -> DecisionRecord:
+    """The decision record: the preferred candidate first, the final run's, then everything the search timed or left."""
+    figures = [CandidateFigures.of(anchor.key, anchor, final.get(anchor.key), None, "preferred", "final")]
+    if CONTROL in final:
+        figures.append(CandidateFigures.of(CONTROL, anchor, final[CONTROL], None, "control", "final"))
+    for key in members:
+        if key not in (anchor.key, CONTROL):
+            outcome = "" if key in verdicts else ("failed" if search.records[key].error else "untimed")
+            figures.append(CandidateFigures.of(key, members[key], final.get(key), verdicts.get(key), outcome, "final" if key in verdicts else ""))
+    for key, record in search.records.items():
+        if key in members:
+            continue
+        if record.error:
+            outcome, stage = "failed", ""
+        elif record.verdict is None:
+            outcome, stage = "untimed", ""
+        else:
+            outcome, stage = "", f"rung {len(record.ratios)}"
+        figures.append(CandidateFigures.of(key, record.candidate, record.stats, record.verdict, outcome, stage))
+    chosen = next(f for f in figures if f.key == chosen_key)
+    closest = verdicts.get(chosen_key) or min(verdicts.values(), key=lambda v: v.ratio if np.isfinite(v.ratio) else math.inf, default=None)
+    return DecisionRecord(
+        preferred=anchor.key, chosen=chosen, candidates=figures, verdict=closest, sentence=sentence, margin=margin, rounds=rounds,
+        budget_s=search.deadline.budget_s, spent_s=search.deadline.elapsed(), stopped_early=early and search.deadline.remaining() > 0,
+    )
+
+
+def _untuned(search: _Search, anchor: Candidate, reference: Candidate, calibration: LatencyStats, space: SearchSpace, inputs: str, batch: int, why: str) -> TuningResult:
+    """The budget cannot hold a verdict: say so and keep the preferred candidate, with its calibration runs as its figures."""
+    sentence = f"onnxruntime's defaults on the {anchor.variant} graph ship untuned (the preferred candidate): {why}"
+    figures = CandidateFigures.of(anchor.key, anchor, calibration, None, "preferred", "calibration")
+    record = DecisionRecord(anchor.key, figures, [figures], None, sentence, decision.NOISE_FLOOR, 0, search.deadline.budget_s, search.deadline.elapsed(), False,
+                            notes=["the original graph was not timed" if reference != anchor else "no other candidate was timed"])
+    search.records[anchor.key].stats = calibration
+    for record_of in search.records.values():
+        if record_of.candidate != anchor and not record_of.ratios and record_of.eliminated_at is None:
+            record_of.eliminated_at = 0  # never timed
+    search.rungs.append({"stage": "calibration", "candidates": 1, "rounds": 0, "seconds": round(search.deadline.elapsed(), 2), "stopped": "budget"})
+    return TuningResult(
+        objective=search.objective, chosen=anchor, reference=reference, chosen_stats=calibration, reference_stats=calibration, control_ratio=1.0,
+        decision=sentence, records=list(search.records.values()), space=space, rungs=search.rungs, final={anchor.key: calibration},
+        seconds=search.deadline.elapsed(), budget_s=search.deadline.budget_s, mode="untuned: " + why,
+        machine=_machine(), inputs=inputs, batch=batch, record=record,
     )
 
 
@@ -582,85 +802,6 @@ def _machine() -> dict:
     import onnxruntime as ort
 
     return {"cpu": info["cpu_model"], "cores": usable_cores(), "onnxruntime": info["onnxruntime"], "providers_available": ort.get_available_providers(), **info}
-
-
-def _final(search: _Search, finalists: Sequence[Candidate], reference: Candidate, records, shipped_variant: str | None):
-    """Time the finalists against the reference, a control copy, and the alternatives the decision needs.
-
-    The leader's alternatives (the original and the requested graph under its settings, the requested
-    graph under the defaults) are timed too; the winner is the finalist with the best final score.
-    """
-    winner = finalists[0] if finalists else reference
-    members = {reference.key: reference, "control": reference, winner.key: winner}
-    for candidate in finalists[1:2]:
-        members.setdefault(candidate.key, candidate)
-    alternatives = [Candidate(reference.variant, winner.config)]
-    if shipped_variant:
-        alternatives += [Candidate(shipped_variant, winner.config), Candidate(shipped_variant, RuntimeConfig())]
-    for candidate in alternatives:
-        if len(members) < max(5, search.sessions.capacity):
-            members.setdefault(candidate.key, candidate)
-    remaining = search.remaining()
-    per_round = search._estimate(list(members.values()), 1) - search._estimate([], 1)
-    rounds = FINAL_ROUNDS if remaining == math.inf else int(max(3, min(FINAL_ROUNDS, remaining / max(per_round, 1e-3))))
-    search.sessions.keep_only(set(members))
-    stats = search.time_group(list(members.items()), rounds, None, "final")
-    search.rungs.append({"stage": "final", "candidates": len(stats), "rounds": rounds, "seconds": round(search.elapsed(), 2)})
-    if reference.key not in stats or "control" not in stats:
-        raise TuningError("onnxruntime cannot run the original model under its default settings")
-    score = {key: _score(s, members[key].config, search.objective) for key, s in stats.items()}
-    control_ratio = score["control"] / score[reference.key]
-    noise = max(abs(control_ratio - 1.0), NOISE_FLOOR)
-    timed_finalists = [c.key for c in finalists[:2] if c.key in score]
-    if timed_finalists:
-        winner = members[min(timed_finalists, key=score.get)]
-    chosen_key, decision = decide(score, noise, winner.key, reference.key, {key: members[key] for key in score}, shipped_variant)
-    chosen = members[chosen_key]
-    records.setdefault(chosen.key, CandidateRecord(chosen))
-    return chosen, stats, control_ratio, decision
-
-
-def decide(score: Mapping[str, float], noise: float, winner: str, reference: str, candidates: Mapping[str, Candidate], shipped_variant: str | None) -> tuple[str, str]:
-    """The candidate to ship and why, from final-run scores (lower is better) and the noise floor.
-
-    Settings other than onnxruntime's defaults ship only when they beat the defaults by more than
-    the noise. Between graphs under the chosen settings, the shipped variant (the requested level)
-    wins ties; the original wins when the others are slower by more than the noise.
-    """
-
-    def faster(a: str | None, b: str | None) -> bool:
-        return a in score and b in score and score[a] < score[b] * (1 - noise)
-
-    def key_of(variant: str | None, config: RuntimeConfig) -> str | None:
-        return Candidate(variant, config).key if variant is not None else None
-
-    base = candidates[reference]
-    if winner in score and faster(winner, reference) and candidates[winner].config == RuntimeConfig():
-        config, why = RuntimeConfig(), f"onnxruntime's defaults, on a graph {score[reference] / score[winner]:.2f}x faster than the original (noise {noise:.1%})"
-    elif winner in score and faster(winner, reference):
-        config, why = candidates[winner].config, f"{candidates[winner].config.label()}: {score[reference] / score[winner]:.2f}x faster than the original under onnxruntime's defaults (noise {noise:.1%})"
-    elif winner not in score and winner != reference:
-        config, why = RuntimeConfig(), f"onnxruntime's defaults: the best candidate ({winner}) failed in the final run"
-    elif winner == reference:
-        config, why = RuntimeConfig(), "onnxruntime's defaults: no other candidate could be timed"
-    elif score[winner] > score[reference] * (1 + noise):
-        config, why = RuntimeConfig(), f"onnxruntime's defaults were fastest (the best other candidate, {winner}, took {score[winner] / score[reference]:.2f}x as long)"
-    else:
-        config, why = RuntimeConfig(), f"onnxruntime's defaults were already best (the best candidate, {winner}, is within the noise of {noise:.1%})"
-    original = key_of(base.variant, config)
-    preferred = key_of(shipped_variant, config)
-    graph = candidates[winner].variant if winner in score and config == candidates[winner].config else base.variant
-    chosen = key_of(graph, config)
-    if preferred in score and (chosen not in score or not faster(chosen, preferred)):
-        chosen, graph = preferred, shipped_variant  # ties go to the requested level
-    if chosen not in score or (graph != base.variant and faster(original, chosen)):
-        chosen, graph = original, base.variant  # never a graph slower than the original
-    if graph == base.variant and shipped_variant and shipped_variant != base.variant:
-        measured = f" ({score[preferred] / score[original]:.2f}x the original's time)" if preferred in score else " (not measured)"
-        why += f"; the original graph ships: the {shipped_variant} graph is slower under these settings{measured}"
-    elif graph != base.variant:
-        why += f"; ships the {graph} graph"
-    return chosen, why
 
 
 def exhaustive(
@@ -676,21 +817,21 @@ def exhaustive(
 
     The benchmark's yardstick for `tune` (bench/tune_vs_exhaustive.py).
     """
-    search = _Search(variants, feeds, objective, None, None, max_sessions)
+    search = _Search(variants, feeds, objective, Deadline(None), lambda label: None, max_sessions)
     reference = Candidate(REFERENCE_VARIANT, RuntimeConfig())
     search.calibrate(reference)
     candidates = {c.key: c for c in (Candidate(v, cfg) for v in variants for cfg in space.configs)}
-    records = {key: CandidateRecord(c) for key, c in candidates.items()}
+    search.candidates = dict(candidates)
+    search.records = {key: CandidateRecord(c) for key, c in candidates.items()}
     alive = [c for c in candidates.values() if c.key != reference.key]
     capacity = search.sessions.capacity - 1
     ratios = {reference.key: 1.0}
     for start in range(0, len(alive), capacity):
         group = alive[start : start + capacity]
-        stats = search.time_group([(reference.key, reference)] + [(c.key, c) for c in group], rounds, records, "exhaustive")
-        base = _score(stats[reference.key], reference.config, objective)
+        times = search.time_group({reference.key: reference, **{c.key: c for c in group}}, rounds, "exhaustive")
         for candidate in group:
-            if candidate.key in stats:
-                ratios[candidate.key] = _score(stats[candidate.key], candidate.config, objective) / base
+            if times is not None and times.runs.get(candidate.key):
+                ratios[candidate.key] = search.verdict(times, candidate.key, decision.NOISE_FLOOR).ratio
         search.sessions.keep_only({reference.key})
     search.sessions.keep_only(set())
-    return ratios, candidates, search.elapsed()
+    return ratios, candidates, search.deadline.elapsed()

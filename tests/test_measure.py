@@ -1,10 +1,13 @@
-"""The timing harness on real onnxruntime sessions: rotation plan, block counts, budget, statistics."""
+"""The timing harness on real onnxruntime sessions: rotation plan, block counts, budget, the shared deadline,
+per-round block records, statistics."""
+
+import time
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from optimizer.measure import LatencyStats, machine_info, time_candidates
+from optimizer.measure import Deadline, LatencyStats, machine_info, time_blocks, time_candidates
 from tests.models import small_model
 
 
@@ -65,3 +68,53 @@ def test_machine_info_records_what_figures_depend_on():
     info = machine_info()
     assert info["onnxruntime"] == ort.__version__
     assert info["cpu_count"] >= 1 and info["cpu_model"]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_deadline_counts_down_and_expires():
+    clock = _Clock()
+    deadline = Deadline(10.0, clock=clock)
+    assert deadline.remaining() == 10.0 and not deadline.expired() and deadline.fraction() == 0.0
+    clock.now += 4
+    assert deadline.elapsed() == 4 and deadline.remaining() == 6 and deadline.fraction() == pytest.approx(0.4)
+    progress = deadline.progress("tuning")
+    assert (progress.label, progress.elapsed_s, progress.remaining_s, progress.budget_s) == ("tuning", 4, 6, 10.0)
+    clock.now += 7
+    assert deadline.expired() and deadline.remaining() == 0 and deadline.fraction() == 1.0
+    unbounded = Deadline(None, clock=clock)
+    assert unbounded.remaining() == float("inf") and not unbounded.expired() and unbounded.progress("x").remaining_s is None
+
+
+def test_blocks_are_recorded_by_round_and_go_on_where_they_stopped(sessions):
+    runners = _runners(sessions)
+    times = time_blocks(runners, rounds=3, block_runs=2, pause_s=0.0, warmup_runs=1)
+    assert times.rounds == 3 and all(sorted(times.minimums(name)) == [0, 1, 2] for name in sessions)
+    assert all(len(times.runs[name][r]) == 2 for name in sessions for r in range(3))
+    subset = {name: runners[name] for name in ("baseline", "other")}
+    time_blocks(subset, rounds=2, pause_s=0.0, into=times)  # the undecided pair, measured again
+    assert times.rounds == 5 and times.block_runs == 2
+    assert sorted(times.minimums("other")) == [0, 1, 2, 3, 4] and sorted(times.minimums("control")) == [0, 1, 2]
+    assert times.stats("other").blocks == 5 and times.stats("other").runs == 10
+
+
+def test_a_deadline_stops_within_one_run_and_drops_the_cut_block():
+    def slow():
+        time.sleep(0.05)
+
+    deadline = Deadline(0.3)
+    times = time_blocks({"a": slow, "b": slow}, rounds=100, block_runs=3, pause_s=0.0, warmup_runs=1, deadline=deadline)
+    assert times.stopped == "deadline" and deadline.elapsed() < 0.3 + 0.05 + 0.04
+    assert all(len(block) == 3 for name in ("a", "b") for block in times.runs.get(name, {}).values())
+
+
+def test_time_candidates_with_an_expired_deadline_still_gives_every_candidate_a_figure(sessions):
+    stats, plan = time_candidates(_runners(sessions), rounds=5, block_runs=2, pause_s=0.0, warmup_runs=2, deadline=Deadline(0.0))
+    assert set(stats) == set(sessions) and all(s.blocks == 0 and s.runs >= 1 for s in stats.values())
+    assert plan["rounds"] == 0 and plan["stopped"] == "deadline"
