@@ -15,7 +15,8 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 
-from optimizer.units import BYTE_UNITS, format_bytes
+from optimizer.reports.document import Document
+from optimizer.units import format_bytes, format_change, format_count, format_error, format_ms, format_ratio, format_si, format_significant, is_finite, is_number
 
 __all__ = ["render_html", "CSP"]
 
@@ -96,75 +97,13 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _num(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value) -> bool:
-    return _num(value) and math.isfinite(value)
-
-
-def _sig(value, digits: int = 3) -> str:
-    """A number with `digits` significant digits, never in exponent form ("0.0148", "1,235")."""
-    if not _num(value):
-        return "–" if value is None else str(value)
-    if not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if value == 0:
-        return "0"
-    rounded = float(f"{value:.{digits}g}")
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
-    return f"{rounded:,.{decimals}f}"
-
-
-def _ms(value) -> str:
-    return "–" if value is None else f"{_sig(value)} ms"
-
-
 def _bytes(count, tick: bool = False) -> str:
-    """Bytes as the terminal report writes them (1024-based B, KB, MB, GB); `tick`: no trailing zeros."""
-    if not _finite(count):
-        return "–" if count is None else str(count)
-    if not tick:
-        return format_bytes(count)
-    value = float(count)
-    for unit in BYTE_UNITS:
-        if abs(value) < 1024 or unit == BYTE_UNITS[-1]:
-            return f"{value:g} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _short(count, unit: str = "") -> str:
-    """1234567 -> "1.23 M" (FLOPs, parameters)."""
-    if not _finite(count):
-        return "–" if count is None else str(count)
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(count) >= scale:
-            return f"{_sig(count / scale)} {prefix}{unit}"
-    return f"{_sig(count)} {unit}".rstrip()
-
-
-def _int(value) -> str:
-    return f"{int(value):,}" if _finite(value) else ("–" if value is None else str(value))
-
-
-def _x(value) -> str:
-    return f"{value:.2f}x" if _finite(value) else "–"
+    """Bytes as the terminal report writes them; not a number -> "–"."""
+    return format_bytes(count, tick=tick) if is_finite(count) else ("–" if count is None else str(count))
 
 
 def _err(value) -> str:
-    if not _num(value):
-        return "–" if value is None else str(value)
-    return "0" if value == 0 else (f"{value:.2e}" if math.isfinite(value) else _sig(value))
-
-
-def _change(before, after) -> str:
-    if not (_finite(before) and _finite(after)):
-        return ""
-    if before == after:
-        return "="
-    return f"+{after:g}" if before == 0 else f"{(after - before) / before * 100:+.1f}%"
+    return format_error(value, plain_zero=True)
 
 
 def _pairs(mapping) -> str:
@@ -221,7 +160,7 @@ def _path(value) -> str:
 def _nice(value: float, binary: bool = False) -> tuple[float, int]:
     """An axis maximum at or above `value` (1, 2, 2.5 or 5 times a power of ten, of KB/MB/GB when
     `binary`) and its tick count."""
-    if not _finite(value) or value <= 0:
+    if not is_finite(value) or value <= 0:
         return 1.0, 5
     unit = 1024 ** min(3, int(math.log(value, 1024))) if binary and value >= 1024 else 1
     value /= unit
@@ -270,10 +209,10 @@ def _bar_chart(chart_id: str, caption: str, rows: Sequence[tuple[str, Sequence, 
     x0, x1 = max_chars * 7 + 16, WIDTH - 240
     top = 26 if count > 1 else 6
     bottom = top + row_h * len(rows)
-    vmax, ticks = _nice(max([v for r in rows for v in r[1] if _finite(v)] or [0]), binary=kind == "bytes")
+    vmax, ticks = _nice(max([v for r in rows for v in r[1] if is_finite(v)] or [0]), binary=kind == "bytes")
     fmt = (lambda v: _bytes(v, tick=True)) if kind == "bytes" else _tick
     parts = _axis(x0, x1, top, bottom, vmax, ticks, fmt, "ms" if kind == "ms" else "")
-    exact = {"bytes": _bytes, "ms": _ms}.get(kind, _int)
+    exact = {"bytes": _bytes, "ms": format_ms}.get(kind, format_count)
     if count > 1:
         for j, (name, css) in enumerate(series):
             lx = x0 + j * 120
@@ -282,7 +221,7 @@ def _bar_chart(chart_id: str, caption: str, rows: Sequence[tuple[str, Sequence, 
         y = top + i * row_h + 4.5
         parts.append(_label(label, x0 - 8, y + (row_h - 9) / 2 + 4, max_chars))
         for j, value in enumerate(values):
-            if not _finite(value):
+            if not is_finite(value):
                 continue
             width = max(0.0, (x1 - x0) * min(value, vmax) / vmax)
             name, css = series[j]
@@ -306,8 +245,8 @@ def _latency_chart(chart_id: str, caption: str, rows: Sequence) -> str:
     row_h, group_h = 22, 22
     max_chars = min(44, max(len(str(r[0])) for r in timed))
     x0, x1 = max_chars * 7 + 16, WIDTH - 330
-    medians = [r[1].get("median_ms") for r in timed if _finite(r[1].get("median_ms"))]
-    highs = [r[1].get("p90_ms") for r in timed if _finite(r[1].get("p90_ms"))] + medians
+    medians = [r[1].get("median_ms") for r in timed if is_finite(r[1].get("median_ms"))]
+    highs = [r[1].get("p90_ms") for r in timed if is_finite(r[1].get("p90_ms"))] + medians
     vmax, ticks = _nice(min(max(highs or [0]), 2.5 * max(medians or [0])) if medians else max(highs or [0]))
     height = 8 + sum(group_h if isinstance(r, str) else row_h for r in rows)
     parts = _axis(x0, x1, 4, height, vmax, ticks, _tick, "ms")
@@ -326,10 +265,10 @@ def _latency_chart(chart_id: str, caption: str, rows: Sequence) -> str:
         role = "chosen" if note == "subject" else note if note in ("chosen", "baseline", "control", "before") else ""
         css = f"label {role}".strip()
         parts.append(_label(label, x0 - 8, y + 15, max_chars, css))
-        if _finite(mid):
+        if is_finite(mid):
             parts.append(f'<rect class="bar {role}" x="{x0}" y="{y + 5:.1f}" width="{x_of(mid) - x0:.1f}" height="12">'
-                         f'<title>{_e(label)}: median {_e(_ms(mid))}</title></rect>')
-        if _finite(low) and _finite(high):
+                         f'<title>{_e(label)}: median {_e(format_ms(mid))}</title></rect>')
+        if is_finite(low) and is_finite(high):
             a, b, c = x_of(low), x_of(high), y + 11
             parts.append(f'<line class="whisker" x1="{a:.1f}" y1="{c:.1f}" x2="{b:.1f}" y2="{c:.1f}"/>'
                          f'<line class="whisker" x1="{a:.1f}" y1="{c - 5:.1f}" x2="{a:.1f}" y2="{c + 5:.1f}"/>')
@@ -338,7 +277,7 @@ def _latency_chart(chart_id: str, caption: str, rows: Sequence) -> str:
             else:
                 parts.append(f'<line class="whisker" x1="{b:.1f}" y1="{c - 5:.1f}" x2="{b:.1f}" y2="{c + 5:.1f}"/>')
         mark = {"chosen": "  ← chosen", "baseline": "  baseline", "control": "  control", "before": "", "subject": "", "": ""}.get(note, f"  · {note}")
-        text = f"{_ms(mid)}  ({_sig(low)} – {_sig(high)}){mark}"
+        text = f"{format_ms(mid)}  ({format_significant(low)} – {format_significant(high)}){mark}"
         parts.append(f'<text class="value{" chosen" if role == "chosen" else ""}" x="{x1 + 10}" y="{y + 15:.1f}">{_e(text)}</text>')
         y += row_h
     return _frame(chart_id, caption, height + 20, parts)
@@ -347,7 +286,7 @@ def _latency_chart(chart_id: str, caption: str, rows: Sequence) -> str:
 def _op_rows(pairs: Sequence[tuple[str, object, object]], biggest: int = 5) -> list[tuple[str, list, str]]:
     """Every op whose count changed, plus the `biggest` unchanged ones, largest first."""
     def size(p):
-        return max(v for v in (p[1], p[2], 0) if _finite(v))
+        return max(v for v in (p[1], p[2], 0) if is_finite(v))
 
     changed = [p for p in pairs if (p[1] or 0) != (p[2] or 0)]
     same = sorted((p for p in pairs if (p[1] or 0) == (p[2] or 0)), key=lambda p: -size(p))[:biggest]
@@ -360,8 +299,8 @@ def _op_rows(pairs: Sequence[tuple[str, object, object]], biggest: int = 5) -> l
 
 def _size_rows(before: Mapping | None, after: Mapping | None) -> list[tuple[str, list, str]]:
     """Bytes per key (dtype or op type), before and after; the smallest beyond TOP_OPS summed as "other"."""
-    before = {k: v for k, v in (before or {}).items() if _finite(v)}
-    after = {k: v for k, v in (after or {}).items() if _finite(v)}
+    before = {k: v for k, v in (before or {}).items() if is_finite(v)}
+    after = {k: v for k, v in (after or {}).items() if is_finite(v)}
     keys = sorted(set(before) | set(after), key=lambda k: -max(before.get(k, 0), after.get(k, 0)))
     rows = [(k, [before.get(k, 0), after.get(k, 0)], f"{_bytes(before.get(k, 0))} → {_bytes(after.get(k, 0))}") for k in keys[:TOP_OPS]]
     rest = keys[TOP_OPS:]
@@ -375,18 +314,18 @@ def _size_rows(before: Mapping | None, after: Mapping | None) -> list[tuple[str,
 
 
 def _errors_table(errors: Sequence[Mapping] | None) -> str:
-    rows = [(e.get("name"), _err(e.get("max_abs")), _err(e.get("rel")), _sig(e.get("cos"), 6), _sig(e.get("top1"), 4), _int(e.get("nonfinite")))
+    rows = [(e.get("name"), _err(e.get("max_abs")), _err(e.get("rel")), format_significant(e.get("cos"), 6), format_significant(e.get("top1"), 4), format_count(e.get("nonfinite")))
             for e in errors or []]
     return _table(["output", "max abs", "rel", "cosine", "top-1 agreement", "non-finite"], rows, numeric=(1, 2, 3, 4, 5)) if rows else ""
 
 
 def _worst(errors: Sequence[Mapping] | None) -> str:
     errors = errors or []
-    rel = [e["rel"] for e in errors if _num(e.get("rel"))]
-    cos = [e["cos"] for e in errors if _num(e.get("cos"))]
-    top1 = [e["top1"] for e in errors if _num(e.get("top1"))]
+    rel = [e["rel"] for e in errors if is_number(e.get("rel"))]
+    cos = [e["cos"] for e in errors if is_number(e.get("cos"))]
+    top1 = [e["top1"] for e in errors if is_number(e.get("top1"))]
     nonfinite = sum(e.get("nonfinite") or 0 for e in errors)
-    parts = ([f"rel {_err(max(rel))}"] if rel else []) + ([f"cos {_sig(min(cos), 6)}"] if cos else []) + ([f"top1 {_sig(min(top1), 4)}"] if top1 else [])
+    parts = ([f"rel {_err(max(rel))}"] if rel else []) + ([f"cos {format_significant(min(cos), 6)}"] if cos else []) + ([f"top1 {format_significant(min(top1), 4)}"] if top1 else [])
     return ", ".join(parts + ([f"{nonfinite} non-finite"] if nonfinite else [])) or "–"
 
 
@@ -395,8 +334,8 @@ def _stats_table(columns: Sequence[tuple[str, Mapping]]) -> str:
     dtypes = sorted({k for _, m in columns for k in (m.get("weight_bytes_by_dtype") or {})})
     rows = [("path", *[_Html(_path(m.get("path"))) for _, m in columns]),
             ("file size", *[_bytes(m.get("file_bytes")) for _, m in columns]),
-            ("nodes", *[_int(m.get("nodes")) for _, m in columns]),
-            ("parameters", *[_short(m.get("parameters")) for _, m in columns])]
+            ("nodes", *[format_count(m.get("nodes")) for _, m in columns]),
+            ("parameters", *[format_si(m.get("parameters")) for _, m in columns])]
     rows += [(f"weights {d}", *[_bytes((m.get("weight_bytes_by_dtype") or {}).get(d)) for _, m in columns]) for d in dtypes]
     if any(m.get("config") for _, m in columns):
         rows.append(("runtime settings", *[_Html(_path(m.get("config"))) if m.get("config") else "defaults" for _, m in columns]))
@@ -428,7 +367,7 @@ def _footer(doc: Mapping) -> str:
              ("python / numpy / onnxruntime", " / ".join(str(machine.get(k, "?")) for k in ("python", "numpy", "onnxruntime")) if machine else "")]
     seconds = doc.get("seconds")
     if isinstance(seconds, Mapping):
-        items.append(("seconds", ", ".join(f"{k} {_sig(v)}" for k, v in seconds.items())))
+        items.append(("seconds", ", ".join(f"{k} {format_significant(v)}" for k, v in seconds.items())))
     return f"<footer>{_kv(items)}</footer>"
 
 
@@ -464,14 +403,14 @@ def _headline(doc: Mapping) -> str:
     if tuning:
         m = tuning.get("measured") or {}
         speedup, noise = m.get("speedup_vs_defaults"), m.get("noise") or 0
-        within = _finite(speedup) and abs(speedup - 1) <= noise
+        within = is_finite(speedup) and abs(speedup - 1) <= noise
         # speedup_vs_defaults is the ratio of the minimum latencies (the tuner's score)
-        sub = f"min {_ms(m.get('baseline_min_ms'))} → {_ms(m.get('min_ms'))}" + (f"; within the noise ({noise:.0%})" if within else "")
-        cards.append(_card("speed vs original", _x(speedup), sub, "" if within or not _finite(speedup) else ("ok" if speedup > 1 else "bad")))
+        sub = f"min {format_ms(m.get('baseline_min_ms'))} → {format_ms(m.get('min_ms'))}" + (f"; within the noise ({noise:.0%})" if within else "")
+        cards.append(_card("speed vs original", format_ratio(speedup), sub, "" if within or not is_finite(speedup) else ("ok" if speedup > 1 else "bad")))
     else:
         cards.append(_card("speed vs original", "not tuned", "no latency measured"))
-    cards.append(_card("nodes", f"{_int(before.get('nodes'))} → {_int(after.get('nodes'))}", _change(before.get("nodes"), after.get("nodes"))))
-    cards.append(_card("file size", f"{_bytes(before.get('file_bytes'))} → {_bytes(after.get('file_bytes'))}", _change(before.get("file_bytes"), after.get("file_bytes"))))
+    cards.append(_card("nodes", f"{format_count(before.get('nodes'))} → {format_count(after.get('nodes'))}", format_change(before.get("nodes"), after.get("nodes"))))
+    cards.append(_card("file size", f"{_bytes(before.get('file_bytes'))} → {_bytes(after.get('file_bytes'))}", format_change(before.get("file_bytes"), after.get("file_bytes"))))
     status = verification.get("status") or "not run"
     outputs = verification.get("outputs") or []
     cards.append(_card("verification", status, f"{len(outputs)} output(s)" if outputs else verification.get("reason") or "",
@@ -485,12 +424,12 @@ def _headline(doc: Mapping) -> str:
 def _before_after(doc: Mapping) -> str:
     before, after = doc.get("input") or {}, doc.get("output") or {}
     rows = [("path", _Html(_path(before.get("path"))), _Html(_path(after.get("path"))), ""),
-            ("nodes", _int(before.get("nodes")), _int(after.get("nodes")), _change(before.get("nodes"), after.get("nodes"))),
-            ("file size", _bytes(before.get("file_bytes")), _bytes(after.get("file_bytes")), _change(before.get("file_bytes"), after.get("file_bytes"))),
-            ("initializer bytes", _bytes(before.get("initializer_bytes")), _bytes(after.get("initializer_bytes")), _change(before.get("initializer_bytes"), after.get("initializer_bytes")))]
+            ("nodes", format_count(before.get("nodes")), format_count(after.get("nodes")), format_change(before.get("nodes"), after.get("nodes"))),
+            ("file size", _bytes(before.get("file_bytes")), _bytes(after.get("file_bytes")), format_change(before.get("file_bytes"), after.get("file_bytes"))),
+            ("initializer bytes", _bytes(before.get("initializer_bytes")), _bytes(after.get("initializer_bytes")), format_change(before.get("initializer_bytes"), after.get("initializer_bytes")))]
     for dtype in sorted(set(before.get("weight_bytes_by_dtype") or {}) | set(after.get("weight_bytes_by_dtype") or {})):
         a, b = (before.get("weight_bytes_by_dtype") or {}).get(dtype, 0), (after.get("weight_bytes_by_dtype") or {}).get(dtype, 0)
-        rows.append((f"weights {dtype}", _bytes(a), _bytes(b), _change(a, b)))
+        rows.append((f"weights {dtype}", _bytes(a), _bytes(b), format_change(a, b)))
     body = _table(["", "before", "after", "change"], rows, numeric=(1, 2, 3), table_id="before-after")
     extra = [("level", doc.get("level")), ("external data", after.get("external_data")), ("runtime settings", doc.get("config")),
              ("ops introduced", _pairs(doc.get("introduced_ops"))),
@@ -537,8 +476,8 @@ def _tuning(doc: Mapping) -> str:
         return _section("tuning", "Tuning", _not_run("Tuning not run: no runtime settings or graph variants were timed."))
     m, final = tuning.get("measured") or {}, tuning.get("final") or {}
     body = f'<p class="decision"><strong>{_e(m.get("decision") or "")}</strong></p>'
-    body += _kv([("objective", m.get("objective")), ("speedup vs original under defaults (by minimum)", _x(m.get("speedup_vs_defaults"))),
-                 ("noise (control vs baseline)", f"{m['noise']:.1%}" if _finite(m.get("noise")) else None), ("per call", m.get("per_call")),
+    body += _kv([("objective", m.get("objective")), ("speedup vs original under defaults (by minimum)", format_ratio(m.get("speedup_vs_defaults"))),
+                 ("noise (control vs baseline)", f"{m['noise']:.1%}" if is_finite(m.get("noise")) else None), ("per call", m.get("per_call")),
                  ("chosen", _key(tuning.get("chosen") or {})), ("inputs", m.get("inputs")), ("batch", m.get("batch"))])
     body += _latency_chart("chart-tuning", "latency per configuration: bar to the median, whisker from min to p90", _tuning_rows(tuning))
     body += '<p class="muted">Bar: median latency. Whisker and figures in brackets: minimum – p90. Highlighted: the configuration that ships.</p>'
@@ -548,8 +487,8 @@ def _tuning(doc: Mapping) -> str:
         body += f"<h3>Not timed or failed ({len(untimed)})</h3>" + _table(["variant", "configuration", "why"], rows, row_classes=["fail" if c.get("error") else "idle" for c in untimed], table_id="untimed")
     search = m.get("search") or {}
     if search:
-        rungs = [(r.get("stage"), r.get("rung", ""), r.get("candidates"), r.get("rounds"), _sig(r.get("seconds"))) for r in search.get("rungs") or []]
-        body += f"<h3>Search</h3><p>{_e(search.get('mode'))}: {_e(_sig(search.get('seconds')))} s (budget {_e(_sig(search.get('budget_s')))} s).</p>"
+        rungs = [(r.get("stage"), r.get("rung", ""), r.get("candidates"), r.get("rounds"), format_significant(r.get("seconds"))) for r in search.get("rungs") or []]
+        body += f"<h3>Search</h3><p>{_e(search.get('mode'))}: {_e(format_significant(search.get('seconds')))} s (budget {_e(format_significant(search.get('budget_s')))} s).</p>"
         body += _table(["stage", "rung", "candidates", "rounds", "seconds (cumulative)"], rungs, numeric=(1, 2, 3, 4)) if rungs else ""
         if search.get("skipped"):
             body += '<p class="muted">Left out of the search:</p><ul>' + "".join(f"<li>{_e(s)}</li>" for s in search["skipped"]) + "</ul>"
@@ -563,17 +502,17 @@ def _profile(doc: Mapping) -> str:
     if profile.get("error"):
         return _section("profile", "Time by op type", _not_run(f"Profile failed: {profile['error']}"))
     by_type = sorted(profile.get("by_op_type") or [], key=lambda r: -(r.get("mean_ms") or 0))
-    rows = [(r.get("op_type"), [r.get("mean_ms")], f"{_ms(r.get('mean_ms'))} · {(r.get('share') or 0):.1%} · {r.get('nodes')} node(s)") for r in by_type[:TOP_OPS]]
+    rows = [(r.get("op_type"), [r.get("mean_ms")], f"{format_ms(r.get('mean_ms'))} · {(r.get('share') or 0):.1%} · {r.get('nodes')} node(s)") for r in by_type[:TOP_OPS]]
     rest = by_type[TOP_OPS:]
     if rest:
         ms, share = sum(r.get("mean_ms") or 0 for r in rest), sum(r.get("share") or 0 for r in rest)
-        rows.append((f"other ({len(rest)} op types)", [ms], f"{_ms(ms)} · {share:.1%}"))
-    body = f"<p>{_e(profile.get('runs'))} profiled runs under the shipped settings: {_e(_ms(profile.get('run_ms')))} per run, {_e(_ms(profile.get('kernel_ms')))} in kernels.</p>"
+        rows.append((f"other ({len(rest)} op types)", [ms], f"{format_ms(ms)} · {share:.1%}"))
+    body = f"<p>{_e(profile.get('runs'))} profiled runs under the shipped settings: {_e(format_ms(profile.get('run_ms')))} per run, {_e(format_ms(profile.get('kernel_ms')))} in kernels.</p>"
     body += _bar_chart("chart-profile", "mean kernel time by op type", rows, [("mean time", "after")], "ms")
     nodes = profile.get("nodes") or []
     if nodes:
         body += f"<h3>Slowest nodes (top {min(TOP_ROWS, len(nodes))} of {len(nodes)})</h3>"
-        body += _table(["node", "op type", "provider", "mean", "share"], [(n.get("name"), n.get("op_type"), n.get("provider"), _ms(n.get("mean_ms")), f"{(n.get('share') or 0):.1%}") for n in nodes[:TOP_ROWS]], numeric=(3, 4))
+        body += _table(["node", "op type", "provider", "mean", "share"], [(n.get("name"), n.get("op_type"), n.get("provider"), format_ms(n.get("mean_ms")), f"{(n.get('share') or 0):.1%}") for n in nodes[:TOP_ROWS]], numeric=(3, 4))
     return _section("profile", "Time by op type", body)
 
 
@@ -584,7 +523,7 @@ def _passes(doc: Mapping) -> str:
     rows, classes = [], []
     for p in passes:
         declined = "; ".join(f"{reason} ×{count}" for reason, count in (p.get("declined") or {}).items())
-        rows.append((p.get("name"), _pairs(p.get("changes")) or "–", _Html(f"<small>{_e(declined)}</small>") if declined else "", _sig((p.get("seconds") or 0) * 1000), dropped.get(p.get("name"), "")))
+        rows.append((p.get("name"), _pairs(p.get("changes")) or "–", _Html(f"<small>{_e(declined)}</small>") if declined else "", format_significant((p.get("seconds") or 0) * 1000), dropped.get(p.get("name"), "")))
         classes.append("fail" if p.get("name") in dropped else ("" if p.get("changes") else "idle"))
     return _section("passes", "Passes", _table(["pass", "changes", "declined", "ms", "dropped because"], rows, numeric=(3,), row_classes=classes, table_id="passes-table"))
 
@@ -600,7 +539,7 @@ def _verification(doc: Mapping) -> str:
         return _section("verification", "Verification", _not_run("Verification not run."))
     if not outputs:
         return _section("verification", "Verification", head)
-    rows = [(o.get("name"), _err(o.get("max_abs")), _err(o.get("max_rel")), _sig(o.get("cosine"), 6), _badge(o.get("passed")), o.get("note") or "") for o in outputs]
+    rows = [(o.get("name"), _err(o.get("max_abs")), _err(o.get("max_rel")), format_significant(o.get("cosine"), 6), _badge(o.get("passed")), o.get("note") or "") for o in outputs]
     return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.get("passed") else "fail" for o in outputs]))
 
 
@@ -613,13 +552,13 @@ def _lossy(doc: Mapping) -> str:
     for v in variants:
         kept = v.get("status") == "kept" or v.get("method") == lossy.get("chosen")
         excluded = v.get("excluded_nodes") or []
-        speed = f"{_x(v.get('speedup_vs_lossless'))} median, {_x(v.get('speedup_vs_lossless_min'))} min" if _finite(v.get("speedup_vs_lossless")) else "–"
+        speed = f"{format_ratio(v.get('speedup_vs_lossless'))} median, {format_ratio(v.get('speedup_vs_lossless_min'))} min" if is_finite(v.get("speedup_vs_lossless")) else "–"
         rows.append((v.get("label") or v.get("method"), _badge({"kept": True, "failed": False}.get(v.get("status")), v.get("status")), v.get("reason") or "",
                      _worst(v.get("errors")), speed, ", ".join(f"{k} {_bytes(b)}" for k, b in (v.get("weight_bytes_by_dtype") or {}).items()),
                      f"{len(excluded)}: " + ", ".join(str(n.get("name")) for n in excluded[:5]) + (" …" if len(excluded) > 5 else "") if excluded else ""))
     lossless = lossy.get("lossless_latency_ms") or {}
     body = _kv([("error budget", lossy.get("budget")), ("ships", lossy.get("chosen") or "none (the lossless model ships)"),
-                ("lossless median", _ms(lossless.get("median_ms")) if lossless else None), ("noise", f"{lossy['noise']:.1%}" if _finite(lossy.get("noise")) else None)])
+                ("lossless median", format_ms(lossless.get("median_ms")) if lossless else None), ("noise", f"{lossy['noise']:.1%}" if is_finite(lossy.get("noise")) else None)])
     body += _table(["variant", "status", "reason", "worst errors", "speed vs lossless", "weights", "nodes left float"], rows, table_id="lossy-table")
     body += "".join(f'<p class="muted">{_e(n)}</p>' for n in lossy.get("notes") or [])
     return _section("lossy", "Lossy variants", body)
@@ -632,14 +571,14 @@ def _analysis(doc: Mapping) -> str:
     if a.get("error"):
         return _section("analysis", "Cost model", _not_run(f"Analysis failed: {a['error']}"))
     work = a.get("work_flops")
-    body = _kv([("work", _short(work, "FLOPs")), ("span (critical path)", _short(a.get("span_flops"), "FLOPs") + (f", {a['critical_path_length']} nodes" if a.get("critical_path_length") else "")),
-                ("parallelism (work / span)", _sig(a.get("parallelism"))), ("inter-op speedup bound", _x(a.get("inter_op_speedup_bound"))),
+    body = _kv([("work", format_si(work, "FLOPs")), ("span (critical path)", format_si(a.get("span_flops"), "FLOPs") + (f", {a['critical_path_length']} nodes" if a.get("critical_path_length") else "")),
+                ("parallelism (work / span)", format_significant(a.get("parallelism"))), ("inter-op speedup bound", format_ratio(a.get("inter_op_speedup_bound"))),
                 ("parallel regions", len(a.get("regions") or [])), ("nodes of unknown cost", a.get("unknown_cost_nodes"))])
     top = a.get("top_nodes") or []
     if top:
-        share = (lambda f: f"{f / work:.1%}") if _finite(work) and work > 0 else (lambda f: "–")
+        share = (lambda f: f"{f / work:.1%}") if is_finite(work) and work > 0 else (lambda f: "–")
         body += "<h3>Costliest nodes</h3>" + _table(["node", "op type", "FLOPs", "share of work", "bytes moved"],
-                                                     [(n.get("name"), n.get("op_type"), _short(n.get("flops")), share(n.get("flops") or 0), _bytes(n.get("bytes_moved"))) for n in top[:TOP_ROWS]], numeric=(2, 3, 4))
+                                                     [(n.get("name"), n.get("op_type"), format_si(n.get("flops")), share(n.get("flops") or 0), _bytes(n.get("bytes_moved"))) for n in top[:TOP_ROWS]], numeric=(2, 3, 4))
     return _section("analysis", "Cost model", body)
 
 
@@ -660,14 +599,14 @@ def _optimize(doc: Mapping) -> str:
 
 
 def _gate_value(value, unit: str) -> str:
-    if not _num(value):
+    if not is_number(value):
         return "–" if value is None else str(value)
     if unit == "bytes":
         return _bytes(value)
     if unit == "ms":
-        return _ms(value)
+        return format_ms(value)
     if unit == "ratio":
-        return f"{_sig(value)}x"
+        return f"{format_significant(value)}x"
     text = f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
     return f"{text} {unit or ''}".rstrip()
 
@@ -676,7 +615,7 @@ def _latency_section(latency: Mapping | None, rows: list, facts: list, verdict: 
     if not latency:
         return _section("latency", "Latency", _not_run("Latency not measured."))
     chart = _latency_chart("chart-latency", "latency: bar to the median, whisker from min to p90", [r for r in rows if r[1]])
-    noise = [("noise (control vs reference)", f"{latency['noise']:.1%}" if _finite(latency.get("noise")) else None)]
+    noise = [("noise (control vs reference)", f"{latency['noise']:.1%}" if is_finite(latency.get("noise")) else None)]
     legend = '<p class="muted">Bar: median. Whisker and figures in brackets: minimum – p90. Timed together in rotated blocks.</p>'
     return _section("latency", "Latency", (f"<p><strong>{_e(verdict)}</strong></p>" if verdict else "") + chart + legend + _kv(facts + noise))
 
@@ -693,7 +632,7 @@ def _check(doc: Mapping) -> str:
                      if gates else _not_run("No gates were set."))
     latency = doc.get("latency") or {}
     body += _latency_section(doc.get("latency"), [("model", latency.get("model"), "subject"), ("baseline", latency.get("baseline"), "baseline"), ("control (a second copy)", latency.get("control"), "control")],
-                             [("model / baseline median", _x(latency.get("ratio_median"))), ("model / baseline minimum", _x(latency.get("ratio_min")))])
+                             [("model / baseline median", format_ratio(latency.get("ratio_median"))), ("model / baseline minimum", format_ratio(latency.get("ratio_min")))])
     errors = doc.get("errors")
     body += _section("errors", "Output errors", (_kv([("inputs", doc.get("inputs"))]) + _errors_table(errors)) if errors else _not_run("Outputs not compared (no baseline)."))
     columns = ([("baseline", baseline)] if baseline else []) + [("model", model)]
@@ -710,22 +649,24 @@ def _compare(doc: Mapping) -> str:
     size, latency, outputs = doc.get("size") or {}, doc.get("latency"), doc.get("outputs") or []
     body = f"<header><h1>Compare {_e(_name(a.get('path')))} and {_e(_name(b.get('path')))}</h1><p>A {_path(a.get('path'))}<br>B {_path(b.get('path'))}</p></header>"
     changed = [r for r in doc.get("op_counts") or [] if r.get("delta")]
-    rel = [o["rel"] for o in outputs if _num(o.get("rel"))]
-    cards = [_card("size B / A", _x(size.get("ratio")), f"{_bytes(size.get('a_bytes'))} → {_bytes(size.get('b_bytes'))}"),
-             _card("latency B / A", _x(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
+    rel = [o["rel"] for o in outputs if is_number(o.get("rel"))]
+    cards = [_card("size B / A", format_ratio(size.get("ratio")), f"{_bytes(size.get('a_bytes'))} → {_bytes(size.get('b_bytes'))}"),
+             _card("latency B / A", format_ratio(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
              _card("worst output error", f"rel {_err(max(rel))}" if rel else "–", f"{_worst(outputs)}; {len(outputs)} output(s)" if outputs else "outputs not compared"),
-             _card("op types changed", str(len(changed)), f"nodes {_int(a.get('nodes'))} → {_int(b.get('nodes'))}")]
+             _card("op types changed", str(len(changed)), f"nodes {format_count(a.get('nodes'))} → {format_count(b.get('nodes'))}")]
     body += '<div class="cards" id="headline">' + "".join(cards) + "</div>"
     latency_ = latency or {}
     body += _latency_section(latency, [("A", latency_.get("a"), "before"), ("B", latency_.get("b"), "subject"), ("control (a second copy of A)", latency_.get("control"), "control")],
-                             [("B / A median", _x(latency_.get("ratio_median"))), ("B / A minimum", _x(latency_.get("ratio_min")))], latency_.get("verdict") or "")
+                             [("B / A median", format_ratio(latency_.get("ratio_median"))), ("B / A minimum", format_ratio(latency_.get("ratio_min")))], latency_.get("verdict") or "")
     body += _section("outputs", "Outputs", (_kv([("inputs", doc.get("inputs"))]) + _errors_table(outputs)) if outputs else _not_run("Outputs not compared."))
     sizes, ops = _comparison_charts("chart-compare", ("A", "B"), a, b)
     return body + _section("models", "Models", _stats_table([("A", a), ("B", b)])) + _section("sizes", "Weight bytes", sizes) + _section("ops", "Op counts", ops)
 
 
-def render_html(document: dict) -> str:
+def render_html(document: Document | dict) -> str:
     """The document as one self-contained HTML page (no script, no fetches)."""
+    if isinstance(document, Document):
+        document = document.to_dict()
     kind = document.get("kind")
     if kind == "optimize":
         title, body = f"optimize: {_name((document.get('input') or {}).get('path'))}", _optimize(document)
