@@ -15,8 +15,8 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 
-from optimizer.reports.document import Document
-from optimizer.units import format_bytes, format_change, format_count, format_error, format_ms, format_ratio, format_si, format_significant, is_finite, is_number
+from optimizer.reports.document import CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, RunReport, TuningSection, document_from_dict
+from optimizer.units import format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
 
 __all__ = ["render_html", "CSP"]
 
@@ -313,65 +313,64 @@ def _size_rows(before: Mapping | None, after: Mapping | None) -> list[tuple[str,
 # -- shared sections ------------------------------------------------------------------------------
 
 
-def _errors_table(errors: Sequence[Mapping] | None) -> str:
-    rows = [(e.get("name"), _err(e.get("max_abs")), _err(e.get("rel")), format_significant(e.get("cos"), 6), format_significant(e.get("top1"), 4), format_count(e.get("nonfinite")))
-            for e in errors or []]
+def _errors_table(errors: Sequence[OutputErrorRow] | None) -> str:
+    rows = [(e.name, _err(e.max_abs), _err(e.rel), format_significant(e.cos, 6), format_significant(e.top1, 4), format_count(e.nonfinite)) for e in errors or []]
     return _table(["output", "max abs", "rel", "cosine", "top-1 agreement", "non-finite"], rows, numeric=(1, 2, 3, 4, 5)) if rows else ""
 
 
-def _worst(errors: Sequence[Mapping] | None) -> str:
+def _worst(errors: Sequence[OutputErrorRow] | None) -> str:
     errors = errors or []
-    rel = [e["rel"] for e in errors if is_number(e.get("rel"))]
-    cos = [e["cos"] for e in errors if is_number(e.get("cos"))]
-    top1 = [e["top1"] for e in errors if is_number(e.get("top1"))]
-    nonfinite = sum(e.get("nonfinite") or 0 for e in errors)
+    rel = [e.rel for e in errors if is_number(e.rel)]
+    cos = [e.cos for e in errors if is_number(e.cos)]
+    top1 = [e.top1 for e in errors if is_number(e.top1)]
+    nonfinite = sum(e.nonfinite or 0 for e in errors)
     parts = ([f"rel {_err(max(rel))}"] if rel else []) + ([f"cos {format_significant(min(cos), 6)}"] if cos else []) + ([f"top1 {format_significant(min(top1), 4)}"] if top1 else [])
     return ", ".join(parts + ([f"{nonfinite} non-finite"] if nonfinite else [])) or "–"
 
 
-def _stats_table(columns: Sequence[tuple[str, Mapping]]) -> str:
+def _stats_table(columns: Sequence[tuple[str, ModelFacts]]) -> str:
     """Model statistics side by side (check's model and baseline, compare's a and b)."""
-    dtypes = sorted({k for _, m in columns for k in (m.get("weight_bytes_by_dtype") or {})})
-    rows = [("path", *[_Html(_path(m.get("path"))) for _, m in columns]),
-            ("file size", *[_bytes(m.get("file_bytes")) for _, m in columns]),
-            ("nodes", *[format_count(m.get("nodes")) for _, m in columns]),
-            ("parameters", *[format_si(m.get("parameters")) for _, m in columns])]
-    rows += [(f"weights {d}", *[_bytes((m.get("weight_bytes_by_dtype") or {}).get(d)) for _, m in columns]) for d in dtypes]
-    if any(m.get("config") for _, m in columns):
-        rows.append(("runtime settings", *[_Html(_path(m.get("config"))) if m.get("config") else "defaults" for _, m in columns]))
+    dtypes = sorted({k for _, m in columns for k in (m.weight_bytes_by_dtype or {})})
+    rows = [("path", *[_Html(_path(m.path)) for _, m in columns]),
+            ("file size", *[_bytes(m.file_bytes) for _, m in columns]),
+            ("nodes", *[format_count(m.nodes) for _, m in columns]),
+            ("parameters", *[format_si(m.parameters) for _, m in columns])]
+    rows += [(f"weights {d}", *[_bytes((m.weight_bytes_by_dtype or {}).get(d)) for _, m in columns]) for d in dtypes]
+    if any(m.config for _, m in columns):
+        rows.append(("runtime settings", *[_Html(_path(m.config)) if m.config else "defaults" for _, m in columns]))
     return _table(["", *[name for name, _ in columns]], rows, numeric=tuple(range(1, len(columns) + 1)))
 
 
-def _comparison_charts(prefix: str, names: tuple[str, str], a: Mapping, b: Mapping) -> tuple[str, str]:
+def _comparison_charts(prefix: str, names: tuple[str, str], a: ModelFacts, b: ModelFacts) -> tuple[str, str]:
     """Weight bytes by dtype and by op type, and op counts, of two models (before/after, baseline/model, A/B)."""
     series = [(names[0], "before"), (names[1], "after")]
     sizes = ""
-    for key, title in (("dtype", "By dtype"), ("op_type", "By op type")):
-        rows = _size_rows(a.get(f"weight_bytes_by_{key}"), b.get(f"weight_bytes_by_{key}"))
-        chart = _bar_chart(f"{prefix}-{key.replace('_', '')}", f"weight bytes {title.lower()}", rows, series, "bytes")
+    for key, title, bytes_a, bytes_b in (("dtype", "By dtype", a.weight_bytes_by_dtype, b.weight_bytes_by_dtype),
+                                         ("optype", "By op type", a.weight_bytes_by_op_type, b.weight_bytes_by_op_type)):
+        chart = _bar_chart(f"{prefix}-{key}", f"weight bytes {title.lower()}", _size_rows(bytes_a, bytes_b), series, "bytes")
         sizes += f"<h3>{title}</h3>" + (chart or _not_run("No weights."))
-    counts_a, counts_b = a.get("op_counts") or {}, b.get("op_counts") or {}
+    counts_a, counts_b = a.op_counts or {}, b.op_counts or {}
     pairs = [(op, counts_a.get(op, 0), counts_b.get(op, 0)) for op in sorted(set(counts_a) | set(counts_b))]
     ops = '<p class="muted">Every op type whose count changed, and the most frequent others.</p>' + _bar_chart(f"{prefix}-ops", "op counts", _op_rows(pairs), series)
     return sizes, ops
 
 
-def _footer(doc: Mapping) -> str:
-    tool, machine = doc.get("tool") or {}, doc.get("machine") or {}
+def _footer(doc: Document) -> str:
+    tool, machine = doc.tool or {}, doc.machine or {}
     versions = ", ".join(f"{k} {v}" for k, v in tool.items())
     cpu = machine.get("cpu_model") or machine.get("cpu")
     cores = machine.get("cpu_count")
-    items = [("created", doc.get("created")), ("tools", versions), ("schema", doc.get("schema_version")),
+    items = [("created", doc.created), ("tools", versions), ("schema", doc.schema_version),
              ("CPU", f"{cpu or '?'}" + (f", {cores} cores ({machine.get('cpu_affinity')} usable)" if cores else "")),
              ("instruction sets", ", ".join(machine.get("cpu_isa") or [])), ("platform", machine.get("platform")),
              ("python / numpy / onnxruntime", " / ".join(str(machine.get(k, "?")) for k in ("python", "numpy", "onnxruntime")) if machine else "")]
-    seconds = doc.get("seconds")
+    seconds = doc.seconds if isinstance(doc, RunReport) else None
     if isinstance(seconds, Mapping):
         items.append(("seconds", ", ".join(f"{k} {format_significant(v)}" for k, v in seconds.items())))
     return f"<footer>{_kv(items)}</footer>"
 
 
-def _page(title: str, body: str, doc: Mapping) -> str:
+def _page(title: str, body: str, doc: Document) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="referrer" content="no-referrer"><meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -395,46 +394,45 @@ def _name(path) -> str:
 # -- kind "optimize" ------------------------------------------------------------------------------
 
 
-def _headline(doc: Mapping) -> str:
-    before, after = doc.get("input") or {}, doc.get("output") or {}
-    tuning, lossy = doc.get("tuning"), doc.get("lossy") or {}
-    verification = doc.get("verification") or {"status": "not run"}
+def _headline(doc: RunReport) -> str:
+    before, after, tuning, verification = doc.input, doc.output, doc.tuning, doc.verification
     cards = []
     if tuning:
-        m = tuning.get("measured") or {}
-        speedup, noise = m.get("speedup_vs_defaults"), m.get("noise") or 0
+        m = tuning.measured or {}
+        speedup, noise = tuning.speedup, tuning.noise
         within = is_finite(speedup) and abs(speedup - 1) <= noise
         # speedup_vs_defaults is the ratio of the minimum latencies (the tuner's score)
         sub = f"min {format_ms(m.get('baseline_min_ms'))} → {format_ms(m.get('min_ms'))}" + (f"; within the noise ({noise:.0%})" if within else "")
         cards.append(_card("speed vs original", format_ratio(speedup), sub, "" if within or not is_finite(speedup) else ("ok" if speedup > 1 else "bad")))
     else:
         cards.append(_card("speed vs original", "not tuned", "no latency measured"))
-    cards.append(_card("nodes", f"{format_count(before.get('nodes'))} → {format_count(after.get('nodes'))}", format_change(before.get("nodes"), after.get("nodes"))))
-    cards.append(_card("file size", f"{_bytes(before.get('file_bytes'))} → {_bytes(after.get('file_bytes'))}", format_change(before.get("file_bytes"), after.get("file_bytes"))))
-    status = verification.get("status") or "not run"
-    outputs = verification.get("outputs") or []
-    cards.append(_card("verification", status, f"{len(outputs)} output(s)" if outputs else verification.get("reason") or "",
+    cards.append(_card("nodes", f"{format_count(before.nodes)} → {format_count(after.nodes)}", format_change(before.nodes, after.nodes)))
+    cards.append(_card("file size", f"{_bytes(before.file_bytes)} → {_bytes(after.file_bytes)}", format_change(before.file_bytes, after.file_bytes)))
+    status = verification.status or "not run"
+    outputs = verification.outputs or []
+    cards.append(_card("verification", status, f"{len(outputs)} output(s)" if outputs else verification.reason or "",
                        {"passed": "ok", "failed": "bad"}.get(status, "")))
-    chosen = (tuning or {}).get("chosen") or {}
-    lossy_label = next((v.get("label") for v in lossy.get("variants") or [] if v.get("method") == lossy.get("chosen")), None) if lossy.get("chosen") else None
-    cards.append(_card("ships", str(doc.get("shipped_variant") or doc.get("level") or "–"), " · ".join(x for x in (lossy_label, chosen.get("label")) if x)))
+    lossy_label = doc.lossy.chosen_label if doc.lossy else None
+    tuned_label = tuning.chosen.get("label") if tuning and tuning.chosen else None
+    cards.append(_card("ships", str(doc.shipped_variant or doc.level or "–"), " · ".join(x for x in (lossy_label, tuned_label) if x)))
     return '<div class="cards" id="headline">' + "".join(cards) + "</div>"
 
 
-def _before_after(doc: Mapping) -> str:
-    before, after = doc.get("input") or {}, doc.get("output") or {}
-    rows = [("path", _Html(_path(before.get("path"))), _Html(_path(after.get("path"))), ""),
-            ("nodes", format_count(before.get("nodes")), format_count(after.get("nodes")), format_change(before.get("nodes"), after.get("nodes"))),
-            ("file size", _bytes(before.get("file_bytes")), _bytes(after.get("file_bytes")), format_change(before.get("file_bytes"), after.get("file_bytes"))),
-            ("initializer bytes", _bytes(before.get("initializer_bytes")), _bytes(after.get("initializer_bytes")), format_change(before.get("initializer_bytes"), after.get("initializer_bytes")))]
-    for dtype in sorted(set(before.get("weight_bytes_by_dtype") or {}) | set(after.get("weight_bytes_by_dtype") or {})):
-        a, b = (before.get("weight_bytes_by_dtype") or {}).get(dtype, 0), (after.get("weight_bytes_by_dtype") or {}).get(dtype, 0)
+def _before_after(doc: RunReport) -> str:
+    before, after = doc.input, doc.output
+    rows = [("path", _Html(_path(before.path)), _Html(_path(after.path)), "")]
+    for label, a, b, show in (("nodes", before.nodes, after.nodes, format_count), ("file size", before.file_bytes, after.file_bytes, _bytes),
+                              ("initializer bytes", before.initializer_bytes, after.initializer_bytes, _bytes)):
+        rows.append((label, show(a), show(b), format_change(a, b)))
+    dtypes_before, dtypes_after = before.weight_bytes_by_dtype or {}, after.weight_bytes_by_dtype or {}
+    for dtype in sorted(set(dtypes_before) | set(dtypes_after)):
+        a, b = dtypes_before.get(dtype, 0), dtypes_after.get(dtype, 0)
         rows.append((f"weights {dtype}", _bytes(a), _bytes(b), format_change(a, b)))
     body = _table(["", "before", "after", "change"], rows, numeric=(1, 2, 3), table_id="before-after")
-    extra = [("level", doc.get("level")), ("external data", after.get("external_data")), ("runtime settings", doc.get("config")),
-             ("ops introduced", _pairs(doc.get("introduced_ops"))),
-             ("initializer inputs made constants", ", ".join(map(str, doc.get("converted_initializer_inputs") or []))),
-             ("outputs kept (pruned the rest)", ", ".join(map(str, doc.get("pruned_outputs") or [])))]
+    extra = [("level", doc.level), ("external data", after.external_data), ("runtime settings", doc.config),
+             ("ops introduced", _pairs(doc.introduced_ops)),
+             ("initializer inputs made constants", ", ".join(map(str, doc.converted_initializer_inputs or []))),
+             ("outputs kept (pruned the rest)", ", ".join(map(str, doc.pruned_outputs or [])))]
     return _section("summary", "Before and after", body + _kv(extra))
 
 
@@ -442,10 +440,10 @@ def _key(candidate: Mapping) -> str:
     return f"{candidate.get('variant')} | {candidate.get('label')}"
 
 
-def _tuning_rows(tuning: Mapping) -> list:
+def _tuning_rows(tuning: TuningSection) -> list:
     """The latency chart's rows: the final round (which decides), then every other candidate the search timed."""
-    m, final = tuning.get("measured") or {}, {k: v for k, v in (tuning.get("final") or {}).items() if v}
-    chosen = _key(tuning.get("chosen") or {})
+    m, final = tuning.measured or {}, {k: v for k, v in (tuning.final or {}).items() if v}
+    chosen = _key(tuning.chosen or {})
     # The reference (the original under onnxruntime's defaults) is not named: it is the final entry with the baseline's figures.
     baseline = next((k for k, s in final.items() if k != "control" and (s.get("median_ms"), s.get("min_ms")) == (m.get("baseline_median_ms"), m.get("baseline_min_ms"))), None)
     rows: list = []
@@ -470,15 +468,15 @@ def _why_untimed(candidate: Mapping) -> str:
     return f"eliminated at rung {rung}" if rung else "not timed"
 
 
-def _tuning(doc: Mapping) -> str:
-    tuning = doc.get("tuning")
+def _tuning(doc: RunReport) -> str:
+    tuning = doc.tuning
     if not tuning:
         return _section("tuning", "Tuning", _not_run("Tuning not run: no runtime settings or graph variants were timed."))
-    m, final = tuning.get("measured") or {}, tuning.get("final") or {}
+    m, final = tuning.measured or {}, tuning.final or {}
     body = f'<p class="decision"><strong>{_e(m.get("decision") or "")}</strong></p>'
     body += _kv([("objective", m.get("objective")), ("speedup vs original under defaults (by minimum)", format_ratio(m.get("speedup_vs_defaults"))),
                  ("noise (control vs baseline)", f"{m['noise']:.1%}" if is_finite(m.get("noise")) else None), ("per call", m.get("per_call")),
-                 ("chosen", _key(tuning.get("chosen") or {})), ("inputs", m.get("inputs")), ("batch", m.get("batch"))])
+                 ("chosen", _key(tuning.chosen or {})), ("inputs", m.get("inputs")), ("batch", m.get("batch"))])
     body += _latency_chart("chart-tuning", "latency per configuration: bar to the median, whisker from min to p90", _tuning_rows(tuning))
     body += '<p class="muted">Bar: median latency. Whisker and figures in brackets: minimum – p90. Highlighted: the configuration that ships.</p>'
     untimed = [c for c in m.get("candidates") or [] if c.get("min_ms") is None and _key(c) not in final]
@@ -495,8 +493,8 @@ def _tuning(doc: Mapping) -> str:
     return _section("tuning", "Tuning", body)
 
 
-def _profile(doc: Mapping) -> str:
-    profile = doc.get("profile")
+def _profile(doc: RunReport) -> str:
+    profile = doc.profile
     if not profile:
         return _section("profile", "Time by op type", _not_run("Profile not run."))
     if profile.get("error"):
@@ -516,56 +514,53 @@ def _profile(doc: Mapping) -> str:
     return _section("profile", "Time by op type", body)
 
 
-def _passes(doc: Mapping) -> str:
-    passes, dropped = doc.get("passes") or [], {d.get("name"): d.get("reason") for d in doc.get("dropped_passes") or []}
+def _passes(doc: RunReport) -> str:
+    passes, dropped = doc.passes or [], {d.name: d.reason for d in doc.dropped_passes or []}
     if not passes:
         return _section("passes", "Passes", _not_run("No passes ran."))
     rows, classes = [], []
     for p in passes:
-        declined = "; ".join(f"{reason} ×{count}" for reason, count in (p.get("declined") or {}).items())
-        rows.append((p.get("name"), _pairs(p.get("changes")) or "–", _Html(f"<small>{_e(declined)}</small>") if declined else "", format_significant((p.get("seconds") or 0) * 1000), dropped.get(p.get("name"), "")))
-        classes.append("fail" if p.get("name") in dropped else ("" if p.get("changes") else "idle"))
+        declined = "; ".join(f"{reason} ×{count}" for reason, count in (p.declined or {}).items())
+        rows.append((p.name, _pairs(p.changes) or "–", _Html(f"<small>{_e(declined)}</small>") if declined else "", format_significant((p.seconds or 0) * 1000), dropped.get(p.name, "")))
+        classes.append("fail" if p.name in dropped else ("" if p.changes else "idle"))
     return _section("passes", "Passes", _table(["pass", "changes", "declined", "ms", "dropped because"], rows, numeric=(3,), row_classes=classes, table_id="passes-table"))
 
 
-def _verification(doc: Mapping) -> str:
-    v = doc.get("verification") or {"status": "not run"}
-    status = v.get("status") or "not run"
-    outputs = v.get("outputs") or []
-    tolerance = v.get("tolerance") or {}
-    head = f"<p>{_badge(status == 'passed' if status in ('passed', 'failed') else None, status)} {_e(v.get('reason') or '')}</p>"
-    head += _kv([("inputs", v.get("inputs_source")), ("tolerance", _pairs(tolerance)), ("of", v.get("of"))])
+def _verification(doc: RunReport) -> str:
+    v = doc.verification
+    status = v.status or "not run"
+    outputs = v.outputs or []
+    head = f"<p>{_badge(status == 'passed' if status in ('passed', 'failed') else None, status)} {_e(v.reason or '')}</p>"
+    head += _kv([("inputs", v.inputs_source), ("tolerance", _pairs(v.tolerance)), ("of", v.of)])
     if status == "not run" and not outputs:
         return _section("verification", "Verification", _not_run("Verification not run."))
     if not outputs:
         return _section("verification", "Verification", head)
-    rows = [(o.get("name"), _err(o.get("max_abs")), _err(o.get("max_rel")), format_significant(o.get("cosine"), 6), _badge(o.get("passed")), o.get("note") or "") for o in outputs]
-    return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.get("passed") else "fail" for o in outputs]))
+    rows = [(o.name, _err(o.max_abs), _err(o.max_rel), format_significant(o.cosine, 6), _badge(o.passed), o.note or "") for o in outputs]
+    return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.passed else "fail" for o in outputs]))
 
 
-def _lossy(doc: Mapping) -> str:
-    lossy = doc.get("lossy")
+def _lossy(doc: RunReport) -> str:
+    lossy = doc.lossy
     if not lossy:
         return _section("lossy", "Lossy variants", _not_run("No lossy variant tried (quantization, fp16 and pruning are opt-in)."))
-    variants = lossy.get("variants") or []
     rows = []
-    for v in variants:
-        kept = v.get("status") == "kept" or v.get("method") == lossy.get("chosen")
-        excluded = v.get("excluded_nodes") or []
-        speed = f"{format_ratio(v.get('speedup_vs_lossless'))} median, {format_ratio(v.get('speedup_vs_lossless_min'))} min" if is_finite(v.get("speedup_vs_lossless")) else "–"
-        rows.append((v.get("label") or v.get("method"), _badge({"kept": True, "failed": False}.get(v.get("status")), v.get("status")), v.get("reason") or "",
-                     _worst(v.get("errors")), speed, ", ".join(f"{k} {_bytes(b)}" for k, b in (v.get("weight_bytes_by_dtype") or {}).items()),
+    for v in lossy.variants or []:
+        excluded = v.excluded_nodes or []
+        speed = f"{format_ratio(v.speedup_vs_lossless)} median, {format_ratio(v.speedup_vs_lossless_min)} min" if is_finite(v.speedup_vs_lossless) else "–"
+        rows.append((v.label or v.method, _badge({"kept": True, "failed": False}.get(v.status), v.status), v.reason or "",
+                     _worst(v.errors), speed, ", ".join(f"{k} {_bytes(b)}" for k, b in (v.weight_bytes_by_dtype or {}).items()),
                      f"{len(excluded)}: " + ", ".join(str(n.get("name")) for n in excluded[:5]) + (" …" if len(excluded) > 5 else "") if excluded else ""))
-    lossless = lossy.get("lossless_latency_ms") or {}
-    body = _kv([("error budget", lossy.get("budget")), ("ships", lossy.get("chosen") or "none (the lossless model ships)"),
-                ("lossless median", format_ms(lossless.get("median_ms")) if lossless else None), ("noise", f"{lossy['noise']:.1%}" if is_finite(lossy.get("noise")) else None)])
+    lossless = lossy.lossless_latency_ms or {}
+    body = _kv([("error budget", lossy.budget), ("ships", lossy.chosen or "none (the lossless model ships)"),
+                ("lossless median", format_ms(lossless.get("median_ms")) if lossless else None), ("noise", format_percent(lossy.noise) if is_finite(lossy.noise) else None)])
     body += _table(["variant", "status", "reason", "worst errors", "speed vs lossless", "weights", "nodes left float"], rows, table_id="lossy-table")
-    body += "".join(f'<p class="muted">{_e(n)}</p>' for n in lossy.get("notes") or [])
+    body += "".join(f'<p class="muted">{_e(n)}</p>' for n in lossy.notes or [])
     return _section("lossy", "Lossy variants", body)
 
 
-def _analysis(doc: Mapping) -> str:
-    a = doc.get("analysis")
+def _analysis(doc: RunReport) -> str:
+    a = doc.analysis
     if not a:
         return _section("analysis", "Cost model", _not_run("Analysis not run."))
     if a.get("error"):
@@ -582,12 +577,12 @@ def _analysis(doc: Mapping) -> str:
     return _section("analysis", "Cost model", body)
 
 
-def _optimize(doc: Mapping) -> str:
-    before, after = doc.get("input") or {}, doc.get("output") or {}
-    warnings = [f"pass {d.get('name')} was dropped: {d.get('reason')}" for d in doc.get("dropped_passes") or []] + [str(w) for w in doc.get("warnings") or []]
-    if (doc.get("verification") or {}).get("status") == "failed":
-        warnings.insert(0, f"verification failed: {(doc.get('verification') or {}).get('reason') or 'see below'}")
-    head = f"<header><h1>Optimized {_e(_name(before.get('path')))}</h1><p>{_path(before.get('path'))} → {_path(after.get('path'))}</p>"
+def _optimize(doc: RunReport) -> str:
+    before, after = doc.input, doc.output
+    warnings = [f"pass {d.name} was dropped: {d.reason}" for d in doc.dropped_passes or []] + [str(w) for w in doc.warnings or []]
+    if doc.verification.status == "failed":
+        warnings.insert(0, f"verification failed: {doc.verification.reason or 'see below'}")
+    head = f"<header><h1>Optimized {_e(_name(before.path))}</h1><p>{_path(before.path)} → {_path(after.path)}</p>"
     head += _nav([("summary", "before/after"), ("tuning", "tuning"), ("profile", "time"), ("sizes", "sizes"), ("ops", "ops"), ("passes", "passes"),
                   ("verification", "verification"), ("lossy", "lossy"), ("analysis", "cost model")]) + "</header>"
     sizes, ops = _comparison_charts("chart", ("before", "after"), before, after)
@@ -620,61 +615,54 @@ def _latency_section(latency: Mapping | None, rows: list, facts: list, verdict: 
     return _section("latency", "Latency", (f"<p><strong>{_e(verdict)}</strong></p>" if verdict else "") + chart + legend + _kv(facts + noise))
 
 
-def _check(doc: Mapping) -> str:
-    model, baseline = doc.get("model") or {}, doc.get("baseline")
-    passed, gates = doc.get("passed"), doc.get("gates") or []
-    failed = [g for g in gates if not g.get("passed")]
-    body = f"<header><h1>Check {_e(_name(model.get('path')))}</h1><p>{_path(model.get('path'))}" + (f" against {_path(baseline.get('path'))}" if baseline else "") + "</p></header>"
-    body += f'<div id="verdict" class="banner {"ok" if passed else "bad"}">{"PASSED" if passed else "FAILED"}: {len(gates) - len(failed)} of {len(gates)} gates passed</div>'
-    rows = [(g.get("gate"), g.get("measured_text") or _gate_value(g.get("measured"), g.get("unit") or ""), g.get("limit_text") or _gate_value(g.get("limit"), g.get("unit") or ""),
-             _badge(bool(g.get("passed"))), g.get("detail") or "") for g in gates]
-    body += _section("gates", "Gates", _table(["gate", "measured", "limit", "", "detail"], rows, numeric=(1, 2), row_classes=["" if g.get("passed") else "fail" for g in gates], table_id="gates-table")
+def _check(doc: CheckReport) -> str:
+    model, baseline, gates = doc.model, doc.baseline, doc.gates or []
+    failed = doc.failed_gates
+    body = f"<header><h1>Check {_e(_name(model.path))}</h1><p>{_path(model.path)}" + (f" against {_path(baseline.path)}" if baseline else "") + "</p></header>"
+    body += f'<div id="verdict" class="banner {"ok" if doc.passed else "bad"}">{"PASSED" if doc.passed else "FAILED"}: {len(gates) - len(failed)} of {len(gates)} gates passed</div>'
+    rows = [(g.gate, g.measured_text or _gate_value(g.measured, g.unit or ""), g.limit_text or _gate_value(g.limit, g.unit or ""), _badge(bool(g.passed)), g.detail or "") for g in gates]
+    body += _section("gates", "Gates", _table(["gate", "measured", "limit", "", "detail"], rows, numeric=(1, 2), row_classes=["" if g.passed else "fail" for g in gates], table_id="gates-table")
                      if gates else _not_run("No gates were set."))
-    latency = doc.get("latency") or {}
-    body += _latency_section(doc.get("latency"), [("model", latency.get("model"), "subject"), ("baseline", latency.get("baseline"), "baseline"), ("control (a second copy)", latency.get("control"), "control")],
+    latency = doc.latency or {}
+    body += _latency_section(doc.latency, [("model", latency.get("model"), "subject"), ("baseline", latency.get("baseline"), "baseline"), ("control (a second copy)", latency.get("control"), "control")],
                              [("model / baseline median", format_ratio(latency.get("ratio_median"))), ("model / baseline minimum", format_ratio(latency.get("ratio_min")))])
-    errors = doc.get("errors")
-    body += _section("errors", "Output errors", (_kv([("inputs", doc.get("inputs"))]) + _errors_table(errors)) if errors else _not_run("Outputs not compared (no baseline)."))
+    body += _section("errors", "Output errors", (_kv([("inputs", doc.inputs)]) + _errors_table(doc.errors)) if doc.errors else _not_run("Outputs not compared (no baseline)."))
     columns = ([("baseline", baseline)] if baseline else []) + [("model", model)]
     body += _section("model", "Model", _stats_table(columns))
     if baseline:
         sizes, ops = _comparison_charts("chart-check", ("baseline", "model"), baseline, model)
         return body + _section("sizes", "Weight bytes", sizes) + _section("ops", "Op counts", ops)
-    dtypes = [(k, [v], _bytes(v)) for k, v in (model.get("weight_bytes_by_dtype") or {}).items()]
+    dtypes = [(k, [v], _bytes(v)) for k, v in (model.weight_bytes_by_dtype or {}).items()]
     return body + _section("sizes", "Weight bytes by dtype", _bar_chart("chart-check-dtype", "weight bytes by dtype", dtypes, [("model", "after")], "bytes") or _not_run("No weights."))
 
 
-def _compare(doc: Mapping) -> str:
-    a, b = doc.get("a") or {}, doc.get("b") or {}
-    size, latency, outputs = doc.get("size") or {}, doc.get("latency"), doc.get("outputs") or []
-    body = f"<header><h1>Compare {_e(_name(a.get('path')))} and {_e(_name(b.get('path')))}</h1><p>A {_path(a.get('path'))}<br>B {_path(b.get('path'))}</p></header>"
-    changed = [r for r in doc.get("op_counts") or [] if r.get("delta")]
-    rel = [o["rel"] for o in outputs if is_number(o.get("rel"))]
-    cards = [_card("size B / A", format_ratio(size.get("ratio")), f"{_bytes(size.get('a_bytes'))} → {_bytes(size.get('b_bytes'))}"),
+def _compare(doc: CompareReport) -> str:
+    a, b, size, latency, outputs = doc.a, doc.b, doc.size, doc.latency, doc.outputs or []
+    body = f"<header><h1>Compare {_e(_name(a.path))} and {_e(_name(b.path))}</h1><p>A {_path(a.path)}<br>B {_path(b.path)}</p></header>"
+    rel = [o.rel for o in outputs if is_number(o.rel)]
+    cards = [_card("size B / A", format_ratio(size.ratio), f"{_bytes(size.a_bytes)} → {_bytes(size.b_bytes)}"),
              _card("latency B / A", format_ratio(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
              _card("worst output error", f"rel {_err(max(rel))}" if rel else "–", f"{_worst(outputs)}; {len(outputs)} output(s)" if outputs else "outputs not compared"),
-             _card("op types changed", str(len(changed)), f"nodes {format_count(a.get('nodes'))} → {format_count(b.get('nodes'))}")]
+             _card("op types changed", str(len(doc.changed_ops)), f"nodes {format_count(a.nodes)} → {format_count(b.nodes)}")]
     body += '<div class="cards" id="headline">' + "".join(cards) + "</div>"
-    latency_ = latency or {}
-    body += _latency_section(latency, [("A", latency_.get("a"), "before"), ("B", latency_.get("b"), "subject"), ("control (a second copy of A)", latency_.get("control"), "control")],
-                             [("B / A median", format_ratio(latency_.get("ratio_median"))), ("B / A minimum", format_ratio(latency_.get("ratio_min")))], latency_.get("verdict") or "")
-    body += _section("outputs", "Outputs", (_kv([("inputs", doc.get("inputs"))]) + _errors_table(outputs)) if outputs else _not_run("Outputs not compared."))
+    timing = latency or {}
+    body += _latency_section(latency, [("A", timing.get("a"), "before"), ("B", timing.get("b"), "subject"), ("control (a second copy of A)", timing.get("control"), "control")],
+                             [("B / A median", format_ratio(timing.get("ratio_median"))), ("B / A minimum", format_ratio(timing.get("ratio_min")))], timing.get("verdict") or "")
+    body += _section("outputs", "Outputs", (_kv([("inputs", doc.inputs)]) + _errors_table(outputs)) if outputs else _not_run("Outputs not compared."))
     sizes, ops = _comparison_charts("chart-compare", ("A", "B"), a, b)
     return body + _section("models", "Models", _stats_table([("A", a), ("B", b)])) + _section("sizes", "Weight bytes", sizes) + _section("ops", "Op counts", ops)
 
 
 def render_html(document: Document | dict) -> str:
-    """The document as one self-contained HTML page (no script, no fetches)."""
-    if isinstance(document, Document):
-        document = document.to_dict()
-    kind = document.get("kind")
-    if kind == "optimize":
-        title, body = f"optimize: {_name((document.get('input') or {}).get('path'))}", _optimize(document)
-    elif kind == "check":
-        title, body = f"check: {_name((document.get('model') or {}).get('path'))} {'passed' if document.get('passed') else 'FAILED'}", _check(document)
-    elif kind == "compare":
-        title, body = f"compare: {_name((document.get('a') or {}).get('path'))} vs {_name((document.get('b') or {}).get('path'))}", _compare(document)
+    """The document (typed, or its JSON-ready dict) as one self-contained HTML page (no script, no fetches)."""
+    doc = document_from_dict(document)
+    if isinstance(doc, RunReport):
+        title, body = f"optimize: {_name(doc.input.path)}", _optimize(doc)
+    elif isinstance(doc, CheckReport):
+        title, body = f"check: {_name(doc.model.path)} {'passed' if doc.passed else 'FAILED'}", _check(doc)
+    elif isinstance(doc, CompareReport):
+        title, body = f"compare: {_name(doc.a.path)} vs {_name(doc.b.path)}", _compare(doc)
     else:
-        title = f"optimize report ({kind})"
-        body = f"<h1>{_e(title)}</h1><pre>{_e(json.dumps(document, indent=2, default=str))}</pre>"
-    return _page(title, body, document)
+        title = f"optimize report ({doc.kind})"
+        body = f"<h1>{_e(title)}</h1><pre>{_e(json.dumps(doc.to_dict(), indent=2, default=str))}</pre>"
+    return _page(title, body, doc)

@@ -24,6 +24,15 @@ class Record:
 
     NESTED: ClassVar[dict] = {}  # key -> parser of its value (or of each item of a list); set by subclasses
 
+    def __post_init__(self) -> None:
+        # A section given as null (`"verification": null`) reads as an empty one and writes back as null.
+        for field in dataclasses.fields(self):
+            if field.default_factory is not dataclasses.MISSING and getattr(self, field.name) is None:
+                default = field.default_factory()
+                if isinstance(default, Record):
+                    self.json_extra[field.name] = None
+                    setattr(self, field.name, default)
+
     @classmethod
     def field_names(cls) -> set[str]:
         """The keys this section reads as typed fields."""
