@@ -38,11 +38,11 @@ def _missing(value, dash: str) -> str:
     return dash if value is None else str(value)
 
 
-def format_bytes(count: float | None, units: tuple[str, ...] = BYTE_UNITS, *, tick: bool = False) -> str:
+def format_bytes(count: float | None, units: tuple[str, ...] = BYTE_UNITS, *, tick: bool = False, dash: str = "-") -> str:
     """1536 -> '1.5 KB' (or '1.5 KiB' with IEC_UNITS); the last unit takes everything above it.
-    `tick` (axis labels): no trailing zeros ('1.5 KB', '2 MB'). None -> '-'."""
-    if count is None:
-        return "-"
+    `tick` (axis labels): no trailing zeros ('1.5 KB', '2 MB'). None -> `dash`; NaN, inf -> as themselves."""
+    if not is_finite(count):
+        return _missing(count, dash)
     value = float(count)
     for unit in units:
         if abs(value) < 1024 or unit == units[-1]:

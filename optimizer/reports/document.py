@@ -73,6 +73,14 @@ def analysis_summary(model: ir.Model, input_shapes: Mapping[str, Sequence[int]] 
 # -- sections -------------------------------------------------------------------------------------
 
 
+def _dict():
+    return dataclasses.field(default_factory=dict)
+
+
+def _list():
+    return dataclasses.field(default_factory=list)
+
+
 @dataclasses.dataclass
 class ModelFacts(Record):
     """One model's figures: run's input/output, check's model/baseline, compare's A/B."""
@@ -81,11 +89,11 @@ class ModelFacts(Record):
     external_data: str | None = None
     file_bytes: int | None = None
     nodes: int | None = None
-    op_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    op_counts: dict[str, int] = _dict()
     initializer_bytes: int | None = None
     parameters: int | None = None
-    weight_bytes_by_dtype: dict[str, int] = dataclasses.field(default_factory=dict)
-    weight_bytes_by_op_type: dict[str, int] = dataclasses.field(default_factory=dict)
+    weight_bytes_by_dtype: dict[str, int] = _dict()
+    weight_bytes_by_op_type: dict[str, int] = _dict()
     config: str | None = None
 
 
@@ -95,8 +103,8 @@ class PassRow(Record):
 
     name: str = ""
     runs: int = 0
-    changes: dict[str, int] = dataclasses.field(default_factory=dict)
-    declined: dict[str, int] = dataclasses.field(default_factory=dict)
+    changes: dict[str, int] = _dict()
+    declined: dict[str, int] = _dict()
     seconds: float = 0.0
     dropped: str | None = None
 
@@ -126,7 +134,7 @@ class Verification(Record):
     """The lossless graph against the original in onnxruntime."""
 
     status: str = "not run"
-    outputs: list[OutputCheck] = dataclasses.field(default_factory=list)
+    outputs: list[OutputCheck] = _list()
     reason: str = ""
     tolerance: dict | None = None
     inputs_source: str = ""
@@ -155,9 +163,9 @@ class LossyVariantRow(Record):
     label: str | None = None
     status: str | None = None
     reason: str | None = None
-    errors: list[OutputErrorRow] = dataclasses.field(default_factory=list)
-    excluded_nodes: list[dict] = dataclasses.field(default_factory=list)
-    weight_bytes_by_dtype: dict[str, int] = dataclasses.field(default_factory=dict)
+    errors: list[OutputErrorRow] = _list()
+    excluded_nodes: list[dict] = _list()
+    weight_bytes_by_dtype: dict[str, int] = _dict()
     speedup_vs_lossless: float | None = None
     speedup_vs_lossless_min: float | None = None
 
@@ -170,10 +178,10 @@ class LossySection(Record):
 
     budget: str | None = None
     chosen: str | None = None
-    variants: list[LossyVariantRow] = dataclasses.field(default_factory=list)
+    variants: list[LossyVariantRow] = _list()
     lossless_latency_ms: dict | None = None
     noise: float | None = None
-    notes: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = _list()
 
     NESTED = {"variants": LossyVariantRow.from_dict}
 
@@ -182,7 +190,7 @@ class LossySection(Record):
         """The label of the variant that ships (None when none does)."""
         if not self.chosen:
             return None
-        return next((v.label for v in self.variants if v.method == self.chosen), None)
+        return next((v.label for v in self.variants or [] if isinstance(v, LossyVariantRow) and v.method == self.chosen), None)
 
 
 @dataclasses.dataclass
@@ -190,22 +198,22 @@ class TuningSection(Record):
     """The tuner's record, kept thin (its decision record is being rebuilt): the choice, the measured
     figures and the final round, as `TuningResult.to_dict()` writes them."""
 
-    chosen: dict = dataclasses.field(default_factory=dict)
-    measured: dict = dataclasses.field(default_factory=dict)
-    final: dict = dataclasses.field(default_factory=dict)
+    chosen: dict = _dict()
+    measured: dict = _dict()
+    final: dict = _dict()
 
     @property
     def chosen_label(self) -> str:
-        return self.chosen.get("label", "")
+        return (self.chosen or {}).get("label", "")
 
     @property
     def speedup(self) -> float | None:
         """The chosen settings' speed against the original under onnxruntime's defaults (by minimum)."""
-        return self.measured.get("speedup_vs_defaults")
+        return (self.measured or {}).get("speedup_vs_defaults")
 
     @property
     def noise(self) -> float:
-        return self.measured.get("noise") or 0.0
+        return (self.measured or {}).get("noise") or 0.0
 
 
 @dataclasses.dataclass
@@ -246,14 +254,15 @@ class SizeRow(Record):
 
 @dataclasses.dataclass
 class Document(Record):
-    """What every document has: the schema, the command kind, the tool versions, when and where it ran, warnings."""
+    """What every document has: the schema, the command kind, the tool versions, when and where it ran, warnings, seconds per stage."""
 
     schema_version: int | None = None
     kind: str | None = None
-    tool: dict = dataclasses.field(default_factory=dict)
+    tool: dict = _dict()
     created: str = ""
-    machine: dict = dataclasses.field(default_factory=dict)
-    warnings: list[str] = dataclasses.field(default_factory=list)
+    machine: dict = _dict()
+    warnings: list[str] = _list()
+    seconds: dict[str, float] = _dict()
 
 
 @dataclasses.dataclass
@@ -263,17 +272,16 @@ class RunReport(Document):
     input: ModelFacts = dataclasses.field(default_factory=ModelFacts)
     output: ModelFacts = dataclasses.field(default_factory=ModelFacts)
     level: str | None = None
-    introduced_ops: dict[str, int] = dataclasses.field(default_factory=dict)
-    passes: list[PassRow] = dataclasses.field(default_factory=list)
-    dropped_passes: list[DroppedRow] = dataclasses.field(default_factory=list)
-    converted_initializer_inputs: list[str] = dataclasses.field(default_factory=list)
+    introduced_ops: dict[str, int] = _dict()
+    passes: list[PassRow] = _list()
+    dropped_passes: list[DroppedRow] = _list()
+    converted_initializer_inputs: list[str] = _list()
     pruned_outputs: dict | None = None
     verification: Verification = dataclasses.field(default_factory=Verification)
     lossy: LossySection | None = None
     shipped_variant: str | None = None
     config: str | None = None
     tuning: TuningSection | None = None
-    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     analysis: dict | None = None
     profile: dict | None = None
     # The typed results the terminal tables need beyond the JSON (set by from_result; never serialized).
@@ -306,7 +314,7 @@ class CheckReport(Document):
 
     model: ModelFacts = dataclasses.field(default_factory=ModelFacts)
     baseline: ModelFacts | None = None
-    gates: list[GateRow] = dataclasses.field(default_factory=list)
+    gates: list[GateRow] = _list()
     passed: bool | None = None
     latency: dict | None = None
     errors: list[OutputErrorRow] | None = None
@@ -321,7 +329,7 @@ class CheckReport(Document):
 
     @property
     def failed_gates(self) -> list[GateRow]:
-        return [gate for gate in self.gates if not gate.passed]
+        return [gate for gate in self.gates or [] if not gate.passed]
 
 
 @dataclasses.dataclass
@@ -331,8 +339,8 @@ class CompareReport(Document):
     a: ModelFacts = dataclasses.field(default_factory=ModelFacts)
     b: ModelFacts = dataclasses.field(default_factory=ModelFacts)
     inputs: str | None = None
-    outputs: list[OutputErrorRow] = dataclasses.field(default_factory=list)
-    op_counts: list[OpCountRow] = dataclasses.field(default_factory=list)
+    outputs: list[OutputErrorRow] = _list()
+    op_counts: list[OpCountRow] = _list()
     size: SizeRow = dataclasses.field(default_factory=SizeRow)
     latency: dict | None = None
 
@@ -345,7 +353,7 @@ class CompareReport(Document):
 
     @property
     def changed_ops(self) -> list[OpCountRow]:
-        return [row for row in self.op_counts if row.delta]
+        return [row for row in self.op_counts or [] if row.delta]
 
 
 _KINDS: dict[str, type[Document]] = {"optimize": RunReport, "check": CheckReport, "compare": CompareReport}

@@ -10,19 +10,18 @@ escaped JSON).
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
 
+from optimizer.reports.charts import TOP_OPS, bar_chart, latency_chart, op_rows, size_rows
 from optimizer.reports.document import CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, RunReport, TuningSection, document_from_dict
-from optimizer.units import format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
+from optimizer.reports.markup import Markup, escape
+from optimizer.units import DASH, format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
 
 __all__ = ["render_html", "CSP"]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
-WIDTH = 1040  # every chart's width in CSS pixels (scaled down when printed or narrower)
-TOP_OPS = 16  # op types per size chart
 TOP_ROWS = 10  # profile and analysis nodes
 
 CSS = """
@@ -87,19 +86,8 @@ svg.chart,table,.card,.warnings{break-inside:avoid}
 # -- formatting -----------------------------------------------------------------------------------
 
 
-class _Html(str):
-    """Markup built here (already escaped); any other value is escaped on the way into the page."""
-
-
-def _e(value) -> str:
-    if isinstance(value, _Html):
-        return value
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _bytes(count, tick: bool = False) -> str:
-    """Bytes as the terminal report writes them; not a number -> "–"."""
-    return format_bytes(count, tick=tick) if is_finite(count) else ("–" if count is None else str(count))
+def _bytes(count) -> str:
+    return format_bytes(count, dash=DASH)
 
 
 def _err(value) -> str:
@@ -114,15 +102,15 @@ def _pairs(mapping) -> str:
 # -- building blocks ------------------------------------------------------------------------------
 
 
-def _badge(passed, text: str | None = None) -> _Html:
+def _badge(passed, text: str | None = None) -> Markup:
     kind = "neutral" if passed is None else ("pass" if passed else "fail")
-    return _Html(f'<span class="badge {kind}">{_e(text or ("pass" if passed else "FAIL"))}</span>')
+    return Markup(f'<span class="badge {kind}">{escape(text or ("pass" if passed else "FAIL"))}</span>')
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence], *, numeric: Sequence[int] = (), row_classes: Sequence[str] | None = None, table_id: str = "") -> str:
     """A table; cells are escaped unless they are markup built here. `numeric` columns align right."""
     def cell(tag: str, index: int, value) -> str:
-        return f'<{tag} class="n">{_e(value)}</{tag}>' if index in numeric else f"<{tag}>{_e(value)}</{tag}>"
+        return f'<{tag} class="n">{escape(value)}</{tag}>' if index in numeric else f"<{tag}>{escape(value)}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
     body = []
@@ -134,180 +122,24 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence], *, numeric: Sequenc
 
 
 def _kv(items: Sequence[tuple[str, object]]) -> str:
-    return '<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items if v not in (None, "", "–")) + "</dl>"
+    return '<dl class="kv">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items if v not in (None, "", "–")) + "</dl>"
 
 
 def _section(section_id: str, title: str, body: str) -> str:
-    return f'<section id="{section_id}"><h2>{_e(title)}</h2>{body}</section>'
+    return f'<section id="{section_id}"><h2>{escape(title)}</h2>{body}</section>'
 
 
 def _not_run(text: str) -> str:
-    return f'<p class="muted not-run">{_e(text)}</p>'
+    return f'<p class="muted not-run">{escape(text)}</p>'
 
 
 def _card(key: str, value: str, sub: str = "", state: str = "") -> str:
     value = value.replace(" ", "\u00a0").replace("\u00a0→\u00a0", "\u00a0→ ")  # wrap only after an arrow
-    return f'<div class="card {state}"><div class="k">{_e(key)}</div><div class="v">{_e(value)}</div><div class="s">{_e(sub)}</div></div>'
+    return f'<div class="card {state}"><div class="k">{escape(key)}</div><div class="v">{escape(value)}</div><div class="s">{escape(sub)}</div></div>'
 
 
 def _path(value) -> str:
-    return f'<span class="path">{_e(value if value else "(in memory)")}</span>'
-
-
-# -- charts (inline SVG) --------------------------------------------------------------------------
-
-
-def _nice(value: float, binary: bool = False) -> tuple[float, int]:
-    """An axis maximum at or above `value` (1, 2, 2.5 or 5 times a power of ten, of KB/MB/GB when
-    `binary`) and its tick count."""
-    if not is_finite(value) or value <= 0:
-        return 1.0, 5
-    unit = 1024 ** min(3, int(math.log(value, 1024))) if binary and value >= 1024 else 1
-    value /= unit
-    base = 10 ** math.floor(math.log10(value)) * unit
-    for step in (1, 2, 2.5, 5, 10):
-        if value * unit <= step * base * (1 + 1e-9):
-            return step * base, 4 if step == 2 else 5
-    return 10 * base, 5
-
-
-def _label(text, x: float, y: float, max_chars: int, css: str = "label") -> str:
-    full = str(text)
-    short = full if len(full) <= max_chars else full[: max_chars - 1] + "…"
-    return f'<text class="{css}" x="{x:.1f}" y="{y:.1f}" text-anchor="end"><title>{_e(full)}</title>{_e(short)}</text>'
-
-
-def _frame(chart_id: str, caption: str, height: float, parts: list[str]) -> str:
-    return (f'<svg id="{chart_id}" class="chart" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
-            f'viewBox="0 0 {WIDTH} {height:.0f}" role="img" aria-label="{_e(caption)}"><title>{_e(caption)}</title>{"".join(parts)}</svg>')
-
-
-def _tick(value: float) -> str:
-    return f"{float(f'{value:.6g}'):g}"
-
-
-def _axis(x0: float, x1: float, top: float, bottom: float, vmax: float, ticks: int, fmt, unit: str = "") -> list[str]:
-    """Gridlines and tick labels from 0 to vmax; `unit` follows the last label."""
-    parts = []
-    for i in range(ticks + 1):
-        x = x0 + (x1 - x0) * i / ticks
-        text = fmt(vmax * i / ticks) + (f" {unit}" if unit and i == ticks else "")
-        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 14:.1f}" text-anchor="middle">{_e(text)}</text>')
-    return parts
-
-
-def _bar_chart(chart_id: str, caption: str, rows: Sequence[tuple[str, Sequence, str]], series: Sequence[tuple[str, str]], kind: str = "count") -> str:
-    """Horizontal bars, one group per row: rows are (label, one value per series, the text at the right).
-    `kind` ("bytes", "ms" or "count") picks the axis' ticks."""
-    if not rows:
-        return ""
-    count = len(series)
-    bar_h, gap = 13, 2
-    row_h = count * bar_h + (count - 1) * gap + 9
-    max_chars = min(40, max(len(str(r[0])) for r in rows))
-    x0, x1 = max_chars * 7 + 16, WIDTH - 240
-    top = 26 if count > 1 else 6
-    bottom = top + row_h * len(rows)
-    vmax, ticks = _nice(max([v for r in rows for v in r[1] if is_finite(v)] or [0]), binary=kind == "bytes")
-    fmt = (lambda v: _bytes(v, tick=True)) if kind == "bytes" else _tick
-    parts = _axis(x0, x1, top, bottom, vmax, ticks, fmt, "ms" if kind == "ms" else "")
-    exact = {"bytes": _bytes, "ms": format_ms}.get(kind, format_count)
-    if count > 1:
-        for j, (name, css) in enumerate(series):
-            lx = x0 + j * 120
-            parts.append(f'<rect class="bar {css}" x="{lx}" y="6" width="12" height="12"/><text x="{lx + 17}" y="16">{_e(name)}</text>')
-    for i, (label, values, text) in enumerate(rows):
-        y = top + i * row_h + 4.5
-        parts.append(_label(label, x0 - 8, y + (row_h - 9) / 2 + 4, max_chars))
-        for j, value in enumerate(values):
-            if not is_finite(value):
-                continue
-            width = max(0.0, (x1 - x0) * min(value, vmax) / vmax)
-            name, css = series[j]
-            parts.append(f'<rect class="bar {css}" x="{x0}" y="{y + j * (bar_h + gap):.1f}" width="{width:.1f}" height="{bar_h}">'
-                         f'<title>{_e(label)}: {_e(name)} {_e(exact(value))}</title></rect>')
-        parts.append(f'<text class="value" x="{x1 + 10}" y="{y + (row_h - 9) / 2 + 4:.1f}">{_e(text)}</text>')
-    return _frame(chart_id, caption, bottom + 22, parts)
-
-
-def _latency_chart(chart_id: str, caption: str, rows: Sequence) -> str:
-    """Latency per configuration: a bar to the median, a whisker from the minimum to p90.
-
-    Rows are a group title (str) or (label, LatencyStats-like dict, role) with role "chosen",
-    "baseline", "control", "before", "subject" (highlighted, unlabelled), "" or a note for the text at
-    the right. Whiskers past the axis (a p90 far above every median) are cut at the edge and marked
-    with an arrow; the text at the right gives the real figures.
-    """
-    timed = [r for r in rows if not isinstance(r, str)]
-    if not timed:
-        return ""
-    row_h, group_h = 22, 22
-    max_chars = min(44, max(len(str(r[0])) for r in timed))
-    x0, x1 = max_chars * 7 + 16, WIDTH - 330
-    medians = [r[1].get("median_ms") for r in timed if is_finite(r[1].get("median_ms"))]
-    highs = [r[1].get("p90_ms") for r in timed if is_finite(r[1].get("p90_ms"))] + medians
-    vmax, ticks = _nice(min(max(highs or [0]), 2.5 * max(medians or [0])) if medians else max(highs or [0]))
-    height = 8 + sum(group_h if isinstance(r, str) else row_h for r in rows)
-    parts = _axis(x0, x1, 4, height, vmax, ticks, _tick, "ms")
-
-    def x_of(value: float) -> float:
-        return x0 + (x1 - x0) * min(max(value, 0.0), vmax) / vmax
-
-    y = 6.0
-    for row in rows:
-        if isinstance(row, str):
-            parts.append(f'<text class="group" x="4" y="{y + 15:.1f}">{_e(row)}</text>')
-            y += group_h
-            continue
-        label, stats, note = row
-        low, mid, high = stats.get("min_ms"), stats.get("median_ms"), stats.get("p90_ms")
-        role = "chosen" if note == "subject" else note if note in ("chosen", "baseline", "control", "before") else ""
-        css = f"label {role}".strip()
-        parts.append(_label(label, x0 - 8, y + 15, max_chars, css))
-        if is_finite(mid):
-            parts.append(f'<rect class="bar {role}" x="{x0}" y="{y + 5:.1f}" width="{x_of(mid) - x0:.1f}" height="12">'
-                         f'<title>{_e(label)}: median {_e(format_ms(mid))}</title></rect>')
-        if is_finite(low) and is_finite(high):
-            a, b, c = x_of(low), x_of(high), y + 11
-            parts.append(f'<line class="whisker" x1="{a:.1f}" y1="{c:.1f}" x2="{b:.1f}" y2="{c:.1f}"/>'
-                         f'<line class="whisker" x1="{a:.1f}" y1="{c - 5:.1f}" x2="{a:.1f}" y2="{c + 5:.1f}"/>')
-            if high > vmax:
-                parts.append(f'<path class="clipped" d="M{b - 6:.1f} {c - 5:.1f} L{b:.1f} {c:.1f} L{b - 6:.1f} {c + 5:.1f} Z" fill="#1f2933"/>')
-            else:
-                parts.append(f'<line class="whisker" x1="{b:.1f}" y1="{c - 5:.1f}" x2="{b:.1f}" y2="{c + 5:.1f}"/>')
-        mark = {"chosen": "  ← chosen", "baseline": "  baseline", "control": "  control", "before": "", "subject": "", "": ""}.get(note, f"  · {note}")
-        text = f"{format_ms(mid)}  ({format_significant(low)} – {format_significant(high)}){mark}"
-        parts.append(f'<text class="value{" chosen" if role == "chosen" else ""}" x="{x1 + 10}" y="{y + 15:.1f}">{_e(text)}</text>')
-        y += row_h
-    return _frame(chart_id, caption, height + 20, parts)
-
-
-def _op_rows(pairs: Sequence[tuple[str, object, object]], biggest: int = 5) -> list[tuple[str, list, str]]:
-    """Every op whose count changed, plus the `biggest` unchanged ones, largest first."""
-    def size(p):
-        return max(v for v in (p[1], p[2], 0) if is_finite(v))
-
-    changed = [p for p in pairs if (p[1] or 0) != (p[2] or 0)]
-    same = sorted((p for p in pairs if (p[1] or 0) == (p[2] or 0)), key=lambda p: -size(p))[:biggest]
-    rows = []
-    for op, a, b in sorted(changed + same, key=lambda p: (-size(p), p[0])):
-        a, b = a or 0, b or 0
-        rows.append((op, [a, b], f"{a} → {b}" + (f"  ({b - a:+d})" if b != a else "")))
-    return rows
-
-
-def _size_rows(before: Mapping | None, after: Mapping | None) -> list[tuple[str, list, str]]:
-    """Bytes per key (dtype or op type), before and after; the smallest beyond TOP_OPS summed as "other"."""
-    before = {k: v for k, v in (before or {}).items() if is_finite(v)}
-    after = {k: v for k, v in (after or {}).items() if is_finite(v)}
-    keys = sorted(set(before) | set(after), key=lambda k: -max(before.get(k, 0), after.get(k, 0)))
-    rows = [(k, [before.get(k, 0), after.get(k, 0)], f"{_bytes(before.get(k, 0))} → {_bytes(after.get(k, 0))}") for k in keys[:TOP_OPS]]
-    rest = keys[TOP_OPS:]
-    if rest:
-        a, b = sum(before.get(k, 0) for k in rest), sum(after.get(k, 0) for k in rest)
-        rows.append((f"other ({len(rest)})", [a, b], f"{_bytes(a)} → {_bytes(b)}"))
-    return rows
+    return f'<span class="path">{escape(value if value else "(in memory)")}</span>'
 
 
 # -- shared sections ------------------------------------------------------------------------------
@@ -331,13 +163,13 @@ def _worst(errors: Sequence[OutputErrorRow] | None) -> str:
 def _stats_table(columns: Sequence[tuple[str, ModelFacts]]) -> str:
     """Model statistics side by side (check's model and baseline, compare's a and b)."""
     dtypes = sorted({k for _, m in columns for k in (m.weight_bytes_by_dtype or {})})
-    rows = [("path", *[_Html(_path(m.path)) for _, m in columns]),
+    rows = [("path", *[Markup(_path(m.path)) for _, m in columns]),
             ("file size", *[_bytes(m.file_bytes) for _, m in columns]),
             ("nodes", *[format_count(m.nodes) for _, m in columns]),
             ("parameters", *[format_si(m.parameters) for _, m in columns])]
     rows += [(f"weights {d}", *[_bytes((m.weight_bytes_by_dtype or {}).get(d)) for _, m in columns]) for d in dtypes]
     if any(m.config for _, m in columns):
-        rows.append(("runtime settings", *[_Html(_path(m.config)) if m.config else "defaults" for _, m in columns]))
+        rows.append(("runtime settings", *[Markup(_path(m.config)) if m.config else "defaults" for _, m in columns]))
     return _table(["", *[name for name, _ in columns]], rows, numeric=tuple(range(1, len(columns) + 1)))
 
 
@@ -347,11 +179,11 @@ def _comparison_charts(prefix: str, names: tuple[str, str], a: ModelFacts, b: Mo
     sizes = ""
     for key, title, bytes_a, bytes_b in (("dtype", "By dtype", a.weight_bytes_by_dtype, b.weight_bytes_by_dtype),
                                          ("optype", "By op type", a.weight_bytes_by_op_type, b.weight_bytes_by_op_type)):
-        chart = _bar_chart(f"{prefix}-{key}", f"weight bytes {title.lower()}", _size_rows(bytes_a, bytes_b), series, "bytes")
+        chart = bar_chart(f"{prefix}-{key}", f"weight bytes {title.lower()}", size_rows(bytes_a, bytes_b), series, "bytes")
         sizes += f"<h3>{title}</h3>" + (chart or _not_run("No weights."))
     counts_a, counts_b = a.op_counts or {}, b.op_counts or {}
     pairs = [(op, counts_a.get(op, 0), counts_b.get(op, 0)) for op in sorted(set(counts_a) | set(counts_b))]
-    ops = '<p class="muted">Every op type whose count changed, and the most frequent others.</p>' + _bar_chart(f"{prefix}-ops", "op counts", _op_rows(pairs), series)
+    ops = '<p class="muted">Every op type whose count changed, and the most frequent others.</p>' + bar_chart(f"{prefix}-ops", "op counts", op_rows(pairs), series)
     return sizes, ops
 
 
@@ -364,7 +196,7 @@ def _footer(doc: Document) -> str:
              ("CPU", f"{cpu or '?'}" + (f", {cores} cores ({machine.get('cpu_affinity')} usable)" if cores else "")),
              ("instruction sets", ", ".join(machine.get("cpu_isa") or [])), ("platform", machine.get("platform")),
              ("python / numpy / onnxruntime", " / ".join(str(machine.get(k, "?")) for k in ("python", "numpy", "onnxruntime")) if machine else "")]
-    seconds = doc.seconds if isinstance(doc, RunReport) else None
+    seconds = doc.seconds
     if isinstance(seconds, Mapping):
         items.append(("seconds", ", ".join(f"{k} {format_significant(v)}" for k, v in seconds.items())))
     return f"<footer>{_kv(items)}</footer>"
@@ -374,17 +206,17 @@ def _page(title: str, body: str, doc: Document) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="referrer" content="no-referrer"><meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>{body}{_footer(doc)}</main></body></html>\n")
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>{body}{_footer(doc)}</main></body></html>\n")
 
 
 def _nav(items: Sequence[tuple[str, str]]) -> str:
-    return "<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in items) + "</nav>"
+    return "<nav>" + "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in items) + "</nav>"
 
 
 def _warnings(items: Sequence[str]) -> str:
     if not items:
         return ""
-    return '<div class="warnings" id="warnings"><h2>Warnings</h2><ul>' + "".join(f"<li>{_e(w)}</li>" for w in items) + "</ul></div>"
+    return '<div class="warnings" id="warnings"><h2>Warnings</h2><ul>' + "".join(f"<li>{escape(w)}</li>" for w in items) + "</ul></div>"
 
 
 def _name(path) -> str:
@@ -420,7 +252,7 @@ def _headline(doc: RunReport) -> str:
 
 def _before_after(doc: RunReport) -> str:
     before, after = doc.input, doc.output
-    rows = [("path", _Html(_path(before.path)), _Html(_path(after.path)), "")]
+    rows = [("path", Markup(_path(before.path)), Markup(_path(after.path)), "")]
     for label, a, b, show in (("nodes", before.nodes, after.nodes, format_count), ("file size", before.file_bytes, after.file_bytes, _bytes),
                               ("initializer bytes", before.initializer_bytes, after.initializer_bytes, _bytes)):
         rows.append((label, show(a), show(b), format_change(a, b)))
@@ -473,11 +305,11 @@ def _tuning(doc: RunReport) -> str:
     if not tuning:
         return _section("tuning", "Tuning", _not_run("Tuning not run: no runtime settings or graph variants were timed."))
     m, final = tuning.measured or {}, tuning.final or {}
-    body = f'<p class="decision"><strong>{_e(m.get("decision") or "")}</strong></p>'
+    body = f'<p class="decision"><strong>{escape(m.get("decision") or "")}</strong></p>'
     body += _kv([("objective", m.get("objective")), ("speedup vs original under defaults (by minimum)", format_ratio(m.get("speedup_vs_defaults"))),
                  ("noise (control vs baseline)", f"{m['noise']:.1%}" if is_finite(m.get("noise")) else None), ("per call", m.get("per_call")),
                  ("chosen", _key(tuning.chosen or {})), ("inputs", m.get("inputs")), ("batch", m.get("batch"))])
-    body += _latency_chart("chart-tuning", "latency per configuration: bar to the median, whisker from min to p90", _tuning_rows(tuning))
+    body += latency_chart("chart-tuning", "latency per configuration: bar to the median, whisker from min to p90", _tuning_rows(tuning))
     body += '<p class="muted">Bar: median latency. Whisker and figures in brackets: minimum – p90. Highlighted: the configuration that ships.</p>'
     untimed = [c for c in m.get("candidates") or [] if c.get("min_ms") is None and _key(c) not in final]
     if untimed:
@@ -486,27 +318,35 @@ def _tuning(doc: RunReport) -> str:
     search = m.get("search") or {}
     if search:
         rungs = [(r.get("stage"), r.get("rung", ""), r.get("candidates"), r.get("rounds"), format_significant(r.get("seconds"))) for r in search.get("rungs") or []]
-        body += f"<h3>Search</h3><p>{_e(search.get('mode'))}: {_e(format_significant(search.get('seconds')))} s (budget {_e(format_significant(search.get('budget_s')))} s).</p>"
+        body += f"<h3>Search</h3><p>{escape(search.get('mode'))}: {escape(format_significant(search.get('seconds')))} s (budget {escape(format_significant(search.get('budget_s')))} s).</p>"
         body += _table(["stage", "rung", "candidates", "rounds", "seconds (cumulative)"], rungs, numeric=(1, 2, 3, 4)) if rungs else ""
         if search.get("skipped"):
-            body += '<p class="muted">Left out of the search:</p><ul>' + "".join(f"<li>{_e(s)}</li>" for s in search["skipped"]) + "</ul>"
+            body += '<p class="muted">Left out of the search:</p><ul>' + "".join(f"<li>{escape(s)}</li>" for s in search["skipped"]) + "</ul>"
     return _section("tuning", "Tuning", body)
+
+
+def _unavailable(section_id: str, title: str, data: Mapping | None, what: str) -> str | None:
+    """The section for a figure that was not made ("Profile not run.") or failed; None when it is there."""
+    if not data:
+        return _section(section_id, title, _not_run(f"{what} not run."))
+    if data.get("error"):
+        return _section(section_id, title, _not_run(f"{what} failed: {data['error']}"))
+    return None
 
 
 def _profile(doc: RunReport) -> str:
     profile = doc.profile
-    if not profile:
-        return _section("profile", "Time by op type", _not_run("Profile not run."))
-    if profile.get("error"):
-        return _section("profile", "Time by op type", _not_run(f"Profile failed: {profile['error']}"))
+    unavailable = _unavailable("profile", "Time by op type", profile, "Profile")
+    if unavailable:
+        return unavailable
     by_type = sorted(profile.get("by_op_type") or [], key=lambda r: -(r.get("mean_ms") or 0))
     rows = [(r.get("op_type"), [r.get("mean_ms")], f"{format_ms(r.get('mean_ms'))} · {(r.get('share') or 0):.1%} · {r.get('nodes')} node(s)") for r in by_type[:TOP_OPS]]
     rest = by_type[TOP_OPS:]
     if rest:
         ms, share = sum(r.get("mean_ms") or 0 for r in rest), sum(r.get("share") or 0 for r in rest)
         rows.append((f"other ({len(rest)} op types)", [ms], f"{format_ms(ms)} · {share:.1%}"))
-    body = f"<p>{_e(profile.get('runs'))} profiled runs under the shipped settings: {_e(format_ms(profile.get('run_ms')))} per run, {_e(format_ms(profile.get('kernel_ms')))} in kernels.</p>"
-    body += _bar_chart("chart-profile", "mean kernel time by op type", rows, [("mean time", "after")], "ms")
+    body = f"<p>{escape(profile.get('runs'))} profiled runs under the shipped settings: {escape(format_ms(profile.get('run_ms')))} per run, {escape(format_ms(profile.get('kernel_ms')))} in kernels.</p>"
+    body += bar_chart("chart-profile", "mean kernel time by op type", rows, [("mean time", "after")], "ms")
     nodes = profile.get("nodes") or []
     if nodes:
         body += f"<h3>Slowest nodes (top {min(TOP_ROWS, len(nodes))} of {len(nodes)})</h3>"
@@ -521,7 +361,7 @@ def _passes(doc: RunReport) -> str:
     rows, classes = [], []
     for p in passes:
         declined = "; ".join(f"{reason} ×{count}" for reason, count in (p.declined or {}).items())
-        rows.append((p.name, _pairs(p.changes) or "–", _Html(f"<small>{_e(declined)}</small>") if declined else "", format_significant((p.seconds or 0) * 1000), dropped.get(p.name, "")))
+        rows.append((p.name, _pairs(p.changes) or "–", Markup(f"<small>{escape(declined)}</small>") if declined else "", format_significant((p.seconds or 0) * 1000), dropped.get(p.name, "")))
         classes.append("fail" if p.name in dropped else ("" if p.changes else "idle"))
     return _section("passes", "Passes", _table(["pass", "changes", "declined", "ms", "dropped because"], rows, numeric=(3,), row_classes=classes, table_id="passes-table"))
 
@@ -530,7 +370,7 @@ def _verification(doc: RunReport) -> str:
     v = doc.verification
     status = v.status or "not run"
     outputs = v.outputs or []
-    head = f"<p>{_badge(status == 'passed' if status in ('passed', 'failed') else None, status)} {_e(v.reason or '')}</p>"
+    head = f"<p>{_badge(status == 'passed' if status in ('passed', 'failed') else None, status)} {escape(v.reason or '')}</p>"
     head += _kv([("inputs", v.inputs_source), ("tolerance", _pairs(v.tolerance)), ("of", v.of)])
     if status == "not run" and not outputs:
         return _section("verification", "Verification", _not_run("Verification not run."))
@@ -555,16 +395,15 @@ def _lossy(doc: RunReport) -> str:
     body = _kv([("error budget", lossy.budget), ("ships", lossy.chosen or "none (the lossless model ships)"),
                 ("lossless median", format_ms(lossless.get("median_ms")) if lossless else None), ("noise", format_percent(lossy.noise) if is_finite(lossy.noise) else None)])
     body += _table(["variant", "status", "reason", "worst errors", "speed vs lossless", "weights", "nodes left float"], rows, table_id="lossy-table")
-    body += "".join(f'<p class="muted">{_e(n)}</p>' for n in lossy.notes or [])
+    body += "".join(f'<p class="muted">{escape(n)}</p>' for n in lossy.notes or [])
     return _section("lossy", "Lossy variants", body)
 
 
 def _analysis(doc: RunReport) -> str:
     a = doc.analysis
-    if not a:
-        return _section("analysis", "Cost model", _not_run("Analysis not run."))
-    if a.get("error"):
-        return _section("analysis", "Cost model", _not_run(f"Analysis failed: {a['error']}"))
+    unavailable = _unavailable("analysis", "Cost model", a, "Analysis")
+    if unavailable:
+        return unavailable
     work = a.get("work_flops")
     body = _kv([("work", format_si(work, "FLOPs")), ("span (critical path)", format_si(a.get("span_flops"), "FLOPs") + (f", {a['critical_path_length']} nodes" if a.get("critical_path_length") else "")),
                 ("parallelism (work / span)", format_significant(a.get("parallelism"))), ("inter-op speedup bound", format_ratio(a.get("inter_op_speedup_bound"))),
@@ -582,7 +421,7 @@ def _optimize(doc: RunReport) -> str:
     warnings = [f"pass {d.name} was dropped: {d.reason}" for d in doc.dropped_passes or []] + [str(w) for w in doc.warnings or []]
     if doc.verification.status == "failed":
         warnings.insert(0, f"verification failed: {doc.verification.reason or 'see below'}")
-    head = f"<header><h1>Optimized {_e(_name(before.path))}</h1><p>{_path(before.path)} → {_path(after.path)}</p>"
+    head = f"<header><h1>Optimized {escape(_name(before.path))}</h1><p>{_path(before.path)} → {_path(after.path)}</p>"
     head += _nav([("summary", "before/after"), ("tuning", "tuning"), ("profile", "time"), ("sizes", "sizes"), ("ops", "ops"), ("passes", "passes"),
                   ("verification", "verification"), ("lossy", "lossy"), ("analysis", "cost model")]) + "</header>"
     sizes, ops = _comparison_charts("chart", ("before", "after"), before, after)
@@ -609,16 +448,16 @@ def _gate_value(value, unit: str) -> str:
 def _latency_section(latency: Mapping | None, rows: list, facts: list, verdict: str = "") -> str:
     if not latency:
         return _section("latency", "Latency", _not_run("Latency not measured."))
-    chart = _latency_chart("chart-latency", "latency: bar to the median, whisker from min to p90", [r for r in rows if r[1]])
+    chart = latency_chart("chart-latency", "latency: bar to the median, whisker from min to p90", [r for r in rows if r[1]])
     noise = [("noise (control vs reference)", f"{latency['noise']:.1%}" if is_finite(latency.get("noise")) else None)]
     legend = '<p class="muted">Bar: median. Whisker and figures in brackets: minimum – p90. Timed together in rotated blocks.</p>'
-    return _section("latency", "Latency", (f"<p><strong>{_e(verdict)}</strong></p>" if verdict else "") + chart + legend + _kv(facts + noise))
+    return _section("latency", "Latency", (f"<p><strong>{escape(verdict)}</strong></p>" if verdict else "") + chart + legend + _kv(facts + noise))
 
 
 def _check(doc: CheckReport) -> str:
     model, baseline, gates = doc.model, doc.baseline, doc.gates or []
     failed = doc.failed_gates
-    body = f"<header><h1>Check {_e(_name(model.path))}</h1><p>{_path(model.path)}" + (f" against {_path(baseline.path)}" if baseline else "") + "</p></header>"
+    body = f"<header><h1>Check {escape(_name(model.path))}</h1><p>{_path(model.path)}" + (f" against {_path(baseline.path)}" if baseline else "") + "</p></header>"
     body += f'<div id="verdict" class="banner {"ok" if doc.passed else "bad"}">{"PASSED" if doc.passed else "FAILED"}: {len(gates) - len(failed)} of {len(gates)} gates passed</div>'
     rows = [(g.gate, g.measured_text or _gate_value(g.measured, g.unit or ""), g.limit_text or _gate_value(g.limit, g.unit or ""), _badge(bool(g.passed)), g.detail or "") for g in gates]
     body += _section("gates", "Gates", _table(["gate", "measured", "limit", "", "detail"], rows, numeric=(1, 2), row_classes=["" if g.passed else "fail" for g in gates], table_id="gates-table")
@@ -633,12 +472,12 @@ def _check(doc: CheckReport) -> str:
         sizes, ops = _comparison_charts("chart-check", ("baseline", "model"), baseline, model)
         return body + _section("sizes", "Weight bytes", sizes) + _section("ops", "Op counts", ops)
     dtypes = [(k, [v], _bytes(v)) for k, v in (model.weight_bytes_by_dtype or {}).items()]
-    return body + _section("sizes", "Weight bytes by dtype", _bar_chart("chart-check-dtype", "weight bytes by dtype", dtypes, [("model", "after")], "bytes") or _not_run("No weights."))
+    return body + _section("sizes", "Weight bytes by dtype", bar_chart("chart-check-dtype", "weight bytes by dtype", dtypes, [("model", "after")], "bytes") or _not_run("No weights."))
 
 
 def _compare(doc: CompareReport) -> str:
     a, b, size, latency, outputs = doc.a, doc.b, doc.size, doc.latency, doc.outputs or []
-    body = f"<header><h1>Compare {_e(_name(a.path))} and {_e(_name(b.path))}</h1><p>A {_path(a.path)}<br>B {_path(b.path)}</p></header>"
+    body = f"<header><h1>Compare {escape(_name(a.path))} and {escape(_name(b.path))}</h1><p>A {_path(a.path)}<br>B {_path(b.path)}</p></header>"
     rel = [o.rel for o in outputs if is_number(o.rel)]
     cards = [_card("size B / A", format_ratio(size.ratio), f"{_bytes(size.a_bytes)} → {_bytes(size.b_bytes)}"),
              _card("latency B / A", format_ratio(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
@@ -664,5 +503,5 @@ def render_html(document: Document | dict) -> str:
         title, body = f"compare: {_name(doc.a.path)} vs {_name(doc.b.path)}", _compare(doc)
     else:
         title = f"optimize report ({doc.kind})"
-        body = f"<h1>{_e(title)}</h1><pre>{_e(json.dumps(doc.to_dict(), indent=2, default=str))}</pre>"
+        body = f"<h1>{escape(title)}</h1><pre>{escape(json.dumps(doc.to_dict(), indent=2, default=str))}</pre>"
     return _page(title, body, doc)

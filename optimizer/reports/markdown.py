@@ -53,7 +53,7 @@ def _changed_ops(before: dict, after: dict, limit: int = 12) -> str:
 
 
 def _verification_line(verification: Verification) -> str:
-    status, outputs = verification.status or "not run", verification.outputs
+    status, outputs = verification.status, verification.outputs or []
     if status == "passed":
         worst = max((o.max_abs or 0.0 for o in outputs), default=0.0)
         return f"verified in onnxruntime on {len(outputs)} output(s), max abs error {worst:.2g}"
@@ -76,7 +76,7 @@ def _optimization(document: RunReport) -> list[str]:
     before, after = document.input, document.output
     lines = [f"### optimize: {_md(before.path or 'model')} → {_md(after.path or '(not written)')}", ""]
     tuning = document.tuning
-    measured = tuning.measured if tuning else {}
+    measured = (tuning.measured if tuning else None) or {}
     headline = [_speed_line(tuning, document.shipped_variant)] if tuning and tuning.speedup else []
     headline.append(_verification_line(document.verification))
     headline.append(f"{'?' if before.nodes is None else before.nodes} → {'?' if after.nodes is None else after.nodes} nodes")
@@ -92,15 +92,15 @@ def _optimization(document: RunReport) -> list[str]:
             f"| {_ms(measured.get('median_ms'))} ({_ms(measured.get('min_ms'))}) | {format_relative_change(measured['baseline_median_ms'], measured.get('median_ms'))} |"
         )
     lines += ["", f"**Ops changed:** {_changed_ops(before.op_counts or {}, after.op_counts or {})}"]
-    changed = [p for p in document.passes if p.changes]
+    changed = [p for p in document.passes or [] if p.changes]
     if changed:
         items = [f"{_md(p.name)} ({', '.join(f'{v} {_md(k)}' for k, v in p.changes.items())})" for p in changed]
         lines.append(f"**Passes that changed the graph:** {'; '.join(items)}")
-    for dropped in document.dropped_passes:
+    for dropped in document.dropped_passes or []:
         lines.append(f"**Dropped pass** {_md(dropped.name)}: {_md(dropped.reason)}")
     lossy = document.lossy
     if lossy:
-        variants = "; ".join(f"{_md(v.label)}: {_md(v.status)}, {_md(v.reason)}" for v in lossy.variants)
+        variants = "; ".join(f"{_md(v.label)}: {_md(v.status)}, {_md(v.reason)}" for v in lossy.variants or [])
         lines.append(f"**Lossy variants** (budget {_md(lossy.budget)}): {variants or 'none tried'}")
     if document.introduced_ops:
         lines.append(f"**Needs onnxruntime:** introduced {', '.join(f'{_md(op)} ×{n}' for op, n in document.introduced_ops.items())}")
@@ -108,7 +108,7 @@ def _optimization(document: RunReport) -> list[str]:
 
 
 def _check(document: CheckReport) -> list[str]:
-    gates, failed = document.gates, document.failed_gates
+    gates, failed = document.gates or [], document.failed_gates
     verdict = f"✅ all {len(gates)} gates pass" if not failed else f"❌ {len(failed)} of {len(gates)} gates failed"
     model = document.model.path if "path" in document.model.json_keys else "model"
     lines = [f"### optimize check: {_md(model)}: {verdict}", "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
@@ -122,7 +122,7 @@ def _check(document: CheckReport) -> list[str]:
 def _compare(document: CompareReport) -> list[str]:
     lines = [f"### optimize compare: {_md(document.a.path)} (A) vs {_md(document.b.path)} (B)", ""]
     headline = []
-    latency, size, outputs = document.latency, document.size, document.outputs
+    latency, size, outputs = document.latency, document.size, document.outputs or []
     if latency:
         headline.append(f"B takes **{latency['ratio_median']:.2f}x** A's time (median; {latency['ratio_min']:.2f}x by minimum, noise {latency['noise']:.0%})")
     if size.ratio is not None:

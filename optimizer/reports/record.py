@@ -25,13 +25,18 @@ class Record:
     NESTED: ClassVar[dict] = {}  # key -> parser of its value (or of each item of a list); set by subclasses
 
     def __post_init__(self) -> None:
-        # A section given as null (`"verification": null`) reads as an empty one and writes back as null.
+        # A section given as null, [] or another non-object reads as an empty one and writes back as it was.
         for field in dataclasses.fields(self):
-            if field.default_factory is not dataclasses.MISSING and getattr(self, field.name) is None:
+            value = getattr(self, field.name)
+            if field.default_factory is not dataclasses.MISSING and not isinstance(value, Record):
                 default = field.default_factory()
                 if isinstance(default, Record):
-                    self.json_extra[field.name] = None
+                    self.json_extra[field.name] = value
                     setattr(self, field.name, default)
+
+    def __bool__(self) -> bool:
+        """False for an empty section (`{}`), as for the mapping it stands for."""
+        return bool(self.json_keys)
 
     @classmethod
     def field_names(cls) -> set[str]:
