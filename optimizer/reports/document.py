@@ -6,7 +6,7 @@ A document is built once from the command's results (`RunReport.from_result`, `C
 parses and the page a person reads always say the same thing. `to_dict()` gives the JSON-ready dict
 whose keys are documented in the README ("Reports").
 
-The sections owned by other stages and still moving (tuning, analysis, profile, latency) are thin:
+The sections owned by other stages and still moving (tuning, latency) are thin:
 they keep their JSON as it is and name only what the renderers read.
 """
 
@@ -29,7 +29,7 @@ SCHEMA_VERSION = 2
 __all__ = [
     "SCHEMA_VERSION", "TOP_NODES", "header", "optimization_document", "analysis_summary", "document_from_dict", "Document",
     "RunReport", "CheckReport", "CompareReport", "ModelFacts", "PassRow", "DroppedRow", "OutputCheck", "Verification",
-    "OutputErrorRow", "LossyVariantRow", "LossySection", "TuningSection", "GateRow", "OpCountRow", "SizeRow",
+    "OutputErrorRow", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
 ]
 
 TOP_NODES = 10
@@ -217,6 +217,59 @@ class TuningSection(Record):
 
 
 @dataclasses.dataclass
+class ProfileRow(Record):
+    """One row of onnxruntime's profile: a node (name, provider) or an op type (node count); mean ms per run and share."""
+
+    name: str | None = None
+    op_type: str | None = None
+    provider: str | None = None
+    nodes: int | None = None
+    mean_ms: float | None = None
+    share: float | None = None
+
+
+@dataclasses.dataclass
+class ProfileSection(Record):
+    """The written model's onnxruntime profile under the shipped settings (or why there is none)."""
+
+    runs: int | None = None
+    run_ms: float | None = None
+    kernel_ms: float | None = None
+    nodes: list[ProfileRow] = _list()
+    by_op_type: list[ProfileRow] = _list()
+    error: str | None = None
+
+    NESTED = {"nodes": ProfileRow.from_dict, "by_op_type": ProfileRow.from_dict}
+
+
+@dataclasses.dataclass
+class CostNode(Record):
+    """One of the costliest nodes by the cost model."""
+
+    name: str | None = None
+    op_type: str | None = None
+    flops: float | None = None
+    bytes_moved: float | None = None
+
+
+@dataclasses.dataclass
+class AnalysisSection(Record):
+    """The cost model's figures for the written graph (`analysis_summary`), or why there are none."""
+
+    work_flops: float | None = None
+    span_flops: float | None = None
+    parallelism: float | None = None
+    inter_op_speedup_bound: float | None = None
+    regions: list = _list()
+    unknown_cost_nodes: int | None = None
+    critical_path_length: int | None = None
+    top_nodes: list[CostNode] = _list()
+    error: str | None = None
+
+    NESTED = {"top_nodes": CostNode.from_dict}
+
+
+@dataclasses.dataclass
 class GateRow(Record):
     """One CI gate: what was measured, the limit, pass or fail, and why."""
 
@@ -282,8 +335,8 @@ class RunReport(Document):
     shipped_variant: str | None = None
     config: str | None = None
     tuning: TuningSection | None = None
-    analysis: dict | None = None
-    profile: dict | None = None
+    analysis: AnalysisSection | None = None
+    profile: ProfileSection | None = None
     # The typed results the terminal tables need beyond the JSON (set by from_result; never serialized).
     tuning_result: object = dataclasses.field(default=None, repr=False, compare=False)
     lossy_result: object = dataclasses.field(default=None, repr=False, compare=False)
@@ -291,6 +344,7 @@ class RunReport(Document):
     NESTED = {
         "input": ModelFacts.from_dict, "output": ModelFacts.from_dict, "passes": PassRow.from_dict, "dropped_passes": DroppedRow.from_dict,
         "verification": Verification.from_dict, "lossy": LossySection.from_dict, "tuning": TuningSection.from_dict,
+        "analysis": AnalysisSection.from_dict, "profile": ProfileSection.from_dict,
     }
 
     @classmethod

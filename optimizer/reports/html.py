@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from optimizer.reports.charts import TOP_OPS, bar_chart, latency_chart, op_rows, size_rows
-from optimizer.reports.document import CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, RunReport, TuningSection, document_from_dict
+from optimizer.reports.document import AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, RunReport, TuningSection, document_from_dict
 from optimizer.reports.markup import Markup, escape
 from optimizer.units import DASH, format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
 
@@ -325,12 +325,12 @@ def _tuning(doc: RunReport) -> str:
     return _section("tuning", "Tuning", body)
 
 
-def _unavailable(section_id: str, title: str, data: Mapping | None, what: str) -> str | None:
+def _unavailable(section_id: str, title: str, section: AnalysisSection | ProfileSection | None, what: str) -> str | None:
     """The section for a figure that was not made ("Profile not run.") or failed; None when it is there."""
-    if not data:
+    if not section:
         return _section(section_id, title, _not_run(f"{what} not run."))
-    if data.get("error"):
-        return _section(section_id, title, _not_run(f"{what} failed: {data['error']}"))
+    if section.error:
+        return _section(section_id, title, _not_run(f"{what} failed: {section.error}"))
     return None
 
 
@@ -339,18 +339,18 @@ def _profile(doc: RunReport) -> str:
     unavailable = _unavailable("profile", "Time by op type", profile, "Profile")
     if unavailable:
         return unavailable
-    by_type = sorted(profile.get("by_op_type") or [], key=lambda r: -(r.get("mean_ms") or 0))
-    rows = [(r.get("op_type"), [r.get("mean_ms")], f"{format_ms(r.get('mean_ms'))} · {(r.get('share') or 0):.1%} · {r.get('nodes')} node(s)") for r in by_type[:TOP_OPS]]
+    by_type = sorted(profile.by_op_type or [], key=lambda r: -(r.mean_ms or 0))
+    rows = [(r.op_type, [r.mean_ms], f"{format_ms(r.mean_ms)} · {format_percent(r.share or 0)} · {r.nodes} node(s)") for r in by_type[:TOP_OPS]]
     rest = by_type[TOP_OPS:]
     if rest:
-        ms, share = sum(r.get("mean_ms") or 0 for r in rest), sum(r.get("share") or 0 for r in rest)
-        rows.append((f"other ({len(rest)} op types)", [ms], f"{format_ms(ms)} · {share:.1%}"))
-    body = f"<p>{escape(profile.get('runs'))} profiled runs under the shipped settings: {escape(format_ms(profile.get('run_ms')))} per run, {escape(format_ms(profile.get('kernel_ms')))} in kernels.</p>"
+        ms, share = sum(r.mean_ms or 0 for r in rest), sum(r.share or 0 for r in rest)
+        rows.append((f"other ({len(rest)} op types)", [ms], f"{format_ms(ms)} · {format_percent(share)}"))
+    body = f"<p>{escape(profile.runs)} profiled runs under the shipped settings: {escape(format_ms(profile.run_ms))} per run, {escape(format_ms(profile.kernel_ms))} in kernels.</p>"
     body += bar_chart("chart-profile", "mean kernel time by op type", rows, [("mean time", "after")], "ms")
-    nodes = profile.get("nodes") or []
+    nodes = profile.nodes or []
     if nodes:
         body += f"<h3>Slowest nodes (top {min(TOP_ROWS, len(nodes))} of {len(nodes)})</h3>"
-        body += _table(["node", "op type", "provider", "mean", "share"], [(n.get("name"), n.get("op_type"), n.get("provider"), format_ms(n.get("mean_ms")), f"{(n.get('share') or 0):.1%}") for n in nodes[:TOP_ROWS]], numeric=(3, 4))
+        body += _table(["node", "op type", "provider", "mean", "share"], [(n.name, n.op_type, n.provider, format_ms(n.mean_ms), format_percent(n.share or 0)) for n in nodes[:TOP_ROWS]], numeric=(3, 4))
     return _section("profile", "Time by op type", body)
 
 
@@ -404,15 +404,15 @@ def _analysis(doc: RunReport) -> str:
     unavailable = _unavailable("analysis", "Cost model", a, "Analysis")
     if unavailable:
         return unavailable
-    work = a.get("work_flops")
-    body = _kv([("work", format_si(work, "FLOPs")), ("span (critical path)", format_si(a.get("span_flops"), "FLOPs") + (f", {a['critical_path_length']} nodes" if a.get("critical_path_length") else "")),
-                ("parallelism (work / span)", format_significant(a.get("parallelism"))), ("inter-op speedup bound", format_ratio(a.get("inter_op_speedup_bound"))),
-                ("parallel regions", len(a.get("regions") or [])), ("nodes of unknown cost", a.get("unknown_cost_nodes"))])
-    top = a.get("top_nodes") or []
+    work = a.work_flops
+    body = _kv([("work", format_si(work, "FLOPs")), ("span (critical path)", format_si(a.span_flops, "FLOPs") + (f", {a.critical_path_length} nodes" if a.critical_path_length else "")),
+                ("parallelism (work / span)", format_significant(a.parallelism)), ("inter-op speedup bound", format_ratio(a.inter_op_speedup_bound)),
+                ("parallel regions", len(a.regions or [])), ("nodes of unknown cost", a.unknown_cost_nodes)])
+    top = a.top_nodes or []
     if top:
-        share = (lambda f: f"{f / work:.1%}") if is_finite(work) and work > 0 else (lambda f: "–")
+        share = (lambda f: format_percent(f / work)) if is_finite(work) and work > 0 else (lambda f: "–")
         body += "<h3>Costliest nodes</h3>" + _table(["node", "op type", "FLOPs", "share of work", "bytes moved"],
-                                                     [(n.get("name"), n.get("op_type"), format_si(n.get("flops")), share(n.get("flops") or 0), _bytes(n.get("bytes_moved"))) for n in top[:TOP_ROWS]], numeric=(2, 3, 4))
+                                                     [(n.name, n.op_type, format_si(n.flops), share(n.flops or 0), _bytes(n.bytes_moved)) for n in top[:TOP_ROWS]], numeric=(2, 3, 4))
     return _section("analysis", "Cost model", body)
 
 
