@@ -15,14 +15,16 @@ from rich.table import Table
 
 from optimizer.api import OptimizationResult
 from optimizer.inspection import Inspection
-from optimizer.lossy import LossyResult, LossyVariant
+from optimizer.lossy import LossyResult
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
-from optimizer.reports.document import CheckReport, CompareReport, ModelFacts, PassRow, RunReport, Verification, document_from_dict
+from optimizer.reports.document import (
+    CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, RunReport, Verification, document_from_dict,
+)
 from optimizer.units import format_bytes, format_change, format_count_change, format_error, format_flops
 
 __all__ = [
-    "render_run", "render_optimization", "render_inspection", "render_lossy", "render_tuning", "render_profile", "render_pass_list",
+    "render_run", "render_optimization", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
     "render_manifest", "render_partitioned_run", "render_check", "render_comparison",
 ]
 
@@ -43,8 +45,8 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     if report.pruned_outputs:
         pruned = report.pruned_outputs
         console.print(f"[cyan]--prune-outputs:[/] removed {pruned.get('outputs_removed', 0)} output(s), {pruned.get('nodes_removed', 0)} node(s), {pruned.get('initializers_removed', 0)} initializer(s)")
-    if report.lossy_result is not None:
-        render_lossy(report.lossy_result, console)
+    if report.lossy is not None:
+        render_lossy_section(report.lossy, console)
     if report.tuning_result is not None:
         render_tuning(report.tuning_result, console, verbose=verbose)
         if report.shipped_variant not in (report.level, "optimized"):
@@ -58,9 +60,8 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     seconds = sum(report.seconds.values())
     verdict = "[green]verified[/]" if report.verified else "[yellow]not verified[/]"
-    lossy = report.lossy_result
-    if lossy is not None and lossy.chosen is not None:
-        verdict += f" (lossless passes); {escape(lossy.chosen.label)} within the error budget ({escape(str(lossy.budget))})"
+    if report.lossy is not None and report.lossy.chosen_variant is not None:
+        verdict += f" (lossless passes); {escape(report.lossy.chosen_variant.label)} within the error budget ({escape(str(report.lossy.budget))})"
     console.print(f"{verdict}; {report.input.nodes} -> {report.output.nodes} nodes in {seconds:.2f} s")
 
 
@@ -125,7 +126,7 @@ def _render_verification(verification: Verification, console: Console) -> None:
         console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
 
 
-def _worst_errors(variant: LossyVariant) -> str:
+def _worst_errors(variant: LossyVariantRow) -> str:
     if not variant.errors:
         return "-"
     rel = max(e.rel for e in variant.errors)
@@ -136,30 +137,37 @@ def _worst_errors(variant: LossyVariant) -> str:
 
 
 def render_lossy(result: LossyResult, console: Console) -> None:
+    """The lossy stage's table (builds its `LossySection`; see `render_lossy_section`)."""
+    render_lossy_section(LossySection.from_dict(result.to_dict()), console)
+
+
+def render_lossy_section(lossy: LossySection, console: Console) -> None:
     """Each lossy variant tried or skipped: worst error per metric, speed against the lossless model, the verdict."""
-    table = Table(title=escape(f"Lossy variants (error budget {result.budget}; speed against the lossless model)"), title_justify="left")
+    table = Table(title=escape(f"Lossy variants (error budget {lossy.budget}; speed against the lossless model)"), title_justify="left")
     for column in ("variant", "worst error", "speed", "left float", "verdict"):
         table.add_column(column, justify="right" if column in ("speed", "left float") else "left")
     colours = {"kept": "green", "discarded": "yellow", "failed": "red", "skipped": "dim"}
-    for variant in result.variants:
-        speed = f"{variant.speedup:.2f}x" if variant.speedup is not None else "-"
+    for variant in lossy.variants:
+        speed = f"{variant.speedup_vs_lossless:.2f}x" if variant.speedup_vs_lossless is not None else "-"
         verdict = variant.reason or variant.status
         table.add_row(
-            escape(variant.label), _worst_errors(variant), speed, str(len(variant.excluded)) if variant.excluded else "-",
+            escape(variant.label), _worst_errors(variant), speed, str(len(variant.excluded_nodes)) if variant.excluded_nodes else "-",
             f"[{colours.get(variant.status, 'white')}]{escape(verdict)}[/]",
         )
     console.print(table)
-    for variant in result.variants:
-        if variant.excluded:
-            names = ", ".join(f"{n.name} ({n.op_type}, +{n.sensitivity:.2g})" for n in variant.excluded[:8])
-            more = f" and {len(variant.excluded) - 8} more" if len(variant.excluded) > 8 else ""
+    for variant in lossy.variants:
+        excluded = variant.excluded_nodes
+        if excluded:
+            names = ", ".join(f"{n['name']} ({n['op_type']}, +{n['sensitivity']:.2g})" for n in excluded[:8])
+            more = f" and {len(excluded) - 8} more" if len(excluded) > 8 else ""
             console.print(f"  {escape(variant.label)} left float, most sensitive first (relative error each adds): {escape(names + more)}")
         for note in variant.notes:
             if "pruned" in note:
                 console.print(f"  {escape(variant.label)}: {escape(note)}")
-    if result.chosen is not None:
-        errors = ", ".join(f"{e.name}: rel {format_error(e.rel)} cos {e.cos:.4f}" + (f" top1 {e.top1:.3f}" if e.top1 is not None else "") for e in result.chosen.errors)
-        console.print(f"[green]shipping {escape(result.chosen.label)}[/] ({escape(errors)})")
+    chosen = lossy.chosen_variant
+    if chosen is not None:
+        errors = ", ".join(f"{e.name}: rel {format_error(e.rel)} cos {e.cos:.4f}" + (f" top1 {e.top1:.3f}" if e.top1 is not None else "") for e in chosen.errors)
+        console.print(f"[green]shipping {escape(chosen.label)}[/] ({escape(errors)})")
     else:
         console.print("[yellow]no lossy variant ships[/]")
 

@@ -168,6 +168,7 @@ class LossyVariantRow(Record):
     weight_bytes_by_dtype: dict[str, int] = _dict()
     speedup_vs_lossless: float | None = None
     speedup_vs_lossless_min: float | None = None
+    notes: list[str] = _list()
 
     NESTED = {"errors": OutputErrorRow.from_dict}
 
@@ -186,11 +187,16 @@ class LossySection(Record):
     NESTED = {"variants": LossyVariantRow.from_dict}
 
     @property
-    def chosen_label(self) -> str | None:
-        """The label of the variant that ships (None when none does)."""
+    def chosen_variant(self) -> LossyVariantRow | None:
+        """The variant that ships (None when none does)."""
         if not self.chosen:
             return None
-        return next((v.label for v in self.variants or [] if isinstance(v, LossyVariantRow) and v.method == self.chosen), None)
+        return next((v for v in self.variants or [] if isinstance(v, LossyVariantRow) and v.method == self.chosen), None)
+
+    @property
+    def chosen_label(self) -> str | None:
+        """The label of the variant that ships (None when none does)."""
+        return self.chosen_variant.label if self.chosen_variant else None
 
 
 @dataclasses.dataclass
@@ -337,9 +343,8 @@ class RunReport(Document):
     tuning: TuningSection | None = None
     analysis: AnalysisSection | None = None
     profile: ProfileSection | None = None
-    # The typed results the terminal tables need beyond the JSON (set by from_result; never serialized).
+    # The tuner's typed result, for the terminal's tuning table (set by from_result; never serialized).
     tuning_result: object = dataclasses.field(default=None, repr=False, compare=False)
-    lossy_result: object = dataclasses.field(default=None, repr=False, compare=False)
 
     NESTED = {
         "input": ModelFacts.from_dict, "output": ModelFacts.from_dict, "passes": PassRow.from_dict, "dropped_passes": DroppedRow.from_dict,
@@ -354,7 +359,7 @@ class RunReport(Document):
         body = result.to_dict()
         body.pop("schema_version", None)
         report = cls.from_dict({**(head or header("optimize")), **body, "analysis": analysis, "profile": profile})
-        report.tuning_result, report.lossy_result = result.tuning, result.lossy
+        report.tuning_result = result.tuning
         return report
 
     @property

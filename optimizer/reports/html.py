@@ -1,11 +1,11 @@
 """The HTML report: one self-contained page made from a report document (`optimizer.reports.document`).
 
-`render_html(document)` is a pure function of the dict: inline CSS, charts drawn here as inline SVG,
-no script, no fonts, no images, nothing fetched. A Content-Security-Policy meta tag forbids every
-fetch, so the page opens offline and a hostile model cannot make it phone home. Model paths, op
-names, node names and error messages come from untrusted models: every value goes through
-`html.escape` before it reaches the page. Kinds: "optimize", "check", "compare" (others are shown as
-escaped JSON).
+`render_html(document)` is a pure function of the typed document: inline CSS, charts as inline SVG
+(`optimizer.reports.charts`), no script, no fonts, no images, nothing fetched. A Content-Security-Policy
+meta tag forbids every fetch, so the page opens offline and a hostile model cannot make it phone home.
+Model paths, op names, node names and error messages come from untrusted models: every value goes
+through `optimizer.reports.markup.escape` before it reaches the page. Kinds: "optimize", "check",
+"compare" (others are shown as escaped JSON).
 """
 
 from __future__ import annotations
