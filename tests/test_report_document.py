@@ -127,3 +127,34 @@ def test_check_and_compare_are_typed_and_render_in_the_terminal():
     text = _terminal(render_comparison, compare)
     assert text == _terminal(render_comparison, compare_document())
     assert "Op counts that differ" in text
+
+
+def test_lossy_table_comes_from_the_document_section():
+    """render_lossy(LossyResult) and the document's LossySection give the same terminal table."""
+    from optimizer.error_budget import ErrorBudget, OutputError
+    from optimizer.lossy.stage import LossyResult, LossyVariant, NodeSensitivity
+    from optimizer.report import render_lossy, render_lossy_section
+    from optimizer.reports.document import LossySection
+
+    errors = [OutputError("out", 0.1, 0.02, 0.999, 0.98, 0), OutputError("o2", 0.2, 0.03, 0.99, None, 0)]
+    kept = LossyVariant("dynamic", "kept", "", errors=errors, excluded=[NodeSensitivity(f"n{i}", "MatMul", 0.1 / (i + 1)) for i in range(10)],
+                        speedup=1.3, notes=["pruned 3 weights"])
+    result = LossyResult(ErrorBudget.parse(["rel=0.05"]), [kept, LossyVariant("fp16", "discarded", "not faster", errors=errors[:1])], kept)
+    text = _terminal(render_lossy, result)
+    assert text == _terminal(render_lossy_section, LossySection.from_dict(json.loads(json.dumps(result.to_dict()))))
+    assert "shipping dynamic int8" in text and "and 2 more" in text and "pruned 3 weights" in text
+
+
+def test_number_formats_live_in_units():
+    from optimizer import units
+
+    assert units.format_bytes(1536) == "1.5 KB" and units.format_bytes(None) == "-" and units.format_bytes(None, dash=units.DASH) == "–"
+    assert units.format_bytes(2 * 1024 * 1024, tick=True) == "2 MB"
+    assert units.format_significant(0.014849) == "0.0148" and units.format_significant(1234.5) == "1,230"
+    assert units.format_ms(0.0386) == "0.0386 ms" and units.format_ms(None, dash="-", general=True) == "-"
+    assert units.format_ratio(1.4658) == "1.47x" and units.format_ratio(None) == "–"
+    assert units.format_error(0.0) == "0.00e+00" and units.format_error(0.0, plain_zero=True) == "0" and units.format_error(float("inf")) == "inf"
+    assert units.format_change(10, 12) == "+20.0%" and units.format_change(0, 5) == "+5" and units.format_change(None, 5) == ""
+    assert units.format_relative_change(100, 90) == "-10.0%" and units.format_count_change(71, 49) == "-22"
+    assert units.format_si(1234567, "FLOPs") == "1.23 MFLOPs" and units.format_flops(12345678) == "12.35 M"
+    assert units.format_percent(0.0312) == "3.1%"
