@@ -21,7 +21,7 @@ from optimizer.tune import TuningResult
 from optimizer.reports.document import (
     CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, RunReport, Verification, document_from_dict,
 )
-from optimizer.units import format_bytes, format_change, format_count_change, format_error, format_flops
+from optimizer.units import format_bytes, format_change, format_count_change, format_error, format_flops, format_ms, format_percent
 
 __all__ = [
     "render_run", "render_optimization", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
@@ -180,7 +180,7 @@ def render_tuning(result: TuningResult, console: Console, *, verbose: bool = Fal
     table = Table(title=f"Tuning ({result.objective}; {result.mode}; {budget})", title_justify="left")
     for column in ("graph", "settings", "vs defaults", "min", "median", "p90", "status"):
         table.add_column(column, justify="left" if column in ("graph", "settings", "status") else "right")
-    table.add_row(escape(result.reference.variant), "onnxruntime defaults", "1.00", f"{result.reference_stats.min_ms:.3f} ms", f"{result.reference_stats.median_ms:.3f} ms", f"{result.reference_stats.p90_ms:.3f} ms", "reference")
+    table.add_row(escape(result.reference.variant), "onnxruntime defaults", "1.00", format_ms(result.reference_stats.min_ms, decimals=3), format_ms(result.reference_stats.median_ms, decimals=3), format_ms(result.reference_stats.p90_ms, decimals=3), "reference")
     shown = timed if verbose else timed[:top]
     for record in shown:
         if record.candidate.key == result.reference.key:
@@ -190,7 +190,7 @@ def render_tuning(result: TuningResult, console: Console, *, verbose: bool = Fal
             continue
         stats = record.stats
         status = "kept to the end" if record.eliminated_at is None else f"dropped at rung {record.eliminated_at}"
-        table.add_row(escape(record.candidate.variant), escape(record.candidate.config.label()), f"{1 / record.ratios[-1]:.2f}x", f"{stats.min_ms:.3f} ms", f"{stats.median_ms:.3f} ms", f"{stats.p90_ms:.3f} ms", status)
+        table.add_row(escape(record.candidate.variant), escape(record.candidate.config.label()), f"{1 / record.ratios[-1]:.2f}x", format_ms(stats.min_ms, decimals=3), format_ms(stats.median_ms, decimals=3), format_ms(stats.p90_ms, decimals=3), status)
     console.print(table)
     if len(timed) > len(shown):
         console.print(f"  ... {len(timed) - len(shown)} more candidates (-v lists them)")
@@ -216,7 +216,7 @@ def render_profile(result: ProfileResult, console: Console, top: int = 15) -> No
     for column in ("op type", "nodes", "ms/run", "share"):
         by_type.add_column(column, justify="left" if column == "op type" else "right")
     for entry in result.by_op_type:
-        by_type.add_row(escape(entry.op_type), str(entry.nodes), f"{entry.mean_ms:.3f}", f"{entry.share:.1%}")
+        by_type.add_row(escape(entry.op_type), str(entry.nodes), f"{entry.mean_ms:.3f}", format_percent(entry.share))
     console.print(by_type)
     shown = result.top(top)
     nodes = Table(title=f"Slowest nodes (top {len(shown)} of {len(result.nodes)})", title_justify="left")
@@ -226,7 +226,7 @@ def render_profile(result: ProfileResult, console: Console, top: int = 15) -> No
     for rank, node in enumerate(shown, 1):
         cumulative += node.share
         provider = node.provider.removesuffix("ExecutionProvider")
-        nodes.add_row(str(rank), escape(node.name), escape(node.op_type), escape(provider), f"{node.mean_ms:.3f}", f"{node.share:.1%}", f"{cumulative:.1%}")
+        nodes.add_row(str(rank), escape(node.name), escape(node.op_type), escape(provider), f"{node.mean_ms:.3f}", format_percent(node.share), format_percent(cumulative))
     console.print(nodes)
     if len(result.nodes) > len(shown):
         rest = sum(n.mean_ms for n in result.nodes[len(shown):])
@@ -269,7 +269,7 @@ def render_inspection(result: Inspection, console: Console, *, verbose: bool = F
     by_type = sorted(analysis.by_op_type.items(), key=lambda item: (-item[1]["flops"], -item[1]["count"]))
     for op, stats in by_type[: None if verbose else top]:
         share = stats["flops"] / analysis.work_flops if analysis.work_flops else 0.0
-        costs.add_row(escape(op), str(stats["count"]), format_flops(stats["flops"]), f"{share:.1%}", format_bytes(int(stats["bytes_moved"])))
+        costs.add_row(escape(op), str(stats["count"]), format_flops(stats["flops"]), format_percent(share), format_bytes(int(stats["bytes_moved"])))
     if not verbose and len(by_type) > top:
         costs.caption = f"... {len(by_type) - top} more op types (-v lists them)"
     console.print(costs)
@@ -363,7 +363,7 @@ def _latency_table(title: str, rows: list[tuple[str, dict]], console: Console, f
     for column in (first, "min", "median", "p90"):
         timing.add_column(column, justify="left" if column == first else "right")
     for label, stats in rows:
-        timing.add_row(label, f"{stats['min_ms']:.3f} ms", f"{stats['median_ms']:.3f} ms", f"{stats['p90_ms']:.3f} ms")
+        timing.add_row(label, format_ms(stats["min_ms"], decimals=3), format_ms(stats["median_ms"], decimals=3), format_ms(stats["p90_ms"], decimals=3))
     console.print(timing)
 
 

@@ -89,11 +89,14 @@ def format_count(value) -> str:
     return f"{int(value):,}" if is_finite(value) else _missing(value, DASH)
 
 
-def format_ms(value, *, dash: str = DASH, general: bool = False) -> str:
+def format_ms(value, *, dash: str = DASH, general: bool = False, decimals: int | None = None) -> str:
     """Milliseconds: three significant digits ("1.23 ms"); `general` uses Python's `g` format
-    (exponent form for large values), as the Markdown report does."""
+    (exponent form for large values), as the Markdown report does; `decimals` fixes the decimals
+    ("0.039 ms"), as the terminal's latency tables do."""
     if value is None:
         return dash
+    if decimals is not None:
+        return f"{value:.{decimals}f} ms"
     return f"{value:.3g} ms" if general else f"{format_significant(value)} ms"
 
 
