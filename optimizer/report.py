@@ -234,6 +234,7 @@ def render_profile(result: ProfileResult, console: Console, top: int = 15) -> No
 
 
 def render_pass_list(rows: list[tuple[str, str, str]], console: Console) -> None:
+    """`optimize passes`: name, level and description of each registered pass."""
     table = Table(title="Passes (a level runs its passes and those of the levels below)", title_justify="left")
     for column in ("name", "level", "description"):
         table.add_column(column)

@@ -140,7 +140,6 @@ class Verification(Record):
     inputs_source: str = ""
     of: str | None = None
 
-    NESTED = {"outputs": OutputCheck.from_dict}
 
 
 @dataclasses.dataclass
@@ -170,7 +169,6 @@ class LossyVariantRow(Record):
     speedup_vs_lossless_min: float | None = None
     notes: list[str] = _list()
 
-    NESTED = {"errors": OutputErrorRow.from_dict}
 
 
 @dataclasses.dataclass
@@ -184,7 +182,6 @@ class LossySection(Record):
     noise: float | None = None
     notes: list[str] = _list()
 
-    NESTED = {"variants": LossyVariantRow.from_dict}
 
     @property
     def chosen_variant(self) -> LossyVariantRow | None:
@@ -245,7 +242,6 @@ class ProfileSection(Record):
     by_op_type: list[ProfileRow] = _list()
     error: str | None = None
 
-    NESTED = {"nodes": ProfileRow.from_dict, "by_op_type": ProfileRow.from_dict}
 
 
 @dataclasses.dataclass
@@ -272,7 +268,6 @@ class AnalysisSection(Record):
     top_nodes: list[CostNode] = _list()
     error: str | None = None
 
-    NESTED = {"top_nodes": CostNode.from_dict}
 
 
 @dataclasses.dataclass
@@ -346,11 +341,6 @@ class RunReport(Document):
     # The tuner's typed result, for the terminal's tuning table (set by from_result; never serialized).
     tuning_result: object = dataclasses.field(default=None, repr=False, compare=False)
 
-    NESTED = {
-        "input": ModelFacts.from_dict, "output": ModelFacts.from_dict, "passes": PassRow.from_dict, "dropped_passes": DroppedRow.from_dict,
-        "verification": Verification.from_dict, "lossy": LossySection.from_dict, "tuning": TuningSection.from_dict,
-        "analysis": AnalysisSection.from_dict, "profile": ProfileSection.from_dict,
-    }
 
     @classmethod
     def from_result(cls, result, *, analysis: dict | None = None, profile: dict | None = None, head: dict | None = None) -> RunReport:
@@ -379,7 +369,6 @@ class CheckReport(Document):
     errors: list[OutputErrorRow] | None = None
     inputs: str | None = None
 
-    NESTED = {"model": ModelFacts.from_dict, "baseline": ModelFacts.from_dict, "gates": GateRow.from_dict, "errors": OutputErrorRow.from_dict}
 
     @classmethod
     def from_result(cls, result, head: dict | None = None) -> CheckReport:
@@ -403,7 +392,6 @@ class CompareReport(Document):
     size: SizeRow = dataclasses.field(default_factory=SizeRow)
     latency: dict | None = None
 
-    NESTED = {"a": ModelFacts.from_dict, "b": ModelFacts.from_dict, "outputs": OutputErrorRow.from_dict, "op_counts": OpCountRow.from_dict, "size": SizeRow.from_dict}
 
     @classmethod
     def from_body(cls, body: Mapping, head: dict | None = None) -> CompareReport:
