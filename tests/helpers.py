@@ -7,7 +7,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
-from optimizer.pipeline import OptimizationPass, PassOptions
+from optimizer.pipeline import NEEDS_SHAPES, OptimizationPass, PassOptions
 from optimizer.graph.shapes import infer_shapes
 
 
@@ -17,7 +17,7 @@ def from_text(text: str) -> ir.Model:
 
 def run_pass(pass_class: type[OptimizationPass], model: ir.Model, options: PassOptions | None = None) -> OptimizationPass:
     """Run one pass once (with shape inference first when it needs shapes); returns the pass instance."""
-    if pass_class.needs_shapes:
+    if NEEDS_SHAPES in pass_class.preconditions:
         infer_shapes(model)
     instance = pass_class(options)
     instance(model)

@@ -18,6 +18,7 @@ import onnx_ir as ir
 from optimizer.pipeline import OptimizationPass
 from passes.folding.evaluator import evaluate_node
 from optimizer.graph.editing import replace_with_constant
+from optimizer.graph.matching import is_default_domain
 from optimizer.graph.values import constant_array, constant_tensor
 
 __all__ = ["FoldConstantsPass"]
@@ -89,7 +90,7 @@ class FoldConstantsPass(OptimizationPass):
         return counts
 
     def _foldable(self, node: ir.Node) -> bool:
-        if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLDED:
+        if not is_default_domain(node) or node.op_type in NEVER_FOLDED:
             return False
         if not any(v is not None for v in node.inputs):
             return False

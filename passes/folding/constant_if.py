@@ -14,6 +14,7 @@ import onnx_ir as ir
 
 from optimizer.pipeline import OptimizationPass
 from optimizer.graph.editing import replace_value, unique_initializer_name
+from optimizer.graph.matching import is_op
 from optimizer.graph.values import constant_array
 
 __all__ = ["InlineConstantIfPass"]
@@ -55,7 +56,7 @@ class InlineConstantIfPass(OptimizationPass):
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
         for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.op_type != "If" or node.domain not in ("", "ai.onnx") or node.graph is None:
+            if not is_op(node, "If") or node.graph is None:
                 continue
             condition = constant_array(node.inputs[0])
             if condition is None or condition.size != 1:

@@ -11,7 +11,7 @@ import collections
 
 import onnx_ir as ir
 
-from optimizer.pipeline import OptimizationPass
+from optimizer.pipeline import OUTPUTS_UNCHANGED, OptimizationPass
 
 __all__ = ["InitializerInputsToConstantsPass"]
 
@@ -20,6 +20,7 @@ class InitializerInputsToConstantsPass(OptimizationPass):
     name = "initializer-inputs-to-constants"
     level = "O1"
     description = "Turn graph inputs that have an initializer (old-IR defaults) into constants; names reported."
+    postconditions = frozenset({OUTPUTS_UNCHANGED})  # the one pass that may drop graph inputs
 
     def __init__(self, options=None) -> None:
         super().__init__(options)

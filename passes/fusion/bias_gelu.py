@@ -16,9 +16,9 @@ import dataclasses
 
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
 from optimizer.graph.matching import MS_DOMAIN, producer_of, single_use
-from optimizer.graph.editing import replace_pattern
 from optimizer.graph.values import constant_array
 
 __all__ = ["FuseBiasGeluPass"]
@@ -37,45 +37,45 @@ class _Match:
 
 class _BiasGelu(Rule):
     name = "bias+gelu"
-    anchor = "Gelu"
+    anchors = ("Gelu",)
     introduces = {MS_DOMAIN: 1}
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         approximate = node.attributes.get("approximate")
         tanh = node.op_type == "FastGelu" or (approximate is not None and approximate.value == "tanh")
         if node.op_type == "FastGelu" and len(node.inputs) > 1 and node.inputs[1] is not None:
-            return Declined("already has a bias")
+            raise Decline("already has a bias")
         add = producer_of(node.inputs[0], "Add")
         if add is None:
-            return Declined("input is not a bias Add")
+            raise Decline("input is not a bias Add")
         summed = add.outputs[0]
         if not single_use(summed):
-            return Declined("the biased value is used elsewhere")
+            raise Decline("the biased value is used elsewhere")
         for index in (0, 1):
             x, bias = add.inputs[index], add.inputs[1 - index]
             array = constant_array(bias)
             if array is not None and constant_array(x) is None:
                 break
         else:
-            return Declined("input is not a bias Add")
+            raise Decline("input is not a bias Add")
         dense = producer_of(x, "MatMul")
         if dense is not None and constant_array(dense.inputs[1]) is not None and len(x.uses()) == 1:
             # onnxruntime folds MatMul + bias into one Gemm; that measured 1-2% faster than BiasGelu
             # on BERT-base and ViT-base here (1 thread, seq 128), so the bias stays with the MatMul.
-            return Declined("bias belongs to a dense MatMul (onnxruntime fuses them into Gemm, faster)")
+            raise Decline("bias belongs to a dense MatMul (onnxruntime fuses them into Gemm, faster)")
         if x.shape is None or len(x.shape) < 1 or array.shape != (x.shape[-1],):
-            return Declined("bias is not a vector over the last axis")
+            raise Decline("bias is not a vector over the last axis")
         if x.shape != summed.shape:
-            return Declined("bias Add broadcasts x")
+            raise Decline("bias Add broadcasts x")
         if x.dtype not in _FLOATS or bias.dtype != x.dtype:
-            return Declined("not float32/float16")
+            raise Decline("not float32/float16")
         if add.graph is not node.graph:
-            return Declined("Add and Gelu live in different graphs")
-        return _Match(node, add, x, bias, "FastGelu" if tanh else "BiasGelu")
+            raise Decline("Add and Gelu live in different graphs")
+        return self._replacement(_Match(node, add, x, bias, "FastGelu" if tanh else "BiasGelu"))
 
-    def rewrite(self, match: _Match) -> None:
+    def _replacement(self, match: _Match) -> Replacement:
         fused = ir.Node(MS_DOMAIN, match.op, [match.x, match.bias], num_outputs=1)
-        replace_pattern(fused, match.gelu, match.gelu.outputs[0], [match.add, match.gelu])
+        return Replacement.fuse(fused, match.gelu, match.gelu.outputs[0], [match.add, match.gelu])
 
 
 class _OnnxruntimeBiasGelu(_BiasGelu):
@@ -85,7 +85,7 @@ class _OnnxruntimeBiasGelu(_BiasGelu):
 
 class _OnnxruntimeBiasFastGelu(_BiasGelu):
     name = "bias+fastgelu"
-    anchor = "FastGelu"
+    anchors = ("FastGelu",)
     domain = MS_DOMAIN
 
 
@@ -93,5 +93,5 @@ class FuseBiasGeluPass(RewritePass):
     name = "fuse-bias-gelu"
     level = "O3"
     description = "Fold the bias Add before Gelu into com.microsoft BiasGelu (Erf) or FastGelu (Tanh)."
-    needs_shapes = True
+    preconditions = frozenset({NEEDS_SHAPES})
     rules = (_BiasGelu, _OnnxruntimeBiasGelu, _OnnxruntimeBiasFastGelu)

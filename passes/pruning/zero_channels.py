@@ -31,7 +31,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.pipeline import OptimizationPass
-from optimizer.graph.matching import attribute
+from optimizer.graph.matching import attribute, is_default_domain, is_op
 from optimizer.graph.constants import write_constant
 from optimizer.graph.values import constant_array
 
@@ -233,7 +233,7 @@ def _follow(output: ir.Value, axis: int, keep: np.ndarray) -> tuple[list[ir.Valu
             node = use.node
             if node.graph is not graph:
                 return "output is read in another graph"
-            if node.domain not in ("", "ai.onnx"):
+            if not is_default_domain(node):
                 return f"output is read by {node.domain}.{node.op_type}"
             if use.idx != 0 or (node.op_type not in ZERO_PRESERVING_OPS and node.op_type not in _PRODUCERS):
                 return f"output is read by {node.op_type}" + ("" if use.idx == 0 else f" (input {use.idx})")
@@ -272,7 +272,7 @@ class PruneZeroChannelsPass(OptimizationPass):
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
         for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.op_type not in _PRODUCERS or node.domain not in ("", "ai.onnx") or node.graph is None:
+            if not is_op(node, *_PRODUCERS) or node.graph is None:
                 continue
             removed = self._prune(node)
             if isinstance(removed, str):
