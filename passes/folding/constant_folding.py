@@ -73,14 +73,14 @@ class FoldConstantsPass(OptimizationPass):
             input_bytes = sum(a.nbytes for a in arrays if a is not None)
             estimate = _estimated_output_elements(node, arrays)
             if estimate is not None and self._too_big(estimate * 8, input_bytes):
-                self.declined["output too large"] += 1
+                self.decline("output too large")
                 continue
             results = evaluate_node(node, arrays, opsets)
             if results is None:
-                self.declined["could not evaluate"] += 1
+                self.decline("could not evaluate")
                 continue
             if self._too_big(sum(r.nbytes for r in results), input_bytes):
-                self.declined["output too large"] += 1
+                self.decline("output too large")
                 continue
             for output, array in zip(node.outputs, results):
                 if output.uses() or output.is_graph_output():

@@ -66,7 +66,7 @@ class InlineConstantIfPass(OptimizationPass):
                 continue
             branch = branch_attr.as_graph()
             if len(branch.outputs) != len(node.outputs):
-                self.declined["branch output count differs from the If's"] += 1
+                self.decline("branch output count differs from the If's")
                 continue
             self._inline(node, branch)
             counts["If"] += 1
