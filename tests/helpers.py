@@ -61,3 +61,48 @@ def assert_unchanged(text: str, after: ir.Model) -> None:
 def random_feeds(**shapes: tuple[int, ...]) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def verify(
+    pass_class: type[OptimizationPass],
+    before: str,
+    expected_ops: list[str] | None,
+    feeds: dict[str, np.ndarray] | None,
+    *,
+    stats: dict[str, int] | None = None,
+    options: PassOptions | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> tuple[ir.Model, OptimizationPass]:
+    """TVM-style check of a rewrite: run the pass on the model in `before`; the main graph's op
+    sequence is then `expected_ops` and the pass's changes `stats` (each when given), and the result
+    computes what `before` computes on `feeds` in onnxruntime. Returns the model and the pass."""
+    model = from_text(before)
+    applied = run_pass(pass_class, model, options)
+    if stats is not None:
+        assert applied.stats == stats
+    if expected_ops is not None:
+        assert ops(model) == expected_ops
+    if feeds is not None:
+        assert_equivalent(before, model, feeds, rtol=rtol, atol=atol)
+    return model, applied
+
+
+def verify_declines(
+    pass_class: type[OptimizationPass],
+    before: str,
+    declined: dict[str, int] | str | None = None,
+    *,
+    options: PassOptions | None = None,
+) -> OptimizationPass:
+    """The negative case (`Expected = Before`): the pass changes nothing in the model in `before`
+    and counts `declined` (all its declines; a str: one reason among them). Returns the pass."""
+    model = from_text(before)
+    applied = run_pass(pass_class, model, options)
+    assert applied.stats == {}
+    if isinstance(declined, str):
+        assert declined in applied.declined
+    elif declined is not None:
+        assert applied.declined == declined
+    assert_unchanged(before, model)
+    return applied

@@ -5,7 +5,7 @@ import onnx_ir as ir
 import pytest
 
 from passes.fusion.attention import FuseAttentionPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, run_pass
+from tests.helpers import assert_equivalent, from_text, ops, run_pass, verify, verify_declines
 
 B, S, H, D = 2, 8, 2, 8
 E = H * D
@@ -128,29 +128,17 @@ def test_fuses_gpt2_packed_projection_with_causal_mask():
 
 def test_fuses_unmasked_attention():
     text = _text(_model(softmax="probs = Softmax<axis=-1>(scaled)"), inputs=f"float[{B}, {S}, {E}] x")
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Attention"]
-    assert_equivalent(text, model, _feeds(mask_shape=None), rtol=1e-4, atol=1e-5)
+    verify(FuseAttentionPass, text, ["Attention"], _feeds(mask_shape=None), stats={"attention": 1}, rtol=1e-4, atol=1e-5)
 
 
 def test_padding_mask_broadcast_over_queries_is_expanded():
     text = _text(_model(), inputs=f"float[{B}, {S}, {E}] x, float[{B}, 1, 1, {S}] mask")
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Expand", "Attention"]
-    assert_equivalent(text, model, _feeds(mask_shape=(B, 1, 1, S)), rtol=1e-4, atol=1e-5)
+    verify(FuseAttentionPass, text, ["Expand", "Attention"], _feeds(mask_shape=(B, 1, 1, S)), stats={"attention": 1}, rtol=1e-4, atol=1e-5)
 
 
 def test_heads_merged_into_rows_keep_their_2d_shape():
     text = _text(_model(merged="flat"), outputs=f"float[{B * S}, {E}] y")
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Attention", "Reshape"]
-    assert_equivalent(text, model, _feeds(), rtol=1e-4, atol=1e-5)
+    verify(FuseAttentionPass, text, ["Attention", "Reshape"], _feeds(), stats={"attention": 1}, rtol=1e-4, atol=1e-5)
 
 
 def test_cross_attention_becomes_multi_head_attention():
@@ -200,8 +188,4 @@ def test_declines(body, inputs, outputs, reason):
     if outputs:
         kwargs["outputs"] = outputs
     text = _text(body, **kwargs)
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"attention: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseAttentionPass, text, {f"attention: {reason}": 1})

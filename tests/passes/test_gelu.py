@@ -3,7 +3,7 @@
 import pytest
 
 from passes.fusion.gelu import FuseGeluAnyOpsetPass, FuseGeluPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, from_text, ops, random_feeds, run_pass, verify, verify_declines
 
 
 def _text(body: str, opset: int = 20, extra_outputs: str = "") -> str:
@@ -23,11 +23,7 @@ HALF_SECOND = "a = Div(x, sqrt2)\n  e = Erf(a)\n  s = Add(e, one)\n  m = Mul(s, 
 @pytest.mark.parametrize("body", [PYTORCH, HALF_FIRST, HALF_SECOND], ids=["pytorch", "half-first", "half-second"])
 def test_fuses_gelu_forms(body):
     text = _text(body)
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {"gelu": 1}
-    assert ops(model) == ["Gelu"]
-    assert_equivalent(text, model, random_feeds(x=(2, 8)), rtol=1e-5, atol=1e-6)
+    verify(FuseGeluPass, text, ["Gelu"], random_feeds(x=(2, 8)), stats={"gelu": 1}, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -42,11 +38,7 @@ def test_fuses_gelu_forms(body):
 )
 def test_declines(body, opset, reason, extra):
     text = _text(body, opset, extra)
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"gelu: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseGeluPass, text, {f"gelu: {reason}": 1})
 
 
 def _tanh_text(body: str, opset: int = 20, extra_outputs: str = "") -> str:
@@ -128,11 +120,7 @@ def test_fuses_tanh_gelu_forms(body):
 )
 def test_tanh_declines(body, opset, reason, extra):
     text = _tanh_text(body, opset, extra)
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"gelu-tanh: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseGeluPass, text, {f"gelu-tanh: {reason}": 1})
 
 
 @pytest.mark.parametrize(
@@ -157,17 +145,9 @@ def test_onnxruntime_variant_fuses_below_opset_20(text, op, rule, shape):
 
 def test_onnxruntime_variant_leaves_opset_20_to_the_standard_pass():
     text = _text(PYTORCH, opset=20)
-    model = from_text(text)
-    applied = run_pass(FuseGeluAnyOpsetPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {"gelu (opset < 20, onnxruntime): opset 20 or later: the standard fusion applies": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseGeluAnyOpsetPass, text, {"gelu (opset < 20, onnxruntime): opset 20 or later: the standard fusion applies": 1})
 
 
 def test_declines_when_the_scaled_input_is_a_graph_output():
     text = _text(PYTORCH, 20, ", float[2, 8] a")
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {}
-    assert "gelu: an intermediate is used elsewhere" in applied.declined
-    assert_unchanged(text, model)
+    verify_declines(FuseGeluPass, text, "gelu: an intermediate is used elsewhere")

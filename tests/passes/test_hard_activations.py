@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.hard_activations import FuseHardActivationsPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, run_pass
+from tests.helpers import assert_equivalent, from_text, ops, run_pass, verify, verify_declines
 
 
 def _text(body: str, opset: int = 14, extra_outputs: str = "", extra_inputs: str = "", dtype: str = "float") -> str:
@@ -85,21 +85,13 @@ def test_fuses_hard_swish_forms(body):
 
 def test_hard_swish_of_an_intermediate_keeps_its_producer():
     text = _text("u = Add(x, bias)\n  " + MUL_THEN_DIV.replace("(x,", "(u,"))
-    model = from_text(text)
-    applied = run_pass(FuseHardActivationsPass, model)
-    assert applied.stats == {"hard-swish": 1}
-    assert ops(model) == ["Add", "HardSwish"]
-    assert_equivalent(text, model, _feeds(), rtol=1e-5, atol=1e-6)
+    verify(FuseHardActivationsPass, text, ["Add", "HardSwish"], _feeds(), stats={"hard-swish": 1}, rtol=1e-5, atol=1e-6)
 
 
 def test_below_opset_14_only_the_hard_sigmoid_part_fuses():
     text = _text(DIV_THEN_MUL, opset=13)
-    model = from_text(text)
-    applied = run_pass(FuseHardActivationsPass, model)
-    assert applied.stats == {"hard-sigmoid": 1}
+    model, applied = verify(FuseHardActivationsPass, text, ["HardSigmoid", "Mul"], _feeds(), stats={"hard-sigmoid": 1}, rtol=1e-5, atol=1e-6)
     assert applied.declined == {"hard-swish: opset below 14 (use --target-opset 14)": 1}
-    assert ops(model) == ["HardSigmoid", "Mul"]
-    assert_equivalent(text, model, _feeds(), rtol=1e-5, atol=1e-6)
 
 
 NOT_MULTIPLIED = "hard-swish: clamp is not multiplied by its input"
@@ -138,8 +130,4 @@ NOT_0_1 = "hard-sigmoid: clamp range is not [0, 1] after scaling"
     ],
 )
 def test_declines(text, declined):
-    model = from_text(text)
-    applied = run_pass(FuseHardActivationsPass, model)
-    assert applied.stats == {}
-    assert applied.declined == declined
-    assert_unchanged(text, model)
+    verify_declines(FuseHardActivationsPass, text, declined)

@@ -6,7 +6,7 @@ import onnx_ir as ir
 import pytest
 
 from passes.fusion.rms_norm import FuseRMSNormPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, from_text, ops, random_feeds, run_pass, verify, verify_declines
 
 GAMMA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(0.5, 1.5, 8)) + "}"
 GAMMA_3x8 = "{" + ", ".join(f"{v:.3f}" for v in np.linspace(0.5, 1.5, 24)) + "}"
@@ -84,11 +84,7 @@ def test_fuses_rms_norm_variants(body, gamma_shape):
 
 def test_input_read_elsewhere_stays():
     text = _text(LLAMA.replace("y = Mul(gamma, nc)", "t = Mul(gamma, nc)\n  y = Add(x, t)"))
-    model = from_text(text)
-    applied = run_pass(FuseRMSNormPass, model)
-    assert applied.stats == {"rmsnorm": 1}
-    assert ops(model) == ["RMSNormalization", "Add"]
-    assert_equivalent(text, model, random_feeds(x=(2, 3, 8)), rtol=1e-5, atol=1e-6)
+    verify(FuseRMSNormPass, text, ["RMSNormalization", "Add"], random_feeds(x=(2, 3, 8)), stats={"rmsnorm": 1}, rtol=1e-5, atol=1e-6)
 
 
 def test_cast_read_elsewhere_stays():
@@ -143,8 +139,4 @@ LAYER_NORM_CENTERED = """m = ReduceMean(x, axes)
     ],
 )
 def test_declines(text, reason):
-    model = from_text(text)
-    applied = run_pass(FuseRMSNormPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"rmsnorm: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseRMSNormPass, text, {f"rmsnorm: {reason}": 1})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.skip_layer_norm import FuseSkipLayerNormPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, from_text, ops, random_feeds, run_pass, verify, verify_declines
 
 
 def _vector(n: int, seed: int) -> str:
@@ -47,10 +47,7 @@ def test_fuses_residual_layer_norm(body, expected):
 
 def test_two_dimensional_rows_fuse():
     text = _text(PLAIN, inputs="float[6, 8] a, float[6, 8] r", outputs="float[6, 8] y")
-    model = from_text(text)
-    applied = run_pass(FuseSkipLayerNormPass, model)
-    assert applied.stats == {"skip+layernorm": 1}
-    assert_equivalent(text, model, random_feeds(a=(6, 8), r=(6, 8)), rtol=1e-4, atol=1e-5)
+    verify(FuseSkipLayerNormPass, text, None, random_feeds(a=(6, 8), r=(6, 8)), stats={"skip+layernorm": 1}, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -67,8 +64,4 @@ def test_two_dimensional_rows_fuse():
 def test_declines(body, inputs, outputs, reason):
     kwargs = {k: v for k, v in (("inputs", inputs), ("outputs", outputs)) if v}
     text = _text(body, **kwargs)
-    model = from_text(text)
-    applied = run_pass(FuseSkipLayerNormPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"skip+layernorm: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseSkipLayerNormPass, text, {f"skip+layernorm: {reason}": 1})
