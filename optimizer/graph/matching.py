@@ -6,8 +6,9 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.graph.values import constant_array, constant_tensor
+from optimizer.pipeline import Decline
 
-__all__ = ["MS_DOMAIN", "as_parameter", "attribute", "broadcasts_up", "is_default_domain", "is_op", "other_operand", "producer_of", "reduce_axes", "scalar", "single_use", "sole_consumer"]
+__all__ = ["MS_DOMAIN", "as_parameter", "attribute", "broadcasts_up", "chain_head", "default_opset", "is_default_domain", "is_op", "other_operand", "producer_of", "reduce_axes", "scalar", "single_use", "sole_consumer"]
 
 MS_DOMAIN = "com.microsoft"
 """onnxruntime's contrib-op domain (O3 fusions)."""
@@ -22,6 +23,23 @@ def is_default_domain(node: ir.Node | str) -> bool:
 def is_op(node: ir.Node | None, *op_types: str) -> bool:
     """Whether `node` is a default-domain node of one of `op_types`."""
     return node is not None and node.op_type in op_types and is_default_domain(node)
+
+
+def default_opset(model: ir.Model) -> int:
+    """The model's default-domain opset version (imported as "" or "ai.onnx"; 1 when absent)."""
+    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+
+
+def chain_head(node: ir.Node, *ops: str) -> ir.Node:
+    """The node of one of `ops` producing `node`'s first input and read by `node` alone (the first
+    link of a chain `node` ends); declines otherwise."""
+    first = next((found for op in ops if (found := producer_of(node.inputs[0], op)) is not None), None)
+    if first is None:
+        names = ops[0] if len(ops) == 1 else f"{', '.join(ops[:-1])} or {ops[-1]}"
+        raise Decline(f"input is not a {names}")
+    if sole_consumer(first.outputs[0]) is None:
+        raise Decline(f"first {first.op_type} output is used elsewhere")
+    return first
 
 
 def producer_of(value: ir.Value | None, op: str) -> ir.Node | None:

@@ -17,7 +17,7 @@ import onnx_ir as ir
 
 from optimizer.pipeline import NEEDS_SHAPES, OptimizationPass
 from optimizer.graph.editing import bypass_value
-from optimizer.graph.matching import is_default_domain
+from optimizer.graph.matching import default_opset, is_default_domain
 from optimizer.graph.values import constant_array, static_shape
 
 __all__ = ["EliminateNoOpsPass"]
@@ -189,7 +189,7 @@ class EliminateNoOpsPass(OptimizationPass):
     preconditions = frozenset({NEEDS_SHAPES})
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
-        opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+        opset = default_opset(model)
         counts: collections.Counter[str] = collections.Counter()
         for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
             if not is_default_domain(node) or not node.inputs or node.inputs[0] is None:

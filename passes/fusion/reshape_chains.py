@@ -23,7 +23,7 @@ import onnx_ir as ir
 
 from optimizer.pipeline import Decline, NEEDS_SHAPES
 from optimizer.rewriter import Replacement, RewritePass, Rule
-from optimizer.graph.matching import producer_of, sole_consumer
+from optimizer.graph.matching import chain_head, default_opset
 from optimizer.graph.editing import can_bypass
 from optimizer.graph.values import constant_array
 
@@ -31,14 +31,6 @@ __all__ = ["FuseReshapeChainsPass"]
 
 _NOT_RENAMED = "result is a graph output that cannot be renamed"
 _UNKNOWN_RANK = "negative axes on an input of unknown rank"
-
-
-def _opset(model: ir.Model) -> int:
-    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
-
-
-def _first_of_chain(node: ir.Node, ops: tuple[str, ...]) -> ir.Node | None:
-    return next((first for op in ops if (first := producer_of(node.inputs[0], op)) is not None), None)
 
 
 def _attr_int(node: ir.Node, name: str, default: int) -> int:
@@ -117,11 +109,7 @@ class _ReshapeChain(Rule):
     anchors = ("Reshape",)
 
     def check(self, node: ir.Node, model: ir.Model) -> Replacement:
-        first = _first_of_chain(node, ("Reshape", "Flatten", "Squeeze", "Unsqueeze"))
-        if first is None:
-            raise Decline("input is not a Reshape, Flatten, Squeeze or Unsqueeze")
-        if sole_consumer(first.outputs[0]) is None:
-            raise Decline(f"first {first.op_type} output is used elsewhere")
+        first = chain_head(node, "Reshape", "Flatten", "Squeeze", "Unsqueeze")
         shape = _input_ints(node, 1)
         if shape is None:
             raise Decline("second shape is not a constant")
@@ -168,11 +156,7 @@ class _SqueezeChain(Rule):
     anchors = ("Squeeze",)
 
     def check(self, node: ir.Node, model: ir.Model) -> Replacement:
-        first = _first_of_chain(node, ("Squeeze", "Unsqueeze"))
-        if first is None:
-            raise Decline("input is not a Squeeze or Unsqueeze")
-        if sole_consumer(first.outputs[0]) is None:
-            raise Decline(f"first {first.op_type} output is used elsewhere")
+        first = chain_head(node, "Squeeze", "Unsqueeze")
         inner, outer = _axes(first), _axes(node)
         if inner is None or outer is None:
             raise Decline("Squeeze without axes")
@@ -238,12 +222,8 @@ class _SliceChain(Rule):
     anchors = ("Slice",)
 
     def check(self, node: ir.Node, model: ir.Model) -> Replacement:
-        first = producer_of(node.inputs[0], "Slice")
-        if first is None:
-            raise Decline("input is not a Slice")
-        if sole_consumer(first.outputs[0]) is None:
-            raise Decline("first Slice output is used elsewhere")
-        attribute_form = _opset(model) < 10
+        first = chain_head(node, "Slice")
+        attribute_form = default_opset(model) < 10
         inner, outer = _slice_parameters(first, attribute_form), _slice_parameters(node, attribute_form)
         if inner is None or outer is None:
             raise Decline("slice parameters are not constants")
@@ -305,11 +285,7 @@ class _CastChain(Rule):
     anchors = ("Cast",)
 
     def check(self, node: ir.Node, model: ir.Model) -> Replacement:
-        first = producer_of(node.inputs[0], "Cast")
-        if first is None:
-            raise Decline("input is not a Cast")
-        if sole_consumer(first.outputs[0]) is None:
-            raise Decline("first Cast output is used elsewhere")
+        first = chain_head(node, "Cast")
         x = first.inputs[0]
         source = x.dtype
         if source is None or source == _T.UNDEFINED:

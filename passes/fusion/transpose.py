@@ -16,7 +16,7 @@ import onnx_ir as ir
 
 from optimizer.pipeline import Decline, NEEDS_SHAPES
 from optimizer.rewriter import Replacement, RewritePass, Rule
-from optimizer.graph.matching import producer_of, sole_consumer
+from optimizer.graph.matching import chain_head, default_opset, producer_of, sole_consumer
 from optimizer.graph.editing import can_bypass
 from optimizer.graph.values import constant_array, constant_tensor
 
@@ -24,10 +24,6 @@ __all__ = ["FuseTransposesPass"]
 
 _LEFT_TO_FOLDING = "Transpose of a constant is left to constant folding"
 _MATMUL_TYPES = (ir.DataType.FLOAT, ir.DataType.DOUBLE)
-
-
-def _opset(model: ir.Model) -> int:
-    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
 
 
 def _perm(node: ir.Node) -> list[int] | None:
@@ -44,11 +40,7 @@ class _TransposeTranspose(Rule):
     anchors = ("Transpose",)
 
     def check(self, node: ir.Node, model: ir.Model) -> Replacement:
-        first = producer_of(node.inputs[0], "Transpose")
-        if first is None:
-            raise Decline("input is not a Transpose")
-        if sole_consumer(first.outputs[0]) is None:
-            raise Decline("first Transpose output is used elsewhere")
+        first = chain_head(node, "Transpose")
         x = first.inputs[0]
         if constant_tensor(x) is not None:
             raise Decline(_LEFT_TO_FOLDING)
@@ -130,7 +122,7 @@ class _TransposeMatMul(Rule):
             raise Decline("other operand is not a 2-D constant")
         if x.dtype not in _MATMUL_TYPES or node.inputs[1 - index].dtype != x.dtype:
             raise Decline("not float32 or float64")
-        if _opset(model) < 11:
+        if default_opset(model) < 11:
             raise Decline("opset below 11 (Gemm needs C)")
         operands = [node.inputs[0], node.inputs[1]]
         operands[index] = x
