@@ -68,7 +68,13 @@ class PassOptions:
 
 
 class OptimizationPass(ir.passes.InPlacePass):
-    """One kind of rewrite. Subclasses set the class attributes and implement `apply`."""
+    """One kind of rewrite. A subclass declares itself in its class statement and implements `apply`:
+
+        class FuseMatMulAddPass(RewritePass, name="fuse-matmul-add", level="O2", preconditions={NEEDS_SHAPES}):
+            \"\"\"Turn 2-D MatMul followed by Add of a constant bias into Gemm.\"\"\"
+
+    its docstring is its `description`.
+    """
 
     name: ClassVar[str]
     level: ClassVar[str] = "O1"
@@ -77,6 +83,27 @@ class OptimizationPass(ir.passes.InPlacePass):
     """Preconditions, e.g. `NEEDS_SHAPES`."""
     postconditions: ClassVar[frozenset[str]] = frozenset({INTERFACE_UNCHANGED})
     """Postconditions the pipeline checks after the pass."""
+
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        level: str | None = None,
+        preconditions: set[str] | frozenset[str] | None = None,
+        postconditions: set[str] | frozenset[str] | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            cls.name = name
+        if level is not None:
+            cls.level = level
+        if preconditions is not None:
+            cls.preconditions = frozenset(preconditions)
+        if postconditions is not None:
+            cls.postconditions = frozenset(postconditions)
+        if "description" not in cls.__dict__ and cls.__doc__:
+            cls.description = " ".join(cls.__doc__.split())
 
     def __init__(self, options: PassOptions | None = None) -> None:
         super().__init__()

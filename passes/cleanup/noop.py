@@ -182,11 +182,8 @@ def _neutral_operand(node: ir.Node) -> int | None:
     return None
 
 
-class EliminateNoOpsPass(OptimizationPass):
-    name = "eliminate-no-ops"
-    level = "O1"
-    description = "Remove Identity and ops that provably pass their input through (Cast to same type, identity Transpose, x*1, ...)."
-    preconditions = frozenset({NEEDS_SHAPES})
+class EliminateNoOpsPass(OptimizationPass, name="eliminate-no-ops", level="O1", preconditions={NEEDS_SHAPES}):
+    """Remove Identity and ops that provably pass their input through (Cast to same type, identity Transpose, x*1, ...)."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         opset = default_opset(model)

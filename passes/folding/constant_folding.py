@@ -56,10 +56,8 @@ def _estimated_output_elements(node: ir.Node, arrays: list[np.ndarray | None]) -
     return None
 
 
-class FoldConstantsPass(OptimizationPass):
-    name = "fold-constants"
-    level = "O1"
-    description = "Evaluate nodes whose inputs are all constants, with a size guard against model bloat."
+class FoldConstantsPass(OptimizationPass, name="fold-constants", level="O1"):
+    """Evaluate nodes whose inputs are all constants, with a size guard against model bloat."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()

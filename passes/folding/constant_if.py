@@ -48,10 +48,8 @@ def _rename_clashes(graph: ir.Graph, moved: list[ir.Node]) -> None:
                 value_names.add(value.name)
 
 
-class InlineConstantIfPass(OptimizationPass):
-    name = "inline-constant-if"
-    level = "O1"
-    description = "Replace an If whose condition is a constant by the nodes of the branch it takes."
+class InlineConstantIfPass(OptimizationPass, name="inline-constant-if", level="O1"):
+    """Replace an If whose condition is a constant by the nodes of the branch it takes."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()

@@ -69,11 +69,8 @@ def _select(dims: list[int | None], node: ir.Node) -> np.ndarray | None:
     return np.array(values, dtype=np.int64).reshape(np.asarray(picked).shape)
 
 
-class FoldShapesPass(OptimizationPass):
-    name = "fold-shapes"
-    level = "O1"
-    description = "Replace Shape/Size (and Gather/Slice of a Shape) by constants where those dims are static."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FoldShapesPass(OptimizationPass, name="fold-shapes", level="O1", preconditions={NEEDS_SHAPES}):
+    """Replace Shape/Size (and Gather/Slice of a Shape) by constants where those dims are static."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()

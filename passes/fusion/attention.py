@@ -365,9 +365,7 @@ def _packed_projection(match: _Match, replacement: Replacement) -> tuple[ir.Valu
     return x, weight_value, bias_value, nodes
 
 
-class FuseAttentionPass(RewritePass):
-    name = "fuse-attention"
-    level = "O3"
-    description = "Replace exported multi-head attention by com.microsoft Attention (packed QKV) or MultiHeadAttention."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseAttentionPass(RewritePass, name="fuse-attention", level="O3", preconditions={NEEDS_SHAPES}):
+    """Replace exported multi-head attention by com.microsoft Attention (packed QKV) or MultiHeadAttention."""
+
     rules = (_MultiHeadAttention,)

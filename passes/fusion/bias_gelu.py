@@ -89,9 +89,7 @@ class _OnnxruntimeBiasFastGelu(_BiasGelu):
     domain = MS_DOMAIN
 
 
-class FuseBiasGeluPass(RewritePass):
-    name = "fuse-bias-gelu"
-    level = "O3"
-    description = "Fold the bias Add before Gelu into com.microsoft BiasGelu (Erf) or FastGelu (Tanh)."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseBiasGeluPass(RewritePass, name="fuse-bias-gelu", level="O3", preconditions={NEEDS_SHAPES}):
+    """Fold the bias Add before Gelu into com.microsoft BiasGelu (Erf) or FastGelu (Tanh)."""
+
     rules = (_BiasGelu, _OnnxruntimeBiasGelu, _OnnxruntimeBiasFastGelu)

@@ -137,8 +137,7 @@ class _ConvAdd(_ConvAffine):
         return self._replacement(_Match(conv, node, None, (base + vector).astype(weight.dtype)))
 
 
-class FuseConvAffinePass(RewritePass):
-    name = "fuse-conv-affine"
-    level = "O2"
-    description = "Fold a per-output-channel constant Mul into the preceding Conv/ConvTranspose's weight and bias, and such an Add into its bias."
+class FuseConvAffinePass(RewritePass, name="fuse-conv-affine", level="O2"):
+    """Fold a per-output-channel constant Mul into the preceding Conv/ConvTranspose's weight and bias, and such an Add into its bias."""
+
     rules = (_ConvMul, _ConvAdd)

@@ -135,10 +135,9 @@ class _ConvBatchNorm(_BatchNormFold):
         return conv, new_weight, new_bias
 
 
-class FuseConvBatchNormPass(RewritePass):
-    name = "fuse-conv-batchnorm"
-    level = "O2"
-    description = "Fold inference BatchNormalization into the preceding Conv/ConvTranspose's weights and bias."
+class FuseConvBatchNormPass(RewritePass, name="fuse-conv-batchnorm", level="O2"):
+    """Fold inference BatchNormalization into the preceding Conv/ConvTranspose's weights and bias."""
+
     rules = (_ConvBatchNorm,)
 
 
@@ -186,11 +185,7 @@ class _GemmBatchNorm(_BatchNormFold):
         return layer, new_weight, new_bias
 
 
-class FuseGemmBatchNormPass(RewritePass):
-    name = "fuse-gemm-batchnorm"
-    level = "O2"
-    description = (
-        "Fold inference BatchNormalization into the preceding Gemm's B and C, or into a 2-D MatMul's constant weight plus an Add."
-    )
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseGemmBatchNormPass(RewritePass, name="fuse-gemm-batchnorm", level="O2", preconditions={NEEDS_SHAPES}):
+    """Fold inference BatchNormalization into the preceding Gemm's B and C, or into a 2-D MatMul's constant weight plus an Add."""
+
     rules = (_GemmBatchNorm,)

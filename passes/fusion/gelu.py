@@ -235,17 +235,14 @@ class _OnnxruntimeTanhGelu(_OnnxruntimeGelu, _TanhGelu):
         return super()._replacement(match)
 
 
-class FuseGeluPass(RewritePass):
-    name = "fuse-gelu"
-    level = "O2"
-    description = "Replace 0.5*x*(1+Erf(x/sqrt(2))) and 0.5*x*(1+Tanh(sqrt(2/pi)*(x+0.044715*x^3))) in their exporters' orders by Gelu (opset >= 20)."
-    preconditions = frozenset({NEEDS_SHAPES})  # x's rank: a constant of higher rank broadcasts it up
+class FuseGeluPass(RewritePass, name="fuse-gelu", level="O2", preconditions={NEEDS_SHAPES}):
+    """Replace 0.5*x*(1+Erf(x/sqrt(2))) and 0.5*x*(1+Tanh(sqrt(2/pi)*(x+0.044715*x^3))) in their exporters' orders by Gelu (opset >= 20)."""
+
+    # Needs shapes: x's rank: a constant of higher rank broadcasts it up
     rules = (_ErfGelu, _TanhGelu)
 
 
-class FuseGeluAnyOpsetPass(RewritePass):
-    name = "fuse-gelu-ort"
-    level = "O3"
-    description = "Below opset 20: replace the Erf and Tanh Gelu forms by com.microsoft Gelu and FastGelu."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseGeluAnyOpsetPass(RewritePass, name="fuse-gelu-ort", level="O3", preconditions={NEEDS_SHAPES}):
+    """Below opset 20: replace the Erf and Tanh Gelu forms by com.microsoft Gelu and FastGelu."""
+
     rules = (_OnnxruntimeErfGelu, _OnnxruntimeTanhGelu)

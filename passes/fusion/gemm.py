@@ -64,9 +64,7 @@ class _MatMulAdd(Rule):
         return Replacement.fuse(gemm, match.add, match.add.outputs[0], [match.matmul, match.add])
 
 
-class FuseMatMulAddPass(RewritePass):
-    name = "fuse-matmul-add"
-    level = "O2"
-    description = "Turn 2-D MatMul followed by Add of a constant bias into Gemm."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseMatMulAddPass(RewritePass, name="fuse-matmul-add", level="O2", preconditions={NEEDS_SHAPES}):
+    """Turn 2-D MatMul followed by Add of a constant bias into Gemm."""
+
     rules = (_MatMulAdd,)

@@ -170,6 +170,21 @@ def _follow(value: ir.Value, wanted: Callable[[ir.Node], bool]) -> ir.Node | Non
     return found[0]
 
 
+def _scaled(output: ir.Value, removed: list[ir.Node]) -> tuple[float, ir.Value]:
+    """The factor and result of the Mul/Div by a scalar reading `output` (appended to `removed`),
+    or (1, output) when there is none."""
+    scale = _follow(output, lambda reader: _scale(reader, output) is not None)
+    if scale is None:
+        return 1.0, output
+    removed.append(scale)
+    return _scale(scale, output), scale.outputs[0]
+
+
+def _check_unit_range(clamp: _Clamp, factor: float) -> None:
+    if clamp.low != 0 or not _equal(clamp.high * factor, 1.0):
+        raise Decline("clamp range is not [0, 1] after scaling")
+
+
 class _HardSigmoid(Rule):
     name = "hard-sigmoid"
     anchors = ("Clip", "Min", "Max")
@@ -178,12 +193,8 @@ class _HardSigmoid(Rule):
         clamp = _match_clamp(node, model)
         output, removed, factor = clamp.output, list(clamp.nodes), 1.0
         if not (clamp.low == 0 and _equal(clamp.high, 1.0)):
-            scale = _follow(output, lambda reader: _scale(reader, output) is not None)
-            if scale is not None:
-                factor, output = _scale(scale, output), scale.outputs[0]
-                removed.append(scale)
-        if clamp.low != 0 or not _equal(clamp.high * factor, 1.0):
-            raise Decline("clamp range is not [0, 1] after scaling")
+            factor, output = _scaled(output, removed)
+        _check_unit_range(clamp, factor)
         if len(removed) == 1:
             raise Decline("a plain Clip to [0, 1]: nothing to fuse")
         attributes = [ir.AttrFloat32("alpha", clamp.alpha * factor), ir.AttrFloat32("beta", clamp.beta * factor)]
@@ -216,12 +227,8 @@ class _HardSwish(Rule):
         output = step.outputs[0]
         removed.append(step)
         if factor == 1.0 and not _equal(clamp.high, 1.0):  # scaled after the multiplication by x
-            scale = _follow(output, lambda reader: _scale(reader, output) is not None)
-            if scale is not None:
-                factor, output = _scale(scale, output), scale.outputs[0]
-                removed.append(scale)
-        if clamp.low != 0 or not _equal(clamp.high * factor, 1.0):
-            raise Decline("clamp range is not [0, 1] after scaling")
+            factor, output = _scaled(output, removed)
+        _check_unit_range(clamp, factor)
         if not (_equal(clamp.alpha * factor, 1 / 6) and _equal(clamp.beta * factor, 0.5)):
             raise Decline("HardSigmoid part is not alpha 1/6, beta 1/2")
         return _replacement(_Match("HardSwish", x, [], output, removed))
@@ -252,10 +259,9 @@ def _fused(match: _Match) -> ir.Node:
     return ir.Node("", match.op_type, [match.x], match.attributes, num_outputs=1)
 
 
-class FuseHardActivationsPass(RewritePass):
-    name = "fuse-hard-activations"
-    level = "O2"
-    description = "Replace clamp(a*x+b, 0, 1) forms (Clip, Relu6(x+3)/6, Min/Max) by HardSigmoid, and x*HardSigmoid(x) forms by HardSwish (opset >= 14)."
-    preconditions = frozenset({NEEDS_SHAPES})  # the input's rank: a constant of higher rank broadcasts it up (see _replacement)
+class FuseHardActivationsPass(RewritePass, name="fuse-hard-activations", level="O2", preconditions={NEEDS_SHAPES}):
+    """Replace clamp(a*x+b, 0, 1) forms (Clip, Relu6(x+3)/6, Min/Max) by HardSigmoid, and x*HardSigmoid(x) forms by HardSwish (opset >= 14)."""
+
+    # Needs shapes: the input's rank: a constant of higher rank broadcasts it up (see _replacement)
     # HardSwish first: a clamp it takes is gone before HardSigmoid would take its inner part.
     rules = (_HardSwish, _HardSigmoid)

@@ -143,11 +143,9 @@ class _LayerNormDecomposition(Rule):
         return replacement
 
 
-class FuseLayerNormPass(RewritePass):
-    name = "fuse-layer-norm"
-    level = "O2"
-    description = "Replace decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]) by LayerNormalization (opset >= 17)."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseLayerNormPass(RewritePass, name="fuse-layer-norm", level="O2", preconditions={NEEDS_SHAPES}):
+    """Replace decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]) by LayerNormalization (opset >= 17)."""
+
     rules = (_LayerNormDecomposition,)
 
 
@@ -158,9 +156,7 @@ class _OnnxruntimeLayerNorm(_LayerNormDecomposition):
         return "opset 17 or later: the standard fusion applies" if opset >= 17 else None
 
 
-class FuseLayerNormAnyOpsetPass(RewritePass):
-    name = "fuse-layer-norm-ort"
-    level = "O3"
-    description = "Below opset 17: replace decomposed LayerNorm by the LayerNormalization onnxruntime runs at any opset."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseLayerNormAnyOpsetPass(RewritePass, name="fuse-layer-norm-ort", level="O3", preconditions={NEEDS_SHAPES}):
+    """Below opset 17: replace decomposed LayerNorm by the LayerNormalization onnxruntime runs at any opset."""
+
     rules = (_OnnxruntimeLayerNorm,)

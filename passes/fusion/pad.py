@@ -174,8 +174,7 @@ class _PadMaxPool(_PadInto):
         raise Decline("MaxPool leaves its own padding out of the max, but the Pad's values take part")
 
 
-class FusePadPass(RewritePass):
-    name = "fuse-pad"
-    level = "O2"
-    description = "Fold a zero constant Pad of the spatial dims into the pads of the Conv, or AveragePool with count_include_pad=1, that reads it."
+class FusePadPass(RewritePass, name="fuse-pad", level="O2"):
+    """Fold a zero constant Pad of the spatial dims into the pads of the Conv, or AveragePool with count_include_pad=1, that reads it."""
+
     rules = (_PadConv, _PadAveragePool, _PadMaxPool)

@@ -302,12 +302,7 @@ class _CastChain(Rule):
         return _skip_first(first, node)
 
 
-class FuseReshapeChainsPass(RewritePass):
-    name = "fuse-reshape-chains"
-    level = "O2"
-    description = (
-        "Collapse Reshape/Flatten/Squeeze/Unsqueeze chains into one op, cancel Unsqueeze-Squeeze pairs, "
-        "merge Slices of disjoint axes and drop exact intermediate Casts."
-    )
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseReshapeChainsPass(RewritePass, name="fuse-reshape-chains", level="O2", preconditions={NEEDS_SHAPES}):
+    """Collapse Reshape/Flatten/Squeeze/Unsqueeze chains into one op, cancel Unsqueeze-Squeeze pairs, merge Slices of disjoint axes and drop exact intermediate Casts."""
+
     rules = (_ReshapeChain, _SqueezeChain, _UnsqueezeChain, _SliceChain, _CastChain)

@@ -145,9 +145,7 @@ class _RMSNormDecomposition(Rule):
         return replacement
 
 
-class FuseRMSNormPass(RewritePass):
-    name = "fuse-rms-norm"
-    level = "O2"
-    description = "Replace decomposed RMSNorm (Pow/ReduceMean/Add/Sqrt/Div or Reciprocal+Mul[/Mul], Llama's float32 Casts when identities) by RMSNormalization (opset >= 23)."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseRMSNormPass(RewritePass, name="fuse-rms-norm", level="O2", preconditions={NEEDS_SHAPES}):
+    """Replace decomposed RMSNorm (Pow/ReduceMean/Add/Sqrt/Div or Reciprocal+Mul[/Mul], Llama's float32 Casts when identities) by RMSNormalization (opset >= 23)."""
+
     rules = (_RMSNormDecomposition,)

@@ -115,9 +115,7 @@ class _SkipLayerNorm(Rule):
         return Replacement.fuse(fused, node, node.outputs[0], removed)
 
 
-class FuseSkipLayerNormPass(RewritePass):
-    name = "fuse-skip-layer-norm"
-    level = "O3"
-    description = "Replace residual Add (+ bias) + LayerNormalization by com.microsoft SkipLayerNormalization."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseSkipLayerNormPass(RewritePass, name="fuse-skip-layer-norm", level="O3", preconditions={NEEDS_SHAPES}):
+    """Replace residual Add (+ bias) + LayerNormalization by com.microsoft SkipLayerNormalization."""
+
     rules = (_SkipLayerNorm,)

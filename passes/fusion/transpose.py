@@ -133,9 +133,7 @@ class _TransposeMatMul(Rule):
         return replacement
 
 
-class FuseTransposesPass(RewritePass):
-    name = "fuse-transposes"
-    level = "O2"
-    description = "Compose consecutive Transposes (dropping pairs that cancel) and fold 2-D Transposes into Gemm's transA/transB."
-    preconditions = frozenset({NEEDS_SHAPES})
+class FuseTransposesPass(RewritePass, name="fuse-transposes", level="O2", preconditions={NEEDS_SHAPES}):
+    """Compose consecutive Transposes (dropping pairs that cancel) and fold 2-D Transposes into Gemm's transA/transB."""
+
     rules = (_TransposeTranspose, _TransposeGemm, _TransposeMatMul)

@@ -248,10 +248,8 @@ def _shrunk_shape(value: ir.Value, axis: int, channels: int, kept: int) -> ir.Sh
     return ir.Shape(dims)
 
 
-class PruneZeroChannelsPass(OptimizationPass):
-    name = "prune-zero-channels"
-    level = "O2"
-    description = "Remove Conv/Gemm/MatMul output channels whose weights and bias are all zero, and their consumers' matching input channels."
+class PruneZeroChannelsPass(OptimizationPass, name="prune-zero-channels", level="O2"):
+    """Remove Conv/Gemm/MatMul output channels whose weights and bias are all zero, and their consumers' matching input channels."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
