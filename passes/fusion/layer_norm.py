@@ -15,7 +15,6 @@ a 2-D x broadcasts the result to 3-D, which the fused op would not.
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import onnx_ir as ir
@@ -26,19 +25,7 @@ from optimizer.graph.matching import as_parameter, broadcasts_up, other_operand,
 from optimizer.graph.editing import pattern_problem
 from optimizer.graph.values import constant_array
 
-__all__ = ["FuseLayerNormPass", "FuseLayerNormAnyOpsetPass"]
-
-
-@dataclasses.dataclass
-class _Match:
-    x: ir.Value
-    axis: int
-    epsilon: float
-    gamma: ir.Value | None
-    beta: ir.Value | None
-    output: ir.Value
-    anchor: ir.Node
-    removed: list[ir.Node]
+__all__ = ["FuseLayerNormPass", "FuseLayerNormAnyOpsetPass", "normalization_replacement"]
 
 
 class _LayerNormDecomposition(Rule):
@@ -118,29 +105,38 @@ class _LayerNormDecomposition(Rule):
             raise Decline(problem)
         if broadcasts_up(removed, x):
             raise Decline("a constant of higher rank than the input broadcasts it up")
-        return self._replacement(_Match(x, normalized[0] - rank, epsilon, gamma, beta, output, removed[-1], removed))
+        parameters = [(gamma, "scale", x.dtype.numpy()), (beta, "bias", None)]
+        return normalization_replacement("LayerNormalization", x, normalized[0] - rank, epsilon, parameters, output, removed)
 
-    def _replacement(self, match: _Match) -> Replacement:
-        replacement = Replacement(removed=match.removed, after=match.anchor)
-        dims = tuple(int(d) for d in match.x.shape[match.axis:])
-        dtype = match.x.dtype.numpy()
-        inputs = [match.x]
-        for param, suffix in ((match.gamma, "scale"), (match.beta, "bias")):
-            if param is None:
-                if suffix == "scale":
-                    inputs.append(replacement.initializer(f"{match.output.name}_scale", np.ones(dims, dtype)))
-                continue
-            array = constant_array(param)
-            inputs.append(param if array.shape == dims else replacement.initializer(f"{match.output.name}_{suffix}", as_parameter(array, dims)))
-        fused = ir.Node(
-            "",
-            "LayerNormalization",
-            inputs,
-            [ir.AttrInt64("axis", match.axis), ir.AttrFloat32("epsilon", match.epsilon)],
-            num_outputs=1,
-        )
-        replacement.insert(fused, match.output)
-        return replacement
+
+def normalization_replacement(
+    op_type: str,
+    x: ir.Value,
+    axis: int,
+    epsilon: float,
+    parameters: list[tuple[ir.Value | None, str, type | None]],
+    output: ir.Value,
+    removed: list[ir.Node],
+) -> Replacement:
+    """`removed` (computing `output`)  =>  one `op_type(x, parameters...)` normalizing from `axis`.
+
+    `parameters` are (value or None, name suffix, dtype of ones for a missing one or None to leave
+    it out); a constant not of the normalized dims becomes a new initializer broadcast to them.
+    """
+    replacement = Replacement(removed=removed, after=removed[-1])
+    dims = tuple(int(d) for d in x.shape[axis:])
+    inputs = [x]
+    for value, suffix, default in parameters:
+        base = f"{output.name}_{suffix}"
+        if value is None:
+            if default is not None:
+                inputs.append(replacement.initializer(base, np.ones(dims, default)))
+            continue
+        array = constant_array(value)
+        inputs.append(value if array.shape == dims else replacement.initializer(base, as_parameter(array, dims)))
+    attributes = [ir.AttrInt64("axis", axis), ir.AttrFloat32("epsilon", epsilon)]
+    replacement.insert(ir.Node("", op_type, inputs, attributes, num_outputs=1), output)
+    return replacement
 
 
 class FuseLayerNormPass(RewritePass, name="fuse-layer-norm", level="O2", preconditions={NEEDS_SHAPES}):

@@ -15,7 +15,6 @@ a 2-D x broadcasts the result to 3-D, which the fused op would not.
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import onnx_ir as ir
@@ -24,19 +23,9 @@ from optimizer.pipeline import Decline, NEEDS_SHAPES
 from optimizer.rewriter import Replacement, RewritePass, Rule
 from optimizer.graph.matching import as_parameter, broadcasts_up, is_op, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
 from optimizer.graph.values import constant_array
+from passes.fusion.layer_norm import normalization_replacement
 
 __all__ = ["FuseRMSNormPass"]
-
-
-@dataclasses.dataclass
-class _Match:
-    x: ir.Value
-    axis: int
-    epsilon: float
-    gamma: ir.Value | None
-    output: ir.Value
-    anchor: ir.Node
-    removed: list[ir.Node]
 
 
 def _is_float_cast(node: ir.Node | None) -> bool:
@@ -124,25 +113,7 @@ class _RMSNormDecomposition(Rule):
             raise Decline("scale does not match the normalized dims")
         if broadcasts_up(removed, x):
             raise Decline("a constant of higher rank than the input broadcasts it up")
-        return self._replacement(_Match(source, normalized[0] - rank, epsilon, gamma, output, removed[-1], removed))
-
-    def _replacement(self, match: _Match) -> Replacement:
-        replacement = Replacement(removed=match.removed, after=match.anchor)
-        dims = tuple(int(d) for d in match.x.shape[match.axis :])
-        if match.gamma is None:
-            scale = replacement.initializer(f"{match.output.name}_scale", np.ones(dims, np.float32))
-        else:
-            array = constant_array(match.gamma)
-            scale = match.gamma if array.shape == dims else replacement.initializer(f"{match.output.name}_scale", as_parameter(array, dims))
-        fused = ir.Node(
-            "",
-            "RMSNormalization",
-            [match.x, scale],
-            [ir.AttrInt64("axis", match.axis), ir.AttrFloat32("epsilon", match.epsilon)],
-            num_outputs=1,
-        )
-        replacement.insert(fused, match.output)
-        return replacement
+        return normalization_replacement("RMSNormalization", source, normalized[0] - rank, epsilon, [(gamma, "scale", np.float32)], output, removed)
 
 
 class FuseRMSNormPass(RewritePass, name="fuse-rms-norm", level="O2", preconditions={NEEDS_SHAPES}):
