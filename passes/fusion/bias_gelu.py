@@ -12,7 +12,6 @@ Gemm, which measured 1-2% faster than MatMul + BiasGelu on BERT-base and ViT-bas
 
 from __future__ import annotations
 
-import dataclasses
 
 import onnx_ir as ir
 
@@ -24,15 +23,6 @@ from optimizer.graph.values import constant_array
 __all__ = ["FuseBiasGeluPass"]
 
 _FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16)
-
-
-@dataclasses.dataclass
-class _Match:
-    gelu: ir.Node
-    add: ir.Node
-    x: ir.Value
-    bias: ir.Value
-    op: str
 
 
 class _BiasGelu(Rule):
@@ -71,11 +61,8 @@ class _BiasGelu(Rule):
             raise Decline("not float32/float16")
         if add.graph is not node.graph:
             raise Decline("Add and Gelu live in different graphs")
-        return self._replacement(_Match(node, add, x, bias, "FastGelu" if tanh else "BiasGelu"))
-
-    def _replacement(self, match: _Match) -> Replacement:
-        fused = ir.Node(MS_DOMAIN, match.op, [match.x, match.bias], num_outputs=1)
-        return Replacement.fuse(fused, match.gelu, match.gelu.outputs[0], [match.add, match.gelu])
+        fused = ir.Node(MS_DOMAIN, "FastGelu" if tanh else "BiasGelu", [x, bias], num_outputs=1)
+        return Replacement.fuse(fused, node, node.outputs[0], [add, node])
 
 
 class _OnnxruntimeBiasGelu(_BiasGelu):

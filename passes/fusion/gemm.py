@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import onnx_ir as ir
 
@@ -18,13 +17,6 @@ from optimizer.graph.values import constant_array
 __all__ = ["FuseMatMulAddPass"]
 
 _FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE, ir.DataType.BFLOAT16)
-
-
-@dataclasses.dataclass
-class _Match:
-    matmul: ir.Node
-    add: ir.Node
-    bias: ir.Value
 
 
 class _MatMulAdd(Rule):
@@ -57,11 +49,8 @@ class _MatMulAdd(Rule):
         m = a.shape[0]
         if bias_array.shape not in ((n,), (1, n)) and not (isinstance(m, int) and bias_array.shape == (m, n)):
             raise Decline("bias shape does not broadcast as Gemm's C")
-        return self._replacement(_Match(matmul, node, bias))
-
-    def _replacement(self, match: _Match) -> Replacement:
-        gemm = ir.Node("", "Gemm", [match.matmul.inputs[0], match.matmul.inputs[1], match.bias], num_outputs=1)
-        return Replacement.fuse(gemm, match.add, match.add.outputs[0], [match.matmul, match.add])
+        gemm = ir.Node("", "Gemm", [a, weight, bias], num_outputs=1)
+        return Replacement.fuse(gemm, node, node.outputs[0], [matmul, node])
 
 
 class FuseMatMulAddPass(RewritePass, name="fuse-matmul-add", level="O2", preconditions={NEEDS_SHAPES}):
