@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.conv_affine import FuseConvAffinePass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify_declines
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify, verify_declines
 
 
 def _values(count: int, low: float = -1.0, high: float = 1.0) -> str:
@@ -74,10 +74,7 @@ def test_fuses_conv1d():
         y="float[2, 4, 7] y",
         constants=f"float[4, 3, 3] w = {_values(36)}, float[4, 1] s = {{1.5, 0.5, -0.7, 1.1}}, float[4, 1] t = {{0.3, -0.1, 0.2, 0.0}}",
     )
-    model = from_text(text)
-    assert run_pass(FuseConvAffinePass, model).stats == {"conv+mul": 1, "conv+add": 1}
-    assert ops(model) == ["Conv"]
-    assert_equivalent(text, model, random_feeds(x=(2, 3, 7)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvAffinePass, text, ["Conv"], random_feeds(x=(2, 3, 7)), stats={"conv+mul": 1, "conv+add": 1}, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("group", [1, 2, 4])
@@ -91,10 +88,7 @@ def test_fuses_conv_transpose(group):
         constants=f"float[4, {per_group}, 3, 3] w = {_values(36 * per_group)}, float[4] b = {{0.1, -0.2, 0.3, 0.05}}, "
         "float[1, 4, 1, 1] s = {1.5, 0.5, -0.7, 1.1}, float[4, 1, 1] t = {0.3, -0.1, 0.2, 0.0}",
     )
-    model = from_text(text)
-    assert run_pass(FuseConvAffinePass, model).stats == {"conv+mul": 1, "conv+add": 1}
-    assert ops(model) == ["ConvTranspose"]
-    assert_equivalent(text, model, random_feeds(x=(1, 4, 3, 3)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvAffinePass, text, ["ConvTranspose"], random_feeds(x=(1, 4, 3, 3)), stats={"conv+mul": 1, "conv+add": 1}, rtol=1e-5, atol=1e-5)
 
 
 def test_fuses_grouped_conv():
@@ -103,19 +97,14 @@ def test_fuses_grouped_conv():
         x="float[1, 4, 5, 5] x",
         constants=f"float[4, 2, 3, 3] w = {_values(72)}, float[4, 1, 1] s_chw = {{0.9, -1.2, 2.0, 0.3}}",
     )
-    model = from_text(text)
-    assert run_pass(FuseConvAffinePass, model).stats == {"conv+mul": 1}
-    assert_equivalent(text, model, random_feeds(x=(1, 4, 5, 5)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvAffinePass, text, None, random_feeds(x=(1, 4, 5, 5)), stats={"conv+mul": 1}, rtol=1e-5, atol=1e-5)
 
 
 def test_keeps_a_shared_weight_for_its_other_reader():
     text = _text(
         "c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  m = Mul(c, s_chw)\n  d = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  y = Add(m, d)",
     )
-    model = from_text(text)
-    assert run_pass(FuseConvAffinePass, model).stats == {"conv+mul": 1}
-    assert ops(model) == ["Conv", "Conv", "Add"]
-    assert_equivalent(text, model, FEEDS, rtol=1e-5, atol=1e-5)
+    verify(FuseConvAffinePass, text, ["Conv", "Conv", "Add"], FEEDS, stats={"conv+mul": 1}, rtol=1e-5, atol=1e-5)
 
 
 CONV = "c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  "

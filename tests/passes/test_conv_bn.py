@@ -34,10 +34,7 @@ def test_fuses_conv_batchnorm():
 
 def test_fuses_conv_without_bias():
     text = _text("c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  y = BatchNormalization(c, scale, shift, mean, var)", bias=False)
-    model = from_text(text)
-    assert run_pass(FuseConvBatchNormPass, model).stats == {"conv+batchnorm": 1}
-    assert ops(model) == ["Conv"] and len(model.graph.node(0).inputs) == 3
-    assert_equivalent(text, model, random_feeds(x=(1, 3, 5, 5)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvBatchNormPass, text, ["Conv"] and len(model.graph.node(0).inputs) == 3, random_feeds(x=(1, 3, 5, 5)), stats={"conv+batchnorm": 1}, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -96,10 +93,7 @@ g (float[1, 4, 5, 5] x) => (float[1, 4, 5, 5] y) <float[4, 2, 3, 3] w = {_values
   c = Conv<group=2, pads=[1, 1, 1, 1]>(x, w, b)
   y = BatchNormalization(c, scale, shift, mean, var)
 }}"""
-    model = from_text(text)
-    assert run_pass(FuseConvBatchNormPass, model).stats == {"conv+batchnorm": 1}
-    assert ops(model) == ["Conv"]
-    assert_equivalent(text, model, random_feeds(x=(1, 4, 5, 5)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvBatchNormPass, text, ["Conv"], random_feeds(x=(1, 4, 5, 5)), stats={"conv+batchnorm": 1}, rtol=1e-5, atol=1e-5)
 
 
 def test_declines_conv_transpose_weight_not_split_into_groups():

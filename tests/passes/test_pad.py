@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.pad import FusePadPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify_declines
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify, verify_declines
 
 
 def _values(count: int) -> str:
@@ -74,10 +74,7 @@ def test_fuses_pad_conv1d():
         y="float[2, 4, 8] y",
         constants=f"float[4, 3, 3] w = {_values(36)}, int64[6] pads = {{0, 0, 1, 0, 0, 3}}",
     )
-    model = from_text(text)
-    assert run_pass(FusePadPass, model).stats == {"pad+conv": 1}
-    assert ops(model) == ["Conv"]
-    assert_equivalent(text, model, random_feeds(x=(2, 3, 7)), rtol=1e-5, atol=1e-5)
+    verify(FusePadPass, text, ["Conv"], random_feeds(x=(2, 3, 7)), stats={"pad+conv": 1}, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -91,10 +88,7 @@ def test_fuses_pad_conv1d():
 )
 def test_fuses_pad_average_pool(body, opset):
     text = _text(body, opset, y="float[1, 3, 5, 5] y")
-    model = from_text(text)
-    assert run_pass(FusePadPass, model).stats == {"pad+averagepool": 1}
-    assert ops(model) == ["AveragePool"]
-    assert_equivalent(text, model, FEEDS, rtol=1e-5, atol=1e-6)
+    verify(FusePadPass, text, ["AveragePool"], FEEDS, stats={"pad+averagepool": 1}, rtol=1e-5, atol=1e-6)
 
 
 def test_fuses_several_pads():
@@ -102,10 +96,7 @@ def test_fuses_several_pads():
         "p = Pad(x, pads_sym)\n  c = Conv(p, w, b)\n  q = Pad(c, pads_sym)\n  y = AveragePool<kernel_shape=[3, 3], count_include_pad=1>(q)",
         y="float[1, 4, 5, 5] y",
     )
-    model = from_text(text)
-    assert run_pass(FusePadPass, model).stats == {"pad+conv": 1, "pad+averagepool": 1}
-    assert ops(model) == ["Conv", "AveragePool"]
-    assert_equivalent(text, model, FEEDS, rtol=1e-5, atol=1e-5)
+    verify(FusePadPass, text, ["Conv", "AveragePool"], FEEDS, stats={"pad+conv": 1, "pad+averagepool": 1}, rtol=1e-5, atol=1e-5)
 
 
 CONV = "y = Conv(p, w, b)"
