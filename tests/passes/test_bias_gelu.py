@@ -3,7 +3,7 @@
 import pytest
 
 from passes.fusion.bias_gelu import FuseBiasGeluPass
-from tests.helpers import assert_equivalent, from_text, ops, random_feeds, run_pass, verify_declines
+from tests.helpers import assert_equivalent, random_feeds, verify, verify_declines
 
 
 def _text(body: str, opset: int = 20, inputs: str = "float[2, 3, 8] x", outputs: str = "float[2, 3, 8] y") -> str:
@@ -27,10 +27,7 @@ g ({inputs}) => ({outputs})
 )
 def test_fuses_bias_into_gelu(body, opset, op, rule):
     text = _text(body, opset)
-    model = from_text(text)
-    applied = run_pass(FuseBiasGeluPass, model)
-    assert applied.stats == {rule: 1}
-    assert ops(model) == [op]
+    model, _ = verify(FuseBiasGeluPass, text, [op], None, stats={rule: 1})
     assert model.graph.node(0).domain == "com.microsoft"
     assert_equivalent(text, model, random_feeds(x=(2, 3, 8)), rtol=1e-4, atol=1e-5)
 

@@ -24,10 +24,7 @@ g (float[1, 3, 5, 5] x) => ({outputs}) <{PARAMS.replace("{W}", "{" + weights + "
 
 def test_fuses_conv_batchnorm():
     text = _text("c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  y = BatchNormalization<epsilon=0.001>(c, scale, shift, mean, var)")
-    model = from_text(text)
-    applied = run_pass(FuseConvBatchNormPass, model)
-    assert applied.stats == {"conv+batchnorm": 1}
-    assert ops(model) == ["Conv"]
+    model, _ = verify(FuseConvBatchNormPass, text, ["Conv"], None, stats={"conv+batchnorm": 1})
     assert [v.name for v in model.graph.outputs] == ["y"]
     assert_equivalent(text, model, random_feeds(x=(1, 3, 5, 5)), rtol=1e-5, atol=1e-5)
 
@@ -160,10 +157,7 @@ BN = "y = BatchNormalization<epsilon=0.001>(h, scale, shift, mean, var)"
 )
 def test_fuses_gemm_batchnorm(gemm, opset):
     text = _linear(f"{gemm}\n  {BN}", opset)
-    model = from_text(text)
-    applied = run_pass(FuseGemmBatchNormPass, model)
-    assert applied.stats == {"gemm+batchnorm": 1}
-    assert ops(model) == ["Gemm"]
+    model, _ = verify(FuseGemmBatchNormPass, text, ["Gemm"], None, stats={"gemm+batchnorm": 1})
     assert [v.name for v in model.graph.outputs] == ["y"]
     assert_equivalent(text, model, random_feeds(x=(2, 3)), rtol=1e-5, atol=1e-5)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.layer_norm import FuseLayerNormAnyOpsetPass, FuseLayerNormPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify_declines
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify, verify_declines
 
 GAMMA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(0.5, 1.5, 8)) + "}"
 BETA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(-0.3, 0.3, 8)) + "}"
@@ -105,10 +105,7 @@ def test_target_opset_refuses_downgrade(tmp_path):
 @pytest.mark.parametrize("body, opset", [(POW_FORM, 11), (MUL_RECIPROCAL_FORM, 13), (POW_FORM, 16)], ids=["tf2onnx-opset11", "opset13", "opset16"])
 def test_onnxruntime_variant_fuses_below_opset_17(body, opset):
     text = _text(body, opset)
-    model = from_text(text)
-    applied = run_pass(FuseLayerNormAnyOpsetPass, model)
-    assert applied.stats == {"layernorm (opset < 17, onnxruntime)": 1}
-    assert ops(model) == ["LayerNormalization"]
+    model, _ = verify(FuseLayerNormAnyOpsetPass, text, ["LayerNormalization"], None, stats={"layernorm (opset < 17, onnxruntime)": 1})
     assert model.graph.node(0).domain == ""
     assert_equivalent(text, model, random_feeds(x=(2, 3, 8)), rtol=1e-4, atol=1e-5)
 
