@@ -15,6 +15,17 @@ def from_text(text: str) -> ir.Model:
     return ir.from_onnx_text(text)
 
 
+def model_text(body: str, inputs: str, outputs: str, initializers: str = "", *, opset: int = 17, imports: str = "", ir_version: int = 10) -> str:
+    """ONNX text of a one-graph model `g (inputs) => (outputs) <initializers> { body }` importing the
+    default opset `opset` (and `imports`, e.g. '"com.microsoft" : 1')."""
+    opsets = f'"" : {opset}' + (f", {imports}" if imports else "")
+    constants = f" <{initializers}>" if initializers else ""
+    return f"""<ir_version: {ir_version}, opset_import: [{opsets}]>
+g ({inputs}) => ({outputs}){constants} {{
+  {body}
+}}"""
+
+
 def run_pass(pass_class: type[OptimizationPass], model: ir.Model, options: PassOptions | None = None) -> OptimizationPass:
     """Run one pass once (with shape inference first when it needs shapes); returns the pass instance."""
     if NEEDS_SHAPES in pass_class.preconditions:

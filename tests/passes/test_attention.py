@@ -5,7 +5,7 @@ import onnx_ir as ir
 import pytest
 
 from passes.fusion.attention import FuseAttentionPass
-from tests.helpers import assert_equivalent, verify, verify_declines
+from tests.helpers import assert_equivalent, model_text, verify, verify_declines
 
 B, S, H, D = 2, 8, 2, 8
 E = H * D
@@ -55,12 +55,7 @@ MERGE = """ctx = MatMul(probs, vh)
 
 
 def _text(body: str, inputs: str = f"float[{B}, {S}, {E}] x, float[1, 1, {S}, {S}] mask", outputs: str = f"float[{B}, {S}, {E}] y", opset: int = 17) -> str:
-    return f"""<ir_version: 8, opset_import: ["" : {opset}]>
-g ({inputs}) => ({outputs})
-  <{CONSTANTS}>
-{{
-  {body}
-}}"""
+    return model_text(body, inputs, outputs, CONSTANTS, opset=opset, ir_version=8)
 
 
 def _model(projections: str = BERT_PROJECTIONS, heads: str = "heads", scores: str = SCORES, softmax: str = SOFTMAX_MASKED, merged: str = "merged") -> str:

@@ -3,16 +3,11 @@
 import pytest
 
 from passes.fusion.bias_gelu import FuseBiasGeluPass
-from tests.helpers import assert_equivalent, random_feeds, verify, verify_declines
+from tests.helpers import assert_equivalent, model_text, random_feeds, verify, verify_declines
 
 
 def _text(body: str, opset: int = 20, inputs: str = "float[2, 3, 8] x", outputs: str = "float[2, 3, 8] y") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}, "com.microsoft" : 1]>
-g ({inputs}) => ({outputs})
-  <float[8] b = {{0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8}}, float[8, 8] w = {{{", ".join(["0.1"] * 64)}}}, float[3, 8] b2 = {{{", ".join(["0.25"] * 24)}}}>
-{{
-  {body}
-}}"""
+    return model_text(body, inputs, outputs, f"""float[8] b = {{0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8}}, float[8, 8] w = {{{", ".join(["0.1"] * 64)}}}, float[3, 8] b2 = {{{", ".join(["0.25"] * 24)}}}""", opset=opset, imports='"com.microsoft" : 1')
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.conv_affine import FuseConvAffinePass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, random_feeds, run_pass, verify, verify_declines
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, model_text, random_feeds, run_pass, verify, verify_declines
 
 
 def _values(count: int, low: float = -1.0, high: float = 1.0) -> str:
@@ -22,10 +22,7 @@ CONSTANTS = f"""float[4, 3, 3, 3] w = {_values(108)}, float[4] b = {{0.1, -0.2, 
 
 
 def _text(body: str, opset: int = 17, x: str = "float[1, 3, 5, 5] x", y: str = "float[1, 4, 5, 5] y", constants: str = CONSTANTS) -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g ({x}) => ({y}) <{constants}> {{
-  {body}
-}}"""
+    return model_text(body, x, y, constants, opset=opset)
 
 
 FEEDS = random_feeds(x=(1, 3, 5, 5))

@@ -3,16 +3,11 @@
 import pytest
 
 from passes.fusion.gelu import FuseGeluAnyOpsetPass, FuseGeluPass
-from tests.helpers import assert_equivalent, random_feeds, verify, verify_declines
+from tests.helpers import assert_equivalent, model_text, random_feeds, verify, verify_declines
 
 
 def _text(body: str, opset: int = 20, extra_outputs: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g (float[2, 8] x) => (float[2, 8] y{extra_outputs})
-  <float sqrt2 = {{1.4142135}}, float inv_sqrt2 = {{0.70710677}}, float one = {{1.0}}, float half = {{0.5}}, float two = {{2.0}}>
-{{
-  {body}
-}}"""
+    return model_text(body, "float[2, 8] x", f"float[2, 8] y{extra_outputs}", f"float sqrt2 = {{1.4142135}}, float inv_sqrt2 = {{0.70710677}}, float one = {{1.0}}, float half = {{0.5}}, float two = {{2.0}}", opset=opset)
 
 
 PYTORCH = "a = Div(x, sqrt2)\n  e = Erf(a)\n  s = Add(e, one)\n  m = Mul(x, s)\n  y = Mul(m, half)"
@@ -42,13 +37,8 @@ def test_declines(body, opset, reason, extra):
 
 
 def _tanh_text(body: str, opset: int = 20, extra_outputs: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g (float[2, 8] x) => (float[2, 8] y{extra_outputs})
-  <float k = {{0.7978845608}}, float c = {{0.044715}}, float kc = {{0.0356774081}}, float one = {{1.0}}, float half = {{0.5}},
-   float two = {{2.0}}, float three = {{3.0}}, float four = {{4.0}}, float wrong = {{0.05}}>
-{{
-  {body}
-}}"""
+    return model_text(body, "float[2, 8] x", f"float[2, 8] y{extra_outputs}", f"""float k = {{0.7978845608}}, float c = {{0.044715}}, float kc = {{0.0356774081}}, float one = {{1.0}}, float half = {{0.5}},
+   float two = {{2.0}}, float three = {{3.0}}, float four = {{4.0}}, float wrong = {{0.05}}""", opset=opset)
 
 
 # transformers' NewGELUActivation (GPT-2 gelu_new) as torch.onnx exports it: 0.5*x first, Pow(x, 3.0).

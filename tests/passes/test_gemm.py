@@ -3,16 +3,13 @@
 import pytest
 
 from passes.fusion.gemm import FuseMatMulAddPass
-from tests.helpers import random_feeds, verify, verify_declines
+from tests.helpers import model_text, random_feeds, verify, verify_declines
 
 W = "{" + ", ".join(str(i / 10) for i in range(12)) + "}"
 
 
 def _text(body: str, x: str = "float[2, 4] x", y: str = "float[2, 3] y", extra: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : 17]>
-g ({x}) => ({y}{extra}) <float[4, 3] w = {W}, float[3] b = {{0.1, 0.2, 0.3}}, float[2, 3] b2 = {{1, 2, 3, 4, 5, 6}}> {{
-  {body}
-}}"""
+    return model_text(body, x, y + extra, f"float[4, 3] w = {W}, float[3] b = {{0.1, 0.2, 0.3}}, float[2, 3] b2 = {{1, 2, 3, 4, 5, 6}}")
 
 
 @pytest.mark.parametrize("body", ["m = MatMul(x, w)\n  y = Add(m, b)", "m = MatMul(x, w)\n  y = Add(b2, m)"], ids=["row-bias", "full-bias-first"])

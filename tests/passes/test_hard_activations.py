@@ -8,17 +8,12 @@ import numpy as np
 import pytest
 
 from passes.fusion.hard_activations import FuseHardActivationsPass
-from tests.helpers import assert_equivalent, verify, verify_declines
+from tests.helpers import assert_equivalent, model_text, verify, verify_declines
 
 
 def _text(body: str, opset: int = 14, extra_outputs: str = "", extra_inputs: str = "", dtype: str = "float") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g ({dtype}[2, 8] x{extra_inputs}) => ({dtype}[2, 8] y{extra_outputs})
-  <int32 three_i = {{3}}, int32 zero_i = {{0}}, int32 six_i = {{6}}, float zero = {{0.0}}, float one = {{1.0}}, float half = {{0.5}}, float three = {{3.0}}, float six = {{6.0}}, float five = {{5.0}},
-   float two = {{2.0}}, float sixth = {{0.16666667}}, float fifth = {{0.2}}, float[8] bias = {{-1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5}}>
-{{
-  {body}
-}}"""
+    return model_text(body, f"{dtype}[2, 8] x{extra_inputs}", f"{dtype}[2, 8] y{extra_outputs}", f"""int32 three_i = {{3}}, int32 zero_i = {{0}}, int32 six_i = {{6}}, float zero = {{0.0}}, float one = {{1.0}}, float half = {{0.5}}, float three = {{3.0}}, float six = {{6.0}}, float five = {{5.0}},
+   float two = {{2.0}}, float sixth = {{0.16666667}}, float fifth = {{0.2}}, float[8] bias = {{-1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5}}""", opset=opset)
 
 
 def _feeds() -> dict[str, np.ndarray]:

@@ -4,20 +4,15 @@ import numpy as np
 import pytest
 
 from passes.fusion.layer_norm import FuseLayerNormAnyOpsetPass, FuseLayerNormPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify, verify_declines
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, model_text, ops, random_feeds, run_pass, verify, verify_declines
 
 GAMMA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(0.5, 1.5, 8)) + "}"
 BETA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(-0.3, 0.3, 8)) + "}"
 
 
 def _text(body: str, opset: int = 17, extra_outputs: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g (float[2, 3, 8] x) => (float[2, 3, 8] y{extra_outputs})
-  <int64[1] axes = {{-1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}}, float eps = {{1e-5}},
-   float[8] gamma = {GAMMA}, float[8] beta = {BETA}>
-{{
-  {body}
-}}"""
+    return model_text(body, "float[2, 3, 8] x", f"float[2, 3, 8] y{extra_outputs}", f"""int64[1] axes = {{-1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}}, float eps = {{1e-5}},
+   float[8] gamma = {GAMMA}, float[8] beta = {BETA}""", opset=opset)
 
 
 POW_FORM = """m = ReduceMean<axes=[-1]>(x)

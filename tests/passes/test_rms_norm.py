@@ -6,32 +6,22 @@ import onnx_ir as ir
 import pytest
 
 from passes.fusion.rms_norm import FuseRMSNormPass
-from tests.helpers import assert_equivalent, from_text, ops, random_feeds, run_pass, verify, verify_declines
+from tests.helpers import assert_equivalent, from_text, model_text, ops, random_feeds, run_pass, verify, verify_declines
 
 GAMMA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(0.5, 1.5, 8)) + "}"
 GAMMA_3x8 = "{" + ", ".join(f"{v:.3f}" for v in np.linspace(0.5, 1.5, 24)) + "}"
 
 
 def _text(body: str, opset: int = 23, extra_outputs: str = "", shape: str = "2, 3, 8", extra_inputs: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g (float[{shape}] x{extra_inputs}) => (float[{shape}] y{extra_outputs})
-  <int64[1] axes = {{-1}}, int64[2] axes2 = {{-2, -1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}},
+    return model_text(body, f"float[{shape}] x{extra_inputs}", f"float[{shape}] y{extra_outputs}", f"""int64[1] axes = {{-1}}, int64[2] axes2 = {{-2, -1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}},
    float one = {{1.0}}, float eps = {{1e-6}}, float[8] gamma = {GAMMA}, float[1, 1, 8] gamma118 = {GAMMA},
-   float[3, 8] gamma38 = {GAMMA_3x8}, float[3, 1] gamma31 = {{0.5, 1.0, 1.5}}>
-{{
-  {body}
-}}"""
+   float[3, 8] gamma38 = {GAMMA_3x8}, float[3, 1] gamma31 = {{0.5, 1.0, 1.5}}""", opset=opset)
 
 
 def _float16_text(body: str) -> str:
     """`body` on float16 input; float16 constants are written as their bit patterns (2.0, 1e-6, 1.0)."""
-    return f"""<ir_version: 10, opset_import: ["" : 23]>
-g (float16[2, 3, 8] x) => (float16[2, 3, 8] y)
-  <int64[1] axes = {{-1}}, float16 two = {{16384}}, float16 eps = {{17}}, float16[8] gamma = {{15360, 15360, 15360, 15360, 15360, 15360, 15360, 15360}},
-   float two32 = {{2.0}}, float eps32 = {{1e-6}}>
-{{
-  {body}
-}}"""
+    return model_text(body, "float16[2, 3, 8] x", "float16[2, 3, 8] y", f"""int64[1] axes = {{-1}}, float16 two = {{16384}}, float16 eps = {{17}}, float16[8] gamma = {{15360, 15360, 15360, 15360, 15360, 15360, 15360, 15360}},
+   float two32 = {{2.0}}, float eps32 = {{1e-6}}""", opset=23)
 
 
 # transformers' LlamaRMSNorm as exported: float32 casts (identities here), rsqrt as Reciprocal(Sqrt), weight * n.

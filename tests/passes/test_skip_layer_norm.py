@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.skip_layer_norm import FuseSkipLayerNormPass
-from tests.helpers import assert_equivalent, from_text, ops, random_feeds, run_pass, verify, verify_declines
+from tests.helpers import assert_equivalent, from_text, model_text, ops, random_feeds, run_pass, verify, verify_declines
 
 
 def _vector(n: int, seed: int) -> str:
@@ -13,13 +13,8 @@ def _vector(n: int, seed: int) -> str:
 
 
 def _text(body: str, inputs: str = "float[2, 3, 8] a, float[2, 3, 8] r", outputs: str = "float[2, 3, 8] y") -> str:
-    return f"""<ir_version: 8, opset_import: ["" : 17]>
-g ({inputs}) => ({outputs})
-  <float[8] gamma = {_vector(8, 1)}, float[8] beta = {_vector(8, 2)}, float[8] bias = {_vector(8, 3)},
-   float[8, 8] w = {{{", ".join(f"{v:.3f}" for v in np.random.default_rng(4).standard_normal(64) * 0.3)}}}, float[3, 8] gamma2d = {{{", ".join(["1.0"] * 24)}}}>
-{{
-  {body}
-}}"""
+    return model_text(body, inputs, outputs, f"""float[8] gamma = {_vector(8, 1)}, float[8] beta = {_vector(8, 2)}, float[8] bias = {_vector(8, 3)},
+   float[8, 8] w = {{{", ".join(f"{v:.3f}" for v in np.random.default_rng(4).standard_normal(64) * 0.3)}}}, float[3, 8] gamma2d = {{{", ".join(["1.0"] * 24)}}}""", opset=17, ir_version=8)
 
 
 PLAIN = "s = Add(a, r)\n  y = LayerNormalization<axis=-1, epsilon=1e-5>(s, gamma, beta)"
