@@ -30,15 +30,15 @@ def default_opset(model: ir.Model) -> int:
     return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
 
 
-def chain_head(node: ir.Node, *ops: str) -> ir.Node:
+def chain_head(node: ir.Node, *ops: str, absent: str | None = None, shared: str | None = None) -> ir.Node:
     """The node of one of `ops` producing `node`'s first input and read by `node` alone (the first
-    link of a chain `node` ends); declines otherwise."""
+    link of a chain `node` ends); declines otherwise, with the reason `absent` or `shared` when given."""
     first = next((found for op in ops if (found := producer_of(node.inputs[0], op)) is not None), None)
     if first is None:
         names = ops[0] if len(ops) == 1 else f"{', '.join(ops[:-1])} or {ops[-1]}"
-        raise Decline(f"input is not a {names}")
+        raise Decline(absent or f"input is not a {names}")
     if sole_consumer(first.outputs[0]) is None:
-        raise Decline(f"first {first.op_type} output is used elsewhere")
+        raise Decline(shared or f"first {first.op_type} output is used elsewhere")
     return first
 
 

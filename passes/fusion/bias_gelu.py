@@ -17,7 +17,7 @@ import onnx_ir as ir
 
 from optimizer.pipeline import Decline, NEEDS_SHAPES
 from optimizer.rewriter import Replacement, RewritePass, Rule
-from optimizer.graph.matching import MS_DOMAIN, producer_of, single_use
+from optimizer.graph.matching import MS_DOMAIN, chain_head, producer_of
 from optimizer.graph.values import constant_array
 
 __all__ = ["FuseBiasGeluPass"]
@@ -35,12 +35,8 @@ class _BiasGelu(Rule):
         tanh = node.op_type == "FastGelu" or (approximate is not None and approximate.value == "tanh")
         if node.op_type == "FastGelu" and len(node.inputs) > 1 and node.inputs[1] is not None:
             raise Decline("already has a bias")
-        add = producer_of(node.inputs[0], "Add")
-        if add is None:
-            raise Decline("input is not a bias Add")
+        add = chain_head(node, "Add", absent="input is not a bias Add", shared="the biased value is used elsewhere")
         summed = add.outputs[0]
-        if not single_use(summed):
-            raise Decline("the biased value is used elsewhere")
         for index in (0, 1):
             x, bias = add.inputs[index], add.inputs[1 - index]
             array = constant_array(bias)

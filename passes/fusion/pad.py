@@ -25,7 +25,7 @@ import onnx_ir as ir
 
 from optimizer.pipeline import Decline
 from optimizer.rewriter import Replacement, RewritePass, Rule
-from optimizer.graph.matching import attribute, producer_of, single_use
+from optimizer.graph.matching import attribute, chain_head
 from optimizer.graph.values import constant_array
 
 __all__ = ["FusePadPass"]
@@ -110,12 +110,7 @@ class _PadInto(Rule):
         """Raise `Decline` when the anchor cannot take these total `pads`."""
 
     def check(self, node: ir.Node, model: ir.Model) -> Replacement:
-        pad = producer_of(node.inputs[0], "Pad")
-        if pad is None:
-            raise Decline("input is not produced by Pad")
-        padded = pad.outputs[0]
-        if not single_use(padded):
-            raise Decline("Pad output is also used elsewhere")
+        pad = chain_head(node, "Pad", absent="input is not produced by Pad", shared="Pad output is also used elsewhere")
         if pad.graph is not node.graph:
             raise Decline(f"Pad and {node.op_type} live in different graphs")
         self.check_consumer(node, model)
