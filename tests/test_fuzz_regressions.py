@@ -20,6 +20,7 @@ import onnxruntime as ort
 import pytest
 
 from optimizer.api import optimize
+from optimizer.graph.matching import is_default_domain
 from passes.folding.constant_if import InlineConstantIfPass
 from passes.fusion.gelu import FuseGeluAnyOpsetPass, FuseGeluPass
 from passes.fusion.hard_activations import FuseHardActivationsPass
@@ -109,7 +110,7 @@ def _fusion_text(template: str, params: dict, wide: bool) -> str:
 
 
 def _op_names(model: ir.Model) -> list[str]:
-    return [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}:{n.op_type}" for n in model.graph]
+    return [n.op_type if is_default_domain(n.domain) else f"{n.domain}:{n.op_type}" for n in model.graph]
 
 
 @pytest.mark.parametrize("case", FUSIONS)

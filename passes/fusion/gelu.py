@@ -52,7 +52,7 @@ class _Match:
 
 def _match_half_product(plus_one: ir.Node, x: ir.Value | None, function: str) -> tuple[ir.Value, list[ir.Node]]:
     """`0.5 * x * plus_one` in any order of its two Muls: x (found here when not given) and the Muls,
-    last one last; or why not."""
+    last one last; declines otherwise."""
     one_plus = plus_one.outputs[0]
     first = sole_consumer(one_plus, "Mul")
     if first is None:
