@@ -68,12 +68,9 @@ class PassOptions:
 
 
 class OptimizationPass(ir.passes.InPlacePass):
-    """One kind of rewrite. A subclass declares itself in its class statement and implements `apply`:
-
-        class FuseMatMulAddPass(RewritePass, name="fuse-matmul-add", level="O2", preconditions={NEEDS_SHAPES}):
-            \"\"\"Turn 2-D MatMul followed by Add of a constant bias into Gemm.\"\"\"
-
-    its docstring is its `description`.
+    """One kind of rewrite. A subclass states its name, level and conditions in its class statement,
+    `class FuseMatMulAddPass(RewritePass, name="fuse-matmul-add", level="O2", preconditions={NEEDS_SHAPES})`,
+    describes itself in its docstring (its `description`) and implements `apply`.
     """
 
     name: ClassVar[str]
@@ -93,6 +90,7 @@ class OptimizationPass(ir.passes.InPlacePass):
         postconditions: set[str] | frozenset[str] | None = None,
         **kwargs,
     ) -> None:
+        """Record what the class statement declares; the docstring becomes the description."""
         super().__init_subclass__(**kwargs)
         if name is not None:
             cls.name = name
