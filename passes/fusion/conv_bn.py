@@ -19,6 +19,7 @@ looked at by one rule per pass, so each declines for one reason.
 
 from __future__ import annotations
 
+from typing import ClassVar
 
 import numpy as np
 import onnx_ir as ir
@@ -74,18 +75,41 @@ def _batch_norm_factors(node: ir.Node) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _BatchNormFold(Rule):
-    """Checks the BatchNormalization's parameters once; subclasses find the layer and fold into it."""
+    """Checks the BatchNormalization's parameters and the layer before it (of `layers`, read by it
+    alone, in its graph, with a float constant weight) once; subclasses fold into the layer."""
 
     anchors = ("BatchNormalization",)
+    layers: ClassVar[tuple[str, ...]]
+    layers_named: ClassVar[str]
+    """How declines name `layers`."""
 
     def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         if len(node.inputs) < 5 or any(v is None for v in node.inputs[:5]):
             raise Decline("BatchNormalization without its four parameters")
-        layer, weight, bias = self.fold(node, model)
-        return _replacement(layer, node, weight, bias)
+        layer = node.inputs[0].producer()
+        if not is_op(layer, *self.layers):
+            raise Decline(f"input is not produced by {self.layers_named}")
+        self.check_model(model)
+        label = self.label(layer)
+        if not single_use(layer.outputs[0]):
+            raise Decline(f"{label} output is also used elsewhere")
+        if layer.graph is not node.graph:
+            raise Decline(f"{label} and BatchNormalization live in different graphs")
+        weight = constant_array(layer.inputs[1]) if len(layer.inputs) > 1 else None
+        if weight is None or weight.dtype.kind != "f":
+            raise Decline(f"{label} weight is not a float constant")
+        new_weight, new_bias = self.fold(node, layer, weight)
+        return _replacement(layer, node, new_weight, new_bias)
 
-    def fold(self, node: ir.Node, model: ir.Model) -> tuple[ir.Node, np.ndarray, np.ndarray]:
-        """The layer before `node` and its new weight and bias (BatchNormalization folded in)."""
+    def check_model(self, model: ir.Model) -> None:
+        """Raise `Decline` when the model's opset rules the fold out."""
+
+    def label(self, layer: ir.Node) -> str:
+        """How declines name `layer`."""
+        return layer.op_type
+
+    def fold(self, node: ir.Node, layer: ir.Node, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The layer's new weight and bias, the BatchNormalization `node` folded in."""
         raise NotImplementedError
 
 
@@ -109,19 +133,13 @@ def _replacement(layer: ir.Node, batch_norm: ir.Node, weight: np.ndarray, bias: 
 
 class _ConvBatchNorm(_BatchNormFold):
     name = "conv+batchnorm"
+    layers = ("Conv", "ConvTranspose")
+    layers_named = "Conv"
 
-    def fold(self, node: ir.Node, model: ir.Model) -> tuple[ir.Node, np.ndarray, np.ndarray]:
-        conv = node.inputs[0].producer()
-        if not is_op(conv, "Conv", "ConvTranspose"):
-            raise Decline("input is not produced by Conv")
-        conv_out = conv.outputs[0]
-        if not single_use(conv_out):
-            raise Decline("Conv output is also used elsewhere")
-        if conv.graph is not node.graph:
-            raise Decline("Conv and BatchNormalization live in different graphs")
-        weight = constant_array(conv.inputs[1]) if len(conv.inputs) > 1 else None
-        if weight is None or weight.dtype.kind != "f":
-            raise Decline("Conv weight is not a float constant")
+    def label(self, layer: ir.Node) -> str:
+        return "Conv"
+
+    def fold(self, node: ir.Node, conv: ir.Node, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         channels = conv_output_channels(conv, weight)
         has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
         bias = constant_array(conv.inputs[2]) if has_bias else np.zeros(channels, weight.dtype)
@@ -132,7 +150,7 @@ class _ConvBatchNorm(_BatchNormFold):
             raise Decline("parameter length differs from the Conv's output channels")
         new_weight = scale_output_channels(conv, weight, factor).astype(weight.dtype)
         new_bias = (bias.astype(np.float64).reshape(-1) * factor + offset).astype(weight.dtype)
-        return conv, new_weight, new_bias
+        return new_weight, new_bias
 
 
 class FuseConvBatchNormPass(RewritePass, name="fuse-conv-batchnorm", level="O2"):
@@ -143,21 +161,15 @@ class FuseConvBatchNormPass(RewritePass, name="fuse-conv-batchnorm", level="O2")
 
 class _GemmBatchNorm(_BatchNormFold):
     name = "gemm+batchnorm"
+    layers = ("Gemm", "MatMul")
+    layers_named = "Gemm or MatMul"
 
-    def fold(self, node: ir.Node, model: ir.Model) -> tuple[ir.Node, np.ndarray, np.ndarray]:
-        layer = node.inputs[0].producer()
-        if not is_op(layer, "Gemm", "MatMul"):
-            raise Decline("input is not produced by Gemm or MatMul")
+    def check_model(self, model: ir.Model) -> None:
         if model.opset_imports.get("", 1) < 7:
             raise Decline("opset below 7 (legacy broadcast attribute)")
+
+    def fold(self, node: ir.Node, layer: ir.Node, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         output = layer.outputs[0]
-        if not single_use(output):
-            raise Decline(f"{layer.op_type} output is also used elsewhere")
-        if layer.graph is not node.graph:
-            raise Decline(f"{layer.op_type} and BatchNormalization live in different graphs")
-        weight = constant_array(layer.inputs[1])
-        if weight is None or weight.dtype.kind != "f":
-            raise Decline(f"{layer.op_type} weight is not a float constant")
         if weight.ndim != 2:
             raise Decline(f"{layer.op_type} weight is not 2-D")
         if layer.op_type == "MatMul":
@@ -182,7 +194,7 @@ class _GemmBatchNorm(_BatchNormFold):
         shape = (1, channels) if column_axis == 1 else (channels, 1)
         new_weight = (weight.astype(np.float64) * factor.reshape(shape)).astype(weight.dtype)
         new_bias = (bias * factor + offset).astype(weight.dtype)
-        return layer, new_weight, new_bias
+        return new_weight, new_bias
 
 
 class FuseGemmBatchNormPass(RewritePass, name="fuse-gemm-batchnorm", level="O2", preconditions={NEEDS_SHAPES}):
