@@ -133,6 +133,7 @@ def _materialize(graph: ir.Graph, replacement: Replacement, in_function: bool) -
 
 
 def _edit(node: ir.Node, key: int | str, new: ir.Value | ir.Attr | None) -> None:
+    """Set input `key` (an index) or attribute `key` (a name; dropped when `new` is None) of `node`."""
     if isinstance(key, int):
         if len(node.inputs) <= key:
             node.resize_inputs(key + 1)
@@ -186,9 +187,10 @@ class RewritePass(OptimizationPass):
                     continue
                 apply_replacement(node, replacement, in_function=function is not None)
                 counts[rule.name] += 1
-                for opsets in (model.opset_imports, *([function.opset_imports] if function is not None else [])):
-                    for domain, version in rule.introduces.items():
-                        opsets.setdefault(domain, version)
+                for domain, version in rule.introduces.items():
+                    model.opset_imports.setdefault(domain, version)
+                    if function is not None:
+                        function.opset_imports.setdefault(domain, version)
         return counts
 
 

@@ -117,6 +117,23 @@ def test_functions_are_visited_and_get_constants_as_nodes():
     assert_equivalent(_WITH_FUNCTION, model, {"x": np.array([1.0, 2.0], np.float32)})
 
 
+class _InverseImportingContribOps(_InverseOfConstant):
+    introduces = {"com.microsoft": 1}
+
+
+class _ImportingPass(RewritePass, name="toy-importing"):
+    """Toy pass whose rule introduces an opset import."""
+
+    rules = (_InverseImportingContribOps,)
+
+
+def test_introduced_opsets_are_imported_by_the_model_and_the_function():
+    model = from_text(_WITH_FUNCTION)
+    run_pass(_ImportingPass, model)
+    function = next(iter(model.functions.values()))
+    assert model.opset_imports["com.microsoft"] == 1 and function.opset_imports["com.microsoft"] == 1
+
+
 def test_subgraphs_are_visited():
     text = """
     <ir_version: 10, opset_import: ["" : 18]>
