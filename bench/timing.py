@@ -128,7 +128,10 @@ def _output_error(reference: list[np.ndarray], other: list[np.ndarray]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH", help="a session to time; the first is the baseline")
+    parser.add_argument(
+        "--candidate", action="append", required=True, metavar="NAME=PATH[@SETTINGS.json]",
+        help="a session to time; the first is the baseline; @SETTINGS.json runs it under that settings file (provider, options, threads)",
+    )
     parser.add_argument("--control", action="store_true", help="also time a second session of the first candidate, named 'control'")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--block-runs", type=int, default=None, help="k timed runs per block [default: fill ~0.25 s]")
@@ -163,8 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["session_options"] = {"intra_op_num_threads": args.intra_op_threads}
     for name, path in paths.items():
         start = time.perf_counter()
+        path, _, settings = path.partition("@")
         try:
-            sessions[name] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            if settings:
+                from optimizer.runtime import load_config
+
+                sessions[name] = load_config(settings)[0].create_session(path)
+                result.setdefault("settings", {})[name] = settings
+            else:
+                sessions[name] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - a candidate that does not load is reported, not fatal
             result["errors"][name] = f"{type(error).__name__}: {error}"
             continue
