@@ -1,9 +1,12 @@
 """Pass base class and the pipeline that runs passes to a fixed point, recording what each did.
 
 A pass subclasses `OptimizationPass`, names itself (`name`, `level`, `description`) and implements
-`apply(model) -> Counter` of what it changed; it mutates the model in place. The `Pipeline` runs its
-passes in order, round after round, until a round changes nothing, and keeps a `PassRecord` for
-every pass run. A pass that raises is reported as `PassFailedError` naming it and the passes before it.
+`apply(model) -> Counter` of what it changed; it mutates the model in place, and counts the matches it
+left alone by reason (`Decline`). A pass states its preconditions (`preconditions`, e.g. `NEEDS_SHAPES`) and
+postconditions (`postconditions`, `INTERFACE_UNCHANGED` by default): the `Pipeline` establishes the first
+before the pass runs and checks the second after it. It runs its passes in order, round after round,
+until a round changes nothing, and keeps a `PassRecord` for every pass run. A pass that raises, or
+breaks a postcondition, is reported as `PassFailedError` naming it and the passes before it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,41 @@ from typing import ClassVar
 
 import onnx_ir as ir
 
-__all__ = ["OptimizationPass", "PassOptions", "PassRecord", "PassFailedError", "Pipeline"]
+__all__ = [
+    "Decline",
+    "INTERFACE_UNCHANGED",
+    "InterfaceChangedError",
+    "NEEDS_SHAPES",
+    "OUTPUTS_UNCHANGED",
+    "OptimizationPass",
+    "PassOptions",
+    "PassRecord",
+    "PassFailedError",
+    "Pipeline",
+    "interface_of",
+]
 
 logger = logging.getLogger(__name__)
+
+
+NEEDS_SHAPES = "needs shapes"
+"""Precondition: values carry inferred types and shapes (the pipeline runs shape inference first)."""
+INTERFACE_UNCHANGED = "interface unchanged"
+"""Postcondition: graph input and output names, order and types are what they were."""
+OUTPUTS_UNCHANGED = "outputs unchanged"
+"""Postcondition for a pass allowed to drop graph inputs: graph output names, order and types stay."""
+
+
+class Decline(Exception):
+    """Raised by a rule or a pass's helper to leave a candidate alone; the message is the reason counted."""
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class InterfaceChangedError(RuntimeError):
+    """A pass broke its `INTERFACE_UNCHANGED` or `OUTPUTS_UNCHANGED` postcondition."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +68,40 @@ class PassOptions:
 
 
 class OptimizationPass(ir.passes.InPlacePass):
-    """One kind of rewrite. Subclasses set the class attributes and implement `apply`."""
+    """One kind of rewrite. A subclass states its name, level and conditions in its class statement,
+    `class FuseMatMulAddPass(RewritePass, name="fuse-matmul-add", level="O2", preconditions={NEEDS_SHAPES})`,
+    describes itself in its docstring (its `description`) and implements `apply`.
+    """
 
     name: ClassVar[str]
     level: ClassVar[str] = "O1"
     description: ClassVar[str]
-    needs_shapes: ClassVar[bool] = False
+    preconditions: ClassVar[frozenset[str]] = frozenset()
+    """Preconditions, e.g. `NEEDS_SHAPES`."""
+    postconditions: ClassVar[frozenset[str]] = frozenset({INTERFACE_UNCHANGED})
+    """Postconditions the pipeline checks after the pass."""
+
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        level: str | None = None,
+        preconditions: set[str] | frozenset[str] | None = None,
+        postconditions: set[str] | frozenset[str] | None = None,
+        **kwargs,
+    ) -> None:
+        """Record what the class statement declares; the docstring becomes the description."""
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            cls.name = name
+        if level is not None:
+            cls.level = level
+        if preconditions is not None:
+            cls.preconditions = frozenset(preconditions)
+        if postconditions is not None:
+            cls.postconditions = frozenset(postconditions)
+        if "description" not in cls.__dict__ and cls.__doc__:
+            cls.description = " ".join(cls.__doc__.split())
 
     def __init__(self, options: PassOptions | None = None) -> None:
         super().__init__()
@@ -46,6 +109,10 @@ class OptimizationPass(ir.passes.InPlacePass):
         self.stats: collections.Counter[str] = collections.Counter()
         self.declined: collections.Counter[str] = collections.Counter()
         """Matches the pass looked at and left alone, by reason (not modifications)."""
+
+    def decline(self, reason: str | Decline) -> None:
+        """Count a candidate left alone, by reason."""
+        self.declined[str(reason)] += 1
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         """Rewrite `model` in place and return a count of the changes by kind."""
@@ -97,19 +164,17 @@ class Pipeline:
         return [p.name for p in self.passes]
 
     def run(self, model: ir.Model) -> list[PassRecord]:
-        from optimizer.graph.shapes import infer_shapes
-
         records: list[PassRecord] = []
         for round_number in range(1, self.max_rounds + 1):
             changed = False
             shapes_fresh = False
             for optimization in self.passes:
-                if optimization.needs_shapes and not shapes_fresh:
-                    infer_shapes(model)
-                    shapes_fresh = True
+                shapes_fresh = _establish(optimization, model, shapes_fresh)
+                before = interface_of(model)
                 start = time.perf_counter()
                 try:
                     result = optimization(model)
+                    _check_postconditions(optimization, before, interface_of(model))
                 except Exception as error:  # noqa: BLE001 - any failure is attributed to the pass
                     raise PassFailedError(optimization.name, [r.name for r in records], error) from error
                 records.append(
@@ -128,6 +193,40 @@ class Pipeline:
                 break
         make_value_names_unique(model)
         return records
+
+
+Interface = tuple[tuple[tuple[str | None, str], ...], tuple[tuple[str | None, str], ...]]
+
+
+def interface_of(model: ir.Model) -> Interface:
+    """The main graph's (inputs, outputs) as (name, type) pairs in order: cheap, no shapes."""
+
+    def signature(values: Sequence[ir.Value]) -> tuple[tuple[str | None, str], ...]:
+        return tuple((value.name, str(value.type)) for value in values)
+
+    return signature(model.graph.inputs), signature(model.graph.outputs)
+
+
+def _establish(optimization: OptimizationPass, model: ir.Model, shapes_fresh: bool) -> bool:
+    """Meet the pass's preconditions; returns whether shapes are fresh afterwards."""
+    if NEEDS_SHAPES in optimization.preconditions and not shapes_fresh:
+        from optimizer.graph.shapes import infer_shapes
+
+        infer_shapes(model)
+        return True
+    return shapes_fresh
+
+
+def _check_postconditions(optimization: OptimizationPass, before: Interface, after: Interface) -> None:
+    """Raise `InterfaceChangedError` when the pass changed what its `postconditions` promise to keep."""
+    if INTERFACE_UNCHANGED in optimization.postconditions and before[0] != after[0]:
+        raise InterfaceChangedError(f"{INTERFACE_UNCHANGED}: graph inputs were {_names(before[0])}, now {_names(after[0])}")
+    if (INTERFACE_UNCHANGED in optimization.postconditions or OUTPUTS_UNCHANGED in optimization.postconditions) and before[1] != after[1]:
+        raise InterfaceChangedError(f"{INTERFACE_UNCHANGED}: graph outputs were {_names(before[1])}, now {_names(after[1])}")
+
+
+def _names(signature: tuple[tuple[str | None, str], ...]) -> str:
+    return ", ".join(f"{name}: {type_}" for name, type_ in signature) or "none"
 
 
 def make_value_names_unique(model: ir.Model) -> int:

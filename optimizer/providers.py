@@ -134,17 +134,21 @@ def _lossless(provider: str, **options: str) -> ProviderSetting:
     return ProviderSetting(provider, tuple(sorted(options.items())))
 
 
-def lossless_settings(available: Sequence[str], *, objective: str = "latency", cores: int = 1) -> list[ProviderSetting]:
+def lossless_settings(available: Sequence[str], *, objective: str = "latency", cores: int = 1, threads: Sequence[int] = ()) -> list[ProviderSetting]:
     """Provider settings worth timing next to the CPU provider's, computing the same function.
 
     OpenVINO on the CPU: its default FP32 precision and ACCURACY (which also keeps fp32 where the
-    default might not), and for the throughput objective several streams. GPU devices are offered only by
-    the GPU providers themselves (detected by onnxruntime); OpenVINO's GPU device is not assumed.
+    default might not), fewer threads than its default of all cores (`threads` below `cores`), and for the
+    throughput objective one stream per core. onnxruntime's own thread, spinning and graph-level settings
+    are not crossed with these: the nodes OpenVINO takes do not use them. OpenVINO's GPU device is not
+    assumed; GPU builds of onnxruntime offer their own providers.
     """
     settings: list[ProviderSetting] = []
     if OPENVINO in available:
         settings.append(_lossless(OPENVINO, device_type="CPU", precision="FP32"))
         settings.append(_lossless(OPENVINO, device_type="CPU", precision="ACCURACY"))
+        for count in sorted({t for t in threads if 0 < t < cores}):
+            settings.append(_lossless(OPENVINO, device_type="CPU", precision="FP32", num_of_threads=str(count)))
         if objective == "throughput" and cores > 1:
             settings.append(_lossless(OPENVINO, device_type="CPU", precision="FP32", num_streams=str(cores)))
     return settings

@@ -1,4 +1,9 @@
-"""Terminal rendering (rich) of an optimization result, a tuning result, a profile and the pass list."""
+"""Terminal rendering (rich): the report documents of `run`, `check` and `compare`, and the results of
+`tune`, `profile`, `inspect`, `partition` and `passes`.
+
+The run, check and compare tables are made from their typed document (`optimizer.reports.document`),
+the same object the JSON, Markdown and HTML reports are made from.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +15,68 @@ from rich.table import Table
 
 from optimizer.api import OptimizationResult
 from optimizer.inspection import Inspection
-from optimizer.lossy import LossyResult, LossyVariant
+from optimizer.lossy import LossyResult
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
-from optimizer.units import format_bytes, format_flops
+from optimizer.reports.document import (
+    CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, RunReport, Verification, document_from_dict,
+)
+from optimizer.units import format_bytes, format_change, format_count_change, format_error, format_flops, format_ms, format_percent
 
 __all__ = [
-    "render_optimization", "render_inspection", "render_lossy", "render_tuning", "render_profile", "render_pass_list",
-    "render_check", "render_comparison", "format_bytes", "format_flops",
+    "render_run", "render_optimization", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
+    "render_manifest", "render_partitioned_run", "render_check", "render_comparison",
 ]
 
 
-def _change(before: int | None, after: int | None) -> str:
-    if before is None or after is None:
-        return ""
-    if before == after:
-        return "="
-    if before == 0:
-        return f"+{after}"
-    return f"{(after - before) / before * 100:+.1f}%"
-
-
-def _error(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value:.2e}"
-
-
 def render_optimization(result: OptimizationResult, console: Console, *, verbose: bool = False) -> None:
-    """Before/after summary: size, op types, passes, verification per output, warnings."""
-    source = escape(str(result.input_path)) if result.input_path else "<model>"
-    target = escape(str(result.output_path)) if result.output_path else "(not written)"
-    console.print(f"[bold]{source}[/] -> [bold]{target}[/]  (level {result.level})")
+    """Before/after summary of an optimization result (builds its `RunReport`; see `render_run`)."""
+    render_run(RunReport.from_result(result), console, verbose=verbose)
 
+
+def render_run(report: RunReport, console: Console, *, verbose: bool = False) -> None:
+    """The `run` document: size, op types, passes, verification per output, lossy variants, tuning, warnings."""
+    source = escape(report.input.path) if report.input.path else "<model>"
+    target = escape(report.output.path) if report.output.path else "(not written)"
+    console.print(f"[bold]{source}[/] -> [bold]{target}[/]  (level {report.level})")
+    _render_sizes(report.input, report.output, console, verbose=verbose)
+    _render_passes(report.passes, console, verbose=verbose)
+    _render_verification(report.verification, console)
+    if report.pruned_outputs:
+        pruned = report.pruned_outputs
+        console.print(f"[cyan]--prune-outputs:[/] removed {pruned.get('outputs_removed', 0)} output(s), {pruned.get('nodes_removed', 0)} node(s), {pruned.get('initializers_removed', 0)} initializer(s)")
+    if report.lossy is not None:
+        render_lossy_section(report.lossy, console)
+    if report.tuning_result is not None:
+        render_tuning(report.tuning_result, console, verbose=verbose)
+        if report.shipped_variant not in (report.level, "optimized"):
+            console.print(f"[cyan]shipped:[/] the {escape(str(report.shipped_variant))} graph (faster on this machine than the {escape(report.level)} output)")
+        if report.config:
+            console.print(f"configuration: {escape(report.config)}")
+    if report.introduced_ops:
+        listed = ", ".join(f"{op} {count}" for op, count in sorted(report.introduced_ops.items()))
+        console.print(f"[cyan]onnxruntime-only ops introduced:[/] {escape(listed)} (the output needs onnxruntime)")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    seconds = sum(report.seconds.values())
+    verdict = "[green]verified[/]" if report.verified else "[yellow]not verified[/]"
+    if report.lossy is not None and report.lossy.chosen_variant is not None:
+        verdict += f" (lossless passes); {escape(report.lossy.chosen_variant.label)} within the error budget ({escape(str(report.lossy.budget))})"
+    console.print(f"{verdict}; {report.input.nodes} -> {report.output.nodes} nodes in {seconds:.2f} s")
+
+
+def _render_sizes(before: ModelFacts, after: ModelFacts, console: Console, *, verbose: bool) -> None:
+    """The model table (nodes, bytes, weights by dtype) and the op types that changed."""
     size = Table(title="Model", title_justify="left")
     for column in ("", "before", "after", "change"):
         size.add_column(column, justify="right" if column else "left")
-    before, after = result.before, result.after
-    size.add_row("nodes", str(before.nodes), str(after.nodes), _change(before.nodes, after.nodes))
-    size.add_row("initializer bytes", format_bytes(before.initializer_bytes), format_bytes(after.initializer_bytes), _change(before.initializer_bytes, after.initializer_bytes))
-    size.add_row("file size", format_bytes(before.file_bytes), format_bytes(after.file_bytes), _change(before.file_bytes, after.file_bytes))
+    size.add_row("nodes", str(before.nodes), str(after.nodes), format_change(before.nodes, after.nodes))
+    size.add_row("initializer bytes", format_bytes(before.initializer_bytes), format_bytes(after.initializer_bytes), format_change(before.initializer_bytes, after.initializer_bytes))
+    size.add_row("file size", format_bytes(before.file_bytes), format_bytes(after.file_bytes), format_change(before.file_bytes, after.file_bytes))
     if verbose or set(before.weight_bytes_by_dtype) != set(after.weight_bytes_by_dtype):
         for dtype in sorted(set(before.weight_bytes_by_dtype) | set(after.weight_bytes_by_dtype)):
             b, a = before.weight_bytes_by_dtype.get(dtype, 0), after.weight_bytes_by_dtype.get(dtype, 0)
-            size.add_row(f"  {dtype} weights", format_bytes(b), format_bytes(a), _change(b, a))
+            size.add_row(f"  {dtype} weights", format_bytes(b), format_bytes(a), format_change(b, a))
     console.print(size)
 
     ops = Table(title="Op types" + ("" if verbose else " (changed)"), title_justify="left")
@@ -66,93 +91,83 @@ def render_optimization(result: OptimizationResult, console: Console, *, verbose
     if rows:
         console.print(ops)
 
-    passes = Table(title="Passes", title_justify="left")
+
+def _render_passes(passes: list[PassRow], console: Console, *, verbose: bool) -> None:
+    table = Table(title="Passes", title_justify="left")
     for column, justify in (("pass", "left"), ("runs", "right"), ("changes", "left"), ("time", "right")):
-        passes.add_column(column, justify=justify)
-    for entry in result.pass_summary():
-        changes = escape(", ".join(f"{k} {v}" for k, v in entry["changes"].items()) or "-")
-        if entry.get("dropped"):
-            changes = f"[red]dropped[/]: {escape(entry['dropped'][:80])}"
-        elif verbose and entry["declined"]:
-            changes += " [dim](declined: " + escape(", ".join(f"{k} {v}" for k, v in entry["declined"].items())) + ")[/]"
-        passes.add_row(entry["name"], str(entry["runs"]), changes, f"{entry['seconds'] * 1000:.1f} ms")
-    console.print(passes)
+        table.add_column(column, justify=justify)
+    for entry in passes:
+        changes = escape(", ".join(f"{k} {v}" for k, v in entry.changes.items()) or "-")
+        if entry.dropped:
+            changes = f"[red]dropped[/]: {escape(entry.dropped[:80])}"
+        elif verbose and entry.declined:
+            changes += " [dim](declined: " + escape(", ".join(f"{k} {v}" for k, v in entry.declined.items())) + ")[/]"
+        table.add_row(entry.name, str(entry.runs), changes, f"{entry.seconds * 1000:.1f} ms")
+    console.print(table)
 
-    verification = result.verification
-    if verification is None:
+
+def _render_verification(verification: Verification, console: Console) -> None:
+    if verification.status == "not run":
         console.print("[yellow]verification: not run (--no-verify)[/]")
-    elif verification.status == "skipped":
+        return
+    if verification.status == "skipped":
         console.print(f"[yellow]verification skipped:[/] {escape(verification.reason)}")
-    else:
-        table = Table(title=escape(f"Verification in onnxruntime (rtol {verification.tolerance.rtol:g}, atol {verification.tolerance.atol:g}; inputs {verification.inputs_source})"), title_justify="left")
-        for column in ("output", "max abs", "max rel", "cosine", "result"):
-            table.add_column(column, justify="left" if column == "output" else "right")
-        for output in verification.outputs:
-            status = "[green]ok[/]" if output.passed else f"[red]FAIL[/] {escape(output.note)}"
-            table.add_row(escape(output.name), _error(output.max_abs), _error(output.max_rel), f"{output.cosine:.6f}", status)
-        if verification.outputs:
-            console.print(table)
-        if verification.status == "failed":
-            console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
-
-    if result.pruned_outputs:
-        pruned = result.pruned_outputs
-        console.print(f"[cyan]--prune-outputs:[/] removed {pruned.get('outputs_removed', 0)} output(s), {pruned.get('nodes_removed', 0)} node(s), {pruned.get('initializers_removed', 0)} initializer(s)")
-    if result.lossy is not None:
-        render_lossy(result.lossy, console)
-    if result.tuning is not None:
-        render_tuning(result.tuning, console, verbose=verbose)
-        if result.shipped_variant not in (result.level, "optimized"):
-            console.print(f"[cyan]shipped:[/] the {escape(str(result.shipped_variant))} graph (faster on this machine than the {escape(result.level)} output)")
-        if result.config_path:
-            console.print(f"configuration: {escape(str(result.config_path))}")
-    if result.introduced_ops:
-        listed = ", ".join(f"{op} {count}" for op, count in sorted(result.introduced_ops.items()))
-        console.print(f"[cyan]onnxruntime-only ops introduced:[/] {escape(listed)} (the output needs onnxruntime)")
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
-    seconds = sum(result.seconds.values())
-    verdict = "[green]verified[/]" if result.verified else "[yellow]not verified[/]"
-    if result.lossy is not None and result.lossy.chosen is not None:
-        verdict += f" (lossless passes); {escape(result.lossy.chosen.label)} within the error budget ({escape(str(result.lossy.budget))})"
-    console.print(f"{verdict}; {before.nodes} -> {after.nodes} nodes in {seconds:.2f} s")
+        return
+    tolerance = verification.tolerance or {}
+    table = Table(title=escape(f"Verification in onnxruntime (rtol {tolerance.get('rtol'):g}, atol {tolerance.get('atol'):g}; inputs {verification.inputs_source})"), title_justify="left")
+    for column in ("output", "max abs", "max rel", "cosine", "result"):
+        table.add_column(column, justify="left" if column == "output" else "right")
+    for output in verification.outputs:
+        status = "[green]ok[/]" if output.passed else f"[red]FAIL[/] {escape(output.note)}"
+        table.add_row(escape(output.name), format_error(output.max_abs), format_error(output.max_rel), f"{output.cosine:.6f}", status)
+    if verification.outputs:
+        console.print(table)
+    if verification.status == "failed":
+        console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
 
 
-def _worst_errors(variant: LossyVariant) -> str:
+def _worst_errors(variant: LossyVariantRow) -> str:
     if not variant.errors:
         return "-"
     rel = max(e.rel for e in variant.errors)
     cos = min(e.cos for e in variant.errors)
     top1 = [e.top1 for e in variant.errors if e.top1 is not None]
-    text = f"rel {_error(rel)}, cos {cos:.4f}"
+    text = f"rel {format_error(rel)}, cos {cos:.4f}"
     return text + (f", top1 {min(top1):.3f}" if top1 else "")
 
 
 def render_lossy(result: LossyResult, console: Console) -> None:
+    """The lossy stage's table (builds its `LossySection`; see `render_lossy_section`)."""
+    render_lossy_section(LossySection.from_dict(result.to_dict()), console)
+
+
+def render_lossy_section(lossy: LossySection, console: Console) -> None:
     """Each lossy variant tried or skipped: worst error per metric, speed against the lossless model, the verdict."""
-    table = Table(title=escape(f"Lossy variants (error budget {result.budget}; speed against the lossless model)"), title_justify="left")
+    table = Table(title=escape(f"Lossy variants (error budget {lossy.budget}; speed against the lossless model)"), title_justify="left")
     for column in ("variant", "worst error", "speed", "left float", "verdict"):
         table.add_column(column, justify="right" if column in ("speed", "left float") else "left")
     colours = {"kept": "green", "discarded": "yellow", "failed": "red", "skipped": "dim"}
-    for variant in result.variants:
-        speed = f"{variant.speedup:.2f}x" if variant.speedup is not None else "-"
+    for variant in lossy.variants:
+        speed = f"{variant.speedup_vs_lossless:.2f}x" if variant.speedup_vs_lossless is not None else "-"
         verdict = variant.reason or variant.status
         table.add_row(
-            escape(variant.label), _worst_errors(variant), speed, str(len(variant.excluded)) if variant.excluded else "-",
+            escape(variant.label), _worst_errors(variant), speed, str(len(variant.excluded_nodes)) if variant.excluded_nodes else "-",
             f"[{colours.get(variant.status, 'white')}]{escape(verdict)}[/]",
         )
     console.print(table)
-    for variant in result.variants:
-        if variant.excluded:
-            names = ", ".join(f"{n.name} ({n.op_type}, +{n.sensitivity:.2g})" for n in variant.excluded[:8])
-            more = f" and {len(variant.excluded) - 8} more" if len(variant.excluded) > 8 else ""
+    for variant in lossy.variants:
+        excluded = variant.excluded_nodes
+        if excluded:
+            names = ", ".join(f"{n['name']} ({n['op_type']}, +{n['sensitivity']:.2g})" for n in excluded[:8])
+            more = f" and {len(excluded) - 8} more" if len(excluded) > 8 else ""
             console.print(f"  {escape(variant.label)} left float, most sensitive first (relative error each adds): {escape(names + more)}")
         for note in variant.notes:
             if "pruned" in note:
                 console.print(f"  {escape(variant.label)}: {escape(note)}")
-    if result.chosen is not None:
-        errors = ", ".join(f"{e.name}: rel {_error(e.rel)} cos {e.cos:.4f}" + (f" top1 {e.top1:.3f}" if e.top1 is not None else "") for e in result.chosen.errors)
-        console.print(f"[green]shipping {escape(result.chosen.label)}[/] ({escape(errors)})")
+    chosen = lossy.chosen_variant
+    if chosen is not None:
+        errors = ", ".join(f"{e.name}: rel {format_error(e.rel)} cos {e.cos:.4f}" + (f" top1 {e.top1:.3f}" if e.top1 is not None else "") for e in chosen.errors)
+        console.print(f"[green]shipping {escape(chosen.label)}[/] ({escape(errors)})")
     else:
         console.print("[yellow]no lossy variant ships[/]")
 
@@ -165,7 +180,7 @@ def render_tuning(result: TuningResult, console: Console, *, verbose: bool = Fal
     table = Table(title=f"Tuning ({result.objective}; {result.mode}; {budget})", title_justify="left")
     for column in ("graph", "settings", "vs defaults", "min", "median", "p90", "status"):
         table.add_column(column, justify="left" if column in ("graph", "settings", "status") else "right")
-    table.add_row(escape(result.reference.variant), "onnxruntime defaults", "1.00", f"{result.reference_stats.min_ms:.3f} ms", f"{result.reference_stats.median_ms:.3f} ms", f"{result.reference_stats.p90_ms:.3f} ms", "reference")
+    table.add_row(escape(result.reference.variant), "onnxruntime defaults", "1.00", format_ms(result.reference_stats.min_ms, decimals=3), format_ms(result.reference_stats.median_ms, decimals=3), format_ms(result.reference_stats.p90_ms, decimals=3), "reference")
     shown = timed if verbose else timed[:top]
     for record in shown:
         if record.candidate.key == result.reference.key:
@@ -175,7 +190,7 @@ def render_tuning(result: TuningResult, console: Console, *, verbose: bool = Fal
             continue
         stats = record.stats
         status = "kept to the end" if record.eliminated_at is None else f"dropped at rung {record.eliminated_at}"
-        table.add_row(escape(record.candidate.variant), escape(record.candidate.config.label()), f"{1 / record.ratios[-1]:.2f}x", f"{stats.min_ms:.3f} ms", f"{stats.median_ms:.3f} ms", f"{stats.p90_ms:.3f} ms", status)
+        table.add_row(escape(record.candidate.variant), escape(record.candidate.config.label()), f"{1 / record.ratios[-1]:.2f}x", format_ms(stats.min_ms, decimals=3), format_ms(stats.median_ms, decimals=3), format_ms(stats.p90_ms, decimals=3), status)
     console.print(table)
     if len(timed) > len(shown):
         console.print(f"  ... {len(timed) - len(shown)} more candidates (-v lists them)")
@@ -201,7 +216,7 @@ def render_profile(result: ProfileResult, console: Console, top: int = 15) -> No
     for column in ("op type", "nodes", "ms/run", "share"):
         by_type.add_column(column, justify="left" if column == "op type" else "right")
     for entry in result.by_op_type:
-        by_type.add_row(escape(entry.op_type), str(entry.nodes), f"{entry.mean_ms:.3f}", f"{entry.share:.1%}")
+        by_type.add_row(escape(entry.op_type), str(entry.nodes), f"{entry.mean_ms:.3f}", format_percent(entry.share))
     console.print(by_type)
     shown = result.top(top)
     nodes = Table(title=f"Slowest nodes (top {len(shown)} of {len(result.nodes)})", title_justify="left")
@@ -211,7 +226,7 @@ def render_profile(result: ProfileResult, console: Console, top: int = 15) -> No
     for rank, node in enumerate(shown, 1):
         cumulative += node.share
         provider = node.provider.removesuffix("ExecutionProvider")
-        nodes.add_row(str(rank), escape(node.name), escape(node.op_type), escape(provider), f"{node.mean_ms:.3f}", f"{node.share:.1%}", f"{cumulative:.1%}")
+        nodes.add_row(str(rank), escape(node.name), escape(node.op_type), escape(provider), f"{node.mean_ms:.3f}", format_percent(node.share), format_percent(cumulative))
     console.print(nodes)
     if len(result.nodes) > len(shown):
         rest = sum(n.mean_ms for n in result.nodes[len(shown):])
@@ -219,6 +234,7 @@ def render_profile(result: ProfileResult, console: Console, top: int = 15) -> No
 
 
 def render_pass_list(rows: list[tuple[str, str, str]], console: Console) -> None:
+    """`optimize passes`: name, level and description of each registered pass."""
     table = Table(title="Passes (a level runs its passes and those of the levels below)", title_justify="left")
     for column in ("name", "level", "description"):
         table.add_column(column)
@@ -254,7 +270,7 @@ def render_inspection(result: Inspection, console: Console, *, verbose: bool = F
     by_type = sorted(analysis.by_op_type.items(), key=lambda item: (-item[1]["flops"], -item[1]["count"]))
     for op, stats in by_type[: None if verbose else top]:
         share = stats["flops"] / analysis.work_flops if analysis.work_flops else 0.0
-        costs.add_row(escape(op), str(stats["count"]), format_flops(stats["flops"]), f"{share:.1%}", format_bytes(int(stats["bytes_moved"])))
+        costs.add_row(escape(op), str(stats["count"]), format_flops(stats["flops"]), format_percent(share), format_bytes(int(stats["bytes_moved"])))
     if not verbose and len(by_type) > top:
         costs.caption = f"... {len(by_type) - top} more op types (-v lists them)"
     console.print(costs)
@@ -309,15 +325,10 @@ def render_partitioned_run(report, console: Console) -> None:
     for column in ("output", "max abs", "max rel", "result"):
         table.add_column(column, justify="left" if column == "output" else "right")
     for output in report.outputs:
-        table.add_row(escape(output["name"]), _error(output["max_abs"]), _error(output["max_rel"]), "[green]ok[/]" if output["passed"] else "[red]DIFFERS[/]")
+        table.add_row(escape(output["name"]), format_error(output["max_abs"]), format_error(output["max_rel"]), "[green]ok[/]" if output["passed"] else "[red]DIFFERS[/]")
     console.print(table)
     if report.latency:
-        timing = Table(title=f"Latency ({report.strategy}; min / median / p90)", title_justify="left")
-        for column in ("run", "min", "median", "p90"):
-            timing.add_column(column, justify="left" if column == "run" else "right")
-        for name, stats in report.latency.items():
-            timing.add_row(name, f"{stats['min_ms']:.3f} ms", f"{stats['median_ms']:.3f} ms", f"{stats['p90_ms']:.3f} ms")
-        console.print(timing)
+        _latency_table(f"Latency ({report.strategy}; min / median / p90)", list(report.latency.items()), console, "run")
     if report.throughput:
         rates = ", ".join(f"{name} {rate:.1f}/s" for name, rate in report.throughput.items())
         console.print(f"throughput over a stream of {report.stream}: {escape(rates)}")
@@ -327,58 +338,63 @@ def render_partitioned_run(report, console: Console) -> None:
     console.print(f"[{colour}]{escape(report.verdict)}[/]")
 
 
-def render_check(document: dict, console: Console, *, failed_only: bool = False) -> None:
+def render_check(document: CheckReport | dict, console: Console, *, failed_only: bool = False) -> None:
     """`optimize check`: one row per gate (measured, limit, pass/fail, why), then the verdict."""
-    gates = document["gates"]
-    rows = [g for g in gates if not g["passed"]] if failed_only else gates
+    report = document_from_dict(document)
+    gates = report.gates
+    rows = report.failed_gates if failed_only else gates
     if rows:
-        table = Table(title=escape(f"Gates for {document['model']['path']}"), title_justify="left")
+        table = Table(title=escape(f"Gates for {report.model.path}"), title_justify="left")
         for column in ("gate", "measured", "limit", "result", "detail"):
             table.add_column(column, justify="right" if column in ("measured", "limit") else "left")
         for gate in rows:
-            result = "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]"
-            table.add_row(escape(gate["gate"]), escape(gate["measured_text"]), escape(gate["limit_text"]), result, escape(gate["detail"]))
+            result = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
+            table.add_row(escape(gate.gate), escape(gate.measured_text), escape(gate.limit_text), result, escape(gate.detail))
         console.print(table)
-    failed = sum(not g["passed"] for g in gates)
+    failed = len(report.failed_gates)
     if failed:
         console.print(f"[red]{failed} of {len(gates)} gate(s) failed[/]")
     elif not failed_only:
         console.print(f"[green]all {len(gates)} gate(s) pass[/]")
 
 
-def render_comparison(document: dict, console: Console) -> None:
+def _latency_table(title: str, rows: list[tuple[str, dict]], console: Console, first: str) -> None:
+    """Min / median / p90 per timed model or run."""
+    timing = Table(title=title, title_justify="left")
+    for column in (first, "min", "median", "p90"):
+        timing.add_column(column, justify="left" if column == first else "right")
+    for label, stats in rows:
+        timing.add_row(label, format_ms(stats["min_ms"], decimals=3), format_ms(stats["median_ms"], decimals=3), format_ms(stats["p90_ms"], decimals=3))
+    console.print(timing)
+
+
+def render_comparison(document: CompareReport | dict, console: Console) -> None:
     """`optimize compare`: error per output, op-count changes, size and latency of B against A."""
-    a, b = document["a"], document["b"]
-    console.print(f"A: {escape(a['path'])}  ({format_bytes(a['file_bytes'])}, {a['nodes']} nodes)")
-    console.print(f"B: {escape(b['path'])}  ({format_bytes(b['file_bytes'])}, {b['nodes']} nodes)")
-    errors = Table(title=escape(f"B against A, per output (inputs: {document['inputs']})"), title_justify="left")
+    report = document_from_dict(document)
+    for name, model in (("A", report.a), ("B", report.b)):
+        console.print(f"{name}: {escape(model.path)}  ({format_bytes(model.file_bytes)}, {model.nodes} nodes)")
+    errors = Table(title=escape(f"B against A, per output (inputs: {report.inputs})"), title_justify="left")
     for column in ("output", "max abs", "rel", "cosine", "top-1", "NaN/Inf"):
         errors.add_column(column, justify="left" if column == "output" else "right")
-    for row in document["outputs"]:
-        top1 = "-" if row["top1"] is None else f"{row['top1']:.4f}"
-        errors.add_row(escape(row["name"]), _error(row["max_abs"]), _error(row["rel"]), f"{row['cos']:.6f}", top1, str(row["nonfinite"]))
+    for row in report.outputs:
+        top1 = "-" if row.top1 is None else f"{row.top1:.4f}"
+        errors.add_row(escape(row.name), format_error(row.max_abs), format_error(row.rel), f"{row.cos:.6f}", top1, str(row.nonfinite))
     console.print(errors)
-    changed = [r for r in document["op_counts"] if r["delta"]]
+    changed = report.changed_ops
     if changed:
         ops = Table(title="Op counts that differ", title_justify="left")
         for column in ("op", "A", "B", "change"):
             ops.add_column(column, justify="left" if column == "op" else "right")
         for row in changed:
-            ops.add_row(escape(row["op"]), str(row["a"]), str(row["b"]), f"{row['delta']:+d}")
+            ops.add_row(escape(row.op), str(row.a), str(row.b), format_count_change(row.a, row.b))
         console.print(ops)
     else:
         console.print("op counts: identical")
-    size = document["size"]
-    if size["ratio"] is not None:
-        console.print(f"size: {format_bytes(size['a_bytes'])} -> {format_bytes(size['b_bytes'])} ({size['ratio']:.3f}x)")
-    latency = document.get("latency")
+    size = report.size
+    if size.ratio is not None:
+        console.print(f"size: {format_bytes(size.a_bytes)} -> {format_bytes(size.b_bytes)} ({size.ratio:.3f}x)")
+    latency = report.latency
     if latency:
-        timing = Table(title="Latency, one request (min / median / p90)", title_justify="left")
-        for column in ("model", "min", "median", "p90"):
-            timing.add_column(column, justify="left" if column == "model" else "right")
-        for name in ("a", "control", "b"):
-            stats = latency[name]
-            label = {"a": "A", "control": "A (control copy)", "b": "B"}[name]
-            timing.add_row(label, f"{stats['min_ms']:.3f} ms", f"{stats['median_ms']:.3f} ms", f"{stats['p90_ms']:.3f} ms")
-        console.print(timing)
+        labels = {"a": "A", "control": "A (control copy)", "b": "B"}
+        _latency_table("Latency, one request (min / median / p90)", [(labels[name], latency[name]) for name in ("a", "control", "b")], console, "model")
         console.print(escape(latency["verdict"]))

@@ -38,6 +38,7 @@ import numpy as np
 from optimizer import decision
 from optimizer.errors import UserError
 from optimizer.measure import BlockTimes, Deadline, LatencyStats, Progress, machine_info, time_blocks
+from optimizer.providers import CPU, OPENVINO, lossless_settings
 from optimizer.runtime import INTER_SPINNING_KEY, SPINNING_KEY, RuntimeConfig
 from optimizer.verify import first_line
 
@@ -66,7 +67,6 @@ PROVIDER_OPTIONS: dict[str, list[dict[str, str]]] = {
     "TensorrtExecutionProvider": [{}],
     "CUDAExecutionProvider": [{}, {"cudnn_conv_algo_search": "EXHAUSTIVE"}],
     "ROCMExecutionProvider": [{}],
-    "OpenVINOExecutionProvider": [{"device_type": "CPU"}, {"device_type": "GPU"}],
     "DmlExecutionProvider": [{}],
     "CoreMLExecutionProvider": [{}],
 }
@@ -135,7 +135,7 @@ def build_space(
             raise TuningError(f"provider(s) {', '.join(missing)} not offered by this onnxruntime (it has {', '.join(available)})")
         wanted = list(providers)
     else:
-        wanted = [p for p in available if p in PROVIDER_OPTIONS or p == "CPUExecutionProvider"]
+        wanted = [p for p in available if p in PROVIDER_OPTIONS or p in (CPU, OPENVINO)]
         unknown = [p for p in available if p not in wanted]
         if unknown:
             skipped.append(f"providers {', '.join(unknown)}: not local compute providers we tune")
@@ -170,6 +170,11 @@ def build_space(
     cpu_only = [p for p in wanted if p == "CPUExecutionProvider"]
     for provider in wanted:
         if provider == "CPUExecutionProvider":
+            continue
+        if provider == OPENVINO:
+            for setting in lossless_settings([OPENVINO], objective=objective, cores=cores, threads=intra_values):
+                add(RuntimeConfig(providers=(OPENVINO, CPU), provider_options=(setting.options, ())))
+            skipped.append("onnxruntime's threads, spinning and levels with OpenVINO: the nodes it takes do not use them")
             continue
         for options in PROVIDER_OPTIONS.get(provider, [{}]):
             add(RuntimeConfig(providers=(provider, "CPUExecutionProvider"), provider_options=(tuple(sorted(options.items())), ())))

@@ -7,7 +7,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
-from optimizer.pipeline import OptimizationPass, PassOptions
+from optimizer.pipeline import NEEDS_SHAPES, OptimizationPass, PassOptions
 from optimizer.graph.shapes import infer_shapes
 
 
@@ -15,9 +15,20 @@ def from_text(text: str) -> ir.Model:
     return ir.from_onnx_text(text)
 
 
+def model_text(body: str, inputs: str, outputs: str, initializers: str = "", *, opset: int = 17, imports: str = "", ir_version: int = 10) -> str:
+    """ONNX text of a one-graph model `g (inputs) => (outputs) <initializers> { body }` importing the
+    default opset `opset` (and `imports`, e.g. '"com.microsoft" : 1')."""
+    opsets = f'"" : {opset}' + (f", {imports}" if imports else "")
+    constants = f" <{initializers}>" if initializers else ""
+    return f"""<ir_version: {ir_version}, opset_import: [{opsets}]>
+g ({inputs}) => ({outputs}){constants} {{
+  {body}
+}}"""
+
+
 def run_pass(pass_class: type[OptimizationPass], model: ir.Model, options: PassOptions | None = None) -> OptimizationPass:
     """Run one pass once (with shape inference first when it needs shapes); returns the pass instance."""
-    if pass_class.needs_shapes:
+    if NEEDS_SHAPES in pass_class.preconditions:
         infer_shapes(model)
     instance = pass_class(options)
     instance(model)
@@ -61,3 +72,48 @@ def assert_unchanged(text: str, after: ir.Model) -> None:
 def random_feeds(**shapes: tuple[int, ...]) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def verify(
+    pass_class: type[OptimizationPass],
+    before: str,
+    expected_ops: list[str] | None,
+    feeds: dict[str, np.ndarray] | None,
+    *,
+    stats: dict[str, int] | None = None,
+    options: PassOptions | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> tuple[ir.Model, OptimizationPass]:
+    """TVM-style check of a rewrite: run the pass on the model in `before`; the main graph's op
+    sequence is then `expected_ops` and the pass's changes `stats` (each when given), and the result
+    computes what `before` computes on `feeds` in onnxruntime. Returns the model and the pass."""
+    model = from_text(before)
+    applied = run_pass(pass_class, model, options)
+    if stats is not None:
+        assert applied.stats == stats
+    if expected_ops is not None:
+        assert ops(model) == expected_ops
+    if feeds is not None:
+        assert_equivalent(before, model, feeds, rtol=rtol, atol=atol)
+    return model, applied
+
+
+def verify_declines(
+    pass_class: type[OptimizationPass],
+    before: str,
+    declined: dict[str, int] | str | None = None,
+    *,
+    options: PassOptions | None = None,
+) -> OptimizationPass:
+    """The negative case (`Expected = Before`): the pass changes nothing in the model in `before`
+    and counts `declined` (all its declines; a str: one reason among them). Returns the pass."""
+    model = from_text(before)
+    applied = run_pass(pass_class, model, options)
+    assert applied.stats == {}
+    if isinstance(declined, str):
+        assert declined in applied.declined
+    elif declined is not None:
+        assert applied.declined == declined
+    assert_unchanged(before, model)
+    return applied

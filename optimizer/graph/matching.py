@@ -6,17 +6,46 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.graph.values import constant_array, constant_tensor
+from optimizer.pipeline import Decline
 
-__all__ = ["MS_DOMAIN", "as_parameter", "attribute", "broadcasts_up", "other_operand", "producer_of", "reduce_axes", "scalar", "single_use", "sole_consumer"]
+__all__ = ["MS_DOMAIN", "as_parameter", "attribute", "broadcasts_up", "chain_head", "default_opset", "is_default_domain", "is_op", "other_operand", "producer_of", "reduce_axes", "scalar", "single_use", "sole_consumer"]
 
 MS_DOMAIN = "com.microsoft"
 """onnxruntime's contrib-op domain (O3 fusions)."""
 
 
+def is_default_domain(node: ir.Node | str) -> bool:
+    """Whether a node (or a domain name) is in the default ONNX domain ("" or its alias "ai.onnx")."""
+    domain = node if isinstance(node, str) else node.domain
+    return domain in ("", "ai.onnx")
+
+
+def is_op(node: ir.Node | None, *op_types: str) -> bool:
+    """Whether `node` is a default-domain node of one of `op_types`."""
+    return node is not None and node.op_type in op_types and is_default_domain(node)
+
+
+def default_opset(model: ir.Model) -> int:
+    """The model's default-domain opset version (imported as "" or "ai.onnx"; 1 when absent)."""
+    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+
+
+def chain_head(node: ir.Node, *ops: str, absent: str | None = None, shared: str | None = None) -> ir.Node:
+    """The node of one of `ops` producing `node`'s first input and read by `node` alone (the first
+    link of a chain `node` ends); declines otherwise, with the reason `absent` or `shared` when given."""
+    first = next((found for op in ops if (found := producer_of(node.inputs[0], op)) is not None), None)
+    if first is None:
+        names = ops[0] if len(ops) == 1 else f"{', '.join(ops[:-1])} or {ops[-1]}"
+        raise Decline(absent or f"input is not a {names}")
+    if sole_consumer(first.outputs[0]) is None:
+        raise Decline(shared or f"first {first.op_type} output is used elsewhere")
+    return first
+
+
 def producer_of(value: ir.Value | None, op: str) -> ir.Node | None:
     """The default-domain `op` node producing `value`, or None."""
     node = value.producer() if value is not None else None
-    return node if node is not None and node.op_type == op and node.domain in ("", "ai.onnx") else None
+    return node if is_op(node, op) else None
 
 
 def single_use(value: ir.Value) -> bool:
@@ -35,7 +64,7 @@ def sole_consumer(value: ir.Value, op: str | None = None) -> ir.Node | None:
     if not single_use(value):
         return None
     node = value.uses()[0].node
-    if op is not None and (node.op_type != op or node.domain not in ("", "ai.onnx")):
+    if op is not None and not is_op(node, op):
         return None
     return node
 
@@ -64,7 +93,7 @@ def broadcasts_up(nodes: list[ir.Node], x: ir.Value) -> bool:
     shape fused in its place would change the output's shape."""
     rank = None if x.shape is None else len(x.shape)
     for node in nodes:
-        if node.op_type not in _BROADCASTING_OPS or node.domain not in ("", "ai.onnx"):
+        if not is_op(node, *_BROADCASTING_OPS):
             continue
         for value in node.inputs:
             tensor = constant_tensor(value)

@@ -14,6 +14,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import _c_api_utils
 
+from optimizer.graph.matching import is_op
 from optimizer.graph.values import constant_array
 
 __all__ = ["infer_shapes"]
@@ -102,7 +103,7 @@ def _shape_dims(value: ir.Value | None) -> list | None:
     if array is not None:
         return [int(v) for v in array.reshape(-1)] if array.ndim <= 1 and array.dtype.kind == "i" else None
     node = value.producer() if value is not None else None
-    if node is None or node.op_type != "Concat" or node.domain not in ("", "ai.onnx"):
+    if not is_op(node, "Concat"):
         return None
     dims: list = []
     for piece in node.inputs:
@@ -129,7 +130,7 @@ def _resolve_reshapes(graph: ir.Graph) -> bool:
     """Give Reshape outputs that onnx's inference left without a shape the shape their target spells out."""
     resolved = False
     for node in graph:
-        if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
+        if not is_op(node, "Reshape") or len(node.inputs) < 2:
             continue
         output, source = node.outputs[0], node.inputs[0]
         if output.shape is not None and not any(_unknown(d) for d in output.shape):

@@ -1,4 +1,4 @@
-"""Reports: a command's document (`optimizer.reports.document`) written as JSON, Markdown or HTML.
+"""Reports: a command's typed document (`optimizer.reports.document`) written as JSON, Markdown or HTML.
 
 The format follows the file name's suffix: `--report out.json`, `out.md`, `out.html` (repeatable).
 Each file is written beside its target under a temporary name and renamed into place, so a reader
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from optimizer.errors import UserError
+from optimizer.reports.document import Document, document_from_dict
 
 __all__ = ["ReportError", "FORMATS", "check_report_paths", "render", "to_json", "write_reports"]
 
@@ -34,24 +35,25 @@ def _finite(value):
     return value
 
 
-def to_json(document: dict) -> str:
+def to_json(document: Document | dict) -> str:
     """The document as strict JSON (non-finite numbers as strings; anything else unknown via str)."""
-    return json.dumps(_finite(document), indent=2, default=str, allow_nan=False) + "\n"
+    data = document.to_dict() if isinstance(document, Document) else document
+    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False) + "\n"
 
 
-def _markdown(document: dict) -> str:
+def _markdown(document: Document) -> str:
     from optimizer.reports.markdown import render_markdown
 
     return render_markdown(document)
 
 
-def _html(document: dict) -> str:
+def _html(document: Document) -> str:
     from optimizer.reports.html import render_html
 
     return render_html(document)
 
 
-FORMATS: dict[str, Callable[[dict], str]] = {".json": to_json, ".md": _markdown, ".html": _html}
+FORMATS: dict[str, Callable[[Document], str]] = {".json": to_json, ".md": _markdown, ".html": _html}
 
 
 def _protected(models: Sequence[str | os.PathLike | None]) -> set[Path]:
@@ -92,15 +94,16 @@ def _umask() -> int:
     return mask
 
 
-def render(document: dict, suffix: str) -> str:
-    """The document in the format `suffix` names (.json, .md, .html)."""
-    return FORMATS[suffix.lower()](document)
+def render(document: Document | dict, suffix: str) -> str:
+    """The document (typed, or its JSON-ready dict) in the format `suffix` names (.json, .md, .html)."""
+    return FORMATS[suffix.lower()](document_from_dict(document))
 
 
-def write_reports(document: dict, paths: Sequence[str | os.PathLike], models: Sequence[str | os.PathLike | None] = ()) -> list[Path]:
+def write_reports(document: Document | dict, paths: Sequence[str | os.PathLike], models: Sequence[str | os.PathLike | None] = ()) -> list[Path]:
     """Write the document once per path, in the format its suffix names; the paths written (ReportError
     for a path `check_report_paths` refuses or the system cannot write)."""
     written = []
+    document = document_from_dict(document)
     for path in check_report_paths(paths, models):
         text = render(document, path.suffix)
         try:

@@ -1,23 +1,36 @@
-"""The report document: one JSON-ready dict per command (`run`, `check`, `compare`).
+"""The report document: one typed object per command (`run`, `check`, `compare`).
 
-Every rendering (`--json`, `--report out.json|.md|.html`) is made from this dict and nothing else, so
-the JSON a CI job parses and the page a person reads always say the same thing. The keys are
-documented in the README ("Reports").
+A document is built once from the command's results (`RunReport.from_result`, `CheckReport.from_result`,
+`CompareReport.from_body`) or read back from its JSON (`document_from_dict`). Every rendering (terminal,
+`--json`, `--report out.json|.md|.html`) is made from this object and nothing else, so the JSON a CI job
+parses and the page a person reads always say the same thing. `to_dict()` gives the JSON-ready dict
+whose keys are documented in the README ("Reports").
+
+The sections owned by other stages and still moving (tuning, latency) are thin:
+they keep their JSON as it is and name only what the renderers read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping, Sequence
-
-import onnx_ir as ir
+from typing import TYPE_CHECKING
 
 from optimizer import __version__
+from optimizer.reports.record import Record
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 SCHEMA_VERSION = 2
 """Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type."""
 
-__all__ = ["SCHEMA_VERSION", "header", "optimization_document", "analysis_summary"]
+__all__ = [
+    "SCHEMA_VERSION", "TOP_NODES", "header", "optimization_document", "analysis_summary", "document_from_dict", "Document",
+    "RunReport", "CheckReport", "CompareReport", "ModelFacts", "PassRow", "DroppedRow", "OutputCheck", "Verification",
+    "OutputErrorRow", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
+]
 
 TOP_NODES = 10
 
@@ -57,9 +70,349 @@ def analysis_summary(model: ir.Model, input_shapes: Mapping[str, Sequence[int]] 
     return summary
 
 
+# -- sections -------------------------------------------------------------------------------------
+
+
+def _dict():
+    return dataclasses.field(default_factory=dict)
+
+
+def _list():
+    return dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ModelFacts(Record):
+    """One model's figures: run's input/output, check's model/baseline, compare's A/B."""
+
+    path: str | None = None
+    external_data: str | None = None
+    file_bytes: int | None = None
+    nodes: int | None = None
+    op_counts: dict[str, int] = _dict()
+    initializer_bytes: int | None = None
+    parameters: int | None = None
+    weight_bytes_by_dtype: dict[str, int] = _dict()
+    weight_bytes_by_op_type: dict[str, int] = _dict()
+    config: str | None = None
+
+
+@dataclasses.dataclass
+class PassRow(Record):
+    """One pass of the pipeline: rounds run, changes and declines by kind, seconds, why it was dropped."""
+
+    name: str = ""
+    runs: int = 0
+    changes: dict[str, int] = _dict()
+    declined: dict[str, int] = _dict()
+    seconds: float = 0.0
+    dropped: str | None = None
+
+
+@dataclasses.dataclass
+class DroppedRow(Record):
+    """A pass the final check dropped, and why."""
+
+    name: str = ""
+    reason: str = ""
+
+
+@dataclasses.dataclass
+class OutputCheck(Record):
+    """Verification of one output against the original."""
+
+    name: str = ""
+    max_abs: float | None = None
+    max_rel: float | None = None
+    cosine: float | None = None
+    passed: bool | None = None
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Verification(Record):
+    """The lossless graph against the original in onnxruntime."""
+
+    status: str = "not run"
+    outputs: list[OutputCheck] = _list()
+    reason: str = ""
+    tolerance: dict | None = None
+    inputs_source: str = ""
+    of: str | None = None
+
+
+
+@dataclasses.dataclass
+class OutputErrorRow(Record):
+    """The error of one output against a reference: compare's outputs, check's errors, a lossy variant's errors."""
+
+    name: str = ""
+    max_abs: float | None = None
+    rel: float | None = None
+    cos: float | None = None
+    top1: float | None = None
+    nonfinite: int | None = None
+
+
+@dataclasses.dataclass
+class LossyVariantRow(Record):
+    """One lossy variant tried or skipped."""
+
+    method: str | None = None
+    label: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    errors: list[OutputErrorRow] = _list()
+    excluded_nodes: list[dict] = _list()
+    weight_bytes_by_dtype: dict[str, int] = _dict()
+    speedup_vs_lossless: float | None = None
+    speedup_vs_lossless_min: float | None = None
+    notes: list[str] = _list()
+
+
+
+@dataclasses.dataclass
+class LossySection(Record):
+    """The lossy stage: the error budget, each variant, the one that ships."""
+
+    budget: str | None = None
+    chosen: str | None = None
+    variants: list[LossyVariantRow] = _list()
+    lossless_latency_ms: dict | None = None
+    noise: float | None = None
+    notes: list[str] = _list()
+
+
+    @property
+    def chosen_variant(self) -> LossyVariantRow | None:
+        """The variant that ships (None when none does)."""
+        if not self.chosen:
+            return None
+        return next((v for v in self.variants or [] if isinstance(v, LossyVariantRow) and v.method == self.chosen), None)
+
+    @property
+    def chosen_label(self) -> str | None:
+        """The label of the variant that ships (None when none does)."""
+        return self.chosen_variant.label if self.chosen_variant else None
+
+
+@dataclasses.dataclass
+class TuningSection(Record):
+    """The tuner's record, kept thin (its decision record is being rebuilt): the choice, the measured
+    figures and the final round, as `TuningResult.to_dict()` writes them."""
+
+    chosen: dict = _dict()
+    measured: dict = _dict()
+    final: dict = _dict()
+
+    @property
+    def chosen_label(self) -> str:
+        return (self.chosen or {}).get("label", "")
+
+    @property
+    def speedup(self) -> float | None:
+        """The chosen settings' speed against the original under onnxruntime's defaults (by minimum)."""
+        return (self.measured or {}).get("speedup_vs_defaults")
+
+    @property
+    def noise(self) -> float:
+        return (self.measured or {}).get("noise") or 0.0
+
+
+@dataclasses.dataclass
+class ProfileRow(Record):
+    """One row of onnxruntime's profile: a node (name, provider) or an op type (node count); mean ms per run and share."""
+
+    name: str | None = None
+    op_type: str | None = None
+    provider: str | None = None
+    nodes: int | None = None
+    mean_ms: float | None = None
+    share: float | None = None
+
+
+@dataclasses.dataclass
+class ProfileSection(Record):
+    """The written model's onnxruntime profile under the shipped settings (or why there is none)."""
+
+    runs: int | None = None
+    run_ms: float | None = None
+    kernel_ms: float | None = None
+    nodes: list[ProfileRow] = _list()
+    by_op_type: list[ProfileRow] = _list()
+    error: str | None = None
+
+
+
+@dataclasses.dataclass
+class CostNode(Record):
+    """One of the costliest nodes by the cost model."""
+
+    name: str | None = None
+    op_type: str | None = None
+    flops: float | None = None
+    bytes_moved: float | None = None
+
+
+@dataclasses.dataclass
+class AnalysisSection(Record):
+    """The cost model's figures for the written graph (`analysis_summary`), or why there are none."""
+
+    work_flops: float | None = None
+    span_flops: float | None = None
+    parallelism: float | None = None
+    inter_op_speedup_bound: float | None = None
+    regions: list = _list()
+    unknown_cost_nodes: int | None = None
+    critical_path_length: int | None = None
+    top_nodes: list[CostNode] = _list()
+    error: str | None = None
+
+
+
+@dataclasses.dataclass
+class GateRow(Record):
+    """One CI gate: what was measured, the limit, pass or fail, and why."""
+
+    gate: str = ""
+    measured: float | int | str | None = None
+    limit: float | int | str | None = None
+    unit: str = ""
+    passed: bool = False
+    detail: str = ""
+    measured_text: str | None = None
+    limit_text: str | None = None
+
+
+@dataclasses.dataclass
+class OpCountRow(Record):
+    """One op type's count in A and B."""
+
+    op: str = ""
+    a: int = 0
+    b: int = 0
+    delta: int = 0
+
+
+@dataclasses.dataclass
+class SizeRow(Record):
+    """File bytes of A and B and their ratio."""
+
+    a_bytes: int | None = None
+    b_bytes: int | None = None
+    ratio: float | None = None
+
+
+# -- documents ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Document(Record):
+    """What every document has: the schema, the command kind, the tool versions, when and where it ran, warnings, seconds per stage."""
+
+    schema_version: int | None = None
+    kind: str | None = None
+    tool: dict = _dict()
+    created: str = ""
+    machine: dict = _dict()
+    warnings: list[str] = _list()
+    seconds: dict[str, float] = _dict()
+
+
+@dataclasses.dataclass
+class RunReport(Document):
+    """The `run` command's document (kind "optimize")."""
+
+    input: ModelFacts = dataclasses.field(default_factory=ModelFacts)
+    output: ModelFacts = dataclasses.field(default_factory=ModelFacts)
+    level: str | None = None
+    introduced_ops: dict[str, int] = _dict()
+    passes: list[PassRow] = _list()
+    dropped_passes: list[DroppedRow] = _list()
+    converted_initializer_inputs: list[str] = _list()
+    pruned_outputs: dict | None = None
+    verification: Verification = dataclasses.field(default_factory=Verification)
+    lossy: LossySection | None = None
+    shipped_variant: str | None = None
+    config: str | None = None
+    tuning: TuningSection | None = None
+    analysis: AnalysisSection | None = None
+    profile: ProfileSection | None = None
+    # The tuner's typed result, for the terminal's tuning table (set by from_result; never serialized).
+    tuning_result: object = dataclasses.field(default=None, repr=False, compare=False)
+
+
+    @classmethod
+    def from_result(cls, result, *, analysis: dict | None = None, profile: dict | None = None, head: dict | None = None) -> RunReport:
+        """The document of an `OptimizationResult`, under the common header, with the optimized graph's
+        analysis and its profile under the shipped settings when they were made."""
+        body = result.to_dict()
+        body.pop("schema_version", None)
+        report = cls.from_dict({**(head or header("optimize")), **body, "analysis": analysis, "profile": profile})
+        report.tuning_result = result.tuning
+        return report
+
+    @property
+    def verified(self) -> bool:
+        return self.verification.status == "passed"
+
+
+@dataclasses.dataclass
+class CheckReport(Document):
+    """The `check` command's document: the gates and the figures behind them."""
+
+    model: ModelFacts = dataclasses.field(default_factory=ModelFacts)
+    baseline: ModelFacts | None = None
+    gates: list[GateRow] = _list()
+    passed: bool | None = None
+    latency: dict | None = None
+    errors: list[OutputErrorRow] | None = None
+    inputs: str | None = None
+
+
+    @classmethod
+    def from_result(cls, result, head: dict | None = None) -> CheckReport:
+        """The document of a `gates.CheckResult`."""
+        return cls.from_dict({**(head or header("check")), **result.to_dict()})
+
+    @property
+    def failed_gates(self) -> list[GateRow]:
+        return [gate for gate in self.gates or [] if not gate.passed]
+
+
+@dataclasses.dataclass
+class CompareReport(Document):
+    """The `compare` command's document: B against A."""
+
+    a: ModelFacts = dataclasses.field(default_factory=ModelFacts)
+    b: ModelFacts = dataclasses.field(default_factory=ModelFacts)
+    inputs: str | None = None
+    outputs: list[OutputErrorRow] = _list()
+    op_counts: list[OpCountRow] = _list()
+    size: SizeRow = dataclasses.field(default_factory=SizeRow)
+    latency: dict | None = None
+
+
+    @classmethod
+    def from_body(cls, body: Mapping, head: dict | None = None) -> CompareReport:
+        """The document of `comparison.compare_models`' body."""
+        return cls.from_dict({**(head or header("compare")), **body})
+
+    @property
+    def changed_ops(self) -> list[OpCountRow]:
+        return [row for row in self.op_counts or [] if row.delta]
+
+
+_KINDS: dict[str, type[Document]] = {"optimize": RunReport, "check": CheckReport, "compare": CompareReport}
+
+
+def document_from_dict(data: Mapping | Document) -> Document:
+    """The typed document of a JSON-ready dict (by its `kind`; an unknown kind gives the bare `Document`)."""
+    if isinstance(data, Document):
+        return data
+    return _KINDS.get(data.get("kind"), Document).from_dict(data)
+
+
 def optimization_document(result, *, analysis: dict | None = None, profile: dict | None = None) -> dict:
-    """The `run` command's document: `OptimizationResult.to_dict()` under the common header, plus the
-    optimized graph's analysis and its profile under the shipped settings when they were made."""
-    body = result.to_dict()
-    body.pop("schema_version", None)
-    return {**header("optimize"), **body, "analysis": analysis, "profile": profile}
+    """The `run` command's document as JSON-ready data (`RunReport.from_result(...).to_dict()`)."""
+    return RunReport.from_result(result, analysis=analysis, profile=profile).to_dict()

@@ -1,27 +1,27 @@
 """The HTML report: one self-contained page made from a report document (`optimizer.reports.document`).
 
-`render_html(document)` is a pure function of the dict: inline CSS, charts drawn here as inline SVG,
-no script, no fonts, no images, nothing fetched. A Content-Security-Policy meta tag forbids every
-fetch, so the page opens offline and a hostile model cannot make it phone home. Model paths, op
-names, node names and error messages come from untrusted models: every value goes through
-`html.escape` before it reaches the page. Kinds: "optimize", "check", "compare" (others are shown as
-escaped JSON).
+`render_html(document)` is a pure function of the typed document: inline CSS, charts as inline SVG
+(`optimizer.reports.charts`), no script, no fonts, no images, nothing fetched. A Content-Security-Policy
+meta tag forbids every fetch, so the page opens offline and a hostile model cannot make it phone home.
+Model paths, op names, node names and error messages come from untrusted models: every value goes
+through `optimizer.reports.markup.escape` before it reaches the page. Kinds: "optimize", "check",
+"compare" (others are shown as escaped JSON).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
 
-from optimizer.units import BYTE_UNITS, format_bytes
+from optimizer.reports.charts import TOP_OPS, bar_chart, latency_chart, op_rows, size_rows
+from optimizer.reports.document import AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, RunReport, TuningSection, document_from_dict
+from optimizer.reports.markup import Markup, escape
+from optimizer.units import DASH, format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
 
 __all__ = ["render_html", "CSP"]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
-WIDTH = 1040  # every chart's width in CSS pixels (scaled down when printed or narrower)
-TOP_OPS = 16  # op types per size chart
 TOP_ROWS = 10  # profile and analysis nodes
 
 CSS = """
@@ -86,85 +86,12 @@ svg.chart,table,.card,.warnings{break-inside:avoid}
 # -- formatting -----------------------------------------------------------------------------------
 
 
-class _Html(str):
-    """Markup built here (already escaped); any other value is escaped on the way into the page."""
-
-
-def _e(value) -> str:
-    if isinstance(value, _Html):
-        return value
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _num(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value) -> bool:
-    return _num(value) and math.isfinite(value)
-
-
-def _sig(value, digits: int = 3) -> str:
-    """A number with `digits` significant digits, never in exponent form ("0.0148", "1,235")."""
-    if not _num(value):
-        return "–" if value is None else str(value)
-    if not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if value == 0:
-        return "0"
-    rounded = float(f"{value:.{digits}g}")
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
-    return f"{rounded:,.{decimals}f}"
-
-
-def _ms(value) -> str:
-    return "–" if value is None else f"{_sig(value)} ms"
-
-
-def _bytes(count, tick: bool = False) -> str:
-    """Bytes as the terminal report writes them (1024-based B, KB, MB, GB); `tick`: no trailing zeros."""
-    if not _finite(count):
-        return "–" if count is None else str(count)
-    if not tick:
-        return format_bytes(count)
-    value = float(count)
-    for unit in BYTE_UNITS:
-        if abs(value) < 1024 or unit == BYTE_UNITS[-1]:
-            return f"{value:g} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _short(count, unit: str = "") -> str:
-    """1234567 -> "1.23 M" (FLOPs, parameters)."""
-    if not _finite(count):
-        return "–" if count is None else str(count)
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(count) >= scale:
-            return f"{_sig(count / scale)} {prefix}{unit}"
-    return f"{_sig(count)} {unit}".rstrip()
-
-
-def _int(value) -> str:
-    return f"{int(value):,}" if _finite(value) else ("–" if value is None else str(value))
-
-
-def _x(value) -> str:
-    return f"{value:.2f}x" if _finite(value) else "–"
+def _bytes(count) -> str:
+    return format_bytes(count, dash=DASH)
 
 
 def _err(value) -> str:
-    if not _num(value):
-        return "–" if value is None else str(value)
-    return "0" if value == 0 else (f"{value:.2e}" if math.isfinite(value) else _sig(value))
-
-
-def _change(before, after) -> str:
-    if not (_finite(before) and _finite(after)):
-        return ""
-    if before == after:
-        return "="
-    return f"+{after:g}" if before == 0 else f"{(after - before) / before * 100:+.1f}%"
+    return format_error(value, plain_zero=True)
 
 
 def _pairs(mapping) -> str:
@@ -175,15 +102,15 @@ def _pairs(mapping) -> str:
 # -- building blocks ------------------------------------------------------------------------------
 
 
-def _badge(passed, text: str | None = None) -> _Html:
+def _badge(passed, text: str | None = None) -> Markup:
     kind = "neutral" if passed is None else ("pass" if passed else "fail")
-    return _Html(f'<span class="badge {kind}">{_e(text or ("pass" if passed else "FAIL"))}</span>')
+    return Markup(f'<span class="badge {kind}">{escape(text or ("pass" if passed else "FAIL"))}</span>')
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence], *, numeric: Sequence[int] = (), row_classes: Sequence[str] | None = None, table_id: str = "") -> str:
     """A table; cells are escaped unless they are markup built here. `numeric` columns align right."""
     def cell(tag: str, index: int, value) -> str:
-        return f'<{tag} class="n">{_e(value)}</{tag}>' if index in numeric else f"<{tag}>{_e(value)}</{tag}>"
+        return f'<{tag} class="n">{escape(value)}</{tag}>' if index in numeric else f"<{tag}>{escape(value)}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
     body = []
@@ -195,258 +122,101 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence], *, numeric: Sequenc
 
 
 def _kv(items: Sequence[tuple[str, object]]) -> str:
-    return '<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items if v not in (None, "", "–")) + "</dl>"
+    return '<dl class="kv">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items if v not in (None, "", "–")) + "</dl>"
 
 
 def _section(section_id: str, title: str, body: str) -> str:
-    return f'<section id="{section_id}"><h2>{_e(title)}</h2>{body}</section>'
+    return f'<section id="{section_id}"><h2>{escape(title)}</h2>{body}</section>'
 
 
 def _not_run(text: str) -> str:
-    return f'<p class="muted not-run">{_e(text)}</p>'
+    return f'<p class="muted not-run">{escape(text)}</p>'
 
 
 def _card(key: str, value: str, sub: str = "", state: str = "") -> str:
     value = value.replace(" ", "\u00a0").replace("\u00a0→\u00a0", "\u00a0→ ")  # wrap only after an arrow
-    return f'<div class="card {state}"><div class="k">{_e(key)}</div><div class="v">{_e(value)}</div><div class="s">{_e(sub)}</div></div>'
+    return f'<div class="card {state}"><div class="k">{escape(key)}</div><div class="v">{escape(value)}</div><div class="s">{escape(sub)}</div></div>'
 
 
 def _path(value) -> str:
-    return f'<span class="path">{_e(value if value else "(in memory)")}</span>'
-
-
-# -- charts (inline SVG) --------------------------------------------------------------------------
-
-
-def _nice(value: float, binary: bool = False) -> tuple[float, int]:
-    """An axis maximum at or above `value` (1, 2, 2.5 or 5 times a power of ten, of KB/MB/GB when
-    `binary`) and its tick count."""
-    if not _finite(value) or value <= 0:
-        return 1.0, 5
-    unit = 1024 ** min(3, int(math.log(value, 1024))) if binary and value >= 1024 else 1
-    value /= unit
-    base = 10 ** math.floor(math.log10(value)) * unit
-    for step in (1, 2, 2.5, 5, 10):
-        if value * unit <= step * base * (1 + 1e-9):
-            return step * base, 4 if step == 2 else 5
-    return 10 * base, 5
-
-
-def _label(text, x: float, y: float, max_chars: int, css: str = "label") -> str:
-    full = str(text)
-    short = full if len(full) <= max_chars else full[: max_chars - 1] + "…"
-    return f'<text class="{css}" x="{x:.1f}" y="{y:.1f}" text-anchor="end"><title>{_e(full)}</title>{_e(short)}</text>'
-
-
-def _frame(chart_id: str, caption: str, height: float, parts: list[str]) -> str:
-    return (f'<svg id="{chart_id}" class="chart" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
-            f'viewBox="0 0 {WIDTH} {height:.0f}" role="img" aria-label="{_e(caption)}"><title>{_e(caption)}</title>{"".join(parts)}</svg>')
-
-
-def _tick(value: float) -> str:
-    return f"{float(f'{value:.6g}'):g}"
-
-
-def _axis(x0: float, x1: float, top: float, bottom: float, vmax: float, ticks: int, fmt, unit: str = "") -> list[str]:
-    """Gridlines and tick labels from 0 to vmax; `unit` follows the last label."""
-    parts = []
-    for i in range(ticks + 1):
-        x = x0 + (x1 - x0) * i / ticks
-        text = fmt(vmax * i / ticks) + (f" {unit}" if unit and i == ticks else "")
-        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 14:.1f}" text-anchor="middle">{_e(text)}</text>')
-    return parts
-
-
-def _bar_chart(chart_id: str, caption: str, rows: Sequence[tuple[str, Sequence, str]], series: Sequence[tuple[str, str]], kind: str = "count") -> str:
-    """Horizontal bars, one group per row: rows are (label, one value per series, the text at the right).
-    `kind` ("bytes", "ms" or "count") picks the axis' ticks."""
-    if not rows:
-        return ""
-    count = len(series)
-    bar_h, gap = 13, 2
-    row_h = count * bar_h + (count - 1) * gap + 9
-    max_chars = min(40, max(len(str(r[0])) for r in rows))
-    x0, x1 = max_chars * 7 + 16, WIDTH - 240
-    top = 26 if count > 1 else 6
-    bottom = top + row_h * len(rows)
-    vmax, ticks = _nice(max([v for r in rows for v in r[1] if _finite(v)] or [0]), binary=kind == "bytes")
-    fmt = (lambda v: _bytes(v, tick=True)) if kind == "bytes" else _tick
-    parts = _axis(x0, x1, top, bottom, vmax, ticks, fmt, "ms" if kind == "ms" else "")
-    exact = {"bytes": _bytes, "ms": _ms}.get(kind, _int)
-    if count > 1:
-        for j, (name, css) in enumerate(series):
-            lx = x0 + j * 120
-            parts.append(f'<rect class="bar {css}" x="{lx}" y="6" width="12" height="12"/><text x="{lx + 17}" y="16">{_e(name)}</text>')
-    for i, (label, values, text) in enumerate(rows):
-        y = top + i * row_h + 4.5
-        parts.append(_label(label, x0 - 8, y + (row_h - 9) / 2 + 4, max_chars))
-        for j, value in enumerate(values):
-            if not _finite(value):
-                continue
-            width = max(0.0, (x1 - x0) * min(value, vmax) / vmax)
-            name, css = series[j]
-            parts.append(f'<rect class="bar {css}" x="{x0}" y="{y + j * (bar_h + gap):.1f}" width="{width:.1f}" height="{bar_h}">'
-                         f'<title>{_e(label)}: {_e(name)} {_e(exact(value))}</title></rect>')
-        parts.append(f'<text class="value" x="{x1 + 10}" y="{y + (row_h - 9) / 2 + 4:.1f}">{_e(text)}</text>')
-    return _frame(chart_id, caption, bottom + 22, parts)
-
-
-def _latency_chart(chart_id: str, caption: str, rows: Sequence) -> str:
-    """Latency per configuration: a bar to the median, a whisker from the minimum to p90.
-
-    Rows are a group title (str) or (label, LatencyStats-like dict, role) with role "chosen",
-    "baseline", "control", "before", "subject" (highlighted, unlabelled), "" or a note for the text at
-    the right. Whiskers past the axis (a p90 far above every median) are cut at the edge and marked
-    with an arrow; the text at the right gives the real figures.
-    """
-    timed = [r for r in rows if not isinstance(r, str)]
-    if not timed:
-        return ""
-    row_h, group_h = 22, 22
-    max_chars = min(44, max(len(str(r[0])) for r in timed))
-    x0, x1 = max_chars * 7 + 16, WIDTH - 330
-    medians = [r[1].get("median_ms") for r in timed if _finite(r[1].get("median_ms"))]
-    highs = [r[1].get("p90_ms") for r in timed if _finite(r[1].get("p90_ms"))] + medians
-    vmax, ticks = _nice(min(max(highs or [0]), 2.5 * max(medians or [0])) if medians else max(highs or [0]))
-    height = 8 + sum(group_h if isinstance(r, str) else row_h for r in rows)
-    parts = _axis(x0, x1, 4, height, vmax, ticks, _tick, "ms")
-
-    def x_of(value: float) -> float:
-        return x0 + (x1 - x0) * min(max(value, 0.0), vmax) / vmax
-
-    y = 6.0
-    for row in rows:
-        if isinstance(row, str):
-            parts.append(f'<text class="group" x="4" y="{y + 15:.1f}">{_e(row)}</text>')
-            y += group_h
-            continue
-        label, stats, note = row
-        low, mid, high = stats.get("min_ms"), stats.get("median_ms"), stats.get("p90_ms")
-        role = "chosen" if note == "subject" else note if note in ("chosen", "baseline", "control", "before") else ""
-        css = f"label {role}".strip()
-        parts.append(_label(label, x0 - 8, y + 15, max_chars, css))
-        if _finite(mid):
-            parts.append(f'<rect class="bar {role}" x="{x0}" y="{y + 5:.1f}" width="{x_of(mid) - x0:.1f}" height="12">'
-                         f'<title>{_e(label)}: median {_e(_ms(mid))}</title></rect>')
-        if _finite(low) and _finite(high):
-            a, b, c = x_of(low), x_of(high), y + 11
-            parts.append(f'<line class="whisker" x1="{a:.1f}" y1="{c:.1f}" x2="{b:.1f}" y2="{c:.1f}"/>'
-                         f'<line class="whisker" x1="{a:.1f}" y1="{c - 5:.1f}" x2="{a:.1f}" y2="{c + 5:.1f}"/>')
-            if high > vmax:
-                parts.append(f'<path class="clipped" d="M{b - 6:.1f} {c - 5:.1f} L{b:.1f} {c:.1f} L{b - 6:.1f} {c + 5:.1f} Z" fill="#1f2933"/>')
-            else:
-                parts.append(f'<line class="whisker" x1="{b:.1f}" y1="{c - 5:.1f}" x2="{b:.1f}" y2="{c + 5:.1f}"/>')
-        mark = {"chosen": "  ← chosen", "baseline": "  baseline", "control": "  control", "before": "", "subject": "", "": ""}.get(note, f"  · {note}")
-        text = f"{_ms(mid)}  ({_sig(low)} – {_sig(high)}){mark}"
-        parts.append(f'<text class="value{" chosen" if role == "chosen" else ""}" x="{x1 + 10}" y="{y + 15:.1f}">{_e(text)}</text>')
-        y += row_h
-    return _frame(chart_id, caption, height + 20, parts)
-
-
-def _op_rows(pairs: Sequence[tuple[str, object, object]], biggest: int = 5) -> list[tuple[str, list, str]]:
-    """Every op whose count changed, plus the `biggest` unchanged ones, largest first."""
-    def size(p):
-        return max(v for v in (p[1], p[2], 0) if _finite(v))
-
-    changed = [p for p in pairs if (p[1] or 0) != (p[2] or 0)]
-    same = sorted((p for p in pairs if (p[1] or 0) == (p[2] or 0)), key=lambda p: -size(p))[:biggest]
-    rows = []
-    for op, a, b in sorted(changed + same, key=lambda p: (-size(p), p[0])):
-        a, b = a or 0, b or 0
-        rows.append((op, [a, b], f"{a} → {b}" + (f"  ({b - a:+d})" if b != a else "")))
-    return rows
-
-
-def _size_rows(before: Mapping | None, after: Mapping | None) -> list[tuple[str, list, str]]:
-    """Bytes per key (dtype or op type), before and after; the smallest beyond TOP_OPS summed as "other"."""
-    before = {k: v for k, v in (before or {}).items() if _finite(v)}
-    after = {k: v for k, v in (after or {}).items() if _finite(v)}
-    keys = sorted(set(before) | set(after), key=lambda k: -max(before.get(k, 0), after.get(k, 0)))
-    rows = [(k, [before.get(k, 0), after.get(k, 0)], f"{_bytes(before.get(k, 0))} → {_bytes(after.get(k, 0))}") for k in keys[:TOP_OPS]]
-    rest = keys[TOP_OPS:]
-    if rest:
-        a, b = sum(before.get(k, 0) for k in rest), sum(after.get(k, 0) for k in rest)
-        rows.append((f"other ({len(rest)})", [a, b], f"{_bytes(a)} → {_bytes(b)}"))
-    return rows
+    return f'<span class="path">{escape(value if value else "(in memory)")}</span>'
 
 
 # -- shared sections ------------------------------------------------------------------------------
 
 
-def _errors_table(errors: Sequence[Mapping] | None) -> str:
-    rows = [(e.get("name"), _err(e.get("max_abs")), _err(e.get("rel")), _sig(e.get("cos"), 6), _sig(e.get("top1"), 4), _int(e.get("nonfinite")))
-            for e in errors or []]
+def _errors_table(errors: Sequence[OutputErrorRow] | None) -> str:
+    rows = [(e.name, _err(e.max_abs), _err(e.rel), format_significant(e.cos, 6), format_significant(e.top1, 4), format_count(e.nonfinite)) for e in errors or []]
     return _table(["output", "max abs", "rel", "cosine", "top-1 agreement", "non-finite"], rows, numeric=(1, 2, 3, 4, 5)) if rows else ""
 
 
-def _worst(errors: Sequence[Mapping] | None) -> str:
+def _worst(errors: Sequence[OutputErrorRow] | None) -> str:
     errors = errors or []
-    rel = [e["rel"] for e in errors if _num(e.get("rel"))]
-    cos = [e["cos"] for e in errors if _num(e.get("cos"))]
-    top1 = [e["top1"] for e in errors if _num(e.get("top1"))]
-    nonfinite = sum(e.get("nonfinite") or 0 for e in errors)
-    parts = ([f"rel {_err(max(rel))}"] if rel else []) + ([f"cos {_sig(min(cos), 6)}"] if cos else []) + ([f"top1 {_sig(min(top1), 4)}"] if top1 else [])
+    rel = [e.rel for e in errors if is_number(e.rel)]
+    cos = [e.cos for e in errors if is_number(e.cos)]
+    top1 = [e.top1 for e in errors if is_number(e.top1)]
+    nonfinite = sum(e.nonfinite or 0 for e in errors)
+    parts = ([f"rel {_err(max(rel))}"] if rel else []) + ([f"cos {format_significant(min(cos), 6)}"] if cos else []) + ([f"top1 {format_significant(min(top1), 4)}"] if top1 else [])
     return ", ".join(parts + ([f"{nonfinite} non-finite"] if nonfinite else [])) or "–"
 
 
-def _stats_table(columns: Sequence[tuple[str, Mapping]]) -> str:
+def _stats_table(columns: Sequence[tuple[str, ModelFacts]]) -> str:
     """Model statistics side by side (check's model and baseline, compare's a and b)."""
-    dtypes = sorted({k for _, m in columns for k in (m.get("weight_bytes_by_dtype") or {})})
-    rows = [("path", *[_Html(_path(m.get("path"))) for _, m in columns]),
-            ("file size", *[_bytes(m.get("file_bytes")) for _, m in columns]),
-            ("nodes", *[_int(m.get("nodes")) for _, m in columns]),
-            ("parameters", *[_short(m.get("parameters")) for _, m in columns])]
-    rows += [(f"weights {d}", *[_bytes((m.get("weight_bytes_by_dtype") or {}).get(d)) for _, m in columns]) for d in dtypes]
-    if any(m.get("config") for _, m in columns):
-        rows.append(("runtime settings", *[_Html(_path(m.get("config"))) if m.get("config") else "defaults" for _, m in columns]))
+    dtypes = sorted({k for _, m in columns for k in (m.weight_bytes_by_dtype or {})})
+    rows = [("path", *[Markup(_path(m.path)) for _, m in columns]),
+            ("file size", *[_bytes(m.file_bytes) for _, m in columns]),
+            ("nodes", *[format_count(m.nodes) for _, m in columns]),
+            ("parameters", *[format_si(m.parameters) for _, m in columns])]
+    rows += [(f"weights {d}", *[_bytes((m.weight_bytes_by_dtype or {}).get(d)) for _, m in columns]) for d in dtypes]
+    if any(m.config for _, m in columns):
+        rows.append(("runtime settings", *[Markup(_path(m.config)) if m.config else "defaults" for _, m in columns]))
     return _table(["", *[name for name, _ in columns]], rows, numeric=tuple(range(1, len(columns) + 1)))
 
 
-def _comparison_charts(prefix: str, names: tuple[str, str], a: Mapping, b: Mapping) -> tuple[str, str]:
+def _comparison_charts(prefix: str, names: tuple[str, str], a: ModelFacts, b: ModelFacts) -> tuple[str, str]:
     """Weight bytes by dtype and by op type, and op counts, of two models (before/after, baseline/model, A/B)."""
     series = [(names[0], "before"), (names[1], "after")]
     sizes = ""
-    for key, title in (("dtype", "By dtype"), ("op_type", "By op type")):
-        rows = _size_rows(a.get(f"weight_bytes_by_{key}"), b.get(f"weight_bytes_by_{key}"))
-        chart = _bar_chart(f"{prefix}-{key.replace('_', '')}", f"weight bytes {title.lower()}", rows, series, "bytes")
+    for key, title, bytes_a, bytes_b in (("dtype", "By dtype", a.weight_bytes_by_dtype, b.weight_bytes_by_dtype),
+                                         ("optype", "By op type", a.weight_bytes_by_op_type, b.weight_bytes_by_op_type)):
+        chart = bar_chart(f"{prefix}-{key}", f"weight bytes {title.lower()}", size_rows(bytes_a, bytes_b), series, "bytes")
         sizes += f"<h3>{title}</h3>" + (chart or _not_run("No weights."))
-    counts_a, counts_b = a.get("op_counts") or {}, b.get("op_counts") or {}
+    counts_a, counts_b = a.op_counts or {}, b.op_counts or {}
     pairs = [(op, counts_a.get(op, 0), counts_b.get(op, 0)) for op in sorted(set(counts_a) | set(counts_b))]
-    ops = '<p class="muted">Every op type whose count changed, and the most frequent others.</p>' + _bar_chart(f"{prefix}-ops", "op counts", _op_rows(pairs), series)
+    ops = '<p class="muted">Every op type whose count changed, and the most frequent others.</p>' + bar_chart(f"{prefix}-ops", "op counts", op_rows(pairs), series)
     return sizes, ops
 
 
-def _footer(doc: Mapping) -> str:
-    tool, machine = doc.get("tool") or {}, doc.get("machine") or {}
+def _footer(doc: Document) -> str:
+    tool, machine = doc.tool or {}, doc.machine or {}
     versions = ", ".join(f"{k} {v}" for k, v in tool.items())
     cpu = machine.get("cpu_model") or machine.get("cpu")
     cores = machine.get("cpu_count")
-    items = [("created", doc.get("created")), ("tools", versions), ("schema", doc.get("schema_version")),
+    items = [("created", doc.created), ("tools", versions), ("schema", doc.schema_version),
              ("CPU", f"{cpu or '?'}" + (f", {cores} cores ({machine.get('cpu_affinity')} usable)" if cores else "")),
              ("instruction sets", ", ".join(machine.get("cpu_isa") or [])), ("platform", machine.get("platform")),
              ("python / numpy / onnxruntime", " / ".join(str(machine.get(k, "?")) for k in ("python", "numpy", "onnxruntime")) if machine else "")]
-    seconds = doc.get("seconds")
+    seconds = doc.seconds
     if isinstance(seconds, Mapping):
-        items.append(("seconds", ", ".join(f"{k} {_sig(v)}" for k, v in seconds.items())))
+        items.append(("seconds", ", ".join(f"{k} {format_significant(v)}" for k, v in seconds.items())))
     return f"<footer>{_kv(items)}</footer>"
 
 
-def _page(title: str, body: str, doc: Mapping) -> str:
+def _page(title: str, body: str, doc: Document) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="referrer" content="no-referrer"><meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>{body}{_footer(doc)}</main></body></html>\n")
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>{body}{_footer(doc)}</main></body></html>\n")
 
 
 def _nav(items: Sequence[tuple[str, str]]) -> str:
-    return "<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in items) + "</nav>"
+    return "<nav>" + "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in items) + "</nav>"
 
 
 def _warnings(items: Sequence[str]) -> str:
     if not items:
         return ""
-    return '<div class="warnings" id="warnings"><h2>Warnings</h2><ul>' + "".join(f"<li>{_e(w)}</li>" for w in items) + "</ul></div>"
+    return '<div class="warnings" id="warnings"><h2>Warnings</h2><ul>' + "".join(f"<li>{escape(w)}</li>" for w in items) + "</ul></div>"
 
 
 def _name(path) -> str:
@@ -456,46 +226,45 @@ def _name(path) -> str:
 # -- kind "optimize" ------------------------------------------------------------------------------
 
 
-def _headline(doc: Mapping) -> str:
-    before, after = doc.get("input") or {}, doc.get("output") or {}
-    tuning, lossy = doc.get("tuning"), doc.get("lossy") or {}
-    verification = doc.get("verification") or {"status": "not run"}
+def _headline(doc: RunReport) -> str:
+    before, after, tuning, verification = doc.input, doc.output, doc.tuning, doc.verification
     cards = []
     if tuning:
-        m = tuning.get("measured") or {}
-        speedup, noise = m.get("speedup_vs_defaults"), m.get("noise") or 0
-        within = _finite(speedup) and abs(speedup - 1) <= noise
+        m = tuning.measured or {}
+        speedup, noise = tuning.speedup, tuning.noise
+        within = is_finite(speedup) and abs(speedup - 1) <= noise
         # speedup_vs_defaults is the ratio of the minimum latencies (the tuner's score)
-        sub = f"min {_ms(m.get('baseline_min_ms'))} → {_ms(m.get('min_ms'))}" + (f"; within the noise ({noise:.0%})" if within else "")
-        cards.append(_card("speed vs original", _x(speedup), sub, "" if within or not _finite(speedup) else ("ok" if speedup > 1 else "bad")))
+        sub = f"min {format_ms(m.get('baseline_min_ms'))} → {format_ms(m.get('min_ms'))}" + (f"; within the noise ({noise:.0%})" if within else "")
+        cards.append(_card("speed vs original", format_ratio(speedup), sub, "" if within or not is_finite(speedup) else ("ok" if speedup > 1 else "bad")))
     else:
         cards.append(_card("speed vs original", "not tuned", "no latency measured"))
-    cards.append(_card("nodes", f"{_int(before.get('nodes'))} → {_int(after.get('nodes'))}", _change(before.get("nodes"), after.get("nodes"))))
-    cards.append(_card("file size", f"{_bytes(before.get('file_bytes'))} → {_bytes(after.get('file_bytes'))}", _change(before.get("file_bytes"), after.get("file_bytes"))))
-    status = verification.get("status") or "not run"
-    outputs = verification.get("outputs") or []
-    cards.append(_card("verification", status, f"{len(outputs)} output(s)" if outputs else verification.get("reason") or "",
+    cards.append(_card("nodes", f"{format_count(before.nodes)} → {format_count(after.nodes)}", format_change(before.nodes, after.nodes)))
+    cards.append(_card("file size", f"{_bytes(before.file_bytes)} → {_bytes(after.file_bytes)}", format_change(before.file_bytes, after.file_bytes)))
+    status = verification.status or "not run"
+    outputs = verification.outputs or []
+    cards.append(_card("verification", status, f"{len(outputs)} output(s)" if outputs else verification.reason or "",
                        {"passed": "ok", "failed": "bad"}.get(status, "")))
-    chosen = (tuning or {}).get("chosen") or {}
-    lossy_label = next((v.get("label") for v in lossy.get("variants") or [] if v.get("method") == lossy.get("chosen")), None) if lossy.get("chosen") else None
-    cards.append(_card("ships", str(doc.get("shipped_variant") or doc.get("level") or "–"), " · ".join(x for x in (lossy_label, chosen.get("label")) if x)))
+    lossy_label = doc.lossy.chosen_label if doc.lossy else None
+    tuned_label = tuning.chosen.get("label") if tuning and tuning.chosen else None
+    cards.append(_card("ships", str(doc.shipped_variant or doc.level or "–"), " · ".join(x for x in (lossy_label, tuned_label) if x)))
     return '<div class="cards" id="headline">' + "".join(cards) + "</div>"
 
 
-def _before_after(doc: Mapping) -> str:
-    before, after = doc.get("input") or {}, doc.get("output") or {}
-    rows = [("path", _Html(_path(before.get("path"))), _Html(_path(after.get("path"))), ""),
-            ("nodes", _int(before.get("nodes")), _int(after.get("nodes")), _change(before.get("nodes"), after.get("nodes"))),
-            ("file size", _bytes(before.get("file_bytes")), _bytes(after.get("file_bytes")), _change(before.get("file_bytes"), after.get("file_bytes"))),
-            ("initializer bytes", _bytes(before.get("initializer_bytes")), _bytes(after.get("initializer_bytes")), _change(before.get("initializer_bytes"), after.get("initializer_bytes")))]
-    for dtype in sorted(set(before.get("weight_bytes_by_dtype") or {}) | set(after.get("weight_bytes_by_dtype") or {})):
-        a, b = (before.get("weight_bytes_by_dtype") or {}).get(dtype, 0), (after.get("weight_bytes_by_dtype") or {}).get(dtype, 0)
-        rows.append((f"weights {dtype}", _bytes(a), _bytes(b), _change(a, b)))
+def _before_after(doc: RunReport) -> str:
+    before, after = doc.input, doc.output
+    rows = [("path", Markup(_path(before.path)), Markup(_path(after.path)), "")]
+    for label, a, b, show in (("nodes", before.nodes, after.nodes, format_count), ("file size", before.file_bytes, after.file_bytes, _bytes),
+                              ("initializer bytes", before.initializer_bytes, after.initializer_bytes, _bytes)):
+        rows.append((label, show(a), show(b), format_change(a, b)))
+    dtypes_before, dtypes_after = before.weight_bytes_by_dtype or {}, after.weight_bytes_by_dtype or {}
+    for dtype in sorted(set(dtypes_before) | set(dtypes_after)):
+        a, b = dtypes_before.get(dtype, 0), dtypes_after.get(dtype, 0)
+        rows.append((f"weights {dtype}", _bytes(a), _bytes(b), format_change(a, b)))
     body = _table(["", "before", "after", "change"], rows, numeric=(1, 2, 3), table_id="before-after")
-    extra = [("level", doc.get("level")), ("external data", after.get("external_data")), ("runtime settings", doc.get("config")),
-             ("ops introduced", _pairs(doc.get("introduced_ops"))),
-             ("initializer inputs made constants", ", ".join(map(str, doc.get("converted_initializer_inputs") or []))),
-             ("outputs kept (pruned the rest)", ", ".join(map(str, doc.get("pruned_outputs") or [])))]
+    extra = [("level", doc.level), ("external data", after.external_data), ("runtime settings", doc.config),
+             ("ops introduced", _pairs(doc.introduced_ops)),
+             ("initializer inputs made constants", ", ".join(map(str, doc.converted_initializer_inputs or []))),
+             ("outputs kept (pruned the rest)", ", ".join(map(str, doc.pruned_outputs or [])))]
     return _section("summary", "Before and after", body + _kv(extra))
 
 
@@ -503,10 +272,10 @@ def _key(candidate: Mapping) -> str:
     return f"{candidate.get('variant')} | {candidate.get('label')}"
 
 
-def _tuning_rows(tuning: Mapping) -> list:
+def _tuning_rows(tuning: TuningSection) -> list:
     """The latency chart's rows: the final round (which decides), then every other candidate the search timed."""
-    m, final = tuning.get("measured") or {}, {k: v for k, v in (tuning.get("final") or {}).items() if v}
-    chosen = _key(tuning.get("chosen") or {})
+    m, final = tuning.measured or {}, {k: v for k, v in (tuning.final or {}).items() if v}
+    chosen = _key(tuning.chosen or {})
     # The reference (the original under onnxruntime's defaults) is not named: it is the final entry with the baseline's figures.
     baseline = next((k for k, s in final.items() if k != "control" and (s.get("median_ms"), s.get("min_ms")) == (m.get("baseline_median_ms"), m.get("baseline_min_ms"))), None)
     rows: list = []
@@ -531,16 +300,16 @@ def _why_untimed(candidate: Mapping) -> str:
     return f"eliminated at rung {rung}" if rung else "not timed"
 
 
-def _tuning(doc: Mapping) -> str:
-    tuning = doc.get("tuning")
+def _tuning(doc: RunReport) -> str:
+    tuning = doc.tuning
     if not tuning:
         return _section("tuning", "Tuning", _not_run("Tuning not run: no runtime settings or graph variants were timed."))
-    m, final = tuning.get("measured") or {}, tuning.get("final") or {}
-    body = f'<p class="decision"><strong>{_e(m.get("decision") or "")}</strong></p>'
-    body += _kv([("objective", m.get("objective")), ("speedup vs original under defaults (by minimum)", _x(m.get("speedup_vs_defaults"))),
-                 ("noise (control vs baseline)", f"{m['noise']:.1%}" if _finite(m.get("noise")) else None), ("per call", m.get("per_call")),
-                 ("chosen", _key(tuning.get("chosen") or {})), ("inputs", m.get("inputs")), ("batch", m.get("batch"))])
-    body += _latency_chart("chart-tuning", "latency per configuration: bar to the median, whisker from min to p90", _tuning_rows(tuning))
+    m, final = tuning.measured or {}, tuning.final or {}
+    body = f'<p class="decision"><strong>{escape(m.get("decision") or "")}</strong></p>'
+    body += _kv([("objective", m.get("objective")), ("speedup vs original under defaults (by minimum)", format_ratio(m.get("speedup_vs_defaults"))),
+                 ("noise (control vs baseline)", f"{m['noise']:.1%}" if is_finite(m.get("noise")) else None), ("per call", m.get("per_call")),
+                 ("chosen", _key(tuning.chosen or {})), ("inputs", m.get("inputs")), ("batch", m.get("batch"))])
+    body += latency_chart("chart-tuning", "latency per configuration: bar to the median, whisker from min to p90", _tuning_rows(tuning))
     body += '<p class="muted">Bar: median latency. Whisker and figures in brackets: minimum – p90. Highlighted: the configuration that ships.</p>'
     untimed = [c for c in m.get("candidates") or [] if c.get("min_ms") is None and _key(c) not in final]
     if untimed:
@@ -548,107 +317,111 @@ def _tuning(doc: Mapping) -> str:
         body += f"<h3>Not timed or failed ({len(untimed)})</h3>" + _table(["variant", "configuration", "why"], rows, row_classes=["fail" if c.get("error") else "idle" for c in untimed], table_id="untimed")
     search = m.get("search") or {}
     if search:
-        rungs = [(r.get("stage"), r.get("rung", ""), r.get("candidates"), r.get("rounds"), _sig(r.get("seconds"))) for r in search.get("rungs") or []]
-        body += f"<h3>Search</h3><p>{_e(search.get('mode'))}: {_e(_sig(search.get('seconds')))} s (budget {_e(_sig(search.get('budget_s')))} s).</p>"
+        rungs = [(r.get("stage"), r.get("rung", ""), r.get("candidates"), r.get("rounds"), format_significant(r.get("seconds"))) for r in search.get("rungs") or []]
+        body += f"<h3>Search</h3><p>{escape(search.get('mode'))}: {escape(format_significant(search.get('seconds')))} s (budget {escape(format_significant(search.get('budget_s')))} s).</p>"
         body += _table(["stage", "rung", "candidates", "rounds", "seconds (cumulative)"], rungs, numeric=(1, 2, 3, 4)) if rungs else ""
         if search.get("skipped"):
-            body += '<p class="muted">Left out of the search:</p><ul>' + "".join(f"<li>{_e(s)}</li>" for s in search["skipped"]) + "</ul>"
+            body += '<p class="muted">Left out of the search:</p><ul>' + "".join(f"<li>{escape(s)}</li>" for s in search["skipped"]) + "</ul>"
     return _section("tuning", "Tuning", body)
 
 
-def _profile(doc: Mapping) -> str:
-    profile = doc.get("profile")
-    if not profile:
-        return _section("profile", "Time by op type", _not_run("Profile not run."))
-    if profile.get("error"):
-        return _section("profile", "Time by op type", _not_run(f"Profile failed: {profile['error']}"))
-    by_type = sorted(profile.get("by_op_type") or [], key=lambda r: -(r.get("mean_ms") or 0))
-    rows = [(r.get("op_type"), [r.get("mean_ms")], f"{_ms(r.get('mean_ms'))} · {(r.get('share') or 0):.1%} · {r.get('nodes')} node(s)") for r in by_type[:TOP_OPS]]
+def _unavailable(section_id: str, title: str, section: AnalysisSection | ProfileSection | None, what: str) -> str | None:
+    """The section for a figure that was not made ("Profile not run.") or failed; None when it is there."""
+    if not section:
+        return _section(section_id, title, _not_run(f"{what} not run."))
+    if section.error:
+        return _section(section_id, title, _not_run(f"{what} failed: {section.error}"))
+    return None
+
+
+def _profile(doc: RunReport) -> str:
+    profile = doc.profile
+    unavailable = _unavailable("profile", "Time by op type", profile, "Profile")
+    if unavailable:
+        return unavailable
+    by_type = sorted(profile.by_op_type or [], key=lambda r: -(r.mean_ms or 0))
+    rows = [(r.op_type, [r.mean_ms], f"{format_ms(r.mean_ms)} · {format_percent(r.share or 0)} · {r.nodes} node(s)") for r in by_type[:TOP_OPS]]
     rest = by_type[TOP_OPS:]
     if rest:
-        ms, share = sum(r.get("mean_ms") or 0 for r in rest), sum(r.get("share") or 0 for r in rest)
-        rows.append((f"other ({len(rest)} op types)", [ms], f"{_ms(ms)} · {share:.1%}"))
-    body = f"<p>{_e(profile.get('runs'))} profiled runs under the shipped settings: {_e(_ms(profile.get('run_ms')))} per run, {_e(_ms(profile.get('kernel_ms')))} in kernels.</p>"
-    body += _bar_chart("chart-profile", "mean kernel time by op type", rows, [("mean time", "after")], "ms")
-    nodes = profile.get("nodes") or []
+        ms, share = sum(r.mean_ms or 0 for r in rest), sum(r.share or 0 for r in rest)
+        rows.append((f"other ({len(rest)} op types)", [ms], f"{format_ms(ms)} · {format_percent(share)}"))
+    body = f"<p>{escape(profile.runs)} profiled runs under the shipped settings: {escape(format_ms(profile.run_ms))} per run, {escape(format_ms(profile.kernel_ms))} in kernels.</p>"
+    body += bar_chart("chart-profile", "mean kernel time by op type", rows, [("mean time", "after")], "ms")
+    nodes = profile.nodes or []
     if nodes:
         body += f"<h3>Slowest nodes (top {min(TOP_ROWS, len(nodes))} of {len(nodes)})</h3>"
-        body += _table(["node", "op type", "provider", "mean", "share"], [(n.get("name"), n.get("op_type"), n.get("provider"), _ms(n.get("mean_ms")), f"{(n.get('share') or 0):.1%}") for n in nodes[:TOP_ROWS]], numeric=(3, 4))
+        body += _table(["node", "op type", "provider", "mean", "share"], [(n.name, n.op_type, n.provider, format_ms(n.mean_ms), format_percent(n.share or 0)) for n in nodes[:TOP_ROWS]], numeric=(3, 4))
     return _section("profile", "Time by op type", body)
 
 
-def _passes(doc: Mapping) -> str:
-    passes, dropped = doc.get("passes") or [], {d.get("name"): d.get("reason") for d in doc.get("dropped_passes") or []}
+def _passes(doc: RunReport) -> str:
+    passes, dropped = doc.passes or [], {d.name: d.reason for d in doc.dropped_passes or []}
     if not passes:
         return _section("passes", "Passes", _not_run("No passes ran."))
     rows, classes = [], []
     for p in passes:
-        declined = "; ".join(f"{reason} ×{count}" for reason, count in (p.get("declined") or {}).items())
-        rows.append((p.get("name"), _pairs(p.get("changes")) or "–", _Html(f"<small>{_e(declined)}</small>") if declined else "", _sig((p.get("seconds") or 0) * 1000), dropped.get(p.get("name"), "")))
-        classes.append("fail" if p.get("name") in dropped else ("" if p.get("changes") else "idle"))
+        declined = "; ".join(f"{reason} ×{count}" for reason, count in (p.declined or {}).items())
+        rows.append((p.name, _pairs(p.changes) or "–", Markup(f"<small>{escape(declined)}</small>") if declined else "", format_significant((p.seconds or 0) * 1000), dropped.get(p.name, "")))
+        classes.append("fail" if p.name in dropped else ("" if p.changes else "idle"))
     return _section("passes", "Passes", _table(["pass", "changes", "declined", "ms", "dropped because"], rows, numeric=(3,), row_classes=classes, table_id="passes-table"))
 
 
-def _verification(doc: Mapping) -> str:
-    v = doc.get("verification") or {"status": "not run"}
-    status = v.get("status") or "not run"
-    outputs = v.get("outputs") or []
-    tolerance = v.get("tolerance") or {}
-    head = f"<p>{_badge(status == 'passed' if status in ('passed', 'failed') else None, status)} {_e(v.get('reason') or '')}</p>"
-    head += _kv([("inputs", v.get("inputs_source")), ("tolerance", _pairs(tolerance)), ("of", v.get("of"))])
+def _verification(doc: RunReport) -> str:
+    v = doc.verification
+    status = v.status or "not run"
+    outputs = v.outputs or []
+    head = f"<p>{_badge(status == 'passed' if status in ('passed', 'failed') else None, status)} {escape(v.reason or '')}</p>"
+    head += _kv([("inputs", v.inputs_source), ("tolerance", _pairs(v.tolerance)), ("of", v.of)])
     if status == "not run" and not outputs:
         return _section("verification", "Verification", _not_run("Verification not run."))
     if not outputs:
         return _section("verification", "Verification", head)
-    rows = [(o.get("name"), _err(o.get("max_abs")), _err(o.get("max_rel")), _sig(o.get("cosine"), 6), _badge(o.get("passed")), o.get("note") or "") for o in outputs]
-    return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.get("passed") else "fail" for o in outputs]))
+    rows = [(o.name, _err(o.max_abs), _err(o.max_rel), format_significant(o.cosine, 6), _badge(o.passed), o.note or "") for o in outputs]
+    return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.passed else "fail" for o in outputs]))
 
 
-def _lossy(doc: Mapping) -> str:
-    lossy = doc.get("lossy")
+def _lossy(doc: RunReport) -> str:
+    lossy = doc.lossy
     if not lossy:
         return _section("lossy", "Lossy variants", _not_run("No lossy variant tried (quantization, fp16 and pruning are opt-in)."))
-    variants = lossy.get("variants") or []
     rows = []
-    for v in variants:
-        kept = v.get("status") == "kept" or v.get("method") == lossy.get("chosen")
-        excluded = v.get("excluded_nodes") or []
-        speed = f"{_x(v.get('speedup_vs_lossless'))} median, {_x(v.get('speedup_vs_lossless_min'))} min" if _finite(v.get("speedup_vs_lossless")) else "–"
-        rows.append((v.get("label") or v.get("method"), _badge({"kept": True, "failed": False}.get(v.get("status")), v.get("status")), v.get("reason") or "",
-                     _worst(v.get("errors")), speed, ", ".join(f"{k} {_bytes(b)}" for k, b in (v.get("weight_bytes_by_dtype") or {}).items()),
+    for v in lossy.variants or []:
+        excluded = v.excluded_nodes or []
+        speed = f"{format_ratio(v.speedup_vs_lossless)} median, {format_ratio(v.speedup_vs_lossless_min)} min" if is_finite(v.speedup_vs_lossless) else "–"
+        rows.append((v.label or v.method, _badge({"kept": True, "failed": False}.get(v.status), v.status), v.reason or "",
+                     _worst(v.errors), speed, ", ".join(f"{k} {_bytes(b)}" for k, b in (v.weight_bytes_by_dtype or {}).items()),
                      f"{len(excluded)}: " + ", ".join(str(n.get("name")) for n in excluded[:5]) + (" …" if len(excluded) > 5 else "") if excluded else ""))
-    lossless = lossy.get("lossless_latency_ms") or {}
-    body = _kv([("error budget", lossy.get("budget")), ("ships", lossy.get("chosen") or "none (the lossless model ships)"),
-                ("lossless median", _ms(lossless.get("median_ms")) if lossless else None), ("noise", f"{lossy['noise']:.1%}" if _finite(lossy.get("noise")) else None)])
+    lossless = lossy.lossless_latency_ms or {}
+    body = _kv([("error budget", lossy.budget), ("ships", lossy.chosen or "none (the lossless model ships)"),
+                ("lossless median", format_ms(lossless.get("median_ms")) if lossless else None), ("noise", format_percent(lossy.noise) if is_finite(lossy.noise) else None)])
     body += _table(["variant", "status", "reason", "worst errors", "speed vs lossless", "weights", "nodes left float"], rows, table_id="lossy-table")
-    body += "".join(f'<p class="muted">{_e(n)}</p>' for n in lossy.get("notes") or [])
+    body += "".join(f'<p class="muted">{escape(n)}</p>' for n in lossy.notes or [])
     return _section("lossy", "Lossy variants", body)
 
 
-def _analysis(doc: Mapping) -> str:
-    a = doc.get("analysis")
-    if not a:
-        return _section("analysis", "Cost model", _not_run("Analysis not run."))
-    if a.get("error"):
-        return _section("analysis", "Cost model", _not_run(f"Analysis failed: {a['error']}"))
-    work = a.get("work_flops")
-    body = _kv([("work", _short(work, "FLOPs")), ("span (critical path)", _short(a.get("span_flops"), "FLOPs") + (f", {a['critical_path_length']} nodes" if a.get("critical_path_length") else "")),
-                ("parallelism (work / span)", _sig(a.get("parallelism"))), ("inter-op speedup bound", _x(a.get("inter_op_speedup_bound"))),
-                ("parallel regions", len(a.get("regions") or [])), ("nodes of unknown cost", a.get("unknown_cost_nodes"))])
-    top = a.get("top_nodes") or []
+def _analysis(doc: RunReport) -> str:
+    a = doc.analysis
+    unavailable = _unavailable("analysis", "Cost model", a, "Analysis")
+    if unavailable:
+        return unavailable
+    work = a.work_flops
+    body = _kv([("work", format_si(work, "FLOPs")), ("span (critical path)", format_si(a.span_flops, "FLOPs") + (f", {a.critical_path_length} nodes" if a.critical_path_length else "")),
+                ("parallelism (work / span)", format_significant(a.parallelism)), ("inter-op speedup bound", format_ratio(a.inter_op_speedup_bound)),
+                ("parallel regions", len(a.regions or [])), ("nodes of unknown cost", a.unknown_cost_nodes)])
+    top = a.top_nodes or []
     if top:
-        share = (lambda f: f"{f / work:.1%}") if _finite(work) and work > 0 else (lambda f: "–")
+        share = (lambda f: format_percent(f / work)) if is_finite(work) and work > 0 else (lambda f: "–")
         body += "<h3>Costliest nodes</h3>" + _table(["node", "op type", "FLOPs", "share of work", "bytes moved"],
-                                                     [(n.get("name"), n.get("op_type"), _short(n.get("flops")), share(n.get("flops") or 0), _bytes(n.get("bytes_moved"))) for n in top[:TOP_ROWS]], numeric=(2, 3, 4))
+                                                     [(n.name, n.op_type, format_si(n.flops), share(n.flops or 0), _bytes(n.bytes_moved)) for n in top[:TOP_ROWS]], numeric=(2, 3, 4))
     return _section("analysis", "Cost model", body)
 
 
-def _optimize(doc: Mapping) -> str:
-    before, after = doc.get("input") or {}, doc.get("output") or {}
-    warnings = [f"pass {d.get('name')} was dropped: {d.get('reason')}" for d in doc.get("dropped_passes") or []] + [str(w) for w in doc.get("warnings") or []]
-    if (doc.get("verification") or {}).get("status") == "failed":
-        warnings.insert(0, f"verification failed: {(doc.get('verification') or {}).get('reason') or 'see below'}")
-    head = f"<header><h1>Optimized {_e(_name(before.get('path')))}</h1><p>{_path(before.get('path'))} → {_path(after.get('path'))}</p>"
+def _optimize(doc: RunReport) -> str:
+    before, after = doc.input, doc.output
+    warnings = [f"pass {d.name} was dropped: {d.reason}" for d in doc.dropped_passes or []] + [str(w) for w in doc.warnings or []]
+    if doc.verification.status == "failed":
+        warnings.insert(0, f"verification failed: {doc.verification.reason or 'see below'}")
+    head = f"<header><h1>Optimized {escape(_name(before.path))}</h1><p>{_path(before.path)} → {_path(after.path)}</p>"
     head += _nav([("summary", "before/after"), ("tuning", "tuning"), ("profile", "time"), ("sizes", "sizes"), ("ops", "ops"), ("passes", "passes"),
                   ("verification", "verification"), ("lossy", "lossy"), ("analysis", "cost model")]) + "</header>"
     sizes, ops = _comparison_charts("chart", ("before", "after"), before, after)
@@ -660,14 +433,14 @@ def _optimize(doc: Mapping) -> str:
 
 
 def _gate_value(value, unit: str) -> str:
-    if not _num(value):
+    if not is_number(value):
         return "–" if value is None else str(value)
     if unit == "bytes":
         return _bytes(value)
     if unit == "ms":
-        return _ms(value)
+        return format_ms(value)
     if unit == "ratio":
-        return f"{_sig(value)}x"
+        return f"{format_significant(value)}x"
     text = f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
     return f"{text} {unit or ''}".rstrip()
 
@@ -675,65 +448,60 @@ def _gate_value(value, unit: str) -> str:
 def _latency_section(latency: Mapping | None, rows: list, facts: list, verdict: str = "") -> str:
     if not latency:
         return _section("latency", "Latency", _not_run("Latency not measured."))
-    chart = _latency_chart("chart-latency", "latency: bar to the median, whisker from min to p90", [r for r in rows if r[1]])
-    noise = [("noise (control vs reference)", f"{latency['noise']:.1%}" if _finite(latency.get("noise")) else None)]
+    chart = latency_chart("chart-latency", "latency: bar to the median, whisker from min to p90", [r for r in rows if r[1]])
+    noise = [("noise (control vs reference)", f"{latency['noise']:.1%}" if is_finite(latency.get("noise")) else None)]
     legend = '<p class="muted">Bar: median. Whisker and figures in brackets: minimum – p90. Timed together in rotated blocks.</p>'
-    return _section("latency", "Latency", (f"<p><strong>{_e(verdict)}</strong></p>" if verdict else "") + chart + legend + _kv(facts + noise))
+    return _section("latency", "Latency", (f"<p><strong>{escape(verdict)}</strong></p>" if verdict else "") + chart + legend + _kv(facts + noise))
 
 
-def _check(doc: Mapping) -> str:
-    model, baseline = doc.get("model") or {}, doc.get("baseline")
-    passed, gates = doc.get("passed"), doc.get("gates") or []
-    failed = [g for g in gates if not g.get("passed")]
-    body = f"<header><h1>Check {_e(_name(model.get('path')))}</h1><p>{_path(model.get('path'))}" + (f" against {_path(baseline.get('path'))}" if baseline else "") + "</p></header>"
-    body += f'<div id="verdict" class="banner {"ok" if passed else "bad"}">{"PASSED" if passed else "FAILED"}: {len(gates) - len(failed)} of {len(gates)} gates passed</div>'
-    rows = [(g.get("gate"), g.get("measured_text") or _gate_value(g.get("measured"), g.get("unit") or ""), g.get("limit_text") or _gate_value(g.get("limit"), g.get("unit") or ""),
-             _badge(bool(g.get("passed"))), g.get("detail") or "") for g in gates]
-    body += _section("gates", "Gates", _table(["gate", "measured", "limit", "", "detail"], rows, numeric=(1, 2), row_classes=["" if g.get("passed") else "fail" for g in gates], table_id="gates-table")
+def _check(doc: CheckReport) -> str:
+    model, baseline, gates = doc.model, doc.baseline, doc.gates or []
+    failed = doc.failed_gates
+    body = f"<header><h1>Check {escape(_name(model.path))}</h1><p>{_path(model.path)}" + (f" against {_path(baseline.path)}" if baseline else "") + "</p></header>"
+    body += f'<div id="verdict" class="banner {"ok" if doc.passed else "bad"}">{"PASSED" if doc.passed else "FAILED"}: {len(gates) - len(failed)} of {len(gates)} gates passed</div>'
+    rows = [(g.gate, g.measured_text or _gate_value(g.measured, g.unit or ""), g.limit_text or _gate_value(g.limit, g.unit or ""), _badge(bool(g.passed)), g.detail or "") for g in gates]
+    body += _section("gates", "Gates", _table(["gate", "measured", "limit", "", "detail"], rows, numeric=(1, 2), row_classes=["" if g.passed else "fail" for g in gates], table_id="gates-table")
                      if gates else _not_run("No gates were set."))
-    latency = doc.get("latency") or {}
-    body += _latency_section(doc.get("latency"), [("model", latency.get("model"), "subject"), ("baseline", latency.get("baseline"), "baseline"), ("control (a second copy)", latency.get("control"), "control")],
-                             [("model / baseline median", _x(latency.get("ratio_median"))), ("model / baseline minimum", _x(latency.get("ratio_min")))])
-    errors = doc.get("errors")
-    body += _section("errors", "Output errors", (_kv([("inputs", doc.get("inputs"))]) + _errors_table(errors)) if errors else _not_run("Outputs not compared (no baseline)."))
+    latency = doc.latency or {}
+    body += _latency_section(doc.latency, [("model", latency.get("model"), "subject"), ("baseline", latency.get("baseline"), "baseline"), ("control (a second copy)", latency.get("control"), "control")],
+                             [("model / baseline median", format_ratio(latency.get("ratio_median"))), ("model / baseline minimum", format_ratio(latency.get("ratio_min")))])
+    body += _section("errors", "Output errors", (_kv([("inputs", doc.inputs)]) + _errors_table(doc.errors)) if doc.errors else _not_run("Outputs not compared (no baseline)."))
     columns = ([("baseline", baseline)] if baseline else []) + [("model", model)]
     body += _section("model", "Model", _stats_table(columns))
     if baseline:
         sizes, ops = _comparison_charts("chart-check", ("baseline", "model"), baseline, model)
         return body + _section("sizes", "Weight bytes", sizes) + _section("ops", "Op counts", ops)
-    dtypes = [(k, [v], _bytes(v)) for k, v in (model.get("weight_bytes_by_dtype") or {}).items()]
-    return body + _section("sizes", "Weight bytes by dtype", _bar_chart("chart-check-dtype", "weight bytes by dtype", dtypes, [("model", "after")], "bytes") or _not_run("No weights."))
+    dtypes = [(k, [v], _bytes(v)) for k, v in (model.weight_bytes_by_dtype or {}).items()]
+    return body + _section("sizes", "Weight bytes by dtype", bar_chart("chart-check-dtype", "weight bytes by dtype", dtypes, [("model", "after")], "bytes") or _not_run("No weights."))
 
 
-def _compare(doc: Mapping) -> str:
-    a, b = doc.get("a") or {}, doc.get("b") or {}
-    size, latency, outputs = doc.get("size") or {}, doc.get("latency"), doc.get("outputs") or []
-    body = f"<header><h1>Compare {_e(_name(a.get('path')))} and {_e(_name(b.get('path')))}</h1><p>A {_path(a.get('path'))}<br>B {_path(b.get('path'))}</p></header>"
-    changed = [r for r in doc.get("op_counts") or [] if r.get("delta")]
-    rel = [o["rel"] for o in outputs if _num(o.get("rel"))]
-    cards = [_card("size B / A", _x(size.get("ratio")), f"{_bytes(size.get('a_bytes'))} → {_bytes(size.get('b_bytes'))}"),
-             _card("latency B / A", _x(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
+def _compare(doc: CompareReport) -> str:
+    a, b, size, latency, outputs = doc.a, doc.b, doc.size, doc.latency, doc.outputs or []
+    body = f"<header><h1>Compare {escape(_name(a.path))} and {escape(_name(b.path))}</h1><p>A {_path(a.path)}<br>B {_path(b.path)}</p></header>"
+    rel = [o.rel for o in outputs if is_number(o.rel)]
+    cards = [_card("size B / A", format_ratio(size.ratio), f"{_bytes(size.a_bytes)} → {_bytes(size.b_bytes)}"),
+             _card("latency B / A", format_ratio(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
              _card("worst output error", f"rel {_err(max(rel))}" if rel else "–", f"{_worst(outputs)}; {len(outputs)} output(s)" if outputs else "outputs not compared"),
-             _card("op types changed", str(len(changed)), f"nodes {_int(a.get('nodes'))} → {_int(b.get('nodes'))}")]
+             _card("op types changed", str(len(doc.changed_ops)), f"nodes {format_count(a.nodes)} → {format_count(b.nodes)}")]
     body += '<div class="cards" id="headline">' + "".join(cards) + "</div>"
-    latency_ = latency or {}
-    body += _latency_section(latency, [("A", latency_.get("a"), "before"), ("B", latency_.get("b"), "subject"), ("control (a second copy of A)", latency_.get("control"), "control")],
-                             [("B / A median", _x(latency_.get("ratio_median"))), ("B / A minimum", _x(latency_.get("ratio_min")))], latency_.get("verdict") or "")
-    body += _section("outputs", "Outputs", (_kv([("inputs", doc.get("inputs"))]) + _errors_table(outputs)) if outputs else _not_run("Outputs not compared."))
+    timing = latency or {}
+    body += _latency_section(latency, [("A", timing.get("a"), "before"), ("B", timing.get("b"), "subject"), ("control (a second copy of A)", timing.get("control"), "control")],
+                             [("B / A median", format_ratio(timing.get("ratio_median"))), ("B / A minimum", format_ratio(timing.get("ratio_min")))], timing.get("verdict") or "")
+    body += _section("outputs", "Outputs", (_kv([("inputs", doc.inputs)]) + _errors_table(outputs)) if outputs else _not_run("Outputs not compared."))
     sizes, ops = _comparison_charts("chart-compare", ("A", "B"), a, b)
     return body + _section("models", "Models", _stats_table([("A", a), ("B", b)])) + _section("sizes", "Weight bytes", sizes) + _section("ops", "Op counts", ops)
 
 
-def render_html(document: dict) -> str:
-    """The document as one self-contained HTML page (no script, no fetches)."""
-    kind = document.get("kind")
-    if kind == "optimize":
-        title, body = f"optimize: {_name((document.get('input') or {}).get('path'))}", _optimize(document)
-    elif kind == "check":
-        title, body = f"check: {_name((document.get('model') or {}).get('path'))} {'passed' if document.get('passed') else 'FAILED'}", _check(document)
-    elif kind == "compare":
-        title, body = f"compare: {_name((document.get('a') or {}).get('path'))} vs {_name((document.get('b') or {}).get('path'))}", _compare(document)
+def render_html(document: Document | dict) -> str:
+    """The document (typed, or its JSON-ready dict) as one self-contained HTML page (no script, no fetches)."""
+    doc = document_from_dict(document)
+    if isinstance(doc, RunReport):
+        title, body = f"optimize: {_name(doc.input.path)}", _optimize(doc)
+    elif isinstance(doc, CheckReport):
+        title, body = f"check: {_name(doc.model.path)} {'passed' if doc.passed else 'FAILED'}", _check(doc)
+    elif isinstance(doc, CompareReport):
+        title, body = f"compare: {_name(doc.a.path)} vs {_name(doc.b.path)}", _compare(doc)
     else:
-        title = f"optimize report ({kind})"
-        body = f"<h1>{_e(title)}</h1><pre>{_e(json.dumps(document, indent=2, default=str))}</pre>"
-    return _page(title, body, document)
+        title = f"optimize report ({doc.kind})"
+        body = f"<h1>{escape(title)}</h1><pre>{escape(json.dumps(doc.to_dict(), indent=2, default=str))}</pre>"
+    return _page(title, body, doc)

@@ -21,10 +21,8 @@ def _count(model: ir.Model) -> tuple[int, int]:
     return nodes, initializers
 
 
-class EliminateDeadCodePass(OptimizationPass):
-    name = "eliminate-dead-code"
-    level = "O1"
-    description = "Remove nodes whose outputs are unused and initializers nobody reads (subgraphs too)."
+class EliminateDeadCodePass(OptimizationPass, name="eliminate-dead-code", level="O1"):
+    """Remove nodes whose outputs are unused and initializers nobody reads (subgraphs too)."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         nodes_before, inits_before = _count(model)

@@ -23,10 +23,8 @@ __all__ = ["DeduplicateConstantsPass", "EliminateCommonSubexpressionsPass"]
 _RANDOM_OPS = frozenset({"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli"})
 
 
-class DeduplicateConstantsPass(OptimizationPass):
-    name = "deduplicate-initializers"
-    level = "O1"
-    description = "Merge initializers with identical dtype, shape and contents."
+class DeduplicateConstantsPass(OptimizationPass, name="deduplicate-initializers", level="O1"):
+    """Merge initializers with identical dtype, shape and contents."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         removed = 0
@@ -69,10 +67,8 @@ def _probe(tensor: ir.TensorProtocol) -> bytes:
     return flat[:count].tobytes() + flat[-count:].tobytes()
 
 
-class EliminateCommonSubexpressionsPass(OptimizationPass):
-    name = "eliminate-common-subexpressions"
-    level = "O1"
-    description = "Compute identical nodes (same op, inputs and attributes) once."
+class EliminateCommonSubexpressionsPass(OptimizationPass, name="eliminate-common-subexpressions", level="O1"):
+    """Compute identical nodes (same op, inputs and attributes) once."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         if any(n.op_type in _RANDOM_OPS for n in ir.traversal.RecursiveGraphIterator(model.graph)):

@@ -15,8 +15,9 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.pipeline import OptimizationPass
+from optimizer.pipeline import NEEDS_SHAPES, OptimizationPass
 from optimizer.graph.editing import bypass_value
+from optimizer.graph.matching import default_opset, is_default_domain
 from optimizer.graph.values import constant_array, static_shape
 
 __all__ = ["EliminateNoOpsPass"]
@@ -181,17 +182,14 @@ def _neutral_operand(node: ir.Node) -> int | None:
     return None
 
 
-class EliminateNoOpsPass(OptimizationPass):
-    name = "eliminate-no-ops"
-    level = "O1"
-    description = "Remove Identity and ops that provably pass their input through (Cast to same type, identity Transpose, x*1, ...)."
-    needs_shapes = True
+class EliminateNoOpsPass(OptimizationPass, name="eliminate-no-ops", level="O1", preconditions={NEEDS_SHAPES}):
+    """Remove Identity and ops that provably pass their input through (Cast to same type, identity Transpose, x*1, ...)."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
-        opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+        opset = default_opset(model)
         counts: collections.Counter[str] = collections.Counter()
         for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.domain not in ("", "ai.onnx") or not node.inputs or node.inputs[0] is None:
+            if not is_default_domain(node) or not node.inputs or node.inputs[0] is None:
                 continue
             keep = self._passthrough_input(node, opset)
             if keep is None:

@@ -18,6 +18,7 @@ import onnx_ir as ir
 from optimizer.pipeline import OptimizationPass
 from passes.folding.evaluator import evaluate_node
 from optimizer.graph.editing import replace_with_constant
+from optimizer.graph.matching import is_default_domain
 from optimizer.graph.values import constant_array, constant_tensor
 
 __all__ = ["FoldConstantsPass"]
@@ -55,10 +56,8 @@ def _estimated_output_elements(node: ir.Node, arrays: list[np.ndarray | None]) -
     return None
 
 
-class FoldConstantsPass(OptimizationPass):
-    name = "fold-constants"
-    level = "O1"
-    description = "Evaluate nodes whose inputs are all constants, with a size guard against model bloat."
+class FoldConstantsPass(OptimizationPass, name="fold-constants", level="O1"):
+    """Evaluate nodes whose inputs are all constants, with a size guard against model bloat."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
@@ -72,14 +71,14 @@ class FoldConstantsPass(OptimizationPass):
             input_bytes = sum(a.nbytes for a in arrays if a is not None)
             estimate = _estimated_output_elements(node, arrays)
             if estimate is not None and self._too_big(estimate * 8, input_bytes):
-                self.declined["output too large"] += 1
+                self.decline("output too large")
                 continue
             results = evaluate_node(node, arrays, opsets)
             if results is None:
-                self.declined["could not evaluate"] += 1
+                self.decline("could not evaluate")
                 continue
             if self._too_big(sum(r.nbytes for r in results), input_bytes):
-                self.declined["output too large"] += 1
+                self.decline("output too large")
                 continue
             for output, array in zip(node.outputs, results):
                 if output.uses() or output.is_graph_output():
@@ -89,7 +88,7 @@ class FoldConstantsPass(OptimizationPass):
         return counts
 
     def _foldable(self, node: ir.Node) -> bool:
-        if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLDED:
+        if not is_default_domain(node) or node.op_type in NEVER_FOLDED:
             return False
         if not any(v is not None for v in node.inputs):
             return False

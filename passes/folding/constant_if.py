@@ -14,6 +14,7 @@ import onnx_ir as ir
 
 from optimizer.pipeline import OptimizationPass
 from optimizer.graph.editing import replace_value, unique_initializer_name
+from optimizer.graph.matching import is_op
 from optimizer.graph.values import constant_array
 
 __all__ = ["InlineConstantIfPass"]
@@ -47,15 +48,13 @@ def _rename_clashes(graph: ir.Graph, moved: list[ir.Node]) -> None:
                 value_names.add(value.name)
 
 
-class InlineConstantIfPass(OptimizationPass):
-    name = "inline-constant-if"
-    level = "O1"
-    description = "Replace an If whose condition is a constant by the nodes of the branch it takes."
+class InlineConstantIfPass(OptimizationPass, name="inline-constant-if", level="O1"):
+    """Replace an If whose condition is a constant by the nodes of the branch it takes."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
         for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.op_type != "If" or node.domain not in ("", "ai.onnx") or node.graph is None:
+            if not is_op(node, "If") or node.graph is None:
                 continue
             condition = constant_array(node.inputs[0])
             if condition is None or condition.size != 1:
@@ -65,7 +64,7 @@ class InlineConstantIfPass(OptimizationPass):
                 continue
             branch = branch_attr.as_graph()
             if len(branch.outputs) != len(node.outputs):
-                self.declined["branch output count differs from the If's"] += 1
+                self.decline("branch output count differs from the If's")
                 continue
             self._inline(node, branch)
             counts["If"] += 1

@@ -11,15 +11,14 @@ import collections
 
 import onnx_ir as ir
 
-from optimizer.pipeline import OptimizationPass
+from optimizer.pipeline import OUTPUTS_UNCHANGED, OptimizationPass
 
 __all__ = ["InitializerInputsToConstantsPass"]
 
 
-class InitializerInputsToConstantsPass(OptimizationPass):
-    name = "initializer-inputs-to-constants"
-    level = "O1"
-    description = "Turn graph inputs that have an initializer (old-IR defaults) into constants; names reported."
+# OUTPUTS_UNCHANGED, not INTERFACE_UNCHANGED: the one pass that may drop graph inputs.
+class InitializerInputsToConstantsPass(OptimizationPass, name="initializer-inputs-to-constants", level="O1", postconditions={OUTPUTS_UNCHANGED}):
+    """Turn graph inputs that have an initializer (old-IR defaults) into constants; names reported."""
 
     def __init__(self, options=None) -> None:
         super().__init__(options)

@@ -12,8 +12,9 @@ import collections
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.pipeline import OptimizationPass
+from optimizer.pipeline import NEEDS_SHAPES, OptimizationPass
 from optimizer.graph.editing import replace_with_constant
+from optimizer.graph.matching import is_op, is_default_domain
 from optimizer.graph.values import constant_array
 
 __all__ = ["FoldShapesPass"]
@@ -68,17 +69,14 @@ def _select(dims: list[int | None], node: ir.Node) -> np.ndarray | None:
     return np.array(values, dtype=np.int64).reshape(np.asarray(picked).shape)
 
 
-class FoldShapesPass(OptimizationPass):
-    name = "fold-shapes"
-    level = "O1"
-    description = "Replace Shape/Size (and Gather/Slice of a Shape) by constants where those dims are static."
-    needs_shapes = True
+class FoldShapesPass(OptimizationPass, name="fold-shapes", level="O1", preconditions={NEEDS_SHAPES}):
+    """Replace Shape/Size (and Gather/Slice of a Shape) by constants where those dims are static."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
         opset = model.opset_imports.get("", 1)
         for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.domain not in ("", "ai.onnx") or node.graph is None:
+            if not is_default_domain(node) or node.graph is None:
                 continue
             result = None
             if node.op_type == "Shape":
@@ -91,7 +89,7 @@ class FoldShapesPass(OptimizationPass):
                     result = np.array(int(np.prod(dims)), dtype=np.int64)
             elif node.op_type in ("Gather", "Slice") and (node.op_type == "Gather" or opset >= 10):
                 producer = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
-                if producer is not None and producer.op_type == "Shape" and producer.domain in ("", "ai.onnx"):
+                if is_op(producer, "Shape"):
                     dims = _shape_query(producer)
                     if dims is not None:
                         result = _select(dims, node)

@@ -24,9 +24,10 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
-from optimizer.graph.matching import MS_DOMAIN, producer_of, scalar, single_use, sole_consumer
-from optimizer.graph.editing import add_initializer, pattern_problem, replace_pattern
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
+from optimizer.graph.matching import MS_DOMAIN, is_op, producer_of, scalar, single_use, sole_consumer
+from optimizer.graph.editing import pattern_problem
 from optimizer.graph.values import constant_array
 
 __all__ = ["FuseAttentionPass"]
@@ -66,7 +67,7 @@ def _strip_scales(value: ir.Value) -> tuple[ir.Value, float, list[ir.Node]]:
     factor, nodes = 1.0, []
     while True:
         node = value.producer()
-        if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in ("Mul", "Div") or not single_use(value):
+        if not is_op(node, "Mul", "Div") or not single_use(value):
             return value, factor, nodes
         if node.op_type == "Div":
             c = scalar(node.inputs[1])
@@ -88,7 +89,7 @@ def _strip_scales(value: ir.Value) -> tuple[ir.Value, float, list[ir.Node]]:
 def _looks_like_scores(value: ir.Value) -> bool:
     """`value` is MatMul(...) or a scalar Mul/Div of one: the scores side of the mask Add."""
     node = value.producer()
-    while node is not None and node.domain in ("", "ai.onnx") and node.op_type in ("Mul", "Div"):
+    while is_op(node, "Mul", "Div"):
         constant = [scalar(v) is not None for v in node.inputs]
         if node.op_type == "Div" and constant[1]:
             node = node.inputs[0].producer()
@@ -96,51 +97,51 @@ def _looks_like_scores(value: ir.Value) -> bool:
             node = node.inputs[0 if constant[1] else 1].producer()
         else:
             return False
-    return node is not None and node.op_type == "MatMul" and node.domain in ("", "ai.onnx")
+    return is_op(node, "MatMul")
 
 
-def _heads(value: ir.Value, perm: tuple[int, ...]) -> _Heads | Declined:
+def _heads(value: ir.Value, perm: tuple[int, ...]) -> _Heads:
     """Match `Transpose(Reshape(x, [B,S,H,D]), perm)` (K: also perm [0,1,3,2] over a [0,2,1,3] Transpose)."""
     transpose = producer_of(value, "Transpose")
     if transpose is None or not single_use(value):
-        return Declined("heads are not split by Reshape and Transpose")
+        raise Decline("heads are not split by Reshape and Transpose")
     nodes = [transpose]
     if perm == (0, 2, 3, 1) and _perm(transpose) == (0, 1, 3, 2):
         inner = producer_of(transpose.inputs[0], "Transpose")
         if inner is None or _perm(inner) != (0, 2, 1, 3) or not single_use(transpose.inputs[0]):
-            return Declined("heads are not split by Reshape and Transpose")
+            raise Decline("heads are not split by Reshape and Transpose")
         nodes.insert(0, inner)
         transpose = inner
     elif _perm(transpose) != perm:
-        return Declined("heads are not split by Reshape and Transpose")
+        raise Decline("heads are not split by Reshape and Transpose")
     reshape = producer_of(transpose.inputs[0], "Reshape")
     if reshape is None or not single_use(transpose.inputs[0]):
-        return Declined("heads are not split by Reshape and Transpose")
+        raise Decline("heads are not split by Reshape and Transpose")
     nodes.insert(0, reshape)
     source, split = reshape.inputs[0], reshape.outputs[0]
     if split.shape is None or len(split.shape) != 4 or source.shape is None or len(source.shape) != 3:
-        return Declined("head split is not [B,S,hidden] -> [B,S,H,D]")
+        raise Decline("head split is not [B,S,hidden] -> [B,S,H,D]")
     heads, head_size, hidden = split.shape[2], split.shape[3], source.shape[2]
     if not all(isinstance(d, int) for d in (heads, head_size, hidden)) or heads * head_size != hidden:
-        return Declined("head count or size unknown")
+        raise Decline("head count or size unknown")
     if split.shape[0] != source.shape[0] or split.shape[1] != source.shape[1]:
-        return Declined("head split is not [B,S,hidden] -> [B,S,H,D]")
+        raise Decline("head split is not [B,S,hidden] -> [B,S,H,D]")
     if source.dtype not in _FLOATS:
-        return Declined("not float32/float16")
+        raise Decline("not float32/float16")
     return _Heads(source, nodes, heads, head_size)
 
 
-def _merge_heads(context: ir.Value, hidden: int) -> tuple[ir.Node, list[ir.Node]] | Declined:
+def _merge_heads(context: ir.Value, hidden: int) -> tuple[ir.Node, list[ir.Node]]:
     """Match `Reshape(Transpose(context, [0,2,1,3]), [B,S,H*D])`; returns the Reshape and the nodes."""
     transpose = sole_consumer(context, "Transpose")
     if transpose is None or _perm(transpose) != (0, 2, 1, 3):
-        return Declined("heads are not merged by Transpose and Reshape")
+        raise Decline("heads are not merged by Transpose and Reshape")
     reshape = sole_consumer(transpose.outputs[0], "Reshape")
     if reshape is None or reshape.inputs[0] is not transpose.outputs[0]:
-        return Declined("heads are not merged by Transpose and Reshape")
+        raise Decline("heads are not merged by Transpose and Reshape")
     shape = reshape.outputs[0].shape
     if shape is None or len(shape) not in (2, 3) or shape[-1] != hidden:
-        return Declined("merged heads are not [B,S,hidden] or [B*S,hidden]")
+        raise Decline("merged heads are not [B,S,hidden] or [B*S,hidden]")
     return reshape, [transpose, reshape]
 
 
@@ -161,19 +162,19 @@ def _mask_ok(mask: ir.Value, q: _Heads, k: _Heads) -> str | None:
 
 class _MultiHeadAttention(Rule):
     name = "attention"
-    anchor = "Softmax"
+    anchors = ("Softmax",)
     introduces = {MS_DOMAIN: 1}
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         scores = node.inputs[0]
         rank = len(scores.shape) if scores.shape is not None else None
         axis_attr = node.attributes.get("axis")
         default_axis = -1 if model.opset_imports.get("", 0) >= 13 else 1
         axis = default_axis if axis_attr is None else axis_attr.value
         if rank != 4 or axis not in (-1, 3):
-            return Declined("Softmax is not over the last axis of 4-D scores")
+            raise Decline("Softmax is not over the last axis of 4-D scores")
         if not single_use(scores):
-            return Declined("an intermediate is used elsewhere")
+            raise Decline("an intermediate is used elsewhere")
         removed: list[ir.Node] = []
         mask = None
         add = producer_of(scores, "Add")
@@ -183,84 +184,77 @@ class _MultiHeadAttention(Rule):
                     mask, scores = add.inputs[1 - index], add.inputs[index]
                     break
             else:
-                return Declined("scores are not MatMul(Q, K^T)")
+                raise Decline("scores are not MatMul(Q, K^T)")
             if not single_use(scores):
-                return Declined("an intermediate is used elsewhere")
+                raise Decline("an intermediate is used elsewhere")
             removed.append(add)
         scores, scale, scale_nodes = _strip_scales(scores)
         removed[:0] = scale_nodes
         qk = producer_of(scores, "MatMul")
         if qk is None:
-            return Declined("scores are not MatMul(Q, K^T)")
+            raise Decline("scores are not MatMul(Q, K^T)")
         removed.insert(0, qk)
         q_value, q_scale, q_nodes = _strip_scales(qk.inputs[0])
         k_value, k_scale, k_nodes = _strip_scales(qk.inputs[1])
         scale *= q_scale * k_scale
         if scale <= 0 or not np.isfinite(scale):
-            return Declined("attention scale is not positive")
+            raise Decline("attention scale is not positive")
         q = _heads(q_value, (0, 2, 1, 3))
         k = _heads(k_value, (0, 2, 3, 1))
-        if isinstance(q, Declined):
-            return q
-        if isinstance(k, Declined):
-            return k
         pv = sole_consumer(node.outputs[0], "MatMul")
         if pv is None or pv.inputs[0] is not node.outputs[0]:
-            return Declined("probabilities are not multiplied by V")
+            raise Decline("probabilities are not multiplied by V")
         v = _heads(pv.inputs[1], (0, 2, 1, 3))
-        if isinstance(v, Declined):
-            return v
         if len({q.heads, k.heads, v.heads}) != 1 or len({q.head_size, k.head_size, v.head_size}) != 1:
-            return Declined("q, k, v differ in heads")
+            raise Decline("q, k, v differ in heads")
         if k.value.shape[1] != v.value.shape[1] or k.value.shape[0] != q.value.shape[0] or v.value.shape[0] != q.value.shape[0]:
-            return Declined("q, k, v shapes do not agree")
+            raise Decline("q, k, v shapes do not agree")
         if len({q.value.dtype, k.value.dtype, v.value.dtype}) != 1:
-            return Declined("q, k, v differ in type")
+            raise Decline("q, k, v differ in type")
         if mask is not None and (reason := _mask_ok(mask, q, k)) is not None:
-            return Declined(reason)
+            raise Decline(reason)
         merged = _merge_heads(pv.outputs[0], q.heads * q.head_size)
-        if isinstance(merged, Declined):
-            return merged
         last, tail = merged
         merged_shape = last.outputs[0].shape
         if len(merged_shape) == 3 and (merged_shape[0] != q.value.shape[0] or merged_shape[1] != q.value.shape[1]):
-            return Declined("merged heads are not [B,S,hidden] or [B*S,hidden]")
+            raise Decline("merged heads are not [B,S,hidden] or [B*S,hidden]")
         removed = [*q.nodes, *q_nodes, *k.nodes, *k_nodes, *removed, node, *v.nodes, pv, *tail]
         if (problem := pattern_problem(removed, last.outputs[0])) is not None:
-            return Declined(problem)
-        return _Match(q, k, v, scale, mask, last.outputs[0], last, removed)
+            raise Decline(problem)
+        return _replacement(_Match(q, k, v, scale, mask, last.outputs[0], last, removed))
 
-    def rewrite(self, match: _Match) -> None:
-        graph = match.last.graph
-        mask = match.mask
-        inserted: list[ir.Node] = []
-        if mask is not None and mask.shape[2] != match.q.value.shape[1]:
-            # Expand broadcasts: the 1s keep the mask's own batch, head and key dims.
-            rows = np.array([1, 1, match.q.value.shape[1], 1], dtype=np.int64)
-            target = add_initializer(graph, "attention_mask_rows", rows)
-            expand = ir.Node("", "Expand", [mask, target], num_outputs=1)
-            inserted.append(expand)
-            mask = expand.outputs[0]
-        packed = _packed_projection(match, graph)
-        attributes = [ir.AttrInt64("num_heads", match.q.heads), ir.AttrFloat32("scale", match.scale)]
-        if packed is not None:
-            x, weight, bias, projection_nodes = packed
-            inputs = [x, weight, bias, None, None, mask] if mask is not None else [x, weight, bias]
-            fused = ir.Node(MS_DOMAIN, "Attention", inputs, attributes=attributes, num_outputs=1)
-        else:
-            projection_nodes = []
-            inputs = [match.q.value, match.k.value, match.v.value]
-            if mask is not None:
-                inputs += [None, None, mask]
-            fused = ir.Node(MS_DOMAIN, "MultiHeadAttention", inputs, attributes=attributes, num_outputs=1)
-        appended: list[ir.Node] = []
-        if len(match.output.shape) == 2:  # the export merged heads straight into [B*S, hidden] rows
-            rows = add_initializer(graph, "attention_rows", np.array([-1, match.q.heads * match.q.head_size], dtype=np.int64))
-            appended.append(ir.Node("", "Reshape", [fused.outputs[0], rows], num_outputs=1))
-        replace_pattern([*inserted, fused, *appended], match.last, match.output, match.removed)
-        for old in reversed(projection_nodes):
-            if not any(out.uses() or out.is_graph_output() for out in old.outputs):
-                graph.remove(old, safe=True)
+
+def _replacement(match: _Match) -> Replacement:
+    """One Attention (packed projections) or MultiHeadAttention node, with the mask's row Expand and
+    the merged-rows Reshape when the pattern had them; projections left unread go too."""
+    replacement = Replacement(removed=match.removed, after=match.last)
+    mask = match.mask
+    inserted: list[ir.Node] = []
+    if mask is not None and mask.shape[2] != match.q.value.shape[1]:
+        # Expand broadcasts: the 1s keep the mask's own batch, head and key dims.
+        rows = np.array([1, 1, match.q.value.shape[1], 1], dtype=np.int64)
+        expand = ir.Node("", "Expand", [mask, replacement.initializer("attention_mask_rows", rows)], num_outputs=1)
+        inserted.append(expand)
+        mask = expand.outputs[0]
+    packed = _packed_projection(match, replacement)
+    attributes = [ir.AttrInt64("num_heads", match.q.heads), ir.AttrFloat32("scale", match.scale)]
+    if packed is not None:
+        x, weight, bias, replacement.removed_if_unused = packed
+        inputs = [x, weight, bias, None, None, mask] if mask is not None else [x, weight, bias]
+        fused = ir.Node(MS_DOMAIN, "Attention", inputs, attributes=attributes, num_outputs=1)
+    else:
+        inputs = [match.q.value, match.k.value, match.v.value]
+        if mask is not None:
+            inputs += [None, None, mask]
+        fused = ir.Node(MS_DOMAIN, "MultiHeadAttention", inputs, attributes=attributes, num_outputs=1)
+    replacement.nodes = [*inserted, fused]
+    result = fused.outputs[0]
+    if len(match.output.shape) == 2:  # the export merged heads straight into [B*S, hidden] rows
+        rows = replacement.initializer("attention_rows", np.array([-1, match.q.heads * match.q.head_size], dtype=np.int64))
+        replacement.nodes.append(ir.Node("", "Reshape", [result, rows], num_outputs=1))
+        result = replacement.nodes[-1].outputs[0]
+    replacement.reroute(match.output, result)
+    return replacement
 
 
 def _projection(value: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray | None, list[ir.Node]] | None:
@@ -292,7 +286,7 @@ def _projection(value: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray | Non
 def _split_projection(match: _Match) -> tuple[ir.Value, np.ndarray, np.ndarray, list[ir.Node]] | None:
     """q, k, v = Split(Reshape(Gemm(Reshape(x, [-1, E_in]), W, b), [B,S,3E]), axis=-1): GPT-2's c_attn."""
     split = match.q.value.producer()
-    if split is None or split.op_type != "Split" or split.domain not in ("", "ai.onnx") or len(split.outputs) != 3:
+    if not is_op(split, "Split") or len(split.outputs) != 3:
         return None
     if [o for o in split.outputs] != [match.q.value, match.k.value, match.v.value]:
         return None
@@ -342,7 +336,7 @@ def _split_projection(match: _Match) -> tuple[ir.Value, np.ndarray, np.ndarray, 
     return x, weight, bias, nodes
 
 
-def _packed_projection(match: _Match, graph: ir.Graph) -> tuple[ir.Value, ir.Value, ir.Value, list[ir.Node]] | None:
+def _packed_projection(match: _Match, replacement: Replacement) -> tuple[ir.Value, ir.Value, ir.Value, list[ir.Node]] | None:
     """The shared input and packed [Wq|Wk|Wv], [bq|bk|bv] initializers when q, k, v are projections of one x."""
     dtype = match.q.value.dtype.numpy()
     found = _split_projection(match)
@@ -364,16 +358,14 @@ def _packed_projection(match: _Match, graph: ir.Graph) -> tuple[ir.Value, ir.Val
         x, weight, bias, nodes = found
     if x.shape is None or len(x.shape) != 3 or x.dtype != match.q.value.dtype or weight.dtype != dtype or bias.dtype != dtype:
         return None
-    if any(n.graph is not graph for n in nodes):
+    if any(n.graph is not match.last.graph for n in nodes):
         return None
-    weight_value = add_initializer(graph, "attention_qkv_weight", weight)
-    bias_value = add_initializer(graph, "attention_qkv_bias", bias)
+    weight_value = replacement.initializer("attention_qkv_weight", weight)
+    bias_value = replacement.initializer("attention_qkv_bias", bias)
     return x, weight_value, bias_value, nodes
 
 
-class FuseAttentionPass(RewritePass):
-    name = "fuse-attention"
-    level = "O3"
-    description = "Replace exported multi-head attention by com.microsoft Attention (packed QKV) or MultiHeadAttention."
-    needs_shapes = True
+class FuseAttentionPass(RewritePass, name="fuse-attention", level="O3", preconditions={NEEDS_SHAPES}):
+    """Replace exported multi-head attention by com.microsoft Attention (packed QKV) or MultiHeadAttention."""
+
     rules = (_MultiHeadAttention,)

@@ -18,10 +18,10 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
+from optimizer.pipeline import Decline
+from optimizer.rewriter import Replacement, RewritePass, Rule
 from passes.fusion.conv_bn import conv_output_channels, scale_output_channels
-from optimizer.graph.matching import single_use
-from optimizer.graph.editing import add_initializer, bypass_value
+from optimizer.graph.matching import is_op, single_use
 from optimizer.graph.values import constant_array
 
 __all__ = ["FuseConvAffinePass"]
@@ -44,106 +44,100 @@ class _Match:
     bias: np.ndarray | None
 
 
-def _conv_operand(node: ir.Node) -> tuple[ir.Node, ir.Value] | Declined:
+def _conv_operand(node: ir.Node) -> tuple[ir.Node, ir.Value]:
     """The Conv/ConvTranspose producing one operand of the binary `node`, and the other operand."""
     found = None
     for index in (0, 1):
         value = node.inputs[index] if index < len(node.inputs) else None
         producer = value.producer() if value is not None else None
-        if producer is not None and producer.op_type in ("Conv", "ConvTranspose") and producer.domain in ("", "ai.onnx"):
+        if is_op(producer, "Conv", "ConvTranspose"):
             found = found or (producer, node.inputs[1 - index])
             if constant_array(node.inputs[1 - index]) is not None:
                 return producer, node.inputs[1 - index]
-    return found if found is not None else Declined("input is not produced by Conv")
+    if found is None:
+        raise Decline("input is not produced by Conv")
+    return found
 
 
-def _per_channel(constant: np.ndarray, rank: int, channels: int) -> np.ndarray | Declined:
+def _per_channel(constant: np.ndarray, rank: int, channels: int) -> np.ndarray:
     """`constant` as one float64 value per output channel, when it broadcasts over a `rank`-D Conv
     output with `channels` channels along axis 1 only."""
     if constant.ndim > rank:
-        return Declined("constant has more dims than the Conv output (the broadcast would change its shape)")
+        raise Decline("constant has more dims than the Conv output (the broadcast would change its shape)")
     aligned = (1,) * (rank - constant.ndim) + constant.shape
     if any(dim != 1 for axis, dim in enumerate(aligned) if axis != 1):
-        return Declined("constant varies over batch or spatial dims")
+        raise Decline("constant varies over batch or spatial dims")
     if aligned[1] not in (1, channels):
-        return Declined("constant's channel dim is not the Conv's output channels")
+        raise Decline("constant's channel dim is not the Conv's output channels")
     return np.broadcast_to(constant.astype(np.float64).reshape(-1), (channels,))
 
 
 class _ConvAffine(Rule):
     """Shared matching; subclasses fold the per-channel vector into the weight and/or bias."""
 
-    def match(self, node: ir.Node, model: ir.Model):
-        found = _conv_operand(node)
-        if isinstance(found, Declined):
-            return found
-        conv, operand = found
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
+        conv, operand = _conv_operand(node)
         conv_out = conv.outputs[0]
         if not single_use(conv_out):
-            return Declined("Conv output is also used elsewhere")
+            raise Decline("Conv output is also used elsewhere")
         if conv.graph is not node.graph:
-            return Declined(f"Conv and {node.op_type} live in different graphs")
+            raise Decline(f"Conv and {node.op_type} live in different graphs")
         constant = constant_array(operand)
         if constant is None:
-            return Declined("other operand is not a constant")
+            raise Decline("other operand is not a constant")
         weight = constant_array(conv.inputs[1]) if len(conv.inputs) > 1 else None
         if weight is None:
-            return Declined("Conv weight is not a constant")
+            raise Decline("Conv weight is not a constant")
         if constant.dtype != weight.dtype or _data_type(weight.dtype) not in _FLOATS:
-            return Declined("not floating point of one type")
+            raise Decline("not floating point of one type")
         has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
         bias = constant_array(conv.inputs[2]) if has_bias else None
         if has_bias and bias is None:
-            return Declined("Conv bias is not a constant")
+            raise Decline("Conv bias is not a constant")
         channels = conv_output_channels(conv, weight)
-        if isinstance(channels, Declined):
-            return channels
         if bias is not None and bias.size != channels:
-            return Declined("Conv bias length differs from its output channels")
+            raise Decline("Conv bias length differs from its output channels")
         vector = _per_channel(constant, weight.ndim, channels)
-        if isinstance(vector, Declined):
-            return vector
         return self.fold(conv, node, weight, bias, vector)
 
-    def fold(self, conv: ir.Node, node: ir.Node, weight: np.ndarray, bias: np.ndarray | None, vector: np.ndarray) -> _Match:
+    def fold(self, conv: ir.Node, node: ir.Node, weight: np.ndarray, bias: np.ndarray | None, vector: np.ndarray) -> Replacement:
         raise NotImplementedError
 
-    def rewrite(self, match: _Match) -> None:
-        conv, graph = match.conv, match.conv.graph
+    @staticmethod
+    def _replacement(match: _Match) -> Replacement:
+        """The Conv takes the new weight and/or bias; the Mul or Add goes."""
+        conv = match.conv
+        replacement = Replacement(removed=[match.node])
         if match.weight is not None:
-            conv.replace_input_with(1, add_initializer(graph, f"{conv.inputs[1].name}_scaled", match.weight))
+            replacement.set_input(conv, 1, replacement.initializer(f"{conv.inputs[1].name}_scaled", match.weight))
         if match.bias is not None:
-            if len(conv.inputs) < 3:
-                conv.resize_inputs(3)
-            conv.replace_input_with(2, add_initializer(graph, f"{conv.outputs[0].name}_bias", match.bias))
-        if not bypass_value(match.node.outputs[0], conv.outputs[0]):
-            raise RuntimeError(f"{self.name}: could not reroute the {match.node.op_type} output")
-        graph.remove(match.node, safe=True)
+            replacement.set_input(conv, 2, replacement.initializer(f"{conv.outputs[0].name}_bias", match.bias))
+        replacement.reroute(match.node.outputs[0], conv.outputs[0])
+        return replacement
 
 
 class _ConvMul(_ConvAffine):
     name = "conv+mul"
-    anchor = "Mul"
+    anchors = ("Mul",)
 
     def fold(self, conv, node, weight, bias, vector):
         if not np.all(np.isfinite(vector)):
-            return Declined("scale is not finite")
+            raise Decline("scale is not finite")
         new_weight = scale_output_channels(conv, weight, vector).astype(weight.dtype)
         new_bias = None if bias is None else (bias.astype(np.float64).reshape(-1) * vector).astype(bias.dtype)
-        return _Match(conv, node, new_weight, new_bias)
+        return self._replacement(_Match(conv, node, new_weight, new_bias))
 
 
 class _ConvAdd(_ConvAffine):
     name = "conv+add"
-    anchor = "Add"
+    anchors = ("Add",)
 
     def fold(self, conv, node, weight, bias, vector):
         base = np.zeros(vector.shape) if bias is None else bias.astype(np.float64).reshape(-1)
-        return _Match(conv, node, None, (base + vector).astype(weight.dtype))
+        return self._replacement(_Match(conv, node, None, (base + vector).astype(weight.dtype)))
 
 
-class FuseConvAffinePass(RewritePass):
-    name = "fuse-conv-affine"
-    level = "O2"
-    description = "Fold a per-output-channel constant Mul into the preceding Conv/ConvTranspose's weight and bias, and such an Add into its bias."
+class FuseConvAffinePass(RewritePass, name="fuse-conv-affine", level="O2"):
+    """Fold a per-output-channel constant Mul into the preceding Conv/ConvTranspose's weight and bias, and such an Add into its bias."""
+
     rules = (_ConvMul, _ConvAdd)

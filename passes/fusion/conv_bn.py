@@ -19,25 +19,24 @@ looked at by one rule per pass, so each declines for one reason.
 
 from __future__ import annotations
 
-import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
-from optimizer.graph.matching import attribute, single_use
-from optimizer.graph.editing import add_initializer, bypass_value, replace_pattern
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
+from optimizer.graph.matching import attribute, is_op, single_use
 from optimizer.graph.values import constant_array
 
 __all__ = ["FuseConvBatchNormPass", "FuseGemmBatchNormPass", "conv_output_channels", "scale_output_channels"]
 
 
-
-def conv_output_channels(conv: ir.Node, weight: np.ndarray) -> int | Declined:
+def conv_output_channels(conv: ir.Node, weight: np.ndarray) -> int:
     """How many channels `conv` (Conv or ConvTranspose with constant `weight`) outputs."""
     group = attribute(conv, "group", 1)
     if weight.ndim < 3 or group < 1 or weight.shape[0] % group:
-        return Declined("Conv weight does not split into its groups")
+        raise Decline("Conv weight does not split into its groups")
     return weight.shape[1] * group if conv.op_type == "ConvTranspose" else weight.shape[0]
 
 
@@ -58,167 +57,147 @@ def scale_output_channels(conv: ir.Node, weight: np.ndarray, factor: np.ndarray)
     return (grouped * factor.reshape((group, 1, per_group) + ones)).reshape(weight.shape)
 
 
-def _batch_norm_factors(node: ir.Node) -> tuple[np.ndarray, np.ndarray] | Declined:
-    """`(s, t)` such that the inference BatchNormalization `node` computes `x * s + t` per channel."""
-    if len(node.inputs) < 5 or any(v is None for v in node.inputs[:5]):
-        return Declined("BatchNormalization without its four parameters")
+def _batch_norm_factors(node: ir.Node) -> tuple[np.ndarray, np.ndarray]:
+    """`(s, t)` such that the inference BatchNormalization `node` (its four parameters present)
+    computes `x * s + t` per channel."""
     if any(out.uses() or out.is_graph_output() for out in node.outputs[1:]):
-        return Declined("training-mode outputs are used")
+        raise Decline("training-mode outputs are used")
     if attribute(node, "training_mode", 0):
-        return Declined("training mode")
+        raise Decline("training mode")
     params = [constant_array(v) for v in node.inputs[1:5]]
     if any(p is None or p.dtype.kind != "f" for p in params):
-        return Declined("BatchNormalization parameters are not constants")
+        raise Decline("BatchNormalization parameters are not constants")
     scale, shift, mean, var = (p.astype(np.float64).reshape(-1) for p in params)
     if not scale.size == shift.size == mean.size == var.size:
-        return Declined("BatchNormalization parameters differ in length")
+        raise Decline("BatchNormalization parameters differ in length")
     factor = scale / np.sqrt(var + float(attribute(node, "epsilon", 1e-5)))
     return factor, shift - mean * factor
 
 
-@dataclasses.dataclass
-class _Match:
-    conv: ir.Node
-    batch_norm: ir.Node
-    weight: np.ndarray
-    bias: np.ndarray
+class _BatchNormFold(Rule):
+    """Checks the BatchNormalization's parameters and the layer before it (of `layers`, read by it
+    alone, in its graph, with a float constant weight) once; subclasses fold into the layer."""
 
+    anchors = ("BatchNormalization",)
+    layers: ClassVar[tuple[str, ...]]
+    layers_named: ClassVar[str]
+    """How declines name `layers`."""
 
-class _ConvBatchNorm(Rule):
-    name = "conv+batchnorm"
-    anchor = "BatchNormalization"
-
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         if len(node.inputs) < 5 or any(v is None for v in node.inputs[:5]):
-            return Declined("BatchNormalization without its four parameters")
-        conv = node.inputs[0].producer()
-        if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or conv.domain not in ("", "ai.onnx"):
-            return Declined("input is not produced by Conv")
-        conv_out = conv.outputs[0]
-        if not single_use(conv_out):
-            return Declined("Conv output is also used elsewhere")
-        if conv.graph is not node.graph:
-            return Declined("Conv and BatchNormalization live in different graphs")
-        weight = constant_array(conv.inputs[1]) if len(conv.inputs) > 1 else None
+            raise Decline("BatchNormalization without its four parameters")
+        layer = node.inputs[0].producer()
+        if not is_op(layer, *self.layers):
+            raise Decline(f"input is not produced by {self.layers_named}")
+        self.check_model(model)
+        label = self.label(layer)
+        if not single_use(layer.outputs[0]):
+            raise Decline(f"{label} output is also used elsewhere")
+        if layer.graph is not node.graph:
+            raise Decline(f"{label} and BatchNormalization live in different graphs")
+        weight = constant_array(layer.inputs[1]) if len(layer.inputs) > 1 else None
         if weight is None or weight.dtype.kind != "f":
-            return Declined("Conv weight is not a float constant")
+            raise Decline(f"{label} weight is not a float constant")
+        new_weight, new_bias = self.fold(node, layer, weight)
+        return _replacement(layer, node, new_weight, new_bias)
+
+    def check_model(self, model: ir.Model) -> None:
+        """Raise `Decline` when the model's opset rules the fold out."""
+
+    def label(self, layer: ir.Node) -> str:
+        """How declines name `layer`."""
+        return layer.op_type
+
+    def fold(self, node: ir.Node, layer: ir.Node, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The layer's new weight and bias, the BatchNormalization `node` folded in."""
+        raise NotImplementedError
+
+
+def _replacement(layer: ir.Node, batch_norm: ir.Node, weight: np.ndarray, bias: np.ndarray) -> Replacement:
+    """`layer` takes the new weight; Conv and Gemm the new bias too (Gemm's beta goes), a MatMul
+    an Add of it; the BatchNormalization goes."""
+    replacement = Replacement(removed=[batch_norm])
+    weight_value = replacement.initializer(f"{layer.inputs[1].name}_bn", weight)
+    bias_value = replacement.initializer(f"{layer.outputs[0].name}_bn_bias", bias)
+    replacement.set_input(layer, 1, weight_value)
+    if layer.op_type == "MatMul":
+        replacement.nodes = [ir.Node("", "Add", [layer.outputs[0], bias_value], num_outputs=1)]
+        replacement.reroute(batch_norm.outputs[0], replacement.nodes[0].outputs[0])
+        return replacement
+    replacement.set_input(layer, 2, bias_value)
+    if layer.op_type == "Gemm":
+        replacement.set_attribute(layer, "beta", None)
+    replacement.reroute(batch_norm.outputs[0], layer.outputs[0])
+    return replacement
+
+
+class _ConvBatchNorm(_BatchNormFold):
+    name = "conv+batchnorm"
+    layers = ("Conv", "ConvTranspose")
+    layers_named = "Conv"
+
+    def label(self, layer: ir.Node) -> str:
+        return "Conv"
+
+    def fold(self, node: ir.Node, conv: ir.Node, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         channels = conv_output_channels(conv, weight)
-        if isinstance(channels, Declined):
-            return channels
         has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
         bias = constant_array(conv.inputs[2]) if has_bias else np.zeros(channels, weight.dtype)
         if bias is None:
-            return Declined("Conv bias is not a constant")
-        factors = _batch_norm_factors(node)
-        if isinstance(factors, Declined):
-            return factors
-        factor, offset = factors
+            raise Decline("Conv bias is not a constant")
+        factor, offset = _batch_norm_factors(node)
         if factor.size != channels or bias.size != channels:
-            return Declined("parameter length differs from the Conv's output channels")
+            raise Decline("parameter length differs from the Conv's output channels")
         new_weight = scale_output_channels(conv, weight, factor).astype(weight.dtype)
         new_bias = (bias.astype(np.float64).reshape(-1) * factor + offset).astype(weight.dtype)
-        return _Match(conv, node, new_weight, new_bias)
-
-    def rewrite(self, match: _Match) -> None:
-        graph, conv = match.conv.graph, match.conv
-        weight_value = add_initializer(graph, f"{conv.inputs[1].name}_bn", match.weight)
-        bias_value = add_initializer(graph, f"{conv.outputs[0].name}_bn_bias", match.bias)
-        conv.replace_input_with(1, weight_value)
-        if len(conv.inputs) < 3:
-            conv.resize_inputs(3)
-        conv.replace_input_with(2, bias_value)
-        if not bypass_value(match.batch_norm.outputs[0], conv.outputs[0]):
-            raise RuntimeError("conv+batchnorm: could not reroute the BatchNormalization output")
-        graph.remove(match.batch_norm, safe=True)
+        return new_weight, new_bias
 
 
-class FuseConvBatchNormPass(RewritePass):
-    name = "fuse-conv-batchnorm"
-    level = "O2"
-    description = "Fold inference BatchNormalization into the preceding Conv/ConvTranspose's weights and bias."
+class FuseConvBatchNormPass(RewritePass, name="fuse-conv-batchnorm", level="O2"):
+    """Fold inference BatchNormalization into the preceding Conv/ConvTranspose's weights and bias."""
+
     rules = (_ConvBatchNorm,)
 
 
-@dataclasses.dataclass
-class _LinearMatch:
-    layer: ir.Node
-    batch_norm: ir.Node
-    weight: np.ndarray
-    bias: np.ndarray
-
-
-class _GemmBatchNorm(Rule):
+class _GemmBatchNorm(_BatchNormFold):
     name = "gemm+batchnorm"
-    anchor = "BatchNormalization"
+    layers = ("Gemm", "MatMul")
+    layers_named = "Gemm or MatMul"
 
-    def match(self, node: ir.Node, model: ir.Model):
-        if len(node.inputs) < 5 or any(v is None for v in node.inputs[:5]):
-            return Declined("BatchNormalization without its four parameters")
-        layer = node.inputs[0].producer()
-        if layer is None or layer.op_type not in ("Gemm", "MatMul") or layer.domain not in ("", "ai.onnx"):
-            return Declined("input is not produced by Gemm or MatMul")
+    def check_model(self, model: ir.Model) -> None:
         if model.opset_imports.get("", 1) < 7:
-            return Declined("opset below 7 (legacy broadcast attribute)")
+            raise Decline("opset below 7 (legacy broadcast attribute)")
+
+    def fold(self, node: ir.Node, layer: ir.Node, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         output = layer.outputs[0]
-        if not single_use(output):
-            return Declined(f"{layer.op_type} output is also used elsewhere")
-        if layer.graph is not node.graph:
-            return Declined(f"{layer.op_type} and BatchNormalization live in different graphs")
-        weight = constant_array(layer.inputs[1])
-        if weight is None or weight.dtype.kind != "f":
-            return Declined(f"{layer.op_type} weight is not a float constant")
         if weight.ndim != 2:
-            return Declined(f"{layer.op_type} weight is not 2-D")
+            raise Decline(f"{layer.op_type} weight is not 2-D")
         if layer.op_type == "MatMul":
             rank = len(output.shape) if output.shape is not None else None
             if rank is None:
-                return Declined("MatMul output rank is unknown")
+                raise Decline("MatMul output rank is unknown")
             if rank != 2:
-                return Declined("MatMul output is not 2-D: BatchNormalization's channel axis 1 is not the weight's last axis")
+                raise Decline("MatMul output is not 2-D: BatchNormalization's channel axis 1 is not the weight's last axis")
         column_axis = 0 if layer.op_type == "Gemm" and attribute(layer, "transB", 0) else 1
         channels = weight.shape[column_axis]
         bias = np.zeros(channels)
         if layer.op_type == "Gemm" and len(layer.inputs) > 2 and layer.inputs[2] is not None:
             c = constant_array(layer.inputs[2])
             if c is None:
-                return Declined("Gemm C is not a constant")
+                raise Decline("Gemm C is not a constant")
             if c.ndim > 2 or (c.ndim >= 1 and c.shape[-1] not in (1, channels)):
-                return Declined("Gemm C does not broadcast to the output")
+                raise Decline("Gemm C does not broadcast to the output")
             bias = float(attribute(layer, "beta", 1.0)) * c.astype(np.float64)
-        factors = _batch_norm_factors(node)
-        if isinstance(factors, Declined):
-            return factors
-        factor, offset = factors
+        factor, offset = _batch_norm_factors(node)
         if factor.size != channels:
-            return Declined(f"parameter length differs from the {layer.op_type}'s output columns")
+            raise Decline(f"parameter length differs from the {layer.op_type}'s output columns")
         shape = (1, channels) if column_axis == 1 else (channels, 1)
         new_weight = (weight.astype(np.float64) * factor.reshape(shape)).astype(weight.dtype)
         new_bias = (bias * factor + offset).astype(weight.dtype)
-        return _LinearMatch(layer, node, new_weight, new_bias)
-
-    def rewrite(self, match: _LinearMatch) -> None:
-        layer, graph = match.layer, match.layer.graph
-        weight_value = add_initializer(graph, f"{layer.inputs[1].name}_bn", match.weight)
-        bias_value = add_initializer(graph, f"{layer.outputs[0].name}_bn_bias", match.bias)
-        layer.replace_input_with(1, weight_value)
-        if layer.op_type == "MatMul":
-            add = ir.Node("", "Add", [layer.outputs[0], bias_value], num_outputs=1)
-            replace_pattern(add, match.batch_norm, match.batch_norm.outputs[0], [match.batch_norm])
-            return
-        if len(layer.inputs) < 3:
-            layer.resize_inputs(3)
-        layer.replace_input_with(2, bias_value)
-        layer.attributes.pop("beta", None)
-        if not bypass_value(match.batch_norm.outputs[0], layer.outputs[0]):
-            raise RuntimeError("gemm+batchnorm: could not reroute the BatchNormalization output")
-        graph.remove(match.batch_norm, safe=True)
+        return new_weight, new_bias
 
 
-class FuseGemmBatchNormPass(RewritePass):
-    name = "fuse-gemm-batchnorm"
-    level = "O2"
-    description = (
-        "Fold inference BatchNormalization into the preceding Gemm's B and C, or into a 2-D MatMul's constant weight plus an Add."
-    )
-    needs_shapes = True
+class FuseGemmBatchNormPass(RewritePass, name="fuse-gemm-batchnorm", level="O2", preconditions={NEEDS_SHAPES}):
+    """Fold inference BatchNormalization into the preceding Gemm's B and C, or into a 2-D MatMul's constant weight plus an Add."""
+
     rules = (_GemmBatchNorm,)

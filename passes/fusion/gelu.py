@@ -22,9 +22,10 @@ import math
 
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
-from optimizer.graph.matching import MS_DOMAIN, broadcasts_up, other_operand, producer_of, scalar, single_use, sole_consumer
-from optimizer.graph.editing import pattern_problem, replace_pattern
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
+from optimizer.graph.matching import MS_DOMAIN, broadcasts_up, is_op, other_operand, producer_of, scalar, single_use, sole_consumer
+from optimizer.graph.editing import pattern_problem
 
 __all__ = ["FuseGeluPass", "FuseGeluAnyOpsetPass"]
 
@@ -49,13 +50,13 @@ class _Match:
     approximate: str = "none"
 
 
-def _match_half_product(plus_one: ir.Node, x: ir.Value | None, function: str) -> tuple[ir.Value, list[ir.Node]] | Declined:
+def _match_half_product(plus_one: ir.Node, x: ir.Value | None, function: str) -> tuple[ir.Value, list[ir.Node]]:
     """`0.5 * x * plus_one` in any order of its two Muls: x (found here when not given) and the Muls,
-    last one last; or why not."""
+    last one last; declines otherwise."""
     one_plus = plus_one.outputs[0]
     first = sole_consumer(one_plus, "Mul")
     if first is None:
-        return Declined(f"1 + {function} is not multiplied")
+        raise Decline(f"1 + {function} is not multiplied")
     operand = other_operand(first, one_plus)
     half = producer_of(operand, "Mul")
     is_half_product = (
@@ -68,19 +69,19 @@ def _match_half_product(plus_one: ir.Node, x: ir.Value | None, function: str) ->
     if operand is x or _close(scalar(operand), 0.5) or (x is None and not is_half_product):
         second = sole_consumer(first.outputs[0], "Mul")
         if second is None:
-            return Declined("product is not completed by a second Mul")
+            raise Decline("product is not completed by a second Mul")
         remaining = other_operand(second, first.outputs[0])
         if _close(scalar(operand), 0.5) and remaining is not None and scalar(remaining) is None and (x is None or remaining is x):
             return remaining, [first, second]
         if _close(scalar(remaining), 0.5) and scalar(operand) is None and (x is None or operand is x):
             return operand, [first, second]
-        return Declined(f"product is not 0.5 * x * (1 + {function})")
+        raise Decline(f"product is not 0.5 * x * (1 + {function})")
     if is_half_product:
         factor = next(v for v in half.inputs if _close(scalar(v), 0.5))
         half_x = half.inputs[1] if half.inputs[0] is factor else half.inputs[0]
         if scalar(half_x) is None and (x is None or half_x is x):
             return half_x, [half, first]
-    return Declined(f"product is not 0.5 * x * (1 + {function})")
+    raise Decline(f"product is not 0.5 * x * (1 + {function})")
 
 
 class _StandardGelu(Rule):
@@ -93,8 +94,8 @@ class _StandardGelu(Rule):
         attributes = [ir.AttrString("approximate", match.approximate)] if match.approximate != "none" else []
         return ir.Node("", "Gelu", [match.x], attributes, num_outputs=1)
 
-    def rewrite(self, match: _Match) -> None:
-        replace_pattern(self.fused(match), match.last, match.output, match.removed)
+    def _replacement(self, match: _Match) -> Replacement:
+        return Replacement.fuse(self.fused(match), match.last, match.output, match.removed)
 
 
 class _OnnxruntimeGelu(_StandardGelu):
@@ -112,30 +113,28 @@ class _OnnxruntimeGelu(_StandardGelu):
 
 class _ErfGelu(_StandardGelu):
     name = "gelu"
-    anchor = "Erf"
+    anchors = ("Erf",)
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         if (reason := self.opset_reason(model.opset_imports.get("", 0))) is not None:
-            return Declined(reason)
+            raise Decline(reason)
         scale = node.inputs[0].producer()
-        if scale is None or scale.op_type not in ("Div", "Mul") or scale.domain not in ("", "ai.onnx") or len(scale.outputs[0].uses()) != 1:
-            return Declined("Erf input is not x / sqrt(2)")
+        if not is_op(scale, "Div", "Mul") or len(scale.outputs[0].uses()) != 1:
+            raise Decline("Erf input is not x / sqrt(2)")
         x, factor = scale.inputs[0], scalar(scale.inputs[1])
         if not (_close(factor, math.sqrt(2)) if scale.op_type == "Div" else _close(factor, 1 / math.sqrt(2))):
-            return Declined("Erf input is not x / sqrt(2)")
+            raise Decline("Erf input is not x / sqrt(2)")
         plus_one = sole_consumer(node.outputs[0], "Add")
         if plus_one is None or not _close(scalar(other_operand(plus_one, node.outputs[0])), 1.0):
-            return Declined("Erf is not followed by + 1")
+            raise Decline("Erf is not followed by + 1")
         product = _match_half_product(plus_one, x, "Erf")
-        if isinstance(product, Declined):
-            return product
         _, muls = product
         removed = [scale, node, plus_one, *muls]
         if (problem := pattern_problem(removed, muls[-1].outputs[0])) is not None:
-            return Declined(problem)
+            raise Decline(problem)
         if broadcasts_up(removed, x):
-            return Declined(_BROADCASTS)
-        return _Match(x, muls[-1].outputs[0], muls[-1], removed)
+            raise Decline(_BROADCASTS)
+        return self._replacement(_Match(x, muls[-1].outputs[0], muls[-1], removed))
 
 
 def _polynomial(value: ir.Value | None, x: ir.Value, nodes: list[ir.Node]) -> dict[int, float] | None:
@@ -149,7 +148,7 @@ def _polynomial(value: ir.Value | None, x: ir.Value, nodes: list[ir.Node]) -> di
     if constant is not None:
         return {0: constant}
     node = value.producer() if value is not None else None
-    if node is None or node.op_type not in ("Add", "Sub", "Mul", "Div", "Pow") or node.domain not in ("", "ai.onnx"):
+    if not is_op(node, "Add", "Sub", "Mul", "Div", "Pow"):
         return None
     if len(nodes) >= _MAX_POLYNOMIAL_NODES:
         return None
@@ -193,35 +192,33 @@ def _times(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
 
 class _TanhGelu(_StandardGelu):
     name = "gelu-tanh"
-    anchor = "Tanh"
+    anchors = ("Tanh",)
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         if (reason := self.opset_reason(model.opset_imports.get("", 0))) is not None:
-            return Declined(reason)
+            raise Decline(reason)
         plus_one = sole_consumer(node.outputs[0], "Add")
         if plus_one is None or not _close(scalar(other_operand(plus_one, node.outputs[0])), 1.0):
-            return Declined("Tanh is not followed by + 1")
+            raise Decline("Tanh is not followed by + 1")
         product = _match_half_product(plus_one, None, "Tanh")
-        if isinstance(product, Declined):
-            return product
         x, muls = product
         inner: list[ir.Node] = []
         polynomial = _polynomial(node.inputs[0], x, inner)
         if polynomial is None:
-            return Declined("Tanh input is not a cubic polynomial in x")
+            raise Decline("Tanh input is not a cubic polynomial in x")
         terms = {degree: c for degree, c in polynomial.items() if c != 0.0}
         if set(terms) != {1, 3} or not _close(terms[1], _SQRT_2_OVER_PI) or not _close(terms[3] / terms[1], _CUBIC):
-            return Declined("Tanh input is not sqrt(2/pi) * (x + 0.044715 * x^3)")
+            raise Decline("Tanh input is not sqrt(2/pi) * (x + 0.044715 * x^3)")
         for inner_node in inner:
             out = inner_node.outputs[0]
             if not single_use(out):
-                return Declined("an intermediate is used elsewhere")
+                raise Decline("an intermediate is used elsewhere")
         removed = [*reversed(inner), node, plus_one, *muls]  # producers before their consumers
         if (problem := pattern_problem(removed, muls[-1].outputs[0])) is not None:
-            return Declined(problem)
+            raise Decline(problem)
         if broadcasts_up(removed, x):
-            return Declined(_BROADCASTS)
-        return _Match(x, muls[-1].outputs[0], muls[-1], removed, approximate="tanh")
+            raise Decline(_BROADCASTS)
+        return self._replacement(_Match(x, muls[-1].outputs[0], muls[-1], removed, approximate="tanh"))
 
 
 class _OnnxruntimeErfGelu(_OnnxruntimeGelu, _ErfGelu):
@@ -231,25 +228,21 @@ class _OnnxruntimeErfGelu(_OnnxruntimeGelu, _ErfGelu):
 class _OnnxruntimeTanhGelu(_OnnxruntimeGelu, _TanhGelu):
     name = "fastgelu (opset < 20, onnxruntime)"
 
-    def match(self, node: ir.Node, model: ir.Model):
-        found = super().match(node, model)
-        if isinstance(found, _Match) and (found.x.shape is None or len(found.x.shape) == 0):
+    def _replacement(self, match: _Match) -> Replacement:
+        if match.x.shape is None or len(match.x.shape) == 0:
             # onnxruntime's FastGelu kernel: "Input 0 is expected to have 1 or more dimensions, got 0".
-            return Declined("FastGelu needs an input of rank 1 or more")
-        return found
+            raise Decline("FastGelu needs an input of rank 1 or more")
+        return super()._replacement(match)
 
 
-class FuseGeluPass(RewritePass):
-    name = "fuse-gelu"
-    level = "O2"
-    description = "Replace 0.5*x*(1+Erf(x/sqrt(2))) and 0.5*x*(1+Tanh(sqrt(2/pi)*(x+0.044715*x^3))) in their exporters' orders by Gelu (opset >= 20)."
-    needs_shapes = True  # x's rank: a constant of higher rank broadcasts it up
+class FuseGeluPass(RewritePass, name="fuse-gelu", level="O2", preconditions={NEEDS_SHAPES}):
+    """Replace 0.5*x*(1+Erf(x/sqrt(2))) and 0.5*x*(1+Tanh(sqrt(2/pi)*(x+0.044715*x^3))) in their exporters' orders by Gelu (opset >= 20)."""
+
+    # Needs shapes: x's rank: a constant of higher rank broadcasts it up
     rules = (_ErfGelu, _TanhGelu)
 
 
-class FuseGeluAnyOpsetPass(RewritePass):
-    name = "fuse-gelu-ort"
-    level = "O3"
-    description = "Below opset 20: replace the Erf and Tanh Gelu forms by com.microsoft Gelu and FastGelu."
-    needs_shapes = True
+class FuseGeluAnyOpsetPass(RewritePass, name="fuse-gelu-ort", level="O3", preconditions={NEEDS_SHAPES}):
+    """Below opset 20: replace the Erf and Tanh Gelu forms by com.microsoft Gelu and FastGelu."""
+
     rules = (_OnnxruntimeErfGelu, _OnnxruntimeTanhGelu)

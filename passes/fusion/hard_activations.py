@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
-from optimizer.graph.matching import broadcasts_up, other_operand, producer_of, scalar, single_use
-from optimizer.graph.editing import replace_pattern
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
+from optimizer.graph.matching import broadcasts_up, is_default_domain, is_op, other_operand, producer_of, scalar, single_use
 from optimizer.graph.values import constant_tensor
 
 __all__ = ["FuseHardActivationsPass"]
@@ -65,7 +65,7 @@ def _affine_input(value: ir.Value, *, through_shared: bool = False) -> tuple[ir.
     alpha, beta, nodes = 1.0, 0.0, []
     while True:
         node = value.producer()
-        if node is None or node.op_type not in ("Add", "Sub", "Mul", "Div") or node.domain not in ("", "ai.onnx"):
+        if not is_op(node, "Add", "Sub", "Mul", "Div"):
             break
         if not through_shared and (len(value.uses()) != 1 or value.is_graph_output()):
             break
@@ -96,7 +96,7 @@ def _float_attribute(node: ir.Node, name: str, default: float) -> float:
     return default if attr is None or attr.is_ref() else float(attr.as_float())
 
 
-def _clamp_bounds(node: ir.Node, opset: int) -> tuple[ir.Value, float, float, list[ir.Node], ir.DataType | None] | Declined:
+def _clamp_bounds(node: ir.Node, opset: int) -> tuple[ir.Value, float, float, list[ir.Node], ir.DataType | None]:
     """The clamped value, the bounds, the clamp's nodes (inner first) and the bounds' element type."""
     if node.op_type == "Clip":
         if opset < 11:
@@ -109,7 +109,7 @@ def _clamp_bounds(node: ir.Node, opset: int) -> tuple[ir.Value, float, float, li
                 continue
             bound = scalar(value)
             if bound is None:
-                return Declined("Clip bounds are not constant")
+                raise Decline("Clip bounds are not constant")
             bounds.append(bound)
             dtype = constant_tensor(value).dtype
         return node.inputs[0], bounds[0], bounds[1], [node], dtype
@@ -117,36 +117,34 @@ def _clamp_bounds(node: ir.Node, opset: int) -> tuple[ir.Value, float, float, li
     inner_op = "Max" if node.op_type == "Min" else "Min"
     form = f"{node.op_type}({inner_op}(x, constant), constant)"
     if len(node.inputs) != 2:
-        return Declined(f"{node.op_type} is not a clamp {form}")
+        raise Decline(f"{node.op_type} is not a clamp {form}")
     outer_index = 1 if scalar(node.inputs[1]) is not None else 0
     inner = producer_of(node.inputs[1 - outer_index], inner_op)
     if inner is None or len(inner.inputs) != 2 or scalar(node.inputs[outer_index]) is None:
-        return Declined(f"{node.op_type} is not a clamp {form}")
+        raise Decline(f"{node.op_type} is not a clamp {form}")
     inner_index = 1 if scalar(inner.inputs[1]) is not None else 0
     if scalar(inner.inputs[inner_index]) is None:
-        return Declined(f"{node.op_type} is not a clamp {form}")
+        raise Decline(f"{node.op_type} is not a clamp {form}")
     if not single_use(inner.outputs[0]):
-        return Declined("an intermediate is used elsewhere")
+        raise Decline("an intermediate is used elsewhere")
     outer_bound, inner_bound = scalar(node.inputs[outer_index]), scalar(inner.inputs[inner_index])
     low, high = (inner_bound, outer_bound) if node.op_type == "Min" else (outer_bound, inner_bound)
     return inner.inputs[1 - inner_index], low, high, [inner, node], constant_tensor(node.inputs[outer_index]).dtype
 
 
-def _match_clamp(node: ir.Node, model: ir.Model) -> _Clamp | Declined:
+def _match_clamp(node: ir.Node, model: ir.Model) -> _Clamp:
     found = _clamp_bounds(node, model.opset_imports.get("", 0))
-    if isinstance(found, Declined):
-        return found
     clamped, low, high, clamp_nodes, bounds_dtype = found
     x, alpha, beta, chain = _affine_input(clamped)
     dtype = x.dtype if x.dtype is not None else bounds_dtype
     if dtype is not None and dtype not in _FLOATS:
-        return Declined("input is not floating point")
+        raise Decline("input is not floating point")
     return _Clamp(clamped, x, alpha, beta, low, high, node.outputs[0], chain + clamp_nodes)
 
 
 def _scale(node: ir.Node, value: ir.Value) -> float | None:
     """The factor `node` multiplies `value` by, when it is a Mul by, or a Div by, a nonzero scalar constant."""
-    if node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+    if not is_default_domain(node) or len(node.inputs) != 2:
         return None
     if node.op_type == "Mul":
         return scalar(other_operand(node, value))
@@ -158,145 +156,112 @@ def _scale(node: ir.Node, value: ir.Value) -> float | None:
 
 def _times(node: ir.Node, value: ir.Value, x: ir.Value) -> bool:
     """`node` is `value * x`."""
-    return node.op_type == "Mul" and node.domain in ("", "ai.onnx") and len(node.inputs) == 2 and other_operand(node, value) is x
+    return is_op(node, "Mul") and len(node.inputs) == 2 and other_operand(node, value) is x
 
 
-def _follow(value: ir.Value, wanted: Callable[[ir.Node], bool]) -> ir.Node | None | Declined:
+def _follow(value: ir.Value, wanted: Callable[[ir.Node], bool]) -> ir.Node | None:
     """The reader of `value` that is `wanted` when it is the only one; None when no reader is wanted."""
     readers = [use.node for use in value.uses()]
     found = [reader for reader in readers if wanted(reader)]
     if not found:
         return None
     if len(readers) != 1 or value.is_graph_output():
-        return Declined("an intermediate is used elsewhere")
+        raise Decline("an intermediate is used elsewhere")
     return found[0]
+
+
+def _scaled(output: ir.Value, removed: list[ir.Node]) -> tuple[float, ir.Value]:
+    """The factor and result of the Mul/Div by a scalar reading `output` (appended to `removed`),
+    or (1, output) when there is none."""
+    scale = _follow(output, lambda reader: _scale(reader, output) is not None)
+    if scale is None:
+        return 1.0, output
+    removed.append(scale)
+    return _scale(scale, output), scale.outputs[0]
+
+
+def _check_unit_range(clamp: _Clamp, factor: float) -> None:
+    if clamp.low != 0 or not _equal(clamp.high * factor, 1.0):
+        raise Decline("clamp range is not [0, 1] after scaling")
 
 
 class _HardSigmoid(Rule):
     name = "hard-sigmoid"
-    anchor = "Clip"
+    anchors = ("Clip", "Min", "Max")
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         clamp = _match_clamp(node, model)
-        if isinstance(clamp, Declined):
-            return clamp
         output, removed, factor = clamp.output, list(clamp.nodes), 1.0
         if not (clamp.low == 0 and _equal(clamp.high, 1.0)):
-            scale = _follow(output, lambda reader: _scale(reader, output) is not None)
-            if isinstance(scale, Declined):
-                return scale
-            if scale is not None:
-                factor, output = _scale(scale, output), scale.outputs[0]
-                removed.append(scale)
-        if clamp.low != 0 or not _equal(clamp.high * factor, 1.0):
-            return Declined("clamp range is not [0, 1] after scaling")
+            factor, output = _scaled(output, removed)
+        _check_unit_range(clamp, factor)
         if len(removed) == 1:
-            return Declined("a plain Clip to [0, 1]: nothing to fuse")
+            raise Decline("a plain Clip to [0, 1]: nothing to fuse")
         attributes = [ir.AttrFloat32("alpha", clamp.alpha * factor), ir.AttrFloat32("beta", clamp.beta * factor)]
-        return _same_shape(_Match("HardSigmoid", clamp.x, attributes, output, removed))
-
-    def rewrite(self, match: _Match) -> None:
-        _replace(match)
-
-
-class _HardSigmoidOfMin(_HardSigmoid):
-    anchor = "Min"
-
-
-class _HardSigmoidOfMax(_HardSigmoid):
-    anchor = "Max"
+        return _replacement(_Match("HardSigmoid", clamp.x, attributes, output, removed))
 
 
 class _HardSwish(Rule):
-    name = "hard-swish"
-    anchor = "Clip"
+    """`x * HardSigmoid(x)` from a clamp (Clip, Min, Max anchors) or from a HardSigmoid node."""
 
-    def match(self, node: ir.Node, model: ir.Model):
+    name = "hard-swish"
+    anchors = ("Clip", "Min", "Max", "HardSigmoid")
+
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         if model.opset_imports.get("", 0) < 14:
-            return Declined("opset below 14 (use --target-opset 14)")
+            raise Decline("opset below 14 (use --target-opset 14)")
+        if node.op_type == "HardSigmoid":
+            return _of_hard_sigmoid(node)
         clamp = _match_clamp(node, model)
-        if isinstance(clamp, Declined):
-            return clamp
         x, output, removed, factor = clamp.x, clamp.output, list(clamp.nodes), 1.0
         step = _follow(output, lambda reader: _scale(reader, output) is not None or _times(reader, output, x))
-        if isinstance(step, Declined):
-            return step
         if step is not None and not _times(step, output, x):  # scaled before the multiplication by x
             factor, output = _scale(step, output), step.outputs[0]
             removed.append(step)
             step = _follow(output, lambda reader: _times(reader, output, x))
-            if isinstance(step, Declined):
-                return step
         if step is None:
             shared = _affine_input(clamp.clamped, through_shared=True)[0]
             if shared is not x and any(_times(use.node, output, shared) for use in output.uses()):
-                return Declined("an intermediate is used elsewhere")
-            return Declined("clamp is not multiplied by its input")
+                raise Decline("an intermediate is used elsewhere")
+            raise Decline("clamp is not multiplied by its input")
         output = step.outputs[0]
         removed.append(step)
         if factor == 1.0 and not _equal(clamp.high, 1.0):  # scaled after the multiplication by x
-            scale = _follow(output, lambda reader: _scale(reader, output) is not None)
-            if isinstance(scale, Declined):
-                return scale
-            if scale is not None:
-                factor, output = _scale(scale, output), scale.outputs[0]
-                removed.append(scale)
-        if clamp.low != 0 or not _equal(clamp.high * factor, 1.0):
-            return Declined("clamp range is not [0, 1] after scaling")
+            factor, output = _scaled(output, removed)
+        _check_unit_range(clamp, factor)
         if not (_equal(clamp.alpha * factor, 1 / 6) and _equal(clamp.beta * factor, 0.5)):
-            return Declined("HardSigmoid part is not alpha 1/6, beta 1/2")
-        return _same_shape(_Match("HardSwish", x, [], output, removed))
-
-    def rewrite(self, match: _Match) -> None:
-        _replace(match)
+            raise Decline("HardSigmoid part is not alpha 1/6, beta 1/2")
+        return _replacement(_Match("HardSwish", x, [], output, removed))
 
 
-class _HardSwishOfMin(_HardSwish):
-    anchor = "Min"
+def _of_hard_sigmoid(node: ir.Node) -> Replacement:
+    """`x * HardSigmoid(x, alpha=1/6, beta=1/2)`, as torch.onnx exports hardswish below opset 14."""
+    x, output = node.inputs[0], node.outputs[0]
+    times = _follow(output, lambda reader: _times(reader, output, x))
+    if times is None:
+        raise Decline("HardSigmoid is not multiplied by its input")
+    if not (_equal(_float_attribute(node, "alpha", 0.2), 1 / 6) and _equal(_float_attribute(node, "beta", 0.5), 0.5)):
+        raise Decline("HardSigmoid part is not alpha 1/6, beta 1/2")
+    match = _Match("HardSwish", x, [], times.outputs[0], [node, times])
+    return Replacement.fuse(_fused(match), match.removed[-1], match.output, match.removed)
 
 
-class _HardSwishOfMax(_HardSwish):
-    anchor = "Max"
-
-
-class _HardSwishOfHardSigmoid(Rule):
-    name = "hard-swish"
-    anchor = "HardSigmoid"
-
-    def match(self, node: ir.Node, model: ir.Model):
-        if model.opset_imports.get("", 0) < 14:
-            return Declined("opset below 14 (use --target-opset 14)")
-        x, output = node.inputs[0], node.outputs[0]
-        times = _follow(output, lambda reader: _times(reader, output, x))
-        if isinstance(times, Declined):
-            return times
-        if times is None:
-            return Declined("HardSigmoid is not multiplied by its input")
-        if not (_equal(_float_attribute(node, "alpha", 0.2), 1 / 6) and _equal(_float_attribute(node, "beta", 0.5), 0.5)):
-            return Declined("HardSigmoid part is not alpha 1/6, beta 1/2")
-        return _Match("HardSwish", x, [], times.outputs[0], [node, times])
-
-    def rewrite(self, match: _Match) -> None:
-        _replace(match)
-
-
-def _same_shape(match: _Match) -> _Match | Declined:
-    """The match, unless a constant in it broadcasts x to a higher rank (`Div(Clip(x + 3, 0, 6), 6[1, 1, 1])`
-    on a 2-D x is 3-D: HardSigmoid(x) would lose a dim)."""
+def _replacement(match: _Match) -> Replacement:
+    """The one fused node after the pattern's last node; declined when a constant in the pattern
+    broadcasts x to a higher rank (`Div(Clip(x + 3, 0, 6), 6[1, 1, 1])` on a 2-D x is 3-D:
+    HardSigmoid(x) would lose a dim)."""
     if broadcasts_up(match.removed, match.x):
-        return Declined("a constant of higher rank than the input broadcasts it up")
-    return match
+        raise Decline("a constant of higher rank than the input broadcasts it up")
+    return Replacement.fuse(_fused(match), match.removed[-1], match.output, match.removed)
 
 
-def _replace(match: _Match) -> None:
-    fused = ir.Node("", match.op_type, [match.x], match.attributes, num_outputs=1)
-    replace_pattern(fused, match.removed[-1], match.output, match.removed)
+def _fused(match: _Match) -> ir.Node:
+    return ir.Node("", match.op_type, [match.x], match.attributes, num_outputs=1)
 
 
-class FuseHardActivationsPass(RewritePass):
-    name = "fuse-hard-activations"
-    level = "O2"
-    description = "Replace clamp(a*x+b, 0, 1) forms (Clip, Relu6(x+3)/6, Min/Max) by HardSigmoid, and x*HardSigmoid(x) forms by HardSwish (opset >= 14)."
-    needs_shapes = True  # the input's rank: a constant of higher rank broadcasts it up (see _same_shape)
+class FuseHardActivationsPass(RewritePass, name="fuse-hard-activations", level="O2", preconditions={NEEDS_SHAPES}):
+    """Replace clamp(a*x+b, 0, 1) forms (Clip, Relu6(x+3)/6, Min/Max) by HardSigmoid, and x*HardSigmoid(x) forms by HardSwish (opset >= 14)."""
+
+    # Needs shapes: the input's rank: a constant of higher rank broadcasts it up (see _replacement)
     # HardSwish first: a clamp it takes is gone before HardSigmoid would take its inner part.
-    rules = (_HardSwish, _HardSwishOfMin, _HardSwishOfMax, _HardSigmoid, _HardSigmoidOfMin, _HardSigmoidOfMax, _HardSwishOfHardSigmoid)
+    rules = (_HardSwish, _HardSigmoid)

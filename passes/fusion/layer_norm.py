@@ -15,71 +15,59 @@ a 2-D x broadcasts the result to 3-D, which the fused op would not.
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
 from optimizer.graph.matching import as_parameter, broadcasts_up, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
-from optimizer.graph.editing import add_initializer, pattern_problem, replace_pattern
+from optimizer.graph.editing import pattern_problem
 from optimizer.graph.values import constant_array
 
-__all__ = ["FuseLayerNormPass", "FuseLayerNormAnyOpsetPass"]
-
-
-@dataclasses.dataclass
-class _Match:
-    x: ir.Value
-    axis: int
-    epsilon: float
-    gamma: ir.Value | None
-    beta: ir.Value | None
-    output: ir.Value
-    anchor: ir.Node
-    removed: list[ir.Node]
+__all__ = ["FuseLayerNormPass", "FuseLayerNormAnyOpsetPass", "normalization_replacement"]
 
 
 class _LayerNormDecomposition(Rule):
     name = "layernorm"
-    anchor = "Sqrt"
+    anchors = ("Sqrt",)
 
     def opset_reason(self, opset: int) -> str | None:
         return "opset below 17 (use --target-opset 17 or --level O3)" if opset < 17 else None
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         if (reason := self.opset_reason(model.opset_imports.get("", 0))) is not None:
-            return Declined(reason)
+            raise Decline(reason)
         add_eps = producer_of(node.inputs[0], "Add")
         if add_eps is None:
-            return Declined("Sqrt input is not Add(variance, eps)")
+            raise Decline("Sqrt input is not Add(variance, eps)")
         variance = next((v for v in add_eps.inputs if producer_of(v, "ReduceMean") is not None), None)
         epsilon = scalar(other_operand(add_eps, variance)) if variance is not None else None
         if variance is None or epsilon is None:
-            return Declined("Sqrt input is not Add(variance, constant eps)")
+            raise Decline("Sqrt input is not Add(variance, constant eps)")
         reduce_var = variance.producer()
         square = reduce_var.inputs[0].producer()
         if square is None or square.op_type not in ("Pow", "Mul"):
-            return Declined("variance is not the mean of a square")
+            raise Decline("variance is not the mean of a square")
         centered = square.inputs[0]
         if square.op_type == "Pow" and scalar(square.inputs[1]) != 2.0:
-            return Declined("Pow exponent is not 2")
+            raise Decline("Pow exponent is not 2")
         if square.op_type == "Mul" and square.inputs[1] is not centered:
-            return Declined("Mul is not a square")
+            raise Decline("Mul is not a square")
         sub = producer_of(centered, "Sub")
         mean = producer_of(sub.inputs[1], "ReduceMean") if sub is not None else None
         if sub is None or mean is None or mean.inputs[0] is not sub.inputs[0]:
-            return Declined("centering is not x - ReduceMean(x)")
+            raise Decline("centering is not x - ReduceMean(x)")
         x = sub.inputs[0]
         axes_mean, axes_var = reduce_axes(mean), reduce_axes(reduce_var)
         rank = len(x.shape) if x.shape is not None else None
         if axes_mean is None or axes_var is None or rank is None:
-            return Declined("reduction axes or input rank unknown")
+            raise Decline("reduction axes or input rank unknown")
         normalized = sorted(a % rank for a in axes_mean)
         if not normalized or normalized != sorted(a % rank for a in axes_var) or normalized != list(range(rank - len(normalized), rank)):
-            return Declined("reduction is not over the trailing axes")
+            raise Decline("reduction is not over the trailing axes")
         if x.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE):
-            return Declined("input is not floating point")
+            raise Decline("input is not floating point")
         # The normalization: Div(d, s) or Mul(d, Reciprocal(s)).
         divide = sole_consumer(node.outputs[0])
         removed = [mean, sub, square, reduce_var, add_eps, node]
@@ -87,16 +75,16 @@ class _LayerNormDecomposition(Rule):
             removed.append(divide)
             divide = sole_consumer(divide.outputs[0])
             if divide is None or divide.op_type != "Mul":
-                return Declined("Reciprocal is not followed by Mul")
+                raise Decline("Reciprocal is not followed by Mul")
         elif divide is None or divide.op_type != "Div" or divide.inputs[0] is not centered:
-            return Declined("Sqrt is not the divisor of the centered input")
+            raise Decline("Sqrt is not the divisor of the centered input")
         if centered not in divide.inputs:
-            return Declined("normalization does not read the centered input")
+            raise Decline("normalization does not read the centered input")
         if {u.node for u in centered.uses()} != {square, divide}:
-            return Declined("centered input is used elsewhere")
+            raise Decline("centered input is used elsewhere")
         for value in (mean.outputs[0], square.outputs[0], reduce_var.outputs[0], add_eps.outputs[0]):
             if not single_use(value):
-                return Declined("an intermediate is used elsewhere")
+                raise Decline("an intermediate is used elsewhere")
         removed.append(divide)
         output, gamma, beta = divide.outputs[0], None, None
         scale_node = sole_consumer(output)
@@ -109,43 +97,51 @@ class _LayerNormDecomposition(Rule):
                 removed.append(shift_node)
         dims = tuple(x.shape[a] for a in normalized)
         if not all(isinstance(d, int) for d in dims):
-            return Declined("normalized dims are dynamic")
+            raise Decline("normalized dims are dynamic")
         for param in (gamma, beta):
             if param is not None and as_parameter(constant_array(param), dims) is None:
-                return Declined("scale or bias does not match the normalized dims")
+                raise Decline("scale or bias does not match the normalized dims")
         if (problem := pattern_problem(removed, output)) is not None:
-            return Declined(problem)
+            raise Decline(problem)
         if broadcasts_up(removed, x):
-            return Declined("a constant of higher rank than the input broadcasts it up")
-        return _Match(x, normalized[0] - rank, epsilon, gamma, beta, output, removed[-1], removed)
-
-    def rewrite(self, match: _Match) -> None:
-        graph = match.anchor.graph
-        dims = tuple(int(d) for d in match.x.shape[match.axis:])
-        dtype = match.x.dtype.numpy()
-        inputs = [match.x]
-        for param, suffix in ((match.gamma, "scale"), (match.beta, "bias")):
-            if param is None:
-                if suffix == "scale":
-                    inputs.append(add_initializer(graph, f"{match.output.name}_scale", np.ones(dims, dtype)))
-                continue
-            array = constant_array(param)
-            inputs.append(param if array.shape == dims else add_initializer(graph, f"{match.output.name}_{suffix}", as_parameter(array, dims)))
-        fused = ir.Node(
-            "",
-            "LayerNormalization",
-            inputs,
-            [ir.AttrInt64("axis", match.axis), ir.AttrFloat32("epsilon", match.epsilon)],
-            num_outputs=1,
-        )
-        replace_pattern(fused, match.anchor, match.output, match.removed)
+            raise Decline("a constant of higher rank than the input broadcasts it up")
+        parameters = [(gamma, "scale", x.dtype.numpy()), (beta, "bias", None)]
+        return normalization_replacement("LayerNormalization", x, normalized[0] - rank, epsilon, parameters, output, removed)
 
 
-class FuseLayerNormPass(RewritePass):
-    name = "fuse-layer-norm"
-    level = "O2"
-    description = "Replace decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]) by LayerNormalization (opset >= 17)."
-    needs_shapes = True
+def normalization_replacement(
+    op_type: str,
+    x: ir.Value,
+    axis: int,
+    epsilon: float,
+    parameters: list[tuple[ir.Value | None, str, type | None]],
+    output: ir.Value,
+    removed: list[ir.Node],
+) -> Replacement:
+    """`removed` (computing `output`)  =>  one `op_type(x, parameters...)` normalizing from `axis`.
+
+    `parameters` are (value or None, name suffix, dtype of ones for a missing one or None to leave
+    it out); a constant not of the normalized dims becomes a new initializer broadcast to them.
+    """
+    replacement = Replacement(removed=removed, after=removed[-1])
+    dims = tuple(int(d) for d in x.shape[axis:])
+    inputs = [x]
+    for value, suffix, default in parameters:
+        base = f"{output.name}_{suffix}"
+        if value is None:
+            if default is not None:
+                inputs.append(replacement.initializer(base, np.ones(dims, default)))
+            continue
+        array = constant_array(value)
+        inputs.append(value if array.shape == dims else replacement.initializer(base, as_parameter(array, dims)))
+    attributes = [ir.AttrInt64("axis", axis), ir.AttrFloat32("epsilon", epsilon)]
+    replacement.insert(ir.Node("", op_type, inputs, attributes, num_outputs=1), output)
+    return replacement
+
+
+class FuseLayerNormPass(RewritePass, name="fuse-layer-norm", level="O2", preconditions={NEEDS_SHAPES}):
+    """Replace decomposed LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add]) by LayerNormalization (opset >= 17)."""
+
     rules = (_LayerNormDecomposition,)
 
 
@@ -156,9 +152,7 @@ class _OnnxruntimeLayerNorm(_LayerNormDecomposition):
         return "opset 17 or later: the standard fusion applies" if opset >= 17 else None
 
 
-class FuseLayerNormAnyOpsetPass(RewritePass):
-    name = "fuse-layer-norm-ort"
-    level = "O3"
-    description = "Below opset 17: replace decomposed LayerNorm by the LayerNormalization onnxruntime runs at any opset."
-    needs_shapes = True
+class FuseLayerNormAnyOpsetPass(RewritePass, name="fuse-layer-norm-ort", level="O3", preconditions={NEEDS_SHAPES}):
+    """Below opset 17: replace decomposed LayerNorm by the LayerNormalization onnxruntime runs at any opset."""
+
     rules = (_OnnxruntimeLayerNorm,)

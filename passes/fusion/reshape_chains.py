@@ -17,28 +17,20 @@ input or initializer to keep the graph's outputs is declined.
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
-from optimizer.graph.matching import producer_of, sole_consumer
-from optimizer.graph.editing import add_initializer, bypass_value, can_bypass
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
+from optimizer.graph.matching import chain_head, default_opset
+from optimizer.graph.editing import can_bypass
 from optimizer.graph.values import constant_array
 
 __all__ = ["FuseReshapeChainsPass"]
 
 _NOT_RENAMED = "result is a graph output that cannot be renamed"
 _UNKNOWN_RANK = "negative axes on an input of unknown rank"
-
-
-def _opset(model: ir.Model) -> int:
-    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
-
-
-def _first_of_chain(node: ir.Node, ops: tuple[str, ...]) -> ir.Node | None:
-    return next((first for op in ops if (first := producer_of(node.inputs[0], op)) is not None), None)
 
 
 def _attr_int(node: ir.Node, name: str, default: int) -> int:
@@ -73,32 +65,19 @@ def _normalized(axes: list[int], rank: int | None) -> list[int] | None:
     return None if rank is None else [a + rank if a < 0 else a for a in axes]
 
 
-def _ints_input(graph: ir.Graph, base: str, values: list[int]) -> ir.Value:
-    return add_initializer(graph, base, np.array(values, dtype=np.int64))
-
-
-@dataclasses.dataclass
-class _Chain:
-    first: ir.Node
-    second: ir.Node
-    cancels: bool = False
-    """The chain computes its input: its output's readers read the first op's input."""
-    params: list | None = None
-    """The second op's new integer parameters (shape, axes, slice bounds); None: keep its own."""
-
-
-def _cancel(chain: _Chain) -> None:
+def _cancel(first: ir.Node, second: ir.Node) -> Replacement:
     """The chain computes its input: readers of the second op's output read the first op's input."""
-    if not bypass_value(chain.second.outputs[0], chain.first.inputs[0]):
-        raise RuntimeError(f"{chain.second.op_type} chain: could not reroute the output")
-    chain.second.graph.remove(chain.second, safe=True)
-    chain.first.graph.remove(chain.first, safe=True)
+    replacement = Replacement(removed=[first, second])
+    replacement.reroute(second.outputs[0], first.inputs[0])
+    return replacement
 
 
-def _skip_first(chain: _Chain) -> None:
-    """The second op reads the first op's input directly; the first goes."""
-    chain.second.replace_input_with(0, chain.first.inputs[0])
-    chain.first.graph.remove(chain.first, safe=True)
+def _skip_first(first: ir.Node, second: ir.Node, replacement: Replacement | None = None) -> Replacement:
+    """The second op reads the first op's input directly (after `replacement`'s edits); the first goes."""
+    replacement = replacement or Replacement()
+    replacement.set_input(second, 0, first.inputs[0])
+    replacement.removed.append(first)
+    return replacement
 
 
 # Reshape chains ------------------------------------------------------------------------------------
@@ -127,41 +106,37 @@ def _resolve_zeros(shape: list[int], first: ir.Node) -> list[int] | None:
 
 class _ReshapeChain(Rule):
     name = "reshape chain"
-    anchor = "Reshape"
+    anchors = ("Reshape",)
 
-    def match(self, node: ir.Node, model: ir.Model):
-        first = _first_of_chain(node, ("Reshape", "Flatten", "Squeeze", "Unsqueeze"))
-        if first is None:
-            return Declined("input is not a Reshape, Flatten, Squeeze or Unsqueeze")
-        if sole_consumer(first.outputs[0]) is None:
-            return Declined(f"first {first.op_type} output is used elsewhere")
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
+        first = chain_head(node, "Reshape", "Flatten", "Squeeze", "Unsqueeze")
         shape = _input_ints(node, 1)
         if shape is None:
-            return Declined("second shape is not a constant")
+            raise Decline("second shape is not a constant")
         resolved = shape if _attr_int(node, "allowzero", 0) else _resolve_zeros(shape, first)
         if resolved is None:
-            return Declined("0 in the second shape copies an intermediate dim that is not known")
-        return _Chain(first, node, params=None if resolved == shape else resolved)
-
-    def rewrite(self, match: _Chain) -> None:
-        if match.params is not None:
-            base = f"{match.second.outputs[0].name or 'reshape'}_shape"
-            match.second.replace_input_with(1, _ints_input(match.second.graph, base, match.params))
-        _skip_first(match)
+            raise Decline("0 in the second shape copies an intermediate dim that is not known")
+        replacement = Replacement()
+        if resolved != shape:
+            base = f"{node.outputs[0].name or 'reshape'}_shape"
+            replacement.set_input(node, 1, replacement.initializer(base, np.array(resolved, dtype=np.int64)))
+        return _skip_first(first, node, replacement)
 
 
 # Squeeze / Unsqueeze chains ------------------------------------------------------------------------
 
 
-def _axes(node: ir.Node) -> list[int] | None | Declined:
-    """The node's axes (attribute or input), None when it has none, Declined when not constant."""
+def _axes(node: ir.Node) -> list[int] | None:
+    """The node's axes (attribute or input), None when it has none; declines when not constant."""
     attr = _attr_ints(node, "axes")
     if attr is not None:
         return attr
     if not _has_input(node, 1):
         return None
     axes = _input_ints(node, 1)
-    return Declined("axes are not constant") if axes is None else axes
+    if axes is None:
+        raise Decline("axes are not constant")
+    return axes
 
 
 def _nth_free(taken: set[int], n: int) -> int:
@@ -178,20 +153,13 @@ class _SqueezeChain(Rule):
     """Squeeze/Unsqueeze after Squeeze/Unsqueeze: opposite ops with the same axes cancel, equal ops merge."""
 
     name = "squeeze chain"
-    anchor = "Squeeze"
+    anchors = ("Squeeze",)
 
-    def match(self, node: ir.Node, model: ir.Model):
-        first = _first_of_chain(node, ("Squeeze", "Unsqueeze"))
-        if first is None:
-            return Declined("input is not a Squeeze or Unsqueeze")
-        if sole_consumer(first.outputs[0]) is None:
-            return Declined(f"first {first.op_type} output is used elsewhere")
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
+        first = chain_head(node, "Squeeze", "Unsqueeze")
         inner, outer = _axes(first), _axes(node)
-        for axes in (inner, outer):
-            if isinstance(axes, Declined):
-                return axes
         if inner is None or outer is None:
-            return Declined("Squeeze without axes")
+            raise Decline("Squeeze without axes")
         x = first.inputs[0]
         rank = _rank(x)
         # Ranks the axes refer to: the first op's input or output, then the second op's.
@@ -204,37 +172,31 @@ class _SqueezeChain(Rule):
             if a1 is None or a2 is None:
                 # Both all negative against one rank (Unsqueeze(-1) then Squeeze(-1)) still compare.
                 if not (all(a < 0 for a in inner + outer) and len(inner) == len(outer)):
-                    return Declined(_UNKNOWN_RANK)
+                    raise Decline(_UNKNOWN_RANK)
                 a1, a2 = inner, outer
             if sorted(a1) != sorted(a2):
-                return Declined("axes do not cancel")
+                raise Decline("axes do not cancel")
             if not can_bypass(node.outputs[0], x):
-                return Declined(_NOT_RENAMED)
-            return _Chain(first, node, cancels=True)
+                raise Decline(_NOT_RENAMED)
+            return _cancel(first, node)
         if a1 is None or a2 is None:
-            return Declined(_UNKNOWN_RANK)
+            raise Decline(_UNKNOWN_RANK)
         if grows:  # output positions: a2, and the middle's positions a1 among the others
             merged = set(a2) | {_nth_free(set(a2), i) for i in a1}
         else:  # input positions: a1, and the middle's positions a2 among the others
             merged = set(a1) | {_nth_free(set(a1), i) for i in a2}
-        return _Chain(first, node, params=sorted(merged))
-
-    def rewrite(self, match: _Chain) -> None:
-        if match.cancels:
-            _cancel(match)
-            return
-        second = match.second
-        if "axes" in second.attributes:
-            second.attributes["axes"] = ir.AttrInt64s("axes", match.params)
+        replacement = Replacement()
+        if "axes" in node.attributes:
+            replacement.set_attribute(node, "axes", ir.AttrInt64s("axes", sorted(merged)))
         else:
-            base = f"{second.outputs[0].name or second.op_type.lower()}_axes"
-            second.replace_input_with(1, _ints_input(second.graph, base, match.params))
-        _skip_first(match)
+            base = f"{node.outputs[0].name or node.op_type.lower()}_axes"
+            replacement.set_input(node, 1, replacement.initializer(base, np.array(sorted(merged), dtype=np.int64)))
+        return _skip_first(first, node, replacement)
 
 
 class _UnsqueezeChain(_SqueezeChain):
     name = "unsqueeze chain"
-    anchor = "Unsqueeze"
+    anchors = ("Unsqueeze",)
 
 
 # Slice chains --------------------------------------------------------------------------------------
@@ -257,41 +219,33 @@ def _slice_parameters(node: ir.Node, attribute_form: bool) -> tuple[list[int], .
 
 class _SliceChain(Rule):
     name = "slice chain"
-    anchor = "Slice"
+    anchors = ("Slice",)
 
-    def match(self, node: ir.Node, model: ir.Model):
-        first = producer_of(node.inputs[0], "Slice")
-        if first is None:
-            return Declined("input is not a Slice")
-        if sole_consumer(first.outputs[0]) is None:
-            return Declined("first Slice output is used elsewhere")
-        attribute_form = _opset(model) < 10
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
+        first = chain_head(node, "Slice")
+        attribute_form = default_opset(model) < 10
         inner, outer = _slice_parameters(first, attribute_form), _slice_parameters(node, attribute_form)
         if inner is None or outer is None:
-            return Declined("slice parameters are not constants")
+            raise Decline("slice parameters are not constants")
         rank = _rank(first.inputs[0])
         a1, a2 = _normalized(inner[2], rank), _normalized(outer[2], rank)
         if a1 is None or a2 is None:
-            return Declined(_UNKNOWN_RANK)
+            raise Decline(_UNKNOWN_RANK)
         if set(a1) & set(a2):
-            return Declined("Slice axes overlap")
+            raise Decline("Slice axes overlap")
         # Slices of different axes are independent: each axis keeps its dim, so its bounds clamp alike.
         merged = [list(p1) + list(p2) for p1, p2 in zip(inner, outer)]
         merged[2] = a1 + a2
-        return _Chain(first, node, params=merged)
-
-    def rewrite(self, match: _Chain) -> None:
-        second = match.second
-        starts, ends, axes, steps = match.params
-        if "starts" in second.attributes:
-            for name, values in (("starts", starts), ("ends", ends), ("axes", axes)):
-                second.attributes[name] = ir.AttrInt64s(name, values)
+        replacement = Replacement()
+        names = ("starts", "ends", "axes", "steps")
+        if "starts" in node.attributes:
+            for name, values in zip(names[:3], merged):
+                replacement.set_attribute(node, name, ir.AttrInt64s(name, values))
         else:
-            base = second.outputs[0].name or "slice"
-            second.resize_inputs(5)
-            for index, (name, values) in enumerate((("starts", starts), ("ends", ends), ("axes", axes), ("steps", steps)), start=1):
-                second.replace_input_with(index, _ints_input(second.graph, f"{base}_{name}", values))
-        _skip_first(match)
+            base = node.outputs[0].name or "slice"
+            for index, (name, values) in enumerate(zip(names, merged), start=1):
+                replacement.set_input(node, index, replacement.initializer(f"{base}_{name}", np.array(values, dtype=np.int64)))
+        return _skip_first(first, node, replacement)
 
 
 # Cast chains ---------------------------------------------------------------------------------------
@@ -328,42 +282,27 @@ def _holds(wide: ir.DataType, narrow: ir.DataType) -> bool:
 
 class _CastChain(Rule):
     name = "cast chain"
-    anchor = "Cast"
+    anchors = ("Cast",)
 
-    def match(self, node: ir.Node, model: ir.Model):
-        first = producer_of(node.inputs[0], "Cast")
-        if first is None:
-            return Declined("input is not a Cast")
-        if sole_consumer(first.outputs[0]) is None:
-            return Declined("first Cast output is used elsewhere")
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
+        first = chain_head(node, "Cast")
         x = first.inputs[0]
         source = x.dtype
         if source is None or source == _T.UNDEFINED:
-            return Declined("source type unknown")
+            raise Decline("source type unknown")
         middle, target = _T(_attr_int(first, "to", 0)), _T(_attr_int(node, "to", 0))
         if not {source, middle, target} <= _EXACT_CAST_TYPES:
-            return Declined("type outside the exact-cast table")
+            raise Decline("type outside the exact-cast table")
         if not _holds(middle, source):
-            return Declined("intermediate type narrows the source type")
+            raise Decline("intermediate type narrows the source type")
         if target == source:
             if not can_bypass(node.outputs[0], x):
-                return Declined(_NOT_RENAMED)
-            return _Chain(first, node, cancels=True)
-        return _Chain(first, node)
-
-    def rewrite(self, match: _Chain) -> None:
-        if match.cancels:
-            _cancel(match)
-        else:
-            _skip_first(match)
+                raise Decline(_NOT_RENAMED)
+            return _cancel(first, node)
+        return _skip_first(first, node)
 
 
-class FuseReshapeChainsPass(RewritePass):
-    name = "fuse-reshape-chains"
-    level = "O2"
-    description = (
-        "Collapse Reshape/Flatten/Squeeze/Unsqueeze chains into one op, cancel Unsqueeze-Squeeze pairs, "
-        "merge Slices of disjoint axes and drop exact intermediate Casts."
-    )
-    needs_shapes = True
+class FuseReshapeChainsPass(RewritePass, name="fuse-reshape-chains", level="O2", preconditions={NEEDS_SHAPES}):
+    """Collapse Reshape/Flatten/Squeeze/Unsqueeze chains into one op, cancel Unsqueeze-Squeeze pairs, merge Slices of disjoint axes and drop exact intermediate Casts."""
+
     rules = (_ReshapeChain, _SqueezeChain, _UnsqueezeChain, _SliceChain, _CastChain)

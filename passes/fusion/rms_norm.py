@@ -15,28 +15,17 @@ a 2-D x broadcasts the result to 3-D, which the fused op would not.
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
-from optimizer.graph.matching import as_parameter, broadcasts_up, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
-from optimizer.graph.editing import add_initializer, replace_pattern
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
+from optimizer.graph.matching import as_parameter, broadcasts_up, is_op, other_operand, producer_of, reduce_axes, scalar, single_use, sole_consumer
 from optimizer.graph.values import constant_array
+from passes.fusion.layer_norm import normalization_replacement
 
 __all__ = ["FuseRMSNormPass"]
-
-
-@dataclasses.dataclass
-class _Match:
-    x: ir.Value
-    axis: int
-    epsilon: float
-    gamma: ir.Value | None
-    output: ir.Value
-    anchor: ir.Node
-    removed: list[ir.Node]
 
 
 def _is_float_cast(node: ir.Node | None) -> bool:
@@ -53,36 +42,36 @@ def _is_centered(x: ir.Value) -> bool:
 
 class _RMSNormDecomposition(Rule):
     name = "rmsnorm"
-    anchor = "Sqrt"
+    anchors = ("Sqrt",)
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         if model.opset_imports.get("", 0) < 23:
-            return Declined("opset below 23 (use --target-opset 23)")
+            raise Decline("opset below 23 (use --target-opset 23)")
         add_eps = producer_of(node.inputs[0], "Add")
         mean_square = next((v for v in add_eps.inputs if producer_of(v, "ReduceMean") is not None), None) if add_eps is not None else None
         epsilon = scalar(other_operand(add_eps, mean_square)) if mean_square is not None else None
         if epsilon is None:
-            return Declined("Sqrt input is not Add(mean square, constant eps)")
+            raise Decline("Sqrt input is not Add(mean square, constant eps)")
         reduce = mean_square.producer()
         square = reduce.inputs[0].producer() if reduce.inputs[0] is not None else None
-        if square is None or square.op_type not in ("Pow", "Mul") or square.domain not in ("", "ai.onnx"):
-            return Declined("mean is not of a square")
+        if not is_op(square, "Pow", "Mul"):
+            raise Decline("mean is not of a square")
         x = square.inputs[0]
         if square.op_type == "Pow" and scalar(square.inputs[1]) != 2.0:
-            return Declined("Pow exponent is not 2")
+            raise Decline("Pow exponent is not 2")
         if square.op_type == "Mul" and square.inputs[1] is not x:
-            return Declined("mean is not of a square")
+            raise Decline("mean is not of a square")
         if _is_centered(x):
-            return Declined("input is x - mean(x): a LayerNormalization, left to fuse-layer-norm")
+            raise Decline("input is x - mean(x): a LayerNormalization, left to fuse-layer-norm")
         axes, rank = reduce_axes(reduce), (len(x.shape) if x.shape is not None else None)
         if axes is None or rank is None:
-            return Declined("reduction axes or input rank unknown")
+            raise Decline("reduction axes or input rank unknown")
         normalized = sorted(a % rank for a in axes) if all(-rank <= a < rank for a in axes) else []
         if not normalized or normalized != list(range(rank - len(normalized), rank)):
-            return Declined("reduction is not over the trailing axes")
+            raise Decline("reduction is not over the trailing axes")
         for value in (square.outputs[0], reduce.outputs[0], add_eps.outputs[0], node.outputs[0]):
             if not single_use(value):
-                return Declined("an intermediate is used elsewhere")
+                raise Decline("an intermediate is used elsewhere")
         # The normalization: Div(x, s), Mul(x, Reciprocal(s)) or Mul(x, Div(1, s)).
         removed = [square, reduce, add_eps, node]
         divide = sole_consumer(node.outputs[0])
@@ -93,20 +82,20 @@ class _RMSNormDecomposition(Rule):
             inverse = divide.outputs[0]
             divide = sole_consumer(inverse, "Mul")
             if divide is None or other_operand(divide, inverse) is not x:
-                return Declined("Sqrt is not the divisor of the input")
+                raise Decline("Sqrt is not the divisor of the input")
         elif divide is None or divide.op_type != "Div" or divide.inputs[0] is not x:
-            return Declined("Sqrt is not the divisor of the input")
+            raise Decline("Sqrt is not the divisor of the input")
         removed.append(divide)
         # transformers' casts to float32 and back: identities for float32 input, declined otherwise.
         source, cast_in = x, producer_of(x, "Cast")
         if cast_in is not None and _is_float_cast(cast_in):
             if cast_in.inputs[0].dtype != ir.DataType.FLOAT:
-                return Declined("Cast to float32 is not an identity (input is not float32)")
+                raise Decline("Cast to float32 is not an identity (input is not float32)")
             if {use.node for use in x.uses()} == {square, divide} and not x.is_graph_output():
                 source = cast_in.inputs[0]
                 removed.insert(0, cast_in)
         if source.dtype != ir.DataType.FLOAT:
-            return Declined("input is not float32")
+            raise Decline("input is not float32")
         output = divide.outputs[0]
         cast_out = sole_consumer(output, "Cast")
         if cast_out is not None and _is_float_cast(cast_out):
@@ -119,34 +108,15 @@ class _RMSNormDecomposition(Rule):
             removed.append(scale_node)
         dims = tuple(x.shape[a] for a in normalized)
         if not all(isinstance(d, int) for d in dims):
-            return Declined("normalized dims are dynamic")
+            raise Decline("normalized dims are dynamic")
         if gamma is not None and as_parameter(constant_array(gamma), dims) is None:
-            return Declined("scale does not match the normalized dims")
+            raise Decline("scale does not match the normalized dims")
         if broadcasts_up(removed, x):
-            return Declined("a constant of higher rank than the input broadcasts it up")
-        return _Match(source, normalized[0] - rank, epsilon, gamma, output, removed[-1], removed)
-
-    def rewrite(self, match: _Match) -> None:
-        graph = match.anchor.graph
-        dims = tuple(int(d) for d in match.x.shape[match.axis :])
-        if match.gamma is None:
-            scale = add_initializer(graph, f"{match.output.name}_scale", np.ones(dims, np.float32))
-        else:
-            array = constant_array(match.gamma)
-            scale = match.gamma if array.shape == dims else add_initializer(graph, f"{match.output.name}_scale", as_parameter(array, dims))
-        fused = ir.Node(
-            "",
-            "RMSNormalization",
-            [match.x, scale],
-            [ir.AttrInt64("axis", match.axis), ir.AttrFloat32("epsilon", match.epsilon)],
-            num_outputs=1,
-        )
-        replace_pattern(fused, match.anchor, match.output, match.removed)
+            raise Decline("a constant of higher rank than the input broadcasts it up")
+        return normalization_replacement("RMSNormalization", source, normalized[0] - rank, epsilon, [(gamma, "scale", np.float32)], output, removed)
 
 
-class FuseRMSNormPass(RewritePass):
-    name = "fuse-rms-norm"
-    level = "O2"
-    description = "Replace decomposed RMSNorm (Pow/ReduceMean/Add/Sqrt/Div or Reciprocal+Mul[/Mul], Llama's float32 Casts when identities) by RMSNormalization (opset >= 23)."
-    needs_shapes = True
+class FuseRMSNormPass(RewritePass, name="fuse-rms-norm", level="O2", preconditions={NEEDS_SHAPES}):
+    """Replace decomposed RMSNorm (Pow/ReduceMean/Add/Sqrt/Div or Reciprocal+Mul[/Mul], Llama's float32 Casts when identities) by RMSNormalization (opset >= 23)."""
+
     rules = (_RMSNormDecomposition,)

@@ -11,23 +11,19 @@ stays, and so does a result that would have to rename a graph input to keep the 
 
 from __future__ import annotations
 
-import dataclasses
 
 import onnx_ir as ir
 
-from optimizer.rewriter import Declined, RewritePass, Rule
-from optimizer.graph.matching import producer_of, sole_consumer
-from optimizer.graph.editing import bypass_value, can_bypass, replace_pattern
+from optimizer.pipeline import Decline, NEEDS_SHAPES
+from optimizer.rewriter import Replacement, RewritePass, Rule
+from optimizer.graph.matching import chain_head, default_opset, producer_of, sole_consumer
+from optimizer.graph.editing import can_bypass
 from optimizer.graph.values import constant_array, constant_tensor
 
 __all__ = ["FuseTransposesPass"]
 
 _LEFT_TO_FOLDING = "Transpose of a constant is left to constant folding"
 _MATMUL_TYPES = (ir.DataType.FLOAT, ir.DataType.DOUBLE)
-
-
-def _opset(model: ir.Model) -> int:
-    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
 
 
 def _perm(node: ir.Node) -> list[int] | None:
@@ -39,44 +35,29 @@ def _perm(node: ir.Node) -> list[int] | None:
     return None if shape is None else list(reversed(range(len(shape))))
 
 
-@dataclasses.dataclass
-class _TransposePair:
-    first: ir.Node
-    second: ir.Node
-    perm: list[int]
-
-
 class _TransposeTranspose(Rule):
     name = "transpose+transpose"
-    anchor = "Transpose"
+    anchors = ("Transpose",)
 
-    def match(self, node: ir.Node, model: ir.Model):
-        first = producer_of(node.inputs[0], "Transpose")
-        if first is None:
-            return Declined("input is not a Transpose")
-        if sole_consumer(first.outputs[0]) is None:
-            return Declined("first Transpose output is used elsewhere")
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
+        first = chain_head(node, "Transpose")
         x = first.inputs[0]
         if constant_tensor(x) is not None:
-            return Declined(_LEFT_TO_FOLDING)
+            raise Decline(_LEFT_TO_FOLDING)
         inner, outer = _perm(first), _perm(node)
         if inner is None or outer is None:
-            return Declined("permutation unknown (no perm and input rank unknown)")
+            raise Decline("permutation unknown (no perm and input rank unknown)")
         composed = [inner[axis] for axis in outer]
         if composed == list(range(len(composed))) and not can_bypass(node.outputs[0], x):
-            return Declined("identity result is a graph output that cannot be renamed")
-        return _TransposePair(first, node, composed)
-
-    def rewrite(self, match: _TransposePair) -> None:
-        x = match.first.inputs[0]
-        if match.perm == list(range(len(match.perm))):
-            if not bypass_value(match.second.outputs[0], x):
-                raise RuntimeError("transpose+transpose: could not reroute the second Transpose's output")
-            match.second.graph.remove(match.second, safe=True)
-        else:
-            match.second.replace_input_with(0, x)
-            match.second.attributes["perm"] = ir.AttrInt64s("perm", match.perm)
-        match.first.graph.remove(match.first, safe=True)
+            raise Decline("identity result is a graph output that cannot be renamed")
+        if composed == list(range(len(composed))):
+            replacement = Replacement(removed=[first, node])
+            replacement.reroute(node.outputs[0], x)
+            return replacement
+        replacement = Replacement(removed=[first])
+        replacement.set_input(node, 0, x)
+        replacement.set_attribute(node, "perm", ir.AttrInt64s("perm", composed))
+        return replacement
 
 
 def _swaps_two_axes(node: ir.Node | None, rank_known_two: bool) -> bool:
@@ -89,22 +70,16 @@ def _swaps_two_axes(node: ir.Node | None, rank_known_two: bool) -> bool:
     return not attr.is_ref() and list(attr.as_ints()) == [1, 0]
 
 
-@dataclasses.dataclass
-class _GemmOperands:
-    gemm: ir.Node
-    transposes: dict[int, ir.Node]
-
-
 class _TransposeGemm(Rule):
     name = "transpose+gemm"
-    anchor = "Gemm"
+    anchors = ("Gemm",)
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         # Gemm's A and B are 2-D, so a Transpose feeding them is 2-D too.
         candidates = {i: producer_of(node.inputs[i], "Transpose") for i in (0, 1)}
         candidates = {i: t for i, t in candidates.items() if _swaps_two_axes(t, rank_known_two=True)}
         if not candidates:
-            return Declined("no transposed operand")
+            raise Decline("no transposed operand")
         folded, reason = {}, None
         for index, transpose in candidates.items():
             if sole_consumer(transpose.outputs[0]) is None:
@@ -114,66 +89,51 @@ class _TransposeGemm(Rule):
             else:
                 folded[index] = transpose
         if not folded:
-            return Declined(reason)
-        return _GemmOperands(node, folded)
-
-    def rewrite(self, match: _GemmOperands) -> None:
-        gemm = match.gemm
-        for index, transpose in match.transposes.items():
+            raise Decline(reason)
+        replacement = Replacement(removed=list(folded.values()))
+        for index, transpose in folded.items():
             flag = ("transA", "transB")[index]
-            attr = gemm.attributes.get(flag)
+            attr = node.attributes.get(flag)
             current = 0 if attr is None else attr.as_int()
-            gemm.attributes[flag] = ir.AttrInt64(flag, 1 - current)
-            gemm.replace_input_with(index, transpose.inputs[0])
-            transpose.graph.remove(transpose, safe=True)
-
-
-@dataclasses.dataclass
-class _MatMulOperand:
-    matmul: ir.Node
-    transpose: ir.Node
-    index: int
+            replacement.set_attribute(node, flag, ir.AttrInt64(flag, 1 - current))
+            replacement.set_input(node, index, transpose.inputs[0])
+        return replacement
 
 
 class _TransposeMatMul(Rule):
     name = "transpose+matmul"
-    anchor = "MatMul"
+    anchors = ("MatMul",)
 
-    def match(self, node: ir.Node, model: ir.Model):
+    def check(self, node: ir.Node, model: ir.Model) -> Replacement:
         found = next(
             ((i, t) for i in (0, 1) if _swaps_two_axes(t := producer_of(node.inputs[i], "Transpose"), rank_known_two=False)),
             None,
         )
         if found is None:
-            return Declined("no 2-D transposed operand")
+            raise Decline("no 2-D transposed operand")
         index, transpose = found
         if sole_consumer(transpose.outputs[0]) is None:
-            return Declined("Transpose output is used elsewhere")
+            raise Decline("Transpose output is used elsewhere")
         x = transpose.inputs[0]
         if constant_tensor(x) is not None:
-            return Declined(_LEFT_TO_FOLDING)
+            raise Decline(_LEFT_TO_FOLDING)
         weight = constant_array(node.inputs[1 - index])
         if weight is None or weight.ndim != 2:
-            return Declined("other operand is not a 2-D constant")
+            raise Decline("other operand is not a 2-D constant")
         if x.dtype not in _MATMUL_TYPES or node.inputs[1 - index].dtype != x.dtype:
-            return Declined("not float32 or float64")
-        if _opset(model) < 11:
-            return Declined("opset below 11 (Gemm needs C)")
-        return _MatMulOperand(node, transpose, index)
-
-    def rewrite(self, match: _MatMulOperand) -> None:
-        matmul, index = match.matmul, match.index
-        operands = [matmul.inputs[0], matmul.inputs[1]]
-        operands[index] = match.transpose.inputs[0]
+            raise Decline("not float32 or float64")
+        if default_opset(model) < 11:
+            raise Decline("opset below 11 (Gemm needs C)")
+        operands = [node.inputs[0], node.inputs[1]]
+        operands[index] = x
         flag = ("transA", "transB")[index]
         gemm = ir.Node("", "Gemm", operands, attributes=[ir.AttrInt64(flag, 1)], num_outputs=1)
-        replace_pattern(gemm, matmul, matmul.outputs[0], [matmul])
-        match.transpose.graph.remove(match.transpose, safe=True)
+        replacement = Replacement(removed=[transpose, node], nodes=[gemm])
+        replacement.reroute(node.outputs[0], gemm.outputs[0])
+        return replacement
 
 
-class FuseTransposesPass(RewritePass):
-    name = "fuse-transposes"
-    level = "O2"
-    description = "Compose consecutive Transposes (dropping pairs that cancel) and fold 2-D Transposes into Gemm's transA/transB."
-    needs_shapes = True
+class FuseTransposesPass(RewritePass, name="fuse-transposes", level="O2", preconditions={NEEDS_SHAPES}):
+    """Compose consecutive Transposes (dropping pairs that cancel) and fold 2-D Transposes into Gemm's transA/transB."""
+
     rules = (_TransposeTranspose, _TransposeGemm, _TransposeMatMul)

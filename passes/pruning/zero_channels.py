@@ -30,8 +30,8 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.pipeline import OptimizationPass
-from optimizer.graph.matching import attribute
+from optimizer.pipeline import Decline, OptimizationPass
+from optimizer.graph.matching import attribute, is_default_domain, is_op
 from optimizer.graph.constants import write_constant
 from optimizer.graph.values import constant_array
 
@@ -67,17 +67,19 @@ def _input(node: ir.Node, index: int) -> ir.Value | None:
     return node.inputs[index] if index < len(node.inputs) else None
 
 
-def _constant(node: ir.Node, index: int, role: str) -> np.ndarray | str:
-    """The constant at input `index` of `node`, or why it is not one."""
+def _constant(node: ir.Node, index: int, role: str) -> np.ndarray:
+    """The constant at input `index` of `node`; declines when it is not one."""
     array = constant_array(_input(node, index))
-    return f"{role} is not a constant" if array is None else array
+    if array is None:
+        raise Decline(f"{role} is not a constant")
+    return array
 
 
-def _float_constant(node: ir.Node, index: int, role: str) -> np.ndarray | str:
-    """The float constant at input `index` of `node`, or why it is not one."""
+def _float_constant(node: ir.Node, index: int, role: str) -> np.ndarray:
+    """The float constant at input `index` of `node`; declines when it is not one."""
     array = _constant(node, index, role)
-    if isinstance(array, np.ndarray) and array.dtype.kind != "f":
-        return f"{role} is not float"
+    if array.dtype.kind != "f":
+        raise Decline(f"{role} is not float")
     return array
 
 
@@ -86,30 +88,26 @@ def _is_private(value: ir.Value) -> bool:
     return len(value.uses()) == 1 and not value.is_graph_output()
 
 
-def _conv(node: ir.Node) -> _Producer | str | None:
+def _conv(node: ir.Node) -> _Producer | None:
     weight = _constant(node, 1, "weight")
-    if isinstance(weight, str):
-        return weight
     if weight.ndim < 3:
-        return "weight has fewer than 3 dims"
+        raise Decline("weight has fewer than 3 dims")
     channels = weight.shape[0]
     zero = ~weight.reshape(channels, -1).any(axis=1)
     if not zero.any():
         return None
     if weight.dtype.kind != "f":
-        return "weight is not float"
+        raise Decline("weight is not float")
     bias = None
     if _input(node, 2) is not None:
         bias = _float_constant(node, 2, "bias")
-        if isinstance(bias, str):
-            return bias
         if bias.size != channels:
-            return "bias length differs from the output channels"
+            raise Decline("bias length differs from the output channels")
         zero &= bias.reshape(-1) == 0
         if not zero.any():
-            return "zero-weight channels have a nonzero bias"
+            raise Decline("zero-weight channels have a nonzero bias")
     if attribute(node, "group", 1) != 1:
-        return "grouped Conv producer"
+        raise Decline("grouped Conv producer")
     keep = ~zero
     edits = [_Edit(node, 1, weight[keep])]
     if bias is not None:
@@ -117,12 +115,10 @@ def _conv(node: ir.Node) -> _Producer | str | None:
     return _Producer(zero, 1, edits)
 
 
-def _gemm(node: ir.Node) -> _Producer | str | None:
+def _gemm(node: ir.Node) -> _Producer | None:
     weight = _constant(node, 1, "B")
-    if isinstance(weight, str):
-        return weight
     if weight.ndim != 2:
-        return "B is not 2-D"
+        raise Decline("B is not 2-D")
     trans_b = bool(attribute(node, "transB", 0))
     columns = weight.T if trans_b else weight
     channels = columns.shape[1]
@@ -130,21 +126,19 @@ def _gemm(node: ir.Node) -> _Producer | str | None:
     if not zero.any():
         return None
     if weight.dtype.kind != "f":
-        return "B is not float"
+        raise Decline("B is not float")
     if not math.isfinite(float(attribute(node, "alpha", 1.0))):
-        return "alpha is not finite"
+        raise Decline("alpha is not finite")
     bias = None
     if _input(node, 2) is not None:
         bias = _float_constant(node, 2, "C")
-        if isinstance(bias, str):
-            return bias
         width = bias.shape[-1] if bias.ndim else 1
         if bias.ndim > 2 or width not in (1, channels):
-            return "C does not broadcast to the output"
+            raise Decline("C does not broadcast to the output")
         scaled = float(attribute(node, "beta", 1.0)) * bias.reshape(-1, width)
         zero &= ~scaled.any(axis=0) if width == channels else np.full(channels, not scaled.any())
         if not zero.any():
-            return "zero-weight columns have a nonzero C"
+            raise Decline("zero-weight columns have a nonzero C")
         if width != channels or bias.ndim == 0:
             bias = None  # C broadcasts along the columns (a scalar C too, with one column): nothing to slice
     keep = ~zero
@@ -154,72 +148,65 @@ def _gemm(node: ir.Node) -> _Producer | str | None:
     return _Producer(zero, -1, edits)
 
 
-def _matmul(node: ir.Node) -> _Producer | str | None:
+def _matmul(node: ir.Node) -> _Producer | None:
     weight = _constant(node, 1, "weight")
-    if isinstance(weight, str):
-        return weight
     if weight.ndim != 2:
-        return "weight is not 2-D"
+        raise Decline("weight is not 2-D")
     zero = ~weight.any(axis=0)
     if not zero.any():
         return None
     if weight.dtype.kind != "f":
-        return "weight is not float"
+        raise Decline("weight is not float")
     return _Producer(zero, -1, [_Edit(node, 1, weight[:, ~zero])])
 
 
-def _clip_problem(node: ir.Node) -> str | None:
-    """Why the Clip `node` may not map zero to zero, or None when it does."""
+def _check_clip(node: ir.Node) -> None:
+    """Declines when the Clip `node` may not map zero to zero."""
     low, high = float(attribute(node, "min", -math.inf)), float(attribute(node, "max", math.inf))
     for index in (1, 2):
         if _input(node, index) is None:
             continue
         bound = constant_array(node.inputs[index])
         if bound is None or bound.size != 1:
-            return "Clip bounds are not constant scalars"
+            raise Decline("Clip bounds are not constant scalars")
         if index == 1:
             low = float(bound.reshape(-1)[0])
         else:
             high = float(bound.reshape(-1)[0])
-    return None if low <= 0.0 <= high else "Clip does not keep zero"
+    if not low <= 0.0 <= high:
+        raise Decline("Clip does not keep zero")
 
 
-def _consumer_edit(node: ir.Node, axis: int, keep: np.ndarray) -> _Edit | str:
+def _consumer_edit(node: ir.Node, axis: int, keep: np.ndarray) -> _Edit:
     """The weight edit that drops the removed input channels of a consumer reading the channels at input 0."""
     channels = keep.size
     if node.op_type == "Conv":
         if axis != 1:
-            return "Conv reads a Gemm/MatMul output"
+            raise Decline("Conv reads a Gemm/MatMul output")
         if attribute(node, "group", 1) != 1:
-            return "consumer Conv is grouped"
+            raise Decline("consumer Conv is grouped")
         weight = _float_constant(node, 1, "consumer Conv weight")
-        if isinstance(weight, str):
-            return weight
         if weight.ndim < 3 or weight.shape[1] != channels:
-            return "consumer Conv weight does not match the channels"
+            raise Decline("consumer Conv weight does not match the channels")
         return _Edit(node, 1, weight[:, keep])
     if axis != -1:
-        return f"{node.op_type} reads a Conv output"
+        raise Decline(f"{node.op_type} reads a Conv output")
     if node.op_type == "Gemm":
         if attribute(node, "transA", 0):
-            return "consumer Gemm has transA"
+            raise Decline("consumer Gemm has transA")
         weight = _float_constant(node, 1, "consumer Gemm B")
-        if isinstance(weight, str):
-            return weight
         trans_b = bool(attribute(node, "transB", 0))
         if weight.ndim != 2 or weight.shape[1 if trans_b else 0] != channels:
-            return "consumer Gemm B does not match the channels"
+            raise Decline("consumer Gemm B does not match the channels")
         return _Edit(node, 1, weight[:, keep] if trans_b else weight[keep])
     weight = _float_constant(node, 1, "consumer MatMul weight")
-    if isinstance(weight, str):
-        return weight
     if weight.ndim != 2 or weight.shape[0] != channels:
-        return "consumer MatMul weight is not a 2-D matrix matching the channels"
+        raise Decline("consumer MatMul weight is not a 2-D matrix matching the channels")
     return _Edit(node, 1, weight[keep])
 
 
-def _follow(output: ir.Value, axis: int, keep: np.ndarray) -> tuple[list[ir.Value], list[_Edit]] | str:
-    """The values carrying the channels (output, then chain outputs) and the consumers' edits, or why not."""
+def _follow(output: ir.Value, axis: int, keep: np.ndarray) -> tuple[list[ir.Value], list[_Edit]]:
+    """The values carrying the channels (output, then chain outputs) and the consumers' edits; declines when they cannot be followed."""
     graph = output.producer().graph
     values: list[ir.Value] = []
     edits: list[_Edit] = []
@@ -227,80 +214,72 @@ def _follow(output: ir.Value, axis: int, keep: np.ndarray) -> tuple[list[ir.Valu
     while pending:
         value = pending.pop(0)
         if value.is_graph_output():
-            return "output is a graph output" if value is output else f"{value.producer().op_type} output is a graph output"
+            raise Decline("output is a graph output" if value is output else f"{value.producer().op_type} output is a graph output")
         values.append(value)
         for use in value.uses():
             node = use.node
             if node.graph is not graph:
-                return "output is read in another graph"
-            if node.domain not in ("", "ai.onnx"):
-                return f"output is read by {node.domain}.{node.op_type}"
+                raise Decline("output is read in another graph")
+            if not is_default_domain(node):
+                raise Decline(f"output is read by {node.domain}.{node.op_type}")
             if use.idx != 0 or (node.op_type not in ZERO_PRESERVING_OPS and node.op_type not in _PRODUCERS):
-                return f"output is read by {node.op_type}" + ("" if use.idx == 0 else f" (input {use.idx})")
+                raise Decline(f"output is read by {node.op_type}" + ("" if use.idx == 0 else f" (input {use.idx})"))
             if node.op_type in ZERO_PRESERVING_OPS:
-                problem = _clip_problem(node) if node.op_type == "Clip" else None
-                if problem is not None:
-                    return problem
+                if node.op_type == "Clip":
+                    _check_clip(node)
                 pending.append(node.outputs[0])
                 continue
             edit = _consumer_edit(node, axis, keep)
-            if isinstance(edit, str):
-                return edit
             edits.append(edit)
     return values, edits
 
 
-def _shrunk_shape(value: ir.Value, axis: int, channels: int, kept: int) -> ir.Shape | None | str:
-    """`value`'s shape with `kept` channels on `axis` (None when its shape is unknown), or why it disagrees."""
+def _shrunk_shape(value: ir.Value, axis: int, channels: int, kept: int) -> ir.Shape | None:
+    """`value`'s shape with `kept` channels on `axis` (None when its shape is unknown), declines when it disagrees."""
     if value.shape is None:
         return None
     dims = list(value.shape)
     if len(dims) < (2 if axis == 1 else 1):
-        return "output rank has no channel axis"
+        raise Decline("output rank has no channel axis")
     index = axis % len(dims)
     if isinstance(dims[index], int) and dims[index] != channels:
-        return "output shape disagrees with the weight"
+        raise Decline("output shape disagrees with the weight")
     dims[index] = kept
     return ir.Shape(dims)
 
 
-class PruneZeroChannelsPass(OptimizationPass):
-    name = "prune-zero-channels"
-    level = "O2"
-    description = "Remove Conv/Gemm/MatMul output channels whose weights and bias are all zero, and their consumers' matching input channels."
+class PruneZeroChannelsPass(OptimizationPass, name="prune-zero-channels", level="O2"):
+    """Remove Conv/Gemm/MatMul output channels whose weights and bias are all zero, and their consumers' matching input channels."""
 
     def apply(self, model: ir.Model) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
         for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.op_type not in _PRODUCERS or node.domain not in ("", "ai.onnx") or node.graph is None:
+            if not is_op(node, *_PRODUCERS) or node.graph is None:
                 continue
-            removed = self._prune(node)
-            if isinstance(removed, str):
-                self.declined[f"{node.op_type}: {removed}"] += 1
-            elif removed:
+            try:
+                removed = self._prune(node)
+            except Decline as decline:
+                self.decline(f"{node.op_type}: {decline}")
+                continue
+            if removed:
                 counts["layers"] += 1
                 counts["channels"] += removed
         return counts
 
-    def _prune(self, node: ir.Node) -> int | str:
-        """Remove the zero channels of `node`; returns how many, or why it declined (nothing changed then)."""
+    def _prune(self, node: ir.Node) -> int:
+        """Remove the zero channels of `node`; returns how many, or declines (nothing changed then)."""
         producer = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul}[node.op_type](node)
-        if producer is None or isinstance(producer, str):
-            return producer or 0
+        if producer is None:
+            return 0
         if producer.zero.all():
-            return "every output channel is zero"
+            raise Decline("every output channel is zero")
         keep = ~producer.zero
         followed = _follow(node.outputs[0], producer.axis, keep)
-        if isinstance(followed, str):
-            return followed
         values, consumer_edits = followed
         edits = producer.edits + consumer_edits
         if not all(_is_private(edit.node.inputs[edit.index]) for edit in edits):
-            return "a weight or bias is shared with other nodes or is a graph output"
+            raise Decline("a weight or bias is shared with other nodes or is a graph output")
         shapes = [_shrunk_shape(value, producer.axis, keep.size, int(keep.sum())) for value in values]
-        problem = next((shape for shape in shapes if isinstance(shape, str)), None)
-        if problem is not None:
-            return problem
         for edit in edits:
             write_constant(edit.node.inputs[edit.index], edit.array)
         for value, shape in zip(values, shapes):

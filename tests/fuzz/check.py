@@ -31,6 +31,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from optimizer.graph.matching import is_default_domain
+
 __all__ = [
     "RTOL", "ATOL", "KnownIssue", "KNOWN_ISSUES", "Outcome", "run_model", "random_feeds", "assert_valid", "assert_close",
     "assert_optimizes_equivalently", "assert_optimized_output_matches",
@@ -166,7 +168,7 @@ def assert_close(expected: np.ndarray, actual: np.ndarray, name: str, rtol: floa
 def _op_counts(model: onnx.ModelProto) -> dict[str, int]:
     counts: dict[str, int] = {}
     for node in model.graph.node:
-        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+        key = node.op_type if is_default_domain(node.domain) else f"{node.domain}:{node.op_type}"
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -183,8 +185,8 @@ def _all_nodes(graph: onnx.GraphProto):
 
 
 def _check_optimized(model: onnx.ModelProto, level: str) -> None:
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-    default_layer_norm = any(n.op_type == "LayerNormalization" and n.domain in ("", "ai.onnx") for n in _all_nodes(model.graph))
+    opset = next((o.version for o in model.opset_import if is_default_domain(o.domain)), 1)
+    default_layer_norm = any(n.op_type == "LayerNormalization" and is_default_domain(n.domain) for n in _all_nodes(model.graph))
     if level == "O3" and opset < 17 and default_layer_norm:
         # Documented: O3 fuses LayerNormalization into the default domain below opset 17 (onnxruntime
         # runs it; onnx.checker rejects it), so such a model is only held to running equivalently.
@@ -210,7 +212,7 @@ def assert_optimizes_equivalently(
     with tempfile.TemporaryDirectory(prefix="fuzz-") as scratch:
         source = Path(scratch) / "model.onnx"
         onnx.save(model, source)
-        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        opset = next((o.version for o in model.opset_import if is_default_domain(o.domain)), 1)
         for level in levels:
             level, _, upgrade = level.partition(">")
             target_opset = int(upgrade) if upgrade else None

@@ -5,7 +5,7 @@ import onnx_ir as ir
 import pytest
 
 from passes.fusion.attention import FuseAttentionPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, run_pass
+from tests.helpers import assert_equivalent, model_text, verify, verify_declines
 
 B, S, H, D = 2, 8, 2, 8
 E = H * D
@@ -55,12 +55,7 @@ MERGE = """ctx = MatMul(probs, vh)
 
 
 def _text(body: str, inputs: str = f"float[{B}, {S}, {E}] x, float[1, 1, {S}, {S}] mask", outputs: str = f"float[{B}, {S}, {E}] y", opset: int = 17) -> str:
-    return f"""<ir_version: 8, opset_import: ["" : {opset}]>
-g ({inputs}) => ({outputs})
-  <{CONSTANTS}>
-{{
-  {body}
-}}"""
+    return model_text(body, inputs, outputs, CONSTANTS, opset=opset, ir_version=8)
 
 
 def _model(projections: str = BERT_PROJECTIONS, heads: str = "heads", scores: str = SCORES, softmax: str = SOFTMAX_MASKED, merged: str = "merged") -> str:
@@ -104,10 +99,7 @@ def _attributes(model: ir.Model, op: str) -> dict:
 )
 def test_fuses_bert_style_attention_into_packed_attention(body):
     text = _text(body)
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Attention"]
+    model, _ = verify(FuseAttentionPass, text, ["Attention"], None, stats={"attention": 1})
     attributes = _attributes(model, "Attention")
     assert attributes["num_heads"] == H
     assert attributes["scale"] == pytest.approx(D**-0.5, rel=1e-6)
@@ -117,10 +109,7 @@ def test_fuses_bert_style_attention_into_packed_attention(body):
 
 def test_fuses_gpt2_packed_projection_with_causal_mask():
     text = _text(_model(projections=GPT2_PROJECTIONS))
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Attention"]
+    model, _ = verify(FuseAttentionPass, text, ["Attention"], None, stats={"attention": 1})
     feeds = _feeds()
     feeds["mask"] = CAUSAL
     assert_equivalent(text, model, feeds, rtol=1e-4, atol=1e-5)
@@ -128,39 +117,24 @@ def test_fuses_gpt2_packed_projection_with_causal_mask():
 
 def test_fuses_unmasked_attention():
     text = _text(_model(softmax="probs = Softmax<axis=-1>(scaled)"), inputs=f"float[{B}, {S}, {E}] x")
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Attention"]
-    assert_equivalent(text, model, _feeds(mask_shape=None), rtol=1e-4, atol=1e-5)
+    verify(FuseAttentionPass, text, ["Attention"], _feeds(mask_shape=None), stats={"attention": 1}, rtol=1e-4, atol=1e-5)
 
 
 def test_padding_mask_broadcast_over_queries_is_expanded():
     text = _text(_model(), inputs=f"float[{B}, {S}, {E}] x, float[{B}, 1, 1, {S}] mask")
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Expand", "Attention"]
-    assert_equivalent(text, model, _feeds(mask_shape=(B, 1, 1, S)), rtol=1e-4, atol=1e-5)
+    verify(FuseAttentionPass, text, ["Expand", "Attention"], _feeds(mask_shape=(B, 1, 1, S)), stats={"attention": 1}, rtol=1e-4, atol=1e-5)
 
 
 def test_heads_merged_into_rows_keep_their_2d_shape():
     text = _text(_model(merged="flat"), outputs=f"float[{B * S}, {E}] y")
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Attention", "Reshape"]
-    assert_equivalent(text, model, _feeds(), rtol=1e-4, atol=1e-5)
+    verify(FuseAttentionPass, text, ["Attention", "Reshape"], _feeds(), stats={"attention": 1}, rtol=1e-4, atol=1e-5)
 
 
 def test_cross_attention_becomes_multi_head_attention():
     body = _model().replace("mk = MatMul(x, wk)", "mk = MatMul(memory, wk)").replace("mv = MatMul(x, wv)", "mv = MatMul(memory, wv)")
     body = body.replace("rk = Reshape(k, heads)", "rk = Reshape(k, heads0)").replace("rv = Reshape(v, heads)", "rv = Reshape(v, heads0)")
     text = _text(body, inputs=f"float[{B}, {S}, {E}] x, float[{B}, 5, {E}] memory, float[1, 1, {S}, 5] mask")
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["MatMul", "Add", "MatMul", "Add", "MatMul", "Add", "MultiHeadAttention"]
+    model, _ = verify(FuseAttentionPass, text, ["MatMul", "Add", "MatMul", "Add", "MatMul", "Add", "MultiHeadAttention"], None, stats={"attention": 1})
     assert _attributes(model, "MultiHeadAttention")["num_heads"] == H
     assert_equivalent(text, model, _feeds(mask_shape=(1, 1, S, 5), kv_seq=5), rtol=1e-4, atol=1e-5)
 
@@ -168,10 +142,7 @@ def test_cross_attention_becomes_multi_head_attention():
 def test_dynamic_batch_and_sequence_fuse():
     body = _model(heads="heads0", merged="merged0")
     text = _text(body, inputs=f"float[batch, seq, {E}] x, float[batch, 1, seq, seq] mask", outputs=f"float[batch, seq, {E}] y")
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {"attention": 1}
-    assert ops(model) == ["Attention"]
+    model, _ = verify(FuseAttentionPass, text, ["Attention"], None, stats={"attention": 1})
     feeds = _feeds(mask_shape=(3, 1, 5, 5), batch=3, seq=5)
     assert_equivalent(text, model, feeds, rtol=1e-4, atol=1e-5)
 
@@ -200,8 +171,4 @@ def test_declines(body, inputs, outputs, reason):
     if outputs:
         kwargs["outputs"] = outputs
     text = _text(body, **kwargs)
-    model = from_text(text)
-    applied = run_pass(FuseAttentionPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"attention: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseAttentionPass, text, {f"attention: {reason}": 1})

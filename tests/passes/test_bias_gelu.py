@@ -3,16 +3,11 @@
 import pytest
 
 from passes.fusion.bias_gelu import FuseBiasGeluPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, model_text, random_feeds, verify, verify_declines
 
 
 def _text(body: str, opset: int = 20, inputs: str = "float[2, 3, 8] x", outputs: str = "float[2, 3, 8] y") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}, "com.microsoft" : 1]>
-g ({inputs}) => ({outputs})
-  <float[8] b = {{0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8}}, float[8, 8] w = {{{", ".join(["0.1"] * 64)}}}, float[3, 8] b2 = {{{", ".join(["0.25"] * 24)}}}>
-{{
-  {body}
-}}"""
+    return model_text(body, inputs, outputs, f"""float[8] b = {{0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8}}, float[8, 8] w = {{{", ".join(["0.1"] * 64)}}}, float[3, 8] b2 = {{{", ".join(["0.25"] * 24)}}}""", opset=opset, imports='"com.microsoft" : 1')
 
 
 @pytest.mark.parametrize(
@@ -27,10 +22,7 @@ g ({inputs}) => ({outputs})
 )
 def test_fuses_bias_into_gelu(body, opset, op, rule):
     text = _text(body, opset)
-    model = from_text(text)
-    applied = run_pass(FuseBiasGeluPass, model)
-    assert applied.stats == {rule: 1}
-    assert ops(model) == [op]
+    model, _ = verify(FuseBiasGeluPass, text, [op], None, stats={rule: 1})
     assert model.graph.node(0).domain == "com.microsoft"
     assert_equivalent(text, model, random_feeds(x=(2, 3, 8)), rtol=1e-4, atol=1e-5)
 
@@ -48,8 +40,4 @@ def test_fuses_bias_into_gelu(body, opset, op, rule):
 )
 def test_declines(body, outputs, reason):
     text = _text(body, outputs=outputs) if outputs else _text(body)
-    model = from_text(text)
-    applied = run_pass(FuseBiasGeluPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"bias+gelu: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseBiasGeluPass, text, {f"bias+gelu: {reason}": 1})

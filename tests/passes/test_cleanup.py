@@ -2,7 +2,7 @@
 
 from passes.cleanup.dead_code import EliminateDeadCodePass
 from passes.cleanup.deduplication import DeduplicateConstantsPass, EliminateCommonSubexpressionsPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, from_text, random_feeds, run_pass, verify, verify_declines
 
 HEADER = '<ir_version: 10, opset_import: ["" : 17]>'
 
@@ -14,11 +14,7 @@ g (float[3] x) => (float[3] y) <float[3] unused = {{1.0, 2.0, 3.0}}> {{
   dead2 = Neg(dead)
   y = Relu(x)
 }}"""
-    model = from_text(text)
-    applied = run_pass(EliminateDeadCodePass, model)
-    assert ops(model) == ["Relu"]
-    assert applied.stats == {"nodes": 2, "initializers": 1}
-    assert_equivalent(text, model, random_feeds(x=(3,)))
+    verify(EliminateDeadCodePass, text, ["Relu"], random_feeds(x=(3,)), stats={"nodes": 2, "initializers": 1})
 
 
 def test_dead_code_keeps_live_graph():
@@ -27,9 +23,7 @@ g (float[3] x) => (float[3] y, float[3] z) {{
   y = Relu(x)
   z = Sigmoid(y)
 }}"""
-    model = from_text(text)
-    assert run_pass(EliminateDeadCodePass, model).stats == {}
-    assert_unchanged(text, model)
+    verify_declines(EliminateDeadCodePass, text)
 
 
 def test_merges_common_subexpressions():
@@ -39,11 +33,7 @@ g (float[3] x) => (float[3] y) {{
   b = Relu(x)
   y = Add(a, b)
 }}"""
-    model = from_text(text)
-    applied = run_pass(EliminateCommonSubexpressionsPass, model)
-    assert ops(model) == ["Relu", "Add"]
-    assert applied.stats == {"nodes": 1}
-    assert_equivalent(text, model, random_feeds(x=(3,)))
+    verify(EliminateCommonSubexpressionsPass, text, ["Relu", "Add"], random_feeds(x=(3,)), stats={"nodes": 1})
 
 
 def test_cse_leaves_random_draws_alone():
@@ -53,9 +43,7 @@ g (float[3] x) => (float[3] y) {{
   b = RandomNormalLike(x)
   y = Add(a, b)
 }}"""
-    model = from_text(text)
-    assert run_pass(EliminateCommonSubexpressionsPass, model).stats == {}
-    assert_unchanged(text, model)
+    verify_declines(EliminateCommonSubexpressionsPass, text)
 
 
 def test_cse_keeps_different_attributes():
@@ -65,9 +53,7 @@ g (float[3] x) => (float[3] y) {{
   b = LeakyRelu<alpha=0.2>(x)
   y = Add(a, b)
 }}"""
-    model = from_text(text)
-    assert run_pass(EliminateCommonSubexpressionsPass, model).stats == {}
-    assert_unchanged(text, model)
+    verify_declines(EliminateCommonSubexpressionsPass, text)
 
 
 def test_deduplicates_identical_initializers():
@@ -89,6 +75,4 @@ g (float[3] x) => (float[3] y) <float[3] a = {{1.0, 2.0, 3.0}}, float[3] b = {{1
   p = Add(x, a)
   y = Mul(p, b)
 }}"""
-    model = from_text(text)
-    assert run_pass(DeduplicateConstantsPass, model).stats == {}
-    assert_unchanged(text, model)
+    verify_declines(DeduplicateConstantsPass, text)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.conv_affine import FuseConvAffinePass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, model_text, random_feeds, run_pass, verify, verify_declines
 
 
 def _values(count: int, low: float = -1.0, high: float = 1.0) -> str:
@@ -22,10 +22,7 @@ CONSTANTS = f"""float[4, 3, 3, 3] w = {_values(108)}, float[4] b = {{0.1, -0.2, 
 
 
 def _text(body: str, opset: int = 17, x: str = "float[1, 3, 5, 5] x", y: str = "float[1, 4, 5, 5] y", constants: str = CONSTANTS) -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g ({x}) => ({y}) <{constants}> {{
-  {body}
-}}"""
+    return model_text(body, x, y, constants, opset=opset)
 
 
 FEEDS = random_feeds(x=(1, 3, 5, 5))
@@ -50,10 +47,7 @@ FEEDS = random_feeds(x=(1, 3, 5, 5))
 @pytest.mark.parametrize("opset", [9, 13, 18])
 def test_fuses(body, stats, opset):
     text = _text(body, opset)
-    model = from_text(text)
-    applied = run_pass(FuseConvAffinePass, model)
-    assert applied.stats == stats
-    assert ops(model) == ["Conv"]
+    model, _ = verify(FuseConvAffinePass, text, ["Conv"], None, stats=stats)
     assert [v.name for v in model.graph.outputs] == ["y"]
     assert_equivalent(text, model, FEEDS, rtol=1e-5, atol=1e-5)
 
@@ -74,10 +68,7 @@ def test_fuses_conv1d():
         y="float[2, 4, 7] y",
         constants=f"float[4, 3, 3] w = {_values(36)}, float[4, 1] s = {{1.5, 0.5, -0.7, 1.1}}, float[4, 1] t = {{0.3, -0.1, 0.2, 0.0}}",
     )
-    model = from_text(text)
-    assert run_pass(FuseConvAffinePass, model).stats == {"conv+mul": 1, "conv+add": 1}
-    assert ops(model) == ["Conv"]
-    assert_equivalent(text, model, random_feeds(x=(2, 3, 7)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvAffinePass, text, ["Conv"], random_feeds(x=(2, 3, 7)), stats={"conv+mul": 1, "conv+add": 1}, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("group", [1, 2, 4])
@@ -91,10 +82,7 @@ def test_fuses_conv_transpose(group):
         constants=f"float[4, {per_group}, 3, 3] w = {_values(36 * per_group)}, float[4] b = {{0.1, -0.2, 0.3, 0.05}}, "
         "float[1, 4, 1, 1] s = {1.5, 0.5, -0.7, 1.1}, float[4, 1, 1] t = {0.3, -0.1, 0.2, 0.0}",
     )
-    model = from_text(text)
-    assert run_pass(FuseConvAffinePass, model).stats == {"conv+mul": 1, "conv+add": 1}
-    assert ops(model) == ["ConvTranspose"]
-    assert_equivalent(text, model, random_feeds(x=(1, 4, 3, 3)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvAffinePass, text, ["ConvTranspose"], random_feeds(x=(1, 4, 3, 3)), stats={"conv+mul": 1, "conv+add": 1}, rtol=1e-5, atol=1e-5)
 
 
 def test_fuses_grouped_conv():
@@ -103,19 +91,14 @@ def test_fuses_grouped_conv():
         x="float[1, 4, 5, 5] x",
         constants=f"float[4, 2, 3, 3] w = {_values(72)}, float[4, 1, 1] s_chw = {{0.9, -1.2, 2.0, 0.3}}",
     )
-    model = from_text(text)
-    assert run_pass(FuseConvAffinePass, model).stats == {"conv+mul": 1}
-    assert_equivalent(text, model, random_feeds(x=(1, 4, 5, 5)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvAffinePass, text, None, random_feeds(x=(1, 4, 5, 5)), stats={"conv+mul": 1}, rtol=1e-5, atol=1e-5)
 
 
 def test_keeps_a_shared_weight_for_its_other_reader():
     text = _text(
         "c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  m = Mul(c, s_chw)\n  d = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  y = Add(m, d)",
     )
-    model = from_text(text)
-    assert run_pass(FuseConvAffinePass, model).stats == {"conv+mul": 1}
-    assert ops(model) == ["Conv", "Conv", "Add"]
-    assert_equivalent(text, model, FEEDS, rtol=1e-5, atol=1e-5)
+    verify(FuseConvAffinePass, text, ["Conv", "Conv", "Add"], FEEDS, stats={"conv+mul": 1}, rtol=1e-5, atol=1e-5)
 
 
 CONV = "c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  "
@@ -145,11 +128,7 @@ CONV = "c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  "
 )
 def test_declines(body, reason, x, y):
     text = _text(body, x=x or "float[1, 3, 5, 5] x", y=y or "float[1, 4, 5, 5] y")
-    model = from_text(text)
-    applied = run_pass(FuseConvAffinePass, model)
-    assert applied.stats == {}
-    assert applied.declined == {reason: 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseConvAffinePass, text, {reason: 1})
 
 
 def test_declines_a_broadcast_that_grows_the_channels():

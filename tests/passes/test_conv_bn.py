@@ -7,7 +7,7 @@ import pytest
 
 from passes.fusion.conv_bn import FuseConvBatchNormPass, FuseGemmBatchNormPass
 from passes.fusion.gemm import FuseMatMulAddPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify, verify_declines
 
 HEADER = '<ir_version: 10, opset_import: ["" : 17]>'
 PARAMS = """float[2, 3, 3, 3] w = {W}, float[2] b = {0.1, -0.2}, float[2] scale = {1.5, 0.5},
@@ -24,20 +24,15 @@ g (float[1, 3, 5, 5] x) => ({outputs}) <{PARAMS.replace("{W}", "{" + weights + "
 
 def test_fuses_conv_batchnorm():
     text = _text("c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  y = BatchNormalization<epsilon=0.001>(c, scale, shift, mean, var)")
-    model = from_text(text)
-    applied = run_pass(FuseConvBatchNormPass, model)
-    assert applied.stats == {"conv+batchnorm": 1}
-    assert ops(model) == ["Conv"]
+    model, _ = verify(FuseConvBatchNormPass, text, ["Conv"], None, stats={"conv+batchnorm": 1})
     assert [v.name for v in model.graph.outputs] == ["y"]
     assert_equivalent(text, model, random_feeds(x=(1, 3, 5, 5)), rtol=1e-5, atol=1e-5)
 
 
 def test_fuses_conv_without_bias():
     text = _text("c = Conv<pads=[1, 1, 1, 1]>(x, w, b)\n  y = BatchNormalization(c, scale, shift, mean, var)", bias=False)
-    model = from_text(text)
-    assert run_pass(FuseConvBatchNormPass, model).stats == {"conv+batchnorm": 1}
-    assert ops(model) == ["Conv"] and len(model.graph.node(0).inputs) == 3
-    assert_equivalent(text, model, random_feeds(x=(1, 3, 5, 5)), rtol=1e-5, atol=1e-5)
+    model, _ = verify(FuseConvBatchNormPass, text, ["Conv"], random_feeds(x=(1, 3, 5, 5)), stats={"conv+batchnorm": 1}, rtol=1e-5, atol=1e-5)
+    assert len(model.graph.node(0).inputs) == 3
 
 
 @pytest.mark.parametrize(
@@ -56,11 +51,7 @@ def test_declines(body, reason):
             "float[2] var = {0.9, 1.7}",
             "float[2] var = {0.9, 1.7}, float[3] s3 = {1.0, 2.0, 3.0}, float[3] h3 = {0.0, 0.0, 0.0}, float[3] m3 = {0.0, 0.0, 0.0}, float[3] v3 = {1.0, 1.0, 1.0}",
         )
-    model = from_text(text)
-    applied = run_pass(FuseConvBatchNormPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"conv+batchnorm: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseConvBatchNormPass, text, {f"conv+batchnorm: {reason}": 1})
 
 
 def _values(count: int, low: float = -1.0, high: float = 1.0) -> str:
@@ -90,11 +81,7 @@ g (float[1, 4, 5, 5] x) => (float[1, {out}, {spatial}, {spatial}] y)
   c = ConvTranspose<{attrs}>{inputs}
   y = BatchNormalization<epsilon=0.001>(c, scale, shift, mean, var)
 }}"""
-    model = from_text(text)
-    applied = run_pass(FuseConvBatchNormPass, model)
-    assert applied.stats == {"conv+batchnorm": 1}
-    assert ops(model) == ["ConvTranspose"]
-    assert_equivalent(text, model, random_feeds(x=(1, 4, 5, 5)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvBatchNormPass, text, ["ConvTranspose"], random_feeds(x=(1, 4, 5, 5)), stats={"conv+batchnorm": 1}, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("opset", [9, 13, 17])
@@ -104,10 +91,7 @@ g (float[1, 4, 5, 5] x) => (float[1, 4, 5, 5] y) <float[4, 2, 3, 3] w = {_values
   c = Conv<group=2, pads=[1, 1, 1, 1]>(x, w, b)
   y = BatchNormalization(c, scale, shift, mean, var)
 }}"""
-    model = from_text(text)
-    assert run_pass(FuseConvBatchNormPass, model).stats == {"conv+batchnorm": 1}
-    assert ops(model) == ["Conv"]
-    assert_equivalent(text, model, random_feeds(x=(1, 4, 5, 5)), rtol=1e-5, atol=1e-5)
+    verify(FuseConvBatchNormPass, text, ["Conv"], random_feeds(x=(1, 4, 5, 5)), stats={"conv+batchnorm": 1}, rtol=1e-5, atol=1e-5)
 
 
 def test_declines_conv_transpose_weight_not_split_into_groups():
@@ -117,11 +101,7 @@ g (float[1, 3, 5, 5] x) => (float[1, 4, 7, 7] y) <float[3, 2, 3, 3] w = {_values
   c = ConvTranspose<group=2>(x, w)
   y = BatchNormalization(c, scale, shift, mean, var)
 }}"""
-    model = from_text(text)
-    applied = run_pass(FuseConvBatchNormPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {"conv+batchnorm: Conv weight does not split into its groups": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseConvBatchNormPass, text, {"conv+batchnorm: Conv weight does not split into its groups": 1})
 
 
 def test_declines_conv_batchnorm_of_another_width():
@@ -177,10 +157,7 @@ BN = "y = BatchNormalization<epsilon=0.001>(h, scale, shift, mean, var)"
 )
 def test_fuses_gemm_batchnorm(gemm, opset):
     text = _linear(f"{gemm}\n  {BN}", opset)
-    model = from_text(text)
-    applied = run_pass(FuseGemmBatchNormPass, model)
-    assert applied.stats == {"gemm+batchnorm": 1}
-    assert ops(model) == ["Gemm"]
+    model, _ = verify(FuseGemmBatchNormPass, text, ["Gemm"], None, stats={"gemm+batchnorm": 1})
     assert [v.name for v in model.graph.outputs] == ["y"]
     assert_equivalent(text, model, random_feeds(x=(2, 3)), rtol=1e-5, atol=1e-5)
 
@@ -188,11 +165,7 @@ def test_fuses_gemm_batchnorm(gemm, opset):
 @pytest.mark.parametrize("opset", [9, 13, 17])
 def test_fuses_matmul_batchnorm(opset):
     text = _linear(f"h = MatMul(x, w)\n  {BN}", opset)
-    model = from_text(text)
-    applied = run_pass(FuseGemmBatchNormPass, model)
-    assert applied.stats == {"gemm+batchnorm": 1}
-    assert ops(model) == ["MatMul", "Add"]
-    assert_equivalent(text, model, random_feeds(x=(2, 3)), rtol=1e-5, atol=1e-5)
+    verify(FuseGemmBatchNormPass, text, ["MatMul", "Add"], random_feeds(x=(2, 3)), stats={"gemm+batchnorm": 1}, rtol=1e-5, atol=1e-5)
 
 
 def test_matmul_batchnorm_then_gemm():
@@ -222,11 +195,7 @@ def test_matmul_batchnorm_then_gemm():
 )
 def test_declines_gemm_batchnorm(text, reason):
     text = text.replace(f"{BN4}", f"{BN4}, float[3] s3 = {{1.0, 2.0, 3.0}}, float[3] h3 = {{0.0, 0.1, 0.0}}, float[3] m3 = {{0.0, 0.5, 0.0}}, float[3] v3 = {{1.0, 1.0, 2.0}}")
-    model = from_text(text)
-    applied = run_pass(FuseGemmBatchNormPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"gemm+batchnorm: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseGemmBatchNormPass, text, {f"gemm+batchnorm: {reason}": 1})
 
 
 def test_declines_matmul_weight_not_2d():

@@ -7,7 +7,7 @@ from passes.folding.constant_folding import FoldConstantsPass
 from passes.folding.constant_if import InlineConstantIfPass
 from passes.folding.initializer_inputs import InitializerInputsToConstantsPass
 from passes.folding.shape_folding import FoldShapesPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass, verify, verify_declines
 
 HEADER = '<ir_version: 10, opset_import: ["" : 17]>'
 
@@ -19,11 +19,7 @@ g (float[4] x) => (float[4] y) <float[4] w = {{1.0, 2.0, 3.0, 4.0}}, float[1] tw
   w3 = Sqrt(w2)
   y = Add(x, w3)
 }}"""
-    model = from_text(text)
-    applied = run_pass(FoldConstantsPass, model)
-    assert ops(model) == ["Add"]
-    assert applied.stats == {"Mul": 1, "Sqrt": 1}
-    assert_equivalent(text, model, random_feeds(x=(4,)))
+    verify(FoldConstantsPass, text, ["Add"], random_feeds(x=(4,)), stats={"Mul": 1, "Sqrt": 1})
 
 
 def test_folds_into_graph_output_keeping_its_name():
@@ -45,10 +41,7 @@ g (float[2] x, float[2] w) => (float[2] y) <float[2] w = {{1.0, 4.0}}> {{
   s = Sqrt(w)
   y = Add(x, s)
 }}"""
-    model = from_text(text)
-    applied = run_pass(FoldConstantsPass, model)
-    assert applied.stats == {}
-    assert_unchanged(text, model)
+    verify_declines(FoldConstantsPass, text)
 
 
 def test_declines_random_and_dequantize():
@@ -59,9 +52,7 @@ g (float[4] x) => (float[4] y) <int8[4] q = {{1, 2, 3, 4}}, float scale = {{0.5}
   s = Add(d, r)
   y = Add(x, s)
 }}"""
-    model = from_text(text)
-    assert run_pass(FoldConstantsPass, model).stats == {}
-    assert_unchanged(text, model)
+    verify_declines(FoldConstantsPass, text)
 
 
 def test_size_guard_refuses_bloating_fold():
@@ -104,11 +95,7 @@ g (float[2, 3] x) => (float[2, 3] y) {{
   s = Shape(x)
   y = Reshape(x, s)
 }}"""
-    model = from_text(text)
-    applied = run_pass(FoldShapesPass, model)
-    assert applied.stats == {"Shape": 1}
-    assert ops(model) == ["Reshape"]
-    assert_equivalent(text, model, random_feeds(x=(2, 3)))
+    verify(FoldShapesPass, text, ["Reshape"], random_feeds(x=(2, 3)), stats={"Shape": 1})
 
 
 def test_declines_dynamic_shape():
@@ -116,9 +103,7 @@ def test_declines_dynamic_shape():
 g (float[N, M] x) => (int64[2] y) {{
   y = Shape(x)
 }}"""
-    model = from_text(text)
-    assert run_pass(FoldShapesPass, model).stats == {}
-    assert_unchanged(text, model)
+    verify_declines(FoldShapesPass, text)
 
 
 def _if_model(condition: str) -> str:
@@ -131,18 +116,12 @@ g (float[2] x{", bool c" if condition == "input" else ""}) => (float[2] y) {"<bo
 
 def test_inlines_constant_if():
     text = _if_model("constant")
-    model = from_text(text)
-    applied = run_pass(InlineConstantIfPass, model)
-    assert applied.stats == {"If": 1}
-    assert ops(model) == ["Relu"]
-    assert_equivalent(text, model, {"x": np.array([-1.0, 2.0], np.float32)})
+    verify(InlineConstantIfPass, text, ["Relu"], {"x": np.array([-1.0, 2.0], np.float32)}, stats={"If": 1})
 
 
 def test_keeps_if_on_input_condition():
     text = _if_model("input")
-    model = from_text(text)
-    assert run_pass(InlineConstantIfPass, model).stats == {}
-    assert_unchanged(text, model)
+    verify_declines(InlineConstantIfPass, text)
 
 
 def test_initializer_inputs_become_constants():
@@ -163,6 +142,4 @@ def test_no_initializer_inputs_nothing_changes():
 g (float[2] x) => (float[2] y) <float[2] w = {{1.0, 2.0}}> {{
   y = Add(x, w)
 }}"""
-    model = from_text(text)
-    assert run_pass(InitializerInputsToConstantsPass, model).stats == {}
-    assert_unchanged(text, model)
+    verify_declines(InitializerInputsToConstantsPass, text)

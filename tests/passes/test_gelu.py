@@ -3,16 +3,11 @@
 import pytest
 
 from passes.fusion.gelu import FuseGeluAnyOpsetPass, FuseGeluPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, model_text, random_feeds, verify, verify_declines
 
 
 def _text(body: str, opset: int = 20, extra_outputs: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g (float[2, 8] x) => (float[2, 8] y{extra_outputs})
-  <float sqrt2 = {{1.4142135}}, float inv_sqrt2 = {{0.70710677}}, float one = {{1.0}}, float half = {{0.5}}, float two = {{2.0}}>
-{{
-  {body}
-}}"""
+    return model_text(body, "float[2, 8] x", f"float[2, 8] y{extra_outputs}", f"float sqrt2 = {{1.4142135}}, float inv_sqrt2 = {{0.70710677}}, float one = {{1.0}}, float half = {{0.5}}, float two = {{2.0}}", opset=opset)
 
 
 PYTORCH = "a = Div(x, sqrt2)\n  e = Erf(a)\n  s = Add(e, one)\n  m = Mul(x, s)\n  y = Mul(m, half)"
@@ -23,11 +18,7 @@ HALF_SECOND = "a = Div(x, sqrt2)\n  e = Erf(a)\n  s = Add(e, one)\n  m = Mul(s, 
 @pytest.mark.parametrize("body", [PYTORCH, HALF_FIRST, HALF_SECOND], ids=["pytorch", "half-first", "half-second"])
 def test_fuses_gelu_forms(body):
     text = _text(body)
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {"gelu": 1}
-    assert ops(model) == ["Gelu"]
-    assert_equivalent(text, model, random_feeds(x=(2, 8)), rtol=1e-5, atol=1e-6)
+    verify(FuseGeluPass, text, ["Gelu"], random_feeds(x=(2, 8)), stats={"gelu": 1}, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -42,21 +33,12 @@ def test_fuses_gelu_forms(body):
 )
 def test_declines(body, opset, reason, extra):
     text = _text(body, opset, extra)
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"gelu: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseGeluPass, text, {f"gelu: {reason}": 1})
 
 
 def _tanh_text(body: str, opset: int = 20, extra_outputs: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g (float[2, 8] x) => (float[2, 8] y{extra_outputs})
-  <float k = {{0.7978845608}}, float c = {{0.044715}}, float kc = {{0.0356774081}}, float one = {{1.0}}, float half = {{0.5}},
-   float two = {{2.0}}, float three = {{3.0}}, float four = {{4.0}}, float wrong = {{0.05}}>
-{{
-  {body}
-}}"""
+    return model_text(body, "float[2, 8] x", f"float[2, 8] y{extra_outputs}", f"""float k = {{0.7978845608}}, float c = {{0.044715}}, float kc = {{0.0356774081}}, float one = {{1.0}}, float half = {{0.5}},
+   float two = {{2.0}}, float three = {{3.0}}, float four = {{4.0}}, float wrong = {{0.05}}""", opset=opset)
 
 
 # transformers' NewGELUActivation (GPT-2 gelu_new) as torch.onnx exports it: 0.5*x first, Pow(x, 3.0).
@@ -102,10 +84,7 @@ FOLDED = """a = Mul(x, k)
 @pytest.mark.parametrize("body", [GPT2, CUBE_BY_MULS, FACTORED, FOLDED], ids=["gpt2-gelu-new", "cube-by-muls", "factored", "folded"])
 def test_fuses_tanh_gelu_forms(body):
     text = _tanh_text(body)
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {"gelu-tanh": 1}
-    assert ops(model) == ["Gelu"]
+    model, _ = verify(FuseGeluPass, text, ["Gelu"], None, stats={"gelu-tanh": 1})
     gelu = next(iter(model.graph))
     assert gelu.attributes["approximate"].as_string() == "tanh"
     assert gelu.inputs[0].name == "x" and gelu.outputs[0].name == "y"
@@ -128,11 +107,7 @@ def test_fuses_tanh_gelu_forms(body):
 )
 def test_tanh_declines(body, opset, reason, extra):
     text = _tanh_text(body, opset, extra)
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"gelu-tanh: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseGeluPass, text, {f"gelu-tanh: {reason}": 1})
 
 
 @pytest.mark.parametrize(
@@ -145,10 +120,7 @@ def test_tanh_declines(body, opset, reason, extra):
     ids=["erf-opset13", "erf-opset11", "gpt2-tanh-opset17"],
 )
 def test_onnxruntime_variant_fuses_below_opset_20(text, op, rule, shape):
-    model = from_text(text)
-    applied = run_pass(FuseGeluAnyOpsetPass, model)
-    assert applied.stats == {rule: 1}
-    assert ops(model) == [op]
+    model, _ = verify(FuseGeluAnyOpsetPass, text, [op], None, stats={rule: 1})
     assert model.graph.node(0).domain == "com.microsoft"
     assert model.opset_imports["com.microsoft"] == 1
     x_shape = tuple(model.graph.inputs[0].shape)
@@ -157,17 +129,9 @@ def test_onnxruntime_variant_fuses_below_opset_20(text, op, rule, shape):
 
 def test_onnxruntime_variant_leaves_opset_20_to_the_standard_pass():
     text = _text(PYTORCH, opset=20)
-    model = from_text(text)
-    applied = run_pass(FuseGeluAnyOpsetPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {"gelu (opset < 20, onnxruntime): opset 20 or later: the standard fusion applies": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseGeluAnyOpsetPass, text, {"gelu (opset < 20, onnxruntime): opset 20 or later: the standard fusion applies": 1})
 
 
 def test_declines_when_the_scaled_input_is_a_graph_output():
     text = _text(PYTORCH, 20, ", float[2, 8] a")
-    model = from_text(text)
-    applied = run_pass(FuseGeluPass, model)
-    assert applied.stats == {}
-    assert "gelu: an intermediate is used elsewhere" in applied.declined
-    assert_unchanged(text, model)
+    verify_declines(FuseGeluPass, text, "gelu: an intermediate is used elsewhere")

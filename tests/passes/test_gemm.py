@@ -3,26 +3,19 @@
 import pytest
 
 from passes.fusion.gemm import FuseMatMulAddPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import model_text, random_feeds, verify, verify_declines
 
 W = "{" + ", ".join(str(i / 10) for i in range(12)) + "}"
 
 
 def _text(body: str, x: str = "float[2, 4] x", y: str = "float[2, 3] y", extra: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : 17]>
-g ({x}) => ({y}{extra}) <float[4, 3] w = {W}, float[3] b = {{0.1, 0.2, 0.3}}, float[2, 3] b2 = {{1, 2, 3, 4, 5, 6}}> {{
-  {body}
-}}"""
+    return model_text(body, x, y + extra, f"float[4, 3] w = {W}, float[3] b = {{0.1, 0.2, 0.3}}, float[2, 3] b2 = {{1, 2, 3, 4, 5, 6}}")
 
 
 @pytest.mark.parametrize("body", ["m = MatMul(x, w)\n  y = Add(m, b)", "m = MatMul(x, w)\n  y = Add(b2, m)"], ids=["row-bias", "full-bias-first"])
 def test_fuses(body):
     text = _text(body)
-    model = from_text(text)
-    applied = run_pass(FuseMatMulAddPass, model)
-    assert applied.stats == {"matmul+add": 1}
-    assert ops(model) == ["Gemm"]
-    assert_equivalent(text, model, random_feeds(x=(2, 4)))
+    verify(FuseMatMulAddPass, text, ["Gemm"], random_feeds(x=(2, 4)), stats={"matmul+add": 1})
 
 
 @pytest.mark.parametrize(
@@ -35,8 +28,4 @@ def test_fuses(body):
     ids=["3d", "shared", "non-constant-bias"],
 )
 def test_declines(text, reason):
-    model = from_text(text)
-    applied = run_pass(FuseMatMulAddPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"matmul+add: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseMatMulAddPass, text, {f"matmul+add: {reason}": 1})

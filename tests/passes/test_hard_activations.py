@@ -8,17 +8,12 @@ import numpy as np
 import pytest
 
 from passes.fusion.hard_activations import FuseHardActivationsPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, run_pass
+from tests.helpers import assert_equivalent, model_text, verify, verify_declines
 
 
 def _text(body: str, opset: int = 14, extra_outputs: str = "", extra_inputs: str = "", dtype: str = "float") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g ({dtype}[2, 8] x{extra_inputs}) => ({dtype}[2, 8] y{extra_outputs})
-  <int32 three_i = {{3}}, int32 zero_i = {{0}}, int32 six_i = {{6}}, float zero = {{0.0}}, float one = {{1.0}}, float half = {{0.5}}, float three = {{3.0}}, float six = {{6.0}}, float five = {{5.0}},
-   float two = {{2.0}}, float sixth = {{0.16666667}}, float fifth = {{0.2}}, float[8] bias = {{-1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5}}>
-{{
-  {body}
-}}"""
+    return model_text(body, f"{dtype}[2, 8] x{extra_inputs}", f"{dtype}[2, 8] y{extra_outputs}", f"""int32 three_i = {{3}}, int32 zero_i = {{0}}, int32 six_i = {{6}}, float zero = {{0.0}}, float one = {{1.0}}, float half = {{0.5}}, float three = {{3.0}}, float six = {{6.0}}, float five = {{5.0}},
+   float two = {{2.0}}, float sixth = {{0.16666667}}, float fifth = {{0.2}}, float[8] bias = {{-1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5}}""", opset=opset)
 
 
 def _feeds() -> dict[str, np.ndarray]:
@@ -57,10 +52,7 @@ TORCH_BELOW_14 = "h = HardSigmoid<alpha=0.16666667, beta=0.5>(x)\n  y = Mul(x, h
 )
 def test_fuses_hard_sigmoid_forms(body, opset, alpha, beta):
     text = _text(body, opset)
-    model = from_text(text)
-    applied = run_pass(FuseHardActivationsPass, model)
-    assert applied.stats == {"hard-sigmoid": 1}
-    assert ops(model) == ["HardSigmoid"]
+    model, _ = verify(FuseHardActivationsPass, text, ["HardSigmoid"], None, stats={"hard-sigmoid": 1})
     fused = next(iter(model.graph))
     assert fused.attributes["alpha"].as_float() == pytest.approx(alpha, rel=1e-6)
     assert fused.attributes["beta"].as_float() == pytest.approx(beta, rel=1e-6)
@@ -75,31 +67,20 @@ def test_fuses_hard_sigmoid_forms(body, opset, alpha, beta):
 )
 def test_fuses_hard_swish_forms(body):
     text = _text(body)
-    model = from_text(text)
-    applied = run_pass(FuseHardActivationsPass, model)
-    assert applied.stats == {"hard-swish": 1}
-    assert ops(model) == ["HardSwish"]
+    model, _ = verify(FuseHardActivationsPass, text, ["HardSwish"], None, stats={"hard-swish": 1})
     assert next(iter(model.graph)).outputs[0].name == "y"
     assert_equivalent(text, model, _feeds(), rtol=1e-5, atol=1e-6)
 
 
 def test_hard_swish_of_an_intermediate_keeps_its_producer():
     text = _text("u = Add(x, bias)\n  " + MUL_THEN_DIV.replace("(x,", "(u,"))
-    model = from_text(text)
-    applied = run_pass(FuseHardActivationsPass, model)
-    assert applied.stats == {"hard-swish": 1}
-    assert ops(model) == ["Add", "HardSwish"]
-    assert_equivalent(text, model, _feeds(), rtol=1e-5, atol=1e-6)
+    verify(FuseHardActivationsPass, text, ["Add", "HardSwish"], _feeds(), stats={"hard-swish": 1}, rtol=1e-5, atol=1e-6)
 
 
 def test_below_opset_14_only_the_hard_sigmoid_part_fuses():
     text = _text(DIV_THEN_MUL, opset=13)
-    model = from_text(text)
-    applied = run_pass(FuseHardActivationsPass, model)
-    assert applied.stats == {"hard-sigmoid": 1}
+    model, applied = verify(FuseHardActivationsPass, text, ["HardSigmoid", "Mul"], _feeds(), stats={"hard-sigmoid": 1}, rtol=1e-5, atol=1e-6)
     assert applied.declined == {"hard-swish: opset below 14 (use --target-opset 14)": 1}
-    assert ops(model) == ["HardSigmoid", "Mul"]
-    assert_equivalent(text, model, _feeds(), rtol=1e-5, atol=1e-6)
 
 
 NOT_MULTIPLIED = "hard-swish: clamp is not multiplied by its input"
@@ -138,8 +119,4 @@ NOT_0_1 = "hard-sigmoid: clamp range is not [0, 1] after scaling"
     ],
 )
 def test_declines(text, declined):
-    model = from_text(text)
-    applied = run_pass(FuseHardActivationsPass, model)
-    assert applied.stats == {}
-    assert applied.declined == declined
-    assert_unchanged(text, model)
+    verify_declines(FuseHardActivationsPass, text, declined)

@@ -4,20 +4,15 @@ import numpy as np
 import pytest
 
 from passes.fusion.layer_norm import FuseLayerNormAnyOpsetPass, FuseLayerNormPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, model_text, ops, random_feeds, run_pass, verify, verify_declines
 
 GAMMA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(0.5, 1.5, 8)) + "}"
 BETA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(-0.3, 0.3, 8)) + "}"
 
 
 def _text(body: str, opset: int = 17, extra_outputs: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g (float[2, 3, 8] x) => (float[2, 3, 8] y{extra_outputs})
-  <int64[1] axes = {{-1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}}, float eps = {{1e-5}},
-   float[8] gamma = {GAMMA}, float[8] beta = {BETA}>
-{{
-  {body}
-}}"""
+    return model_text(body, "float[2, 3, 8] x", f"float[2, 3, 8] y{extra_outputs}", f"""int64[1] axes = {{-1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}}, float eps = {{1e-5}},
+   float[8] gamma = {GAMMA}, float[8] beta = {BETA}""", opset=opset)
 
 
 POW_FORM = """m = ReduceMean<axes=[-1]>(x)
@@ -71,11 +66,7 @@ def test_fuses_layer_norm_variants(body, opset):
 )
 def test_declines(body, opset, reason, extra):
     text = _text(body, opset, extra)
-    model = from_text(text)
-    applied = run_pass(FuseLayerNormPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"layernorm: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseLayerNormPass, text, {f"layernorm: {reason}": 1})
 
 
 def test_target_opset_lets_old_models_fuse(tmp_path):
@@ -109,10 +100,7 @@ def test_target_opset_refuses_downgrade(tmp_path):
 @pytest.mark.parametrize("body, opset", [(POW_FORM, 11), (MUL_RECIPROCAL_FORM, 13), (POW_FORM, 16)], ids=["tf2onnx-opset11", "opset13", "opset16"])
 def test_onnxruntime_variant_fuses_below_opset_17(body, opset):
     text = _text(body, opset)
-    model = from_text(text)
-    applied = run_pass(FuseLayerNormAnyOpsetPass, model)
-    assert applied.stats == {"layernorm (opset < 17, onnxruntime)": 1}
-    assert ops(model) == ["LayerNormalization"]
+    model, _ = verify(FuseLayerNormAnyOpsetPass, text, ["LayerNormalization"], None, stats={"layernorm (opset < 17, onnxruntime)": 1})
     assert model.graph.node(0).domain == ""
     assert_equivalent(text, model, random_feeds(x=(2, 3, 8)), rtol=1e-4, atol=1e-5)
 

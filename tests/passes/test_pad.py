@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.pad import FusePadPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, assert_unchanged, from_text, model_text, ops, random_feeds, run_pass, verify, verify_declines
 
 
 def _values(count: int) -> str:
@@ -19,10 +19,7 @@ CONSTANTS = f"""float[4, 3, 3, 3] w = {_values(108)}, float[4] b = {{0.1, -0.2, 
 
 
 def _text(body: str, opset: int = 13, x: str = "float[1, 3, 5, 5] x", y: str = "float[1, 4, 6, 6] y", constants: str = CONSTANTS) -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g ({x}) => ({y}) <{constants}> {{
-  {body}
-}}"""
+    return model_text(body, x, y, constants, opset=opset)
 
 
 FEEDS = random_feeds(x=(1, 3, 5, 5))
@@ -74,10 +71,7 @@ def test_fuses_pad_conv1d():
         y="float[2, 4, 8] y",
         constants=f"float[4, 3, 3] w = {_values(36)}, int64[6] pads = {{0, 0, 1, 0, 0, 3}}",
     )
-    model = from_text(text)
-    assert run_pass(FusePadPass, model).stats == {"pad+conv": 1}
-    assert ops(model) == ["Conv"]
-    assert_equivalent(text, model, random_feeds(x=(2, 3, 7)), rtol=1e-5, atol=1e-5)
+    verify(FusePadPass, text, ["Conv"], random_feeds(x=(2, 3, 7)), stats={"pad+conv": 1}, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -91,10 +85,7 @@ def test_fuses_pad_conv1d():
 )
 def test_fuses_pad_average_pool(body, opset):
     text = _text(body, opset, y="float[1, 3, 5, 5] y")
-    model = from_text(text)
-    assert run_pass(FusePadPass, model).stats == {"pad+averagepool": 1}
-    assert ops(model) == ["AveragePool"]
-    assert_equivalent(text, model, FEEDS, rtol=1e-5, atol=1e-6)
+    verify(FusePadPass, text, ["AveragePool"], FEEDS, stats={"pad+averagepool": 1}, rtol=1e-5, atol=1e-6)
 
 
 def test_fuses_several_pads():
@@ -102,10 +93,7 @@ def test_fuses_several_pads():
         "p = Pad(x, pads_sym)\n  c = Conv(p, w, b)\n  q = Pad(c, pads_sym)\n  y = AveragePool<kernel_shape=[3, 3], count_include_pad=1>(q)",
         y="float[1, 4, 5, 5] y",
     )
-    model = from_text(text)
-    assert run_pass(FusePadPass, model).stats == {"pad+conv": 1, "pad+averagepool": 1}
-    assert ops(model) == ["Conv", "AveragePool"]
-    assert_equivalent(text, model, FEEDS, rtol=1e-5, atol=1e-5)
+    verify(FusePadPass, text, ["Conv", "AveragePool"], FEEDS, stats={"pad+conv": 1, "pad+averagepool": 1}, rtol=1e-5, atol=1e-5)
 
 
 CONV = "y = Conv(p, w, b)"
@@ -144,11 +132,7 @@ CONV = "y = Conv(p, w, b)"
 def test_declines(body, opset, reason, x, y):
     constants = CONSTANTS + f", float[4, 4, 3, 3] w4 = {_values(144)}"
     text = _text(body, opset, x=x or "float[1, 3, 5, 5] x", y=y or "float[1, 4, 6, 6] y", constants=constants)
-    model = from_text(text)
-    applied = run_pass(FusePadPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {reason: 1}
-    assert_unchanged(text, model)
+    verify_declines(FusePadPass, text, {reason: 1})
 
 
 def test_declines_across_graphs():

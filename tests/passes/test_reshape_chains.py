@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.reshape_chains import FuseReshapeChainsPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, run_pass
+from tests.helpers import assert_equivalent, from_text, run_pass, verify, verify_declines
 
 
 def _text(signature: str, body: str, opset: int = 17, inits: str = "") -> str:
@@ -190,10 +190,7 @@ FUSES = {
 def test_collapses_chain(case):
     signature, body, opset, inits, feeds, stats, after = FUSES[case]
     text = _text(signature, body, opset, inits)
-    model = from_text(text)
-    applied = run_pass(FuseReshapeChainsPass, model)
-    assert applied.stats == stats
-    assert ops(model) == after
+    model, _ = verify(FuseReshapeChainsPass, text, after, None, stats=stats)
     assert [v.name for v in model.graph.outputs] == ["y"]
     assert_equivalent(text, model, _feeds(**feeds))
     assert run_pass(FuseReshapeChainsPass, model).stats == {}
@@ -356,8 +353,4 @@ DECLINES = {
 def test_declines(case):
     signature, body, opset, inits, declined = DECLINES[case]
     text = _text(signature, body, opset, inits)
-    model = from_text(text)
-    applied = run_pass(FuseReshapeChainsPass, model)
-    assert applied.stats == {}
-    assert applied.declined == declined
-    assert_unchanged(text, model)
+    verify_declines(FuseReshapeChainsPass, text, declined)

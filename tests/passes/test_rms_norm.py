@@ -6,32 +6,22 @@ import onnx_ir as ir
 import pytest
 
 from passes.fusion.rms_norm import FuseRMSNormPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, from_text, model_text, ops, random_feeds, run_pass, verify, verify_declines
 
 GAMMA = "{" + ", ".join(f"{v:.2f}" for v in np.linspace(0.5, 1.5, 8)) + "}"
 GAMMA_3x8 = "{" + ", ".join(f"{v:.3f}" for v in np.linspace(0.5, 1.5, 24)) + "}"
 
 
 def _text(body: str, opset: int = 23, extra_outputs: str = "", shape: str = "2, 3, 8", extra_inputs: str = "") -> str:
-    return f"""<ir_version: 10, opset_import: ["" : {opset}]>
-g (float[{shape}] x{extra_inputs}) => (float[{shape}] y{extra_outputs})
-  <int64[1] axes = {{-1}}, int64[2] axes2 = {{-2, -1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}},
+    return model_text(body, f"float[{shape}] x{extra_inputs}", f"float[{shape}] y{extra_outputs}", f"""int64[1] axes = {{-1}}, int64[2] axes2 = {{-2, -1}}, int64[1] axes1 = {{1}}, float two = {{2.0}}, float three = {{3.0}},
    float one = {{1.0}}, float eps = {{1e-6}}, float[8] gamma = {GAMMA}, float[1, 1, 8] gamma118 = {GAMMA},
-   float[3, 8] gamma38 = {GAMMA_3x8}, float[3, 1] gamma31 = {{0.5, 1.0, 1.5}}>
-{{
-  {body}
-}}"""
+   float[3, 8] gamma38 = {GAMMA_3x8}, float[3, 1] gamma31 = {{0.5, 1.0, 1.5}}""", opset=opset)
 
 
 def _float16_text(body: str) -> str:
     """`body` on float16 input; float16 constants are written as their bit patterns (2.0, 1e-6, 1.0)."""
-    return f"""<ir_version: 10, opset_import: ["" : 23]>
-g (float16[2, 3, 8] x) => (float16[2, 3, 8] y)
-  <int64[1] axes = {{-1}}, float16 two = {{16384}}, float16 eps = {{17}}, float16[8] gamma = {{15360, 15360, 15360, 15360, 15360, 15360, 15360, 15360}},
-   float two32 = {{2.0}}, float eps32 = {{1e-6}}>
-{{
-  {body}
-}}"""
+    return model_text(body, "float16[2, 3, 8] x", "float16[2, 3, 8] y", f"""int64[1] axes = {{-1}}, float16 two = {{16384}}, float16 eps = {{17}}, float16[8] gamma = {{15360, 15360, 15360, 15360, 15360, 15360, 15360, 15360}},
+   float two32 = {{2.0}}, float eps32 = {{1e-6}}""", opset=23)
 
 
 # transformers' LlamaRMSNorm as exported: float32 casts (identities here), rsqrt as Reciprocal(Sqrt), weight * n.
@@ -70,10 +60,7 @@ BROADCAST_GAMMA = DIV_FORM.replace("Mul(n, gamma)", "Mul(gamma118, n)")
 )
 def test_fuses_rms_norm_variants(body, gamma_shape):
     text = _text(body)
-    model = from_text(text)
-    applied = run_pass(FuseRMSNormPass, model)
-    assert applied.stats == {"rmsnorm": 1}
-    assert ops(model) == ["RMSNormalization"]
+    model, _ = verify(FuseRMSNormPass, text, ["RMSNormalization"], None, stats={"rmsnorm": 1})
     fused = next(iter(model.graph))
     assert fused.inputs[0].name == "x" and fused.outputs[0].name == "y"
     assert fused.attributes["axis"].as_int() == -len(gamma_shape)
@@ -84,11 +71,7 @@ def test_fuses_rms_norm_variants(body, gamma_shape):
 
 def test_input_read_elsewhere_stays():
     text = _text(LLAMA.replace("y = Mul(gamma, nc)", "t = Mul(gamma, nc)\n  y = Add(x, t)"))
-    model = from_text(text)
-    applied = run_pass(FuseRMSNormPass, model)
-    assert applied.stats == {"rmsnorm": 1}
-    assert ops(model) == ["RMSNormalization", "Add"]
-    assert_equivalent(text, model, random_feeds(x=(2, 3, 8)), rtol=1e-5, atol=1e-6)
+    verify(FuseRMSNormPass, text, ["RMSNormalization", "Add"], random_feeds(x=(2, 3, 8)), stats={"rmsnorm": 1}, rtol=1e-5, atol=1e-6)
 
 
 def test_cast_read_elsewhere_stays():
@@ -143,8 +126,4 @@ LAYER_NORM_CENTERED = """m = ReduceMean(x, axes)
     ],
 )
 def test_declines(text, reason):
-    model = from_text(text)
-    applied = run_pass(FuseRMSNormPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"rmsnorm: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseRMSNormPass, text, {f"rmsnorm: {reason}": 1})

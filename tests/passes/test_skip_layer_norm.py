@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from passes.fusion.skip_layer_norm import FuseSkipLayerNormPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import assert_equivalent, from_text, model_text, ops, random_feeds, run_pass, verify, verify_declines
 
 
 def _vector(n: int, seed: int) -> str:
@@ -13,13 +13,8 @@ def _vector(n: int, seed: int) -> str:
 
 
 def _text(body: str, inputs: str = "float[2, 3, 8] a, float[2, 3, 8] r", outputs: str = "float[2, 3, 8] y") -> str:
-    return f"""<ir_version: 8, opset_import: ["" : 17]>
-g ({inputs}) => ({outputs})
-  <float[8] gamma = {_vector(8, 1)}, float[8] beta = {_vector(8, 2)}, float[8] bias = {_vector(8, 3)},
-   float[8, 8] w = {{{", ".join(f"{v:.3f}" for v in np.random.default_rng(4).standard_normal(64) * 0.3)}}}, float[3, 8] gamma2d = {{{", ".join(["1.0"] * 24)}}}>
-{{
-  {body}
-}}"""
+    return model_text(body, inputs, outputs, f"""float[8] gamma = {_vector(8, 1)}, float[8] beta = {_vector(8, 2)}, float[8] bias = {_vector(8, 3)},
+   float[8, 8] w = {{{", ".join(f"{v:.3f}" for v in np.random.default_rng(4).standard_normal(64) * 0.3)}}}, float[3, 8] gamma2d = {{{", ".join(["1.0"] * 24)}}}""", opset=17, ir_version=8)
 
 
 PLAIN = "s = Add(a, r)\n  y = LayerNormalization<axis=-1, epsilon=1e-5>(s, gamma, beta)"
@@ -47,10 +42,7 @@ def test_fuses_residual_layer_norm(body, expected):
 
 def test_two_dimensional_rows_fuse():
     text = _text(PLAIN, inputs="float[6, 8] a, float[6, 8] r", outputs="float[6, 8] y")
-    model = from_text(text)
-    applied = run_pass(FuseSkipLayerNormPass, model)
-    assert applied.stats == {"skip+layernorm": 1}
-    assert_equivalent(text, model, random_feeds(a=(6, 8), r=(6, 8)), rtol=1e-4, atol=1e-5)
+    verify(FuseSkipLayerNormPass, text, None, random_feeds(a=(6, 8), r=(6, 8)), stats={"skip+layernorm": 1}, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -67,8 +59,4 @@ def test_two_dimensional_rows_fuse():
 def test_declines(body, inputs, outputs, reason):
     kwargs = {k: v for k, v in (("inputs", inputs), ("outputs", outputs)) if v}
     text = _text(body, **kwargs)
-    model = from_text(text)
-    applied = run_pass(FuseSkipLayerNormPass, model)
-    assert applied.stats == {}
-    assert applied.declined == {f"skip+layernorm: {reason}": 1}
-    assert_unchanged(text, model)
+    verify_declines(FuseSkipLayerNormPass, text, {f"skip+layernorm: {reason}": 1})

@@ -7,7 +7,7 @@ Transpose"), so a decline test expects that entry next to the one it is about.
 import pytest
 
 from passes.fusion.transpose import FuseTransposesPass
-from tests.helpers import assert_equivalent, assert_unchanged, from_text, ops, random_feeds, run_pass
+from tests.helpers import random_feeds, run_pass, verify, verify_declines
 
 W = "{" + ", ".join(str(i / 10) for i in range(12)) + "}"
 NOT_A_PAIR = "transpose+transpose: input is not a Transpose"
@@ -21,11 +21,7 @@ g {signature} <float[4, 3] w = {W}, float[3, 4] wt = {W}, float[3] c = {{0.1, 0.
 
 
 def _fused(text: str, feeds: dict, stats: dict, after: list[str]):
-    model = from_text(text)
-    applied = run_pass(FuseTransposesPass, model)
-    assert applied.stats == stats
-    assert ops(model) == after
-    assert_equivalent(text, model, feeds)
+    model, applied = verify(FuseTransposesPass, text, after, feeds, stats=stats)
     assert run_pass(FuseTransposesPass, model).stats == {}
     return model
 
@@ -198,8 +194,4 @@ DECLINES = {
 def test_declines(case):
     signature, body, opset, declined = DECLINES[case]
     text = _text(signature, body, opset).replace("float[3] c =", "int32[4, 3] wi = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, float[3] c =")
-    model = from_text(text)
-    applied = run_pass(FuseTransposesPass, model)
-    assert applied.stats == {}
-    assert applied.declined == declined
-    assert_unchanged(text, model)
+    verify_declines(FuseTransposesPass, text, declined)
