@@ -68,11 +68,13 @@ class OptimizationResult:
     warnings: list[str]
     tuning: TuningResult | None = None
     shipped_variant: str | None = None
+    shipped_reason: str = ""
+    """Why the written graph is the one (the tuner's decision sentence, the lossy verdict, or the verified level)."""
     config_path: Path | None = None
     lossy: LossyResult | None = None
     pruned_outputs: dict | None = None
     optimized: OptimizedGraph | None = None
-    shipped_reason: str = ""
+    """The graph the passes made at the requested level (its statistics and check), whether or not it shipped."""
 
     @property
     def verified(self) -> bool:

@@ -130,9 +130,13 @@ def test_untuned_run_removes_the_stale_config_of_the_output_it_replaces(model_pa
 
 
 def test_the_budget_printed_is_the_one_given(model_path, tmp_path):
-    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--budget", 3)
+    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--budget", 3, "--report", tmp_path / "r.md", "--report", tmp_path / "r.html")
     assert result.exit_code == 0, result.output
-    assert "of a 3 s budget" in result.stdout
+    printed = " ".join(result.stdout.split())  # the terminal table wraps at 80 columns
+    assert "of a 3 s budget" in printed and "preferred" in printed
+    markdown, page = (tmp_path / "r.md").read_text(), (tmp_path / "r.html").read_text()
+    assert "of a 3 s budget" in markdown and "| vs preferred (interval) |" in markdown  # the decision record's table
+    assert 'id="decision"' in page and "of a 3 s budget" in page
     summary = json.loads(invoke(model_path, "-o", tmp_path / "p.onnx", "--budget", 3, "--json").stdout)
     assert summary["tuning"]["decision"]["budget_s"] == 3 and summary["tuning"]["measured"]["search"]["budget_s"] == 3
     assert summary["shipped_reason"] == summary["tuning"]["decision"]["sentence"] == summary["tuning"]["measured"]["decision"]
