@@ -48,7 +48,11 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     if report.tuning:
         render_tuning_section(report.tuning, console, verbose=verbose)
         if report.shipped_variant not in (report.level, "optimized"):
-            console.print(f"[cyan]shipped:[/] the {escape(str(report.shipped_variant))} graph, not the {escape(str(report.level))} output: {escape(report.shipped_reason or '')}")
+            made = f" ({(report.optimized or {}).get('nodes')} nodes)" if (report.optimized or {}).get("nodes") is not None else ""
+            console.print(
+                f"[cyan]shipped:[/] the {escape(str(report.shipped_variant))} graph ({report.output.nodes} nodes), not the {escape(str(report.level))} "
+                f"output{made}: {escape(report.shipped_reason or '')}"
+            )
         if report.config:
             console.print(f"configuration: {escape(report.config)}")
     if report.introduced_ops:

@@ -365,6 +365,8 @@ class RunReport(Document):
     lossy: LossySection | None = None
     shipped_variant: str | None = None
     shipped_reason: str | None = None
+    optimized: dict | None = None
+    """The graph the passes made at the requested level (variant, statistics, check), whether or not it shipped."""
     config: str | None = None
     tuning: TuningSection | None = None
     analysis: AnalysisSection | None = None
