@@ -25,9 +25,10 @@ from optimizer import tune as tuner
 from optimizer.analysis import inter_op_speedup_of
 from optimizer.errors import mention
 from optimizer.lossy import LossyResult, load_calibration_samples
+from optimizer.measure import Deadline, Progress
 from optimizer.options import TARGET_OPSET_STEP, OptimizeOptions, OutputOptions, PassSelection, VerifyOptions
 from optimizer.pipeline import OptimizationPass, PassOptions
-from optimizer.result import DroppedPass, OptimizationResult
+from optimizer.result import DroppedPass, OptimizationResult, OptimizedGraph
 from optimizer.stages.output import Written, write_output
 from optimizer.stages.pipeline import PipelineStage, VerificationFailedError
 from optimizer.stages.reference import Reference, check_output, check_target_opset, load_reference, make_verifier
@@ -45,7 +46,8 @@ __all__ = [
 ]
 
 Stage = Callable[[str], None]
-Progress = Callable[[str, float], None]
+Fraction = Callable[[str, float], None]
+Status = Callable[[Progress], None]
 
 
 def optimize(
@@ -54,7 +56,8 @@ def optimize(
     *,
     options: OptimizeOptions | None = None,
     on_stage: Stage | None = None,
-    on_progress: Progress | None = None,
+    on_progress: Fraction | None = None,
+    on_status: Status | None = None,
     **keywords,
 ) -> OptimizationResult:
     """Optimize a model (a path or an `onnx_ir.Model`) losslessly, verify it, and write `output` if given.
@@ -68,8 +71,11 @@ def optimize(
     With `lossy` (`optimizer.lossy.LossyOptions`), quantization/fp16/pruning variants of the lossless
     result are tried; one ships only when it is within the error budget and measurably faster.
     With `tune`, the original graph and each level's output up to `level` are timed under onnxruntime
-    configurations (`optimizer.tune`) within `tune_budget` seconds; the fastest graph ships (never one
-    slower than the original) and its configuration is written next to the output as `OUT.onnx.json`.
+    configurations (`optimizer.tune`) within `tune_budget` seconds; the graph at `level` under the defaults
+    is preferred and ships unless another candidate beats it beyond the noise (the original only when it
+    is significantly faster), and the configuration is written next to the output as `OUT.onnx.json`.
+    One deadline of `tune_budget` seconds, started when measuring starts, bounds the lossy speed gate and
+    the tuning together. `on_status(measure.Progress)` gets elapsed and remaining seconds while measuring.
 
     Raises `io.ModelInputError` or `verify.VerificationInputError` for bad input, `KeyError` for an
     unknown pass or level, and `VerificationFailedError` when `strict` and the check fails.
@@ -80,7 +86,7 @@ def optimize(
         raise TypeError(f"optimize() takes options= or keyword arguments, not both (got {', '.join(sorted(keywords))})")
     elif output is not None:
         options = dataclasses.replace(options, output=dataclasses.replace(options.output, path=Path(output)))
-    result, _ = _Run(options, on_stage, on_progress).execute(model)
+    result, _ = _Run(options, on_stage, on_progress, on_status).execute(model)
     return result
 
 
@@ -127,14 +133,39 @@ def _converted_note(converted: list[str]) -> str:
     return f"{len(converted)} initializer-input(s) became constants (interface change; --keep-initializer-inputs keeps them): {names}"
 
 
+def _stats_of(variant: Variant) -> ModelStats:
+    """A variant's statistics, its staged file's size included."""
+    stats = ModelStats.of(variant.model)
+    stats.file_bytes = io.staged_bytes(variant.staged)
+    return stats
+
+
+def _shipped_reason(shipped: Variant, lossless: Variant, tuning: tuner.TuningResult | None, lossy: LossyResult | None) -> str:
+    """Why the written graph is the one: the tuner's decision, the lossy stage's verdict, or the verified level."""
+    if tuning is not None:
+        return tuning.decision
+    if lossy is not None and lossy.chosen is not None and shipped is not lossless:
+        return f"{lossy.chosen.label}: {lossy.chosen.reason}"
+    if lossless.verification is not None and not lossless.verification.passed:
+        return f"the {lossless.label} graph, verification {lossless.verification.status}"
+    return f"the {lossless.label} graph" + (", verified" if lossless.verification is not None else ", not verified")
+
+
 class _Run:
     """One `optimize()` call: its options, progress hooks, timings and warnings, and the stages in order."""
 
-    def __init__(self, options: OptimizeOptions, on_stage: Stage | None, on_progress: Progress | None) -> None:
-        self.options, self.on_progress = options, on_progress
+    def __init__(self, options: OptimizeOptions, on_stage: Stage | None, on_progress: Fraction | None, on_status: Status | None = None) -> None:
+        self.options, self.on_progress, self.on_status = options, on_progress, on_status
         self.stage: Stage = on_stage or (lambda _: None)
         self.seconds: dict[str, float] = {}
         self.warnings: list[str] = []
+        self.deadline: Deadline | None = None
+
+    def measuring(self) -> Deadline:
+        """The run's one measuring deadline (`tune_budget` seconds), started by the first stage that measures."""
+        if self.deadline is None:
+            self.deadline = Deadline(self.options.tune.budget_s)
+        return self.deadline
 
     def timed(self, key: str, label: str, work: Callable[[], object]):
         """`work()` announced as `label`, its duration recorded as `seconds[key]`."""
@@ -165,10 +196,10 @@ class _Run:
                 outcome = pipeline.run(names)
                 before_pipeline, self.warnings = self.warnings, []
                 lossless = shipped = lossless_variant(outcome, options.passes.label)
+                optimized = OptimizedGraph(lossless.label, _stats_of(lossless), lossless.verification)
                 lossy, shipped = self.lossy(lossless, verifier, calibration, scratch, staging)
                 tuning, shipped = self.tune(shipped, lossless, lossy, reference, verifier, scratch, staging)
-                after = ModelStats.of(shipped.model)
-                after.file_bytes = io.staged_bytes(shipped.staged)
+                after = dataclasses.replace(optimized.stats) if shipped.model is lossless.model else _stats_of(shipped)
                 written = self.timed("save", "writing", lambda: write_output(shipped, tuning, options, staging, self.warnings)) if output else Written(shipped.model)
             finally:
                 staging.close()
@@ -178,11 +209,11 @@ class _Run:
         if shipped.converted:
             warnings.append(_converted_note(shipped.converted))
         result = OptimizationResult(
-            model=written.model, level=options.passes.level, passes=names, records=shipped.records, verification=shipped.verification,
-            dropped=shipped.dropped, before=reference.before, after=after, converted_initializer_inputs=shipped.converted,
+            model=written.model, level=options.passes.level, passes=names, records=lossless.records, verification=shipped.verification,
+            dropped=lossless.dropped, before=reference.before, after=after, converted_initializer_inputs=shipped.converted,
             input_path=input_path, output_path=output, external_data_path=written.external_data_path, seconds=self.seconds,
             warnings=warnings, tuning=tuning, shipped_variant=shipped.label, config_path=written.config_path, lossy=lossy,
-            pruned_outputs=reference.pruned,
+            pruned_outputs=reference.pruned, optimized=optimized, shipped_reason=_shipped_reason(shipped, lossless, tuning, lossy),
         )
         return result, dataclasses.replace(shipped, model=written.model, staged=None)
 
@@ -206,6 +237,7 @@ class _Run:
         result, variant = try_lossy(
             lossless, verifier, options.lossy, scratch / "lossy", staging, providers=runtime.available_providers(),
             calibration_samples=calibration, warnings=self.warnings, on_stage=self.stage, on_progress=self.on_progress,
+            on_status=self.on_status, measuring=self.measuring if options.tune.enabled else None,
         )
         if result is not None:
             self.seconds["lossy"] = time.perf_counter() - start
@@ -224,7 +256,9 @@ class _Run:
             return None, shipped
         tuning, lower = self.timed("tune", "tuning", lambda: tune_variants(
             shipped, lossless, reference.path, verifier, self.options.tune, self.options.verify.batch,
-            lambda level, path: self.lower_level(level, path, reference.path, verifier), scratch, self.warnings, self.on_progress,
+            lambda level, path: self.lower_level(level, path, reference.path, verifier), scratch, self.warnings,
+            deadline=self.measuring(), level_seconds=self.seconds.get("optimize", 0.0) + self.seconds.get("verify", 0.0),
+            on_progress=self.on_progress, on_status=self.on_status,
         ))
         if tuning is None:
             return None, shipped
@@ -255,6 +289,7 @@ def tune_model(
     batch: int = 1,
     budget: float | None = 60.0,
     on_progress: Callable[[str, float], None] | None = None,
+    on_status: Status | None = None,
 ) -> tuple[tuner.TuningResult, Path | None]:
     """Find the fastest onnxruntime configuration for a model as it is; write it to `output` (default MODEL.onnx.json).
 
@@ -278,7 +313,7 @@ def tune_model(
         op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(model.graph)}),
     )
     del model
-    result = tuner.tune({"original": model_path}, feeds, space, objective=objective, budget_s=budget, on_progress=on_progress, inputs=source, batch=batch)
+    result = tuner.tune({"original": model_path}, feeds, space, objective=objective, budget_s=budget, on_progress=on_progress, on_status=on_status, inputs=source, batch=batch)
     runtime.write_config(
         config_path,
         result.chosen.config,

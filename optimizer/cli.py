@@ -379,7 +379,7 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             result = api.optimize(
                 model, options=options,
                 on_stage=(lambda text: status.update(text)) if status else None,
-                on_progress=(lambda text, fraction: status.update(f"{text} ({fraction:.0%})")) if status else None,
+                on_status=(lambda progress: status.update(_measuring_line(progress))) if status else None,
             )
             document = None
             try:
@@ -534,11 +534,11 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
 
         shapes = _input_shapes(input_shapes)
         inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        with _ProgressBar(console, enabled=not display.quiet and not display.as_json, total=budget) as update:
+        with _ProgressBar(console, enabled=not display.quiet and not display.as_json, total=budget) as bar:
             return api.tune_model(
                 model, output, inputs=inputs, input_shapes=shapes, providers=_split_names(providers) or None,
                 intra=_int_list(intra, "--intra"), inter=_int_list(inter, "--inter"), objective=objective,
-                batch=batch, budget=budget, on_progress=update,
+                batch=batch, budget=budget, on_status=bar.status,
             )
 
     result, config_path = _handle_errors(display.verbose, work)
@@ -797,22 +797,44 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
         sys.exit(EXIT_FAILED)
 
 
+def _measuring_line(progress) -> str:
+    """A measuring stage's status: what it does, time spent and time left against the budget (never a bare 100%)."""
+    if progress.budget_s is None:
+        return f"{progress.label} ({progress.elapsed_s:.0f} s)"
+    if progress.remaining_s:
+        return f"{progress.label} ({progress.elapsed_s:.0f} s of the {progress.budget_s:g} s budget, {progress.remaining_s:.0f} s left)"
+    return f"{progress.label} (the {progress.budget_s:g} s budget is spent: finishing the run under way, {progress.elapsed_s:.0f} s)"
+
+
 class _ProgressBar:
-    """A progress bar over a time budget (nothing when disabled or not a terminal)."""
+    """A progress bar over a time budget (nothing when disabled or not a terminal).
+
+    Called as `bar(text, fraction)`, or `bar.status(measure.Progress)` by stages that measure: the bar then
+    shows the time left, and pulses instead of sitting full once the budget is spent and work goes on.
+    """
 
     def __init__(self, console, *, enabled: bool, total: float, label: str = "tuning") -> None:
         self.console, self.enabled, self.total, self.label = console, enabled and console.is_terminal, total, label
-        self.bar = None
+        self.bar = self.task = None
 
     def __enter__(self):
         if not self.enabled:
-            return lambda text, fraction: None
+            return self
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=self.console, transient=True)
         self.bar.start()
-        task = self.bar.add_task(self.label, total=1.0)
-        return lambda text, fraction: self.bar.update(task, description=f"{self.label}: {text}", completed=fraction)
+        self.task = self.bar.add_task(self.label, total=1.0)
+        return self
+
+    def __call__(self, text: str, fraction: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"{self.label}: {text}", completed=fraction)
+
+    def status(self, progress) -> None:
+        if self.bar is not None:
+            spent = progress.remaining_s is not None and progress.remaining_s <= 0
+            self.bar.update(self.task, description=f"{self.label}: {_measuring_line(progress)}", total=None if spent else 1.0, completed=progress.fraction)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

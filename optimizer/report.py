@@ -7,8 +7,6 @@ the same object the JSON, Markdown and HTML reports are made from.
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,12 +17,12 @@ from optimizer.lossy import LossyResult
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
 from optimizer.reports.document import (
-    CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, RunReport, Verification, document_from_dict,
+    CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, RunReport, TuningSection, Verification, document_from_dict,
 )
 from optimizer.units import format_bytes, format_change, format_count_change, format_error, format_flops, format_ms, format_percent
 
 __all__ = [
-    "render_run", "render_optimization", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
+    "render_run", "render_optimization", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_tuning_section", "render_profile", "render_pass_list",
     "render_manifest", "render_partitioned_run", "render_check", "render_comparison",
 ]
 
@@ -47,10 +45,14 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
         console.print(f"[cyan]--prune-outputs:[/] removed {pruned.get('outputs_removed', 0)} output(s), {pruned.get('nodes_removed', 0)} node(s), {pruned.get('initializers_removed', 0)} initializer(s)")
     if report.lossy is not None:
         render_lossy_section(report.lossy, console)
-    if report.tuning_result is not None:
-        render_tuning(report.tuning_result, console, verbose=verbose)
+    if report.tuning:
+        render_tuning_section(report.tuning, console, verbose=verbose)
         if report.shipped_variant not in (report.level, "optimized"):
-            console.print(f"[cyan]shipped:[/] the {escape(str(report.shipped_variant))} graph (faster on this machine than the {escape(report.level)} output)")
+            made = f" ({(report.optimized or {}).get('nodes')} nodes)" if (report.optimized or {}).get("nodes") is not None else ""
+            console.print(
+                f"[cyan]shipped:[/] the {escape(str(report.shipped_variant))} graph ({report.output.nodes} nodes), not the {escape(str(report.level))} "
+                f"output{made}: {escape(report.shipped_reason or '')}"
+            )
         if report.config:
             console.print(f"configuration: {escape(report.config)}")
     if report.introduced_ops:
@@ -173,40 +175,49 @@ def render_lossy_section(lossy: LossySection, console: Console) -> None:
 
 
 def render_tuning(result: TuningResult, console: Console, *, verbose: bool = False, top: int = 8) -> None:
-    """The timed candidates (best first), the choice and why, and the machine it holds for."""
-    timed = [r for r in result.records if r.ratios or r.error]
-    timed.sort(key=lambda r: (bool(r.error), -len(r.ratios), r.ratios[-1] if r.ratios else math.inf))  # survivors of more rungs first
-    budget = f"{result.seconds:.1f} s of a {result.budget_s:.0f} s budget" if result.budget_s else f"{result.seconds:.1f} s"
-    table = Table(title=f"Tuning ({result.objective}; {result.mode}; {budget})", title_justify="left")
-    for column in ("graph", "settings", "vs defaults", "min", "median", "p90", "status"):
-        table.add_column(column, justify="left" if column in ("graph", "settings", "status") else "right")
-    table.add_row(escape(result.reference.variant), "onnxruntime defaults", "1.00", format_ms(result.reference_stats.min_ms, decimals=3), format_ms(result.reference_stats.median_ms, decimals=3), format_ms(result.reference_stats.p90_ms, decimals=3), "reference")
+    """The tuner's decision record (see `render_tuning_section`)."""
+    render_tuning_section(TuningSection.from_dict(result.to_dict()), console, verbose=verbose, top=top)
+
+
+def render_tuning_section(tuning: TuningSection, console: Console, *, verbose: bool = False, top: int = 8) -> None:
+    """The decision record: each candidate's speed against the preferred one (with its interval), outcome and
+    stage; the choice with its figures; the sentence; the budget given and spent; the machine it holds for."""
+    measured, everything = tuning.measured or {}, tuning.to_dict()
+    table = Table(title=escape(f"Tuning ({measured.get('objective')}; {tuning.budget_summary})"), title_justify="left")
+    for column in ("graph", "settings", "vs preferred", "min", "median", "p90", "outcome", "stage"):
+        table.add_column(column, justify="left" if column in ("graph", "settings", "outcome", "stage") else "right")
+    timed = [c for c in tuning.candidates if c.get("outcome") not in ("untimed",)]
     shown = timed if verbose else timed[:top]
-    for record in shown:
-        if record.candidate.key == result.reference.key:
-            continue
-        if record.error:
-            table.add_row(escape(record.candidate.variant), escape(record.candidate.config.label()), "-", "-", "-", "-", f"[red]failed[/] {escape(record.error[:60])}")
-            continue
-        stats = record.stats
-        status = "kept to the end" if record.eliminated_at is None else f"dropped at rung {record.eliminated_at}"
-        table.add_row(escape(record.candidate.variant), escape(record.candidate.config.label()), f"{1 / record.ratios[-1]:.2f}x", format_ms(stats.min_ms, decimals=3), format_ms(stats.median_ms, decimals=3), format_ms(stats.p90_ms, decimals=3), status)
+    colours = {"win": "green", "loss": "yellow", "failed": "red", "preferred": "cyan"}
+    for candidate in shown:
+        outcome = candidate.get("outcome") or ""
+        table.add_row(
+            escape(str(candidate.get("variant"))), escape(str(candidate.get("label"))), tuning.speed_vs_preferred(candidate),
+            *(format_ms(candidate.get(key), decimals=3) for key in ("min_ms", "median_ms", "p90_ms")),
+            f"[{colours.get(outcome, 'white')}]{escape(outcome)}[/]", escape(candidate.get("stage") or ""),
+        )
     console.print(table)
-    if len(timed) > len(shown):
-        console.print(f"  ... {len(timed) - len(shown)} more candidates (-v lists them)")
-    chosen = result.chosen_stats
+    hidden, untimed = len(timed) - len(shown), len(tuning.candidates) - len(timed)
+    if hidden:
+        console.print(f"  ... {hidden} more timed candidates (-v lists them)")
+    if untimed:
+        console.print(f"  {untimed} candidates not timed: the budget did not reach them")
+    chosen = (tuning.decision or {}).get("chosen") or {}
     console.print(
-        f"[bold]chosen:[/] {escape(result.chosen.config.label())} on the {escape(result.chosen.variant)} graph: "
-        f"median {chosen.median_ms:.3f} ms, p90 {chosen.p90_ms:.3f} ms, p99 {chosen.p99_ms:.3f} ms "
-        f"(defaults: median {result.reference_stats.median_ms:.3f} ms)"
+        f"[bold]chosen:[/] {escape(tuning.chosen_label)} on the {escape(str(measured.get('variant')))} graph: "
+        f"median {format_ms(measured.get('median_ms'), decimals=3)}, p90 {format_ms(measured.get('p90_ms'), decimals=3)}, "
+        f"p99 {format_ms(measured.get('p99_ms'), decimals=3)}; {tuning.speed_vs_preferred(chosen)} vs the preferred candidate, "
+        f"{tuning.speedup or 1.0:.2f}x vs the original under defaults (median {format_ms(measured.get('baseline_median_ms'), decimals=3)})"
     )
-    if result.objective == "throughput":
-        console.print(f"throughput: {result.throughput(chosen, result.chosen.config):.1f}/s (defaults {result.throughput(result.reference_stats, result.reference.config):.1f}/s)")
-    console.print(f"[dim]{escape(result.decision)}[/]")
-    for reason in result.space.skipped:
+    if measured.get("throughput_per_s") is not None:
+        console.print(f"throughput: {measured['throughput_per_s']:.1f}/s (defaults {measured.get('baseline_throughput_per_s') or 0:.1f}/s)")
+    console.print(f"[dim]{escape(tuning.sentence)}[/]")
+    for note in (tuning.decision or {}).get("notes") or []:
+        console.print(f"[dim]{escape(note)}[/]")
+    for reason in (everything.get("space") or {}).get("skipped") or []:
         console.print(f"[dim]not timed: {escape(reason)}[/]")
-    machine = result.machine
-    console.print(f"[dim]measured on {escape(str(machine.get('cpu_model')))}, {machine.get('cpu_affinity') or machine.get('cpu_count')} usable cores, onnxruntime {machine.get('onnxruntime')}; inputs {escape(result.inputs)}. Tune again on the machine you deploy to.[/]")
+    machine = everything.get("machine") or {}
+    console.print(f"[dim]measured on {escape(str(machine.get('cpu_model')))}, {machine.get('cpu_affinity') or machine.get('cpu_count')} usable cores, onnxruntime {machine.get('onnxruntime')}; inputs {escape(str(measured.get('inputs')))}. Tune again on the machine you deploy to.[/]")
 
 
 def render_profile(result: ProfileResult, console: Console, top: int = 15) -> None:

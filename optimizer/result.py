@@ -1,5 +1,10 @@
 """What one `optimize()` call made: `OptimizationResult` (the shipped model, what every pass did, the
-verification, before/after statistics, tuning and lossy outcomes) and `DroppedPass`."""
+verification, before/after statistics, tuning and lossy outcomes), `OptimizedGraph` and `DroppedPass`.
+
+Whatever ships, the pass records, dropped passes and `optimized` describe the graph the passes made at
+the requested level; `after`, `verification` and `shipped_variant` describe the graph written (a lossy
+variant's verification is its own errors), and `shipped_reason` says why that one.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ if TYPE_CHECKING:
     from optimizer.lossy import LossyResult
     from optimizer.tune import TuningResult
 
-__all__ = ["OptimizationResult", "DroppedPass"]
+__all__ = ["OptimizationResult", "OptimizedGraph", "DroppedPass"]
 
 
 @dataclasses.dataclass
@@ -26,6 +31,21 @@ class DroppedPass:
 
     name: str
     reason: str
+
+
+@dataclasses.dataclass
+class OptimizedGraph:
+    """The graph the passes made at the requested level, whether or not it shipped."""
+
+    variant: str
+    stats: ModelStats
+    verification: VerificationResult | None
+
+    def to_dict(self) -> dict:
+        return {
+            "variant": self.variant, **dataclasses.asdict(self.stats),
+            "verification": self.verification.to_dict() if self.verification else {"status": "not run"},
+        }
 
 
 @dataclasses.dataclass
@@ -48,9 +68,13 @@ class OptimizationResult:
     warnings: list[str]
     tuning: TuningResult | None = None
     shipped_variant: str | None = None
+    shipped_reason: str = ""
+    """Why the written graph is the one (the tuner's decision sentence, the lossy verdict, or the verified level)."""
     config_path: Path | None = None
     lossy: LossyResult | None = None
     pruned_outputs: dict | None = None
+    optimized: OptimizedGraph | None = None
+    """The graph the passes made at the requested level (its statistics and check), whether or not it shipped."""
 
     @property
     def verified(self) -> bool:
@@ -101,10 +125,12 @@ class OptimizationResult:
             "pruned_outputs": self.pruned_outputs,
             "verification": {
                 **(self.verification.to_dict() if self.verification else {"status": "not run"}),
-                **({"of": "the lossless graph; the shipped lossy variant's errors are under lossy"} if self.lossy and self.lossy.chosen else {}),
+                **({"of": f"the shipped {self.shipped_variant} graph, held to the error budget; the lossless graph's check is under optimized"} if self.lossy and self.lossy.chosen else {}),
             },
             "lossy": self.lossy.to_dict() if self.lossy else None,
+            "optimized": self.optimized.to_dict() if self.optimized else None,
             "shipped_variant": self.shipped_variant,
+            "shipped_reason": self.shipped_reason,
             "config": str(self.config_path) if self.config_path else None,
             "tuning": self.tuning.to_dict() if self.tuning else None,
             "seconds": self.seconds,

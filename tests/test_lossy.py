@@ -388,3 +388,23 @@ def test_with_tuning_a_lossy_graph_ships_only_when_it_beats_the_lossless_one(tmp
         if "under the tuned settings" in variant.reason:
             assert any("not shipped: under the tuned settings" in w for w in result.warnings)
     assert (tmp_path / "o.onnx.json").is_file()
+
+
+def test_a_shipped_lossy_variant_quotes_its_own_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("optimizer.lossy.stage.judge_speed", lambda median, minimum, noise: ("kept", "faster than lossless (forced by the test)"))
+    result = optimize(plain_mlp(tmp_path / "mlp.onnx"), tmp_path / "o.onnx", lossy=LossyOptions(quantize="dynamic", budget=ErrorBudget.parse(["rel=0.05"])))
+    assert result.shipped_variant == "O2+dynamic"
+    (error,) = result.lossy.chosen.errors
+    (headline,) = result.verification.outputs
+    assert headline.max_rel == error.rel and headline.max_rel > 1e-4  # the int8 model's error, not the lossless one's
+    assert result.optimized.verification.outputs[0].max_rel < 1e-4 and result.optimized.variant == "O2"
+    assert "held to the error budget" in result.to_dict()["verification"]["of"]
+    assert "forced by the test" in result.shipped_reason
+
+
+def test_with_tuning_the_speed_gate_shares_the_one_deadline(tmp_path):
+    budget = 4.0
+    result = optimize(plain_mlp(tmp_path / "mlp.onnx"), tmp_path / "o.onnx", tune=True, tune_budget=budget, lossy=LossyOptions(quantize="dynamic", budget=ErrorBudget.parse(["rel=0.05"])))
+    slowest = max((r.stats.max_ms for r in result.tuning.records if r.stats is not None), default=0.0) / 1e3
+    assert result.tuning.budget_s == budget  # the budget given, not what was left of it
+    assert result.tuning.seconds <= 1.1 * budget + slowest + 0.5  # lossy speed gate and tuning together

@@ -127,3 +127,25 @@ def test_untuned_run_removes_the_stale_config_of_the_output_it_replaces(model_pa
     assert not (tmp_path / "fast.onnx.json").exists()
     assert any("removed fast.onnx.json" in w for w in json.loads(result.stdout)["warnings"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.onnx", "m.onnx"]
+
+
+def test_the_budget_printed_is_the_one_given(model_path, tmp_path):
+    result = invoke(model_path, "-o", tmp_path / "o.onnx", "--budget", 3, "--report", tmp_path / "r.md", "--report", tmp_path / "r.html")
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.stdout.split())  # the terminal table wraps at 80 columns
+    assert "of a 3 s budget" in printed and "preferred" in printed
+    markdown, page = (tmp_path / "r.md").read_text(), (tmp_path / "r.html").read_text()
+    assert "of a 3 s budget" in markdown and "| vs preferred (interval) |" in markdown  # the decision record's table
+    assert 'id="decision"' in page and "of a 3 s budget" in page
+    summary = json.loads(invoke(model_path, "-o", tmp_path / "p.onnx", "--budget", 3, "--json").stdout)
+    assert summary["tuning"]["decision"]["budget_s"] == 3 and summary["tuning"]["measured"]["search"]["budget_s"] == 3
+    assert summary["shipped_reason"] == summary["tuning"]["decision"]["sentence"] == summary["tuning"]["measured"]["decision"]
+
+
+def test_progress_shows_time_left_and_never_a_full_bar_while_work_goes_on():
+    from optimizer.cli import _measuring_line
+    from optimizer.measure import Progress
+
+    assert _measuring_line(Progress("final round 2/6", 0.4, 2.0, 3.0, 5.0)) == "final round 2/6 (2 s of the 5 s budget, 3 s left)"
+    spent = _measuring_line(Progress("final round 6/6", 1.0, 5.2, 0.0, 5.0))
+    assert "budget is spent" in spent and "100%" not in spent

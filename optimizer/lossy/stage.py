@@ -30,7 +30,7 @@ import onnx_ir as ir
 from optimizer import io
 from optimizer.errors import UserError, mention
 from optimizer.error_budget import DEFAULT_BUDGET, ErrorBudget, OutputError, measure_errors
-from optimizer.measure import LatencyStats, time_candidates
+from optimizer.measure import Deadline, LatencyStats, Progress, time_candidates
 from optimizer.verify import QUANTIZED_OPS, Verifier, first_line
 
 __all__ = ["QUANTIZE_CHOICES", "LossyOptions", "load_calibration_samples", "LossyVariant", "LossyResult", "LossyInputError", "run_lossy"]
@@ -50,6 +50,9 @@ DYNAMIC_MIN_MATMUL_SHARE = 0.3
 NOISE_FLOOR = 0.02
 EXCLUSION_STEPS = (1, 2, 4, 8, 16, 32)
 SPEED_ROUNDS = 9
+MIN_SPEED_BLOCKS = 3
+"""Fewer timed blocks of a variant (a budget that ran out) keep it off: a warm-up run never decides."""
+SPEED_LABEL = "timing lossy variants"
 
 
 class LossyInputError(UserError, ValueError):
@@ -474,21 +477,28 @@ def _mb(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
-def _speed_gate(lossless_path: Path, variants: Sequence[LossyVariant], feeds, time_budget_s: float | None, on_progress, providers: Sequence[str]) -> tuple[LatencyStats, float]:
-    """Time the lossless model, a control copy and the variants; set each variant's speedups, status and reason."""
+def _speed_gate(
+    lossless_path: Path, variants: Sequence[LossyVariant], feeds, deadline: Deadline, budget_s: float | None, providers: Sequence[str],
+    on_progress: Callable[[str, float], None] | None, on_status: Callable[[Progress], None] | None,
+) -> tuple[LatencyStats, float]:
+    """Time the lossless model, a control copy and the variants by `deadline` (rounds stop after `budget_s`);
+    set each variant's speedups, status and reason."""
     import onnxruntime as ort
 
     def runner(path: Path):
         session = ort.InferenceSession(str(path), providers=list(providers))
         return lambda: session.run(None, feeds)
 
+    def on_round(done: int, total: int) -> None:
+        if on_progress:
+            on_progress(SPEED_LABEL, done / total)
+        if on_status:
+            on_status(deadline.progress(SPEED_LABEL))
+
     runners = {"lossless": runner(lossless_path), "control": runner(lossless_path)}
     for variant in variants:
         runners[variant.method] = runner(variant.path)
-    stats, _ = time_candidates(
-        runners, rounds=SPEED_ROUNDS, budget_s=time_budget_s,
-        on_round=(lambda done, total: on_progress("timing lossy variants", done / total)) if on_progress else None,
-    )
+    stats, _ = time_candidates(runners, rounds=SPEED_ROUNDS, budget_s=budget_s, deadline=deadline, on_round=on_round)
     base, control = stats["lossless"], stats["control"]
     noise = max(abs(control.median_ms / base.median_ms - 1), abs(control.min_ms / base.min_ms - 1), NOISE_FLOOR)
     for variant in variants:
@@ -496,6 +506,8 @@ def _speed_gate(lossless_path: Path, variants: Sequence[LossyVariant], feeds, ti
         variant.speedup = base.median_ms / variant.latency.median_ms
         variant.speedup_min = base.min_ms / variant.latency.min_ms
         variant.status, variant.reason = judge_speed(variant.speedup, variant.speedup_min, noise)
+        if min(variant.latency.blocks, base.blocks) < MIN_SPEED_BLOCKS:
+            variant.status, variant.reason = "discarded", f"not timed enough: the budget held {min(variant.latency.blocks, base.blocks)} block(s) (a verdict needs {MIN_SPEED_BLOCKS})"
         if variant.status == "kept":
             variant.reason += f", within {_worst(variant)}"
     return base, noise
@@ -528,10 +540,14 @@ def run_lossy(
     calibration_samples: list[dict[str, np.ndarray]] | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
+    on_status: Callable[[Progress], None] | None = None,
+    measuring: Callable[[], Deadline] | None = None,
 ) -> LossyResult:
     """Try the lossy variants `options` asks for on the lossless model; the fastest one within budget, if any.
 
     `calibration_samples`, when the caller already loaded `options.calibration`, saves reading it again.
+    `measuring` gives the run's one measuring deadline (shared with tuning): the speed gate times by it
+    and takes at most a third of what is left; without it the gate gets what is left of `time_budget_s`.
     """
     stage = on_stage or (lambda _: None)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -562,8 +578,13 @@ def run_lossy(
             tried.append(variant)
     if tried:
         stage("timing lossy variants against the lossless model")
-        remaining = None if search.deadline is None else max(5.0, search.deadline - time.perf_counter())
-        result.lossless_latency, result.noise = _speed_gate(lossless_path, tried, verifier.feeds, remaining, on_progress, search.providers)
+        if measuring is not None:
+            deadline = measuring()
+            budget_s = None if deadline.budget_s is None else deadline.remaining() / 3
+        else:
+            deadline = Deadline(None if search.deadline is None else max(5.0, search.deadline - time.perf_counter()))
+            budget_s = deadline.budget_s
+        result.lossless_latency, result.noise = _speed_gate(lossless_path, tried, verifier.feeds, deadline, budget_s, search.providers, on_progress, on_status)
         if search.providers[0] != "CPUExecutionProvider":
             result.notes.append(f"lossy variants were checked and timed on {search.providers[0]}")
         kept = [v for v in tried if v.status == "kept"]

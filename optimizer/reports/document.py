@@ -198,12 +198,13 @@ class LossySection(Record):
 
 @dataclasses.dataclass
 class TuningSection(Record):
-    """The tuner's record, kept thin (its decision record is being rebuilt): the choice, the measured
-    figures and the final round, as `TuningResult.to_dict()` writes them."""
+    """The tuner's record, as `TuningResult.to_dict()` writes it: the choice, the measured figures, the
+    final round, and `decision`, the one decision record the sentence, the tables and the charts read."""
 
     chosen: dict = _dict()
     measured: dict = _dict()
     final: dict = _dict()
+    decision: dict | None = None
 
     @property
     def chosen_label(self) -> str:
@@ -211,12 +212,41 @@ class TuningSection(Record):
 
     @property
     def speedup(self) -> float | None:
-        """The chosen settings' speed against the original under onnxruntime's defaults (by minimum)."""
+        """The chosen settings' speed against the original under onnxruntime's defaults (paired, as every verdict)."""
         return (self.measured or {}).get("speedup_vs_defaults")
 
     @property
     def noise(self) -> float:
         return (self.measured or {}).get("noise") or 0.0
+
+    @property
+    def sentence(self) -> str:
+        """Why the chosen candidate ships (the decision record's sentence)."""
+        return (self.decision or {}).get("sentence") or (self.measured or {}).get("decision") or ""
+
+    @property
+    def candidates(self) -> list[dict]:
+        """The decision record's candidates: the preferred one first, then the final run's, then the rest."""
+        return (self.decision or {}).get("candidates") or []
+
+    @property
+    def budget_summary(self) -> str:
+        """Seconds spent of the budget given, and whether every pair was clear before it ran out."""
+        record = self.decision or {}
+        spent, budget = record.get("spent_s"), record.get("budget_s")
+        if spent is None:
+            search = (self.measured or {}).get("search") or {}
+            spent, budget = search.get("seconds"), search.get("budget_s")
+        text = f"{spent or 0:.1f} s of a {budget:g} s budget" if budget else f"{spent or 0:.1f} s, no budget"
+        return text + ("; stopped early: every pair was clear" if record.get("stopped_early") else "")
+
+    @staticmethod
+    def speed_vs_preferred(candidate: Mapping) -> str:
+        """A candidate's speedup over the preferred one with its interval, e.g. "1.12x (1.05-1.20)"."""
+        speedup, interval = candidate.get("speedup_vs_preferred"), candidate.get("interval")
+        if speedup is None:
+            return "-"
+        return f"{speedup:.2f}x" + (f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval and None not in interval else "")
 
 
 @dataclasses.dataclass
@@ -334,12 +364,13 @@ class RunReport(Document):
     verification: Verification = dataclasses.field(default_factory=Verification)
     lossy: LossySection | None = None
     shipped_variant: str | None = None
+    shipped_reason: str | None = None
+    optimized: dict | None = None
+    """The graph the passes made at the requested level (variant, statistics, check), whether or not it shipped."""
     config: str | None = None
     tuning: TuningSection | None = None
     analysis: AnalysisSection | None = None
     profile: ProfileSection | None = None
-    # The tuner's typed result, for the terminal's tuning table (set by from_result; never serialized).
-    tuning_result: object = dataclasses.field(default=None, repr=False, compare=False)
 
 
     @classmethod
@@ -348,9 +379,7 @@ class RunReport(Document):
         analysis and its profile under the shipped settings when they were made."""
         body = result.to_dict()
         body.pop("schema_version", None)
-        report = cls.from_dict({**(head or header("optimize")), **body, "analysis": analysis, "profile": profile})
-        report.tuning_result = result.tuning
-        return report
+        return cls.from_dict({**(head or header("optimize")), **body, "analysis": analysis, "profile": profile})
 
     @property
     def verified(self) -> bool:

@@ -300,15 +300,29 @@ def _why_untimed(candidate: Mapping) -> str:
     return f"eliminated at rung {rung}" if rung else "not timed"
 
 
+def _decision_table(tuning: TuningSection) -> str:
+    """The decision record's timed candidates: speed against the preferred one with its interval, outcome, stage."""
+    timed = [c for c in tuning.candidates if c.get("outcome") != "untimed"]
+    if not timed:
+        return ""
+    rows = [(_key(c), tuning.speed_vs_preferred(c), format_ms(c.get("median_ms")), c.get("outcome"), c.get("stage")) for c in timed]
+    classes = ["ok" if c.get("outcome") == "win" else "fail" if c.get("outcome") == "failed" else "" for c in timed]
+    return "<h3>Decision</h3>" + _table(["candidate", "vs preferred (interval)", "median", "outcome", "stage"], rows, numeric=(1, 2), row_classes=classes, table_id="decision")
+
+
 def _tuning(doc: RunReport) -> str:
     tuning = doc.tuning
     if not tuning:
         return _section("tuning", "Tuning", _not_run("Tuning not run: no runtime settings or graph variants were timed."))
     m, final = tuning.measured or {}, tuning.final or {}
-    body = f'<p class="decision"><strong>{escape(m.get("decision") or "")}</strong></p>'
-    body += _kv([("objective", m.get("objective")), ("speedup vs original under defaults (by minimum)", format_ratio(m.get("speedup_vs_defaults"))),
-                 ("noise (control vs baseline)", f"{m['noise']:.1%}" if is_finite(m.get("noise")) else None), ("per call", m.get("per_call")),
+    body = f'<p class="decision"><strong>{escape(tuning.sentence)}</strong></p>'
+    if doc.shipped_variant not in (doc.level, "optimized") and doc.shipped_reason:
+        body += f"<p>Ships the {escape(doc.shipped_variant)} graph, not the {escape(doc.level)} output: {escape(doc.shipped_reason)}</p>"
+    body += _kv([("objective", m.get("objective")), ("budget", tuning.budget_summary),
+                 ("speedup vs original under defaults (paired)", format_ratio(m.get("speedup_vs_defaults"))),
+                 ("noise (control vs preferred)", f"{m['noise']:.1%}" if is_finite(m.get("noise")) else None), ("per call", m.get("per_call")),
                  ("chosen", _key(tuning.chosen or {})), ("inputs", m.get("inputs")), ("batch", m.get("batch"))])
+    body += _decision_table(tuning)
     body += latency_chart("chart-tuning", "latency per configuration: bar to the median, whisker from min to p90", _tuning_rows(tuning))
     body += '<p class="muted">Bar: median latency. Whisker and figures in brackets: minimum – p90. Highlighted: the configuration that ships.</p>'
     untimed = [c for c in m.get("candidates") or [] if c.get("min_ms") is None and _key(c) not in final]

@@ -102,9 +102,25 @@ def _optimization(document: RunReport) -> list[str]:
     if lossy:
         variants = "; ".join(f"{_md(v.label)}: {_md(v.status)}, {_md(v.reason)}" for v in lossy.variants or [])
         lines.append(f"**Lossy variants** (budget {_md(lossy.budget)}): {variants or 'none tried'}")
+    if tuning and tuning.decision:
+        lines += _decision(tuning, document)
     if document.introduced_ops:
         lines.append(f"**Needs onnxruntime:** introduced {', '.join(f'{_md(op)} ×{n}' for op, n in document.introduced_ops.items())}")
     return lines + _warnings(document)
+
+
+def _decision(tuning: TuningSection, document: RunReport) -> list[str]:
+    """The tuning decision record: the sentence, the budget, and the final run's candidates against the preferred one."""
+    lines = ["", f"**Tuning** ({_md(tuning.budget_summary)}): {_md(tuning.sentence)}"]
+    if document.shipped_variant not in (document.level, "optimized") and document.shipped_reason:
+        lines.append(f"**Ships** the {_md(document.shipped_variant)} graph: {_md(document.shipped_reason)}")
+    rows = [c for c in tuning.candidates if c.get("stage") in ("final", "calibration")]
+    if rows:
+        lines += ["", "| graph | settings | vs preferred (interval) | median | outcome | stage |", "|---|---|---|---|---|---|"]
+        for c in rows:
+            lines.append(f"| {_md(c.get('variant'))} | {_md(c.get('label'))} | {tuning.speed_vs_preferred(c)} | {_ms(c.get('median_ms'))} | {_md(c.get('outcome'))} | {_md(c.get('stage'))} |")
+        lines.append("")
+    return lines
 
 
 def _check(document: CheckReport) -> list[str]:

@@ -1,8 +1,11 @@
 """The tuning stage: time the candidate graphs under onnxruntime session configurations (`optimizer.tune`).
 
 The candidates are the original, each lower level's verified result, the pipeline's lossless result and
-the lossy variant if one was kept; identical files are timed once. It returns the `TuningResult` and the
-lower levels' variants, for `variants.ship_tuned` to choose from.
+the lossy variant if one was kept; identical files are timed once. The preferred candidate is the lossless
+result at the requested level under onnxruntime's defaults: it ships unless another beats it beyond the noise.
+One `Deadline` (shared with the lossy speed gate) bounds the stage: the lower levels are optimized only while
+a quarter of what is left covers the time one takes, so they never eat the timing. It returns the
+`TuningResult` and the lower levels' variants, for `variants.ship_tuned` to choose from.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import onnx_ir as ir
 from optimizer import io, runtime
 from optimizer import tune as tuner
 from optimizer.analysis import inter_op_speedup_of
+from optimizer.measure import Deadline, Progress
 from optimizer.options import TuneOptions
 from optimizer.stages.variants import Variant
 from optimizer.verify import Verifier
@@ -26,6 +30,8 @@ LEVELS = ("O1", "O2", "O3")
 
 LowerLevel = Callable[[str, Path], "Variant | None"]
 """Optimizes the original at a level into a path; the verified variant, or None when it did not verify."""
+LOWER_LEVEL_SHARE = 0.25
+"""A lower level is optimized only when its expected time is at most this share of the deadline's remainder."""
 
 
 def _skip_reason(staged: Path, verifier: Verifier | None) -> str | None:
@@ -43,23 +49,19 @@ def _skip_reason(staged: Path, verifier: Verifier | None) -> str | None:
 
 def tune_variants(
     shipped: Variant, lossless: Variant, reference_path: Path, verifier: Verifier | None, options: TuneOptions, batch: int,
-    lower_level: LowerLevel, scratch: Path, warnings: list[str], on_progress: Callable[[str, float], None] | None = None,
+    lower_level: LowerLevel, scratch: Path, warnings: list[str], *, deadline: Deadline, level_seconds: float,
+    on_progress: Callable[[str, float], None] | None = None, on_status: Callable[[Progress], None] | None = None,
 ) -> tuple[tuner.TuningResult | None, dict[str, Variant]]:
     """Time the original, each level below `lossless.label`, the lossless result and `shipped` (a lossy
-    variant must beat the lossless graph); the TuningResult (None when skipped) and the lower levels' variants."""
-    started = time.perf_counter()
+    variant must beat the lossless graph) by `deadline`; the TuningResult (None when skipped) and the lower
+    levels' variants. `level_seconds` estimates what optimizing one lower level takes (the pipeline's time)."""
     reason = _skip_reason(shipped.staged, verifier)
     if reason is not None:
         warnings.append(f"tuning skipped: {reason}")
         return None, {}
     files: dict[str, Path] = {"original": reference_path}
-    lower: dict[str, Variant] = {}
-    if lossless.label in LEVELS:
-        for level in LEVELS[: LEVELS.index(lossless.label)]:
-            path = scratch / f"variant-{level}.onnx"
-            variant = lower_level(level, path)
-            if variant is not None:
-                files[level], lower[level] = path, variant
+    lower = _lower_levels(lossless.label, lower_level, scratch, deadline, level_seconds, warnings)
+    files.update({level: _level_path(scratch, level) for level in lower})
     if shipped is not lossless:
         files[lossless.label] = lossless.staged
     files[shipped.label] = shipped.staged
@@ -72,17 +74,37 @@ def tune_variants(
         op_types=sorted({node.op_type for node in ir.traversal.RecursiveGraphIterator(original.graph)}),
     )
     del original
-    budget = options.budget_s
     try:
         result = tuner.tune(
-            files, verifier.feeds, space, objective=options.objective, shipped_variant=lossless.label,
-            budget_s=None if budget is None else max(1.0, budget - (time.perf_counter() - started)),
-            on_progress=on_progress, inputs=verifier.inputs_source, batch=batch,
+            files, verifier.feeds, space, objective=options.objective, preferred=lossless.label, deadline=deadline,
+            on_progress=on_progress, on_status=on_status, inputs=verifier.inputs_source, batch=batch,
         )
     except tuner.TuningError as error:
         warnings.append(f"tuning skipped: {error}")
         return None, {}
     return result, lower
+
+
+def _lower_levels(label: str, lower_level: LowerLevel, scratch: Path, deadline: Deadline, level_seconds: float, warnings: list[str]) -> dict[str, Variant]:
+    """The verified results of the levels below `label`, each made only while the deadline can spare it."""
+    lower: dict[str, Variant] = {}
+    if label not in LEVELS:
+        return lower
+    estimate = level_seconds
+    for level in LEVELS[: LEVELS.index(label)]:
+        if estimate > LOWER_LEVEL_SHARE * deadline.remaining():
+            warnings.append(f"the {level} graph was not tuned: optimizing it (about {estimate:.1f} s) would take the budget's timing")
+            continue
+        start = time.perf_counter()
+        variant = lower_level(level, _level_path(scratch, level))
+        estimate = time.perf_counter() - start
+        if variant is not None:
+            lower[level] = variant
+    return lower
+
+
+def _level_path(scratch: Path, level: str) -> Path:
+    return scratch / f"variant-{level}.onnx"
 
 
 def distinct_variants(variants: Mapping[str, Path]) -> dict[str, Path]:
