@@ -200,7 +200,7 @@ class _Run:
                 lossy, shipped = self.lossy(lossless, verifier, calibration, scratch, staging)
                 tuning, shipped = self.tune(shipped, lossless, lossy, reference, verifier, scratch, staging)
                 after = dataclasses.replace(optimized.stats) if shipped.model is lossless.model else _stats_of(shipped)
-                written = self.timed("save", "writing", lambda: write_output(shipped, tuning, options, staging, self.warnings)) if output else Written(shipped.model)
+                written = self.timed("save", "writing", lambda: write_output(shipped, tuning, options, staging, self.warnings, lossy)) if output else Written(shipped.model)
             finally:
                 staging.close()
         warnings = before_pipeline + shipped.dropped_notes + outcome.notes + self.warnings

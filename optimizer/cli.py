@@ -24,10 +24,21 @@ FLAGS = {
     "inputs": "--inputs", "input_shapes": "--input-shape", "batch": "--batch", "no_verify": "--no-verify", "no_verify_command": "`optimize MODEL --no-verify`",
     "no_external_data": "--no-external-data", "force": "--force", "prune_outputs": "--prune-outputs",
     "target_opset": "--target-opset", "calibration": "--calibration", "quantize": "--quantize",
-    "quant_format": "--quant-format", "prune_weights": "--prune-weights", "budget": "--budget",
+    "quant_format": "--quant-format", "prune_weights": "--prune-weights", "budget": "--budget", "precision": "--precision",
     "config_output": "-o",
 }
 """The flag of each option a library error mentions (`optimizer.errors.mention`): the only place they are spelled."""
+
+
+def _print_version(ctx: click.Context) -> None:
+    """`optimize --version`: this package's version and which onnxruntime flavour runs the models."""
+    import importlib.metadata
+
+    from optimizer.providers import runtime_flavour
+
+    click.echo(f"optimize {importlib.metadata.version('optimize')}")
+    click.echo(f"onnxruntime: {runtime_flavour().label()}")
+    ctx.exit()
 
 
 class _DefaultCommandGroup(click.Group):
@@ -244,6 +255,7 @@ class _LossyFlags:
     exclude_nodes: tuple[str, ...]
     quant_op_types: tuple[str, ...]
     prune_weights: str | None
+    precision: str
 
     def _prune_ratio(self) -> float | None:
         from optimizer.lossy import LossyInputError
@@ -262,7 +274,7 @@ class _LossyFlags:
     def _warn_unused(self) -> None:
         given = (("--calibration", self.calibration), ("--max-error", self.max_error), ("--exclude-nodes", self.exclude_nodes), ("--op-types", self.quant_op_types))
         unused = [flag for flag, value in given if value]
-        if self.quantize == "none" and unused and (self.prune_weights is None or unused != ["--max-error"]):
+        if self.quantize == "none" and unused and ((self.prune_weights is None and self.precision == "fp32") or unused != ["--max-error"]):
             click.echo(f"warning: {', '.join(unused)} have no effect without --quantize", err=True)
         if self.calibration is not None and self.quantize in ("dynamic", "fp16"):
             click.echo("warning: --calibration is only used by --quantize static or auto", err=True)
@@ -283,12 +295,12 @@ class _LossyFlags:
         return LossyOptions(
             quantize=self.quantize, calibration=self.calibration, budget=budget, per_channel=self.per_channel, quant_format=self.quant_format,
             exclude_nodes=tuple(_split_names(self.exclude_nodes)), op_types=tuple(_split_names(self.quant_op_types)) or None,
-            prune_weights=ratio, time_budget_s=time_budget,
+            prune_weights=ratio, time_budget_s=time_budget, precision=self.precision,
         )
 
 
 @click.group(cls=_DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="optimize", prog_name="optimize")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _param, value: _print_version(ctx) if value else None, help="Show the version, the onnxruntime flavour and its providers, and exit.")
 def cli() -> None:
     """Make an ONNX model faster without changing what it computes, and prove it.
 
@@ -335,6 +347,11 @@ def cli() -> None:
 @click.option("--exclude-nodes", multiple=True, metavar="NAME,...", help="Nodes lossy variants leave in float32.")
 @click.option("--op-types", "quant_op_types", multiple=True, metavar="TYPE,...", help="Op types to quantize [default: MatMul-like ops for dynamic, onnxruntime's list for static].")
 @click.option("--prune-outputs", multiple=True, metavar="NAME,...", help="Keep only these graph outputs; what only the others need is removed.")
+@click.option(
+    "--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+    help="bf16: also try running the model in bf16 on a provider with bf16 kernels (onnxruntime-openvino on a CPU with AVX512_BF16 or AMX); "
+    "held to --max-error and shipped only when measurably faster, with its settings in OUT.onnx.json. --quantize auto tries it too.",
+)
 @click.option("--prune-weights", metavar="magnitude:RATIO", help="Lossy, opt-in: zero the RATIO smallest weights of each Conv/Gemm/MatMul (held to --max-error and the speed check like quantization).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (also the input itself).")
 @_report_option

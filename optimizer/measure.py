@@ -118,9 +118,12 @@ def machine_info() -> dict:
         "numpy": np.__version__,
     }
     try:
-        import onnxruntime
+        from optimizer.providers import runtime_flavour
 
-        info["onnxruntime"] = onnxruntime.__version__
+        flavour = runtime_flavour()
+        info["onnxruntime"] = flavour.version
+        info["onnxruntime_flavour"] = flavour.distribution
+        info["providers_available"] = list(flavour.providers)
     except ImportError:
         info["onnxruntime"] = None
     return info

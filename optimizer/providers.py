@@ -32,6 +32,7 @@ __all__ = [
     "lossless_settings",
     "precision_settings",
     "placement",
+    "profiled_placement",
 ]
 
 CPU = "CPUExecutionProvider"
@@ -124,6 +125,14 @@ class ProviderSetting:
     def options_dict(self) -> dict[str, str]:
         return dict(self.options)
 
+    def runtime_config(self):
+        """The settings-file configuration that runs this setting (the CPU provider behind it for what it declines)."""
+        from optimizer.runtime import RuntimeConfig
+
+        if self.provider == CPU:
+            return RuntimeConfig()
+        return RuntimeConfig(providers=(self.provider, CPU), provider_options=(self.options, ()))
+
     def label(self) -> str:
         shown = [f"{k}={v}" for k, v in self.options if k not in ("device_type", "load_config")]
         name = self.provider.replace("ExecutionProvider", "")
@@ -200,3 +209,18 @@ def placement(profile_events: Sequence[Mapping]) -> Placement:
         seen.add(key)
         counts[provider] = counts.get(provider, 0) + 1
     return Placement(counts)
+
+
+def profiled_placement(model_path, config, feeds: Mapping) -> Placement:
+    """Run the model once under `config` (a RuntimeConfig) with onnxruntime's profiler on; where its kernels ran."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="optimize-placement-") as folder:
+        options = config.session_options()
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(folder, "trace")
+        session = config.create_session(model_path, options)
+        session.run(None, dict(feeds))
+        with open(session.end_profiling(), encoding="utf-8") as handle:
+            return placement(json.load(handle))

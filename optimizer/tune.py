@@ -647,6 +647,7 @@ def tune(
     max_sessions: int | None = None,
     inputs: str = "",
     batch: int = 1,
+    pinned: Mapping[str, Sequence[RuntimeConfig]] | None = None,
 ) -> TuningResult:
     """Find the fastest (variant, configuration) within `budget_s` seconds, or by `deadline` when given (shared with other stages).
 
@@ -655,6 +656,8 @@ def tune(
     (default `shipped_variant`, the requested level; else the original) under onnxruntime's defaults:
     it ships unless another candidate beats it beyond the noise. `on_progress(label, fraction)` gets
     the fraction of the budget spent; `on_status(Progress)` also gets elapsed and remaining seconds.
+    `pinned` maps variants that only run under their own settings (a precision variant: the lossless file
+    under a provider's bf16) to those settings; they are timed under nothing else.
     """
     if reference_variant not in variants:
         raise TuningError(f"the reference variant {reference_variant!r} is not among {list(variants)}")
@@ -670,7 +673,7 @@ def tune(
     preferred_variant = next((v for v in (preferred, shipped_variant) if v in variants), reference_variant)
     anchor, reference = Candidate(preferred_variant, RuntimeConfig()), Candidate(reference_variant, RuntimeConfig())
     search = _Search(variants, feeds, objective, deadline, report, max_sessions)
-    candidates = _ordered(variants, space, preferred_variant)
+    candidates = _ordered(variants, space, preferred_variant, pinned or {})
     search.candidates = {c.key: c for c in candidates} | {anchor.key: anchor, CONTROL: anchor, reference.key: reference}
     search.records = {c.key: CandidateRecord(c) for c in candidates}
     search.records.setdefault(reference.key, CandidateRecord(reference))
@@ -693,11 +696,11 @@ def tune(
     return _result(search, anchor, reference, members, times, verdicts, margin, early, space, inputs, batch)
 
 
-def _ordered(variants: Mapping[str, object], space: SearchSpace, preferred_variant: str) -> list[Candidate]:
+def _ordered(variants: Mapping[str, object], space: SearchSpace, preferred_variant: str, pinned: Mapping[str, Sequence[RuntimeConfig]]) -> list[Candidate]:
     """Every (variant, configuration), in the order the budget should reach them: each graph under the
-    defaults, then the preferred graph's settings, then the rest."""
-    everything = [Candidate(v, c) for v in variants for c in space.configs]
-    first = [c for c in everything if c.config == RuntimeConfig()]
+    defaults (or its pinned settings), then the preferred graph's settings, then the rest."""
+    everything = [Candidate(v, c) for v in variants for c in pinned.get(v, space.configs)]
+    first = [c for c in everything if c.config == RuntimeConfig() or c.variant in pinned]
     second = [c for c in everything if c.variant == preferred_variant and c not in first]
     return first + second + [c for c in everything if c not in first and c not in second]
 

@@ -15,9 +15,12 @@ from onnx import TensorProto, helper, numpy_helper
 from optimizer import io
 from optimizer.api import optimize
 from optimizer.error_budget import ErrorBudget, measure_errors
-from optimizer.lossy import LossyInputError, LossyOptions, judge_speed, plan, rank_sensitivity, run_lossy
+from optimizer import decision
+from optimizer.lossy import LossyInputError, LossyOptions, judge_verdict, plan, rank_sensitivity, run_lossy
 from optimizer.verify import Verifier
 from optimizer.lossy.quantization.calibration import CalibrationError, load_calibration
+
+pytestmark = pytest.mark.providers  # also run on the OpenVINO flavour in CI (make test-providers RUNTIME=openvino)
 
 RNG = np.random.default_rng(0)
 
@@ -96,6 +99,7 @@ def _run(path: Path, tmp_path: Path, **options) -> tuple:
     (dict(quantize="static"), "needs calibration data"),
     (dict(quantize="dynamic", quant_format="onnx"), "qdq or qoperator"),
     (dict(prune_weights=1.5), "between 0 and 1"),
+    (dict(precision="int4"), "fp32, bf16"),
 ])
 def test_options_refuse_what_cannot_work(options, words):
     with pytest.raises(LossyInputError, match=words):
@@ -107,7 +111,8 @@ def test_auto_plans_dynamic_for_matmul_graphs_and_skips_it_for_convolutions(tmp_
     cnn = io.load(small_cnn(tmp_path / "cnn.onnx"))
     methods, skipped = plan(LossyOptions(quantize="auto"), mlp, ["CPUExecutionProvider"])
     assert methods == ["dynamic"]
-    assert {v.method: v.reason.split(":")[0] for v in skipped} == {"static": "not tried", "fp16": "not tried"}
+    assert {v.method: v.reason.split(":")[0] for v in skipped} == {"static": "not tried", "fp16": "not tried", "bf16": "not tried"}
+    assert "onnxruntime-openvino" in next(v.reason for v in skipped if v.method == "bf16")
     methods, skipped = plan(LossyOptions(quantize="auto", calibration=tmp_path), cnn, ["CPUExecutionProvider"])
     assert methods == ["static"]
     assert "(MatMul, Gemm, Attention) carry 0%" in next(v.reason for v in skipped if v.method == "dynamic")
@@ -125,15 +130,23 @@ def test_already_quantized_models_are_not_quantized_again(tmp_path):
     assert all("already quantized (DynamicQuantizeLinear" in v.reason for v in skipped)
 
 
-@pytest.mark.parametrize("median, minimum, noise, status, words", [
-    (3.0, 2.8, 0.05, "kept", "3.00x faster"),
-    (1.04, 1.10, 0.05, "discarded", "not measurably faster"),
-    (1.10, 1.04, 0.05, "discarded", "not measurably faster"),
-    (0.25, 0.27, 0.05, "discarded", "4.0x slower"),
-    (0.97, 1.01, 0.02, "discarded", "not measurably faster"),
+def _verdict(variant_minimums, lossless_minimums, margin=0.03):
+    return decision.compare("v", dict(enumerate(variant_minimums)), "lossless", dict(enumerate(lossless_minimums)), margin=margin)
+
+
+LOSSLESS_MS = [3.0, 3.05, 2.95, 3.0, 3.1, 2.9, 3.0, 3.0, 2.95]
+
+
+@pytest.mark.parametrize("factor, rounds, status, words", [
+    (1 / 3, 9, "kept", "faster than lossless"),
+    (3.0, 9, "discarded", "slower than lossless"),
+    (1.0, 9, "discarded", "not measurably faster than lossless"),
+    (1 / 3, 3, "discarded", "inconclusive"),
 ])
-def test_judge_speed_needs_median_and_minimum_above_the_noise(median, minimum, noise, status, words):
-    got_status, reason = judge_speed(median, minimum, noise)
+def test_a_variant_is_kept_only_on_a_paired_win(factor, rounds, status, words):
+    jitter = [1.0, 0.99, 1.01, 1.0, 0.98, 1.02, 1.0, 1.01, 0.99]
+    variant = [ms * factor * j for ms, j in zip(LOSSLESS_MS, jitter)][:rounds]
+    got_status, reason = judge_verdict(_verdict(variant, LOSSLESS_MS[:rounds]))
     assert got_status == status and words in reason
 
 
@@ -391,7 +404,7 @@ def test_with_tuning_a_lossy_graph_ships_only_when_it_beats_the_lossless_one(tmp
 
 
 def test_a_shipped_lossy_variant_quotes_its_own_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("optimizer.lossy.stage.judge_speed", lambda median, minimum, noise: ("kept", "faster than lossless (forced by the test)"))
+    monkeypatch.setattr("optimizer.lossy.stage.judge_verdict", lambda verdict: ("kept", "faster than lossless (forced by the test)"))
     result = optimize(plain_mlp(tmp_path / "mlp.onnx"), tmp_path / "o.onnx", lossy=LossyOptions(quantize="dynamic", budget=ErrorBudget.parse(["rel=0.05"])))
     assert result.shipped_variant == "O2+dynamic"
     (error,) = result.lossy.chosen.errors

@@ -105,3 +105,107 @@ def test_openvino_settings_run_on_openvino(tmp_path):
         got = session.run(None, {"x": np.ones((2, 4), np.float32)})[0]
         tolerance = 1e-5 if setting.lossless else 2e-2
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+
+
+# -- precision as a lossy variant, and OpenVINO in the tuner --------------------------------------
+
+
+def _det_model(tmp_path):
+    """x -> Relu -> Det -> Abs: OpenVINO takes Relu and Abs, and hands Det back to the CPU provider."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Det", ["r"], ["d"]), helper.make_node("Abs", ["d"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "det", [x], [y]), opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    return save(model, tmp_path / "det.onnx")
+
+
+def test_plan_offers_bf16_only_where_it_can_run(tmp_path, monkeypatch):
+    from optimizer import io
+    from optimizer.lossy import LossyInputError, LossyOptions, plan
+
+    model = io.load(save(small_model(), tmp_path / "m.onnx"))
+    monkeypatch.setattr(providers, "cpu_features", lambda cpuinfo=None: cpu_features(EPYC_FLAGS))
+    methods, _ = plan(LossyOptions(precision="bf16"), model, [OPENVINO, CPU])
+    assert methods == ["bf16"]
+    assert "bf16" in plan(LossyOptions(quantize="auto"), model, [OPENVINO, CPU])[0]
+    with pytest.raises(LossyInputError, match="onnxruntime-openvino"):
+        plan(LossyOptions(precision="bf16"), model, [CPU])
+    monkeypatch.setattr(providers, "cpu_features", lambda cpuinfo=None: cpu_features(OLD_XEON_FLAGS))
+    with pytest.raises(LossyInputError, match="no native bf16"):
+        plan(LossyOptions(precision="bf16"), model, [OPENVINO, CPU])
+    _, skipped = plan(LossyOptions(quantize="auto"), model, [OPENVINO, CPU])
+    assert "no native bf16" in next(v.reason for v in skipped if v.method == "bf16")
+
+
+def test_bf16_is_checked_on_openvino_and_ships_with_its_settings(tmp_path, monkeypatch):
+    _require_openvino()
+    if not precision_settings(ort.get_available_providers()):
+        pytest.skip("this CPU has no native bf16")  # the plan test covers the refusal
+    from optimizer import optimize, runtime
+    from optimizer.lossy import LossyOptions
+
+    monkeypatch.setattr("optimizer.lossy.stage.judge_verdict", lambda verdict: ("kept", "faster (forced by the test)"))
+    path = save(small_model(), tmp_path / "m.onnx")
+    result = optimize(path, tmp_path / "out.onnx", lossy=LossyOptions(precision="bf16"))
+    (variant,) = result.lossy.variants
+    assert variant.setting is not None and variant.setting.precision == "bf16" and variant.errors
+    assert result.shipped_variant == "O2+bf16" and result.config_path == tmp_path / "out.onnx.json"
+    config, document = runtime.load_config(result.config_path)
+    assert config.providers[0] == OPENVINO and "bf16" in dict(config.provider_options[0])["load_config"]
+    assert document["model"]["variant"] == "O2+bf16"
+    session = runtime.session(tmp_path / "out.onnx")
+    assert session.get_providers()[0] == OPENVINO
+    got = session.run(None, {"x": np.ones((2, 4), np.float32)})[0]
+    expected = ort.InferenceSession(path, providers=[CPU]).run(None, {"x": np.ones((2, 4), np.float32)})[0]
+    np.testing.assert_allclose(got, expected, rtol=2e-2, atol=2e-2)
+
+
+def test_a_bf16_variant_competes_in_tuning_under_its_own_settings_only(tmp_path, monkeypatch):
+    _require_openvino()
+    if not precision_settings(ort.get_available_providers()):
+        pytest.skip("this CPU has no native bf16")
+    from optimizer import optimize
+    from optimizer.lossy import LossyOptions
+
+    monkeypatch.setattr("optimizer.lossy.stage.judge_verdict", lambda verdict: ("kept", "faster (forced by the test)"))
+    result = optimize(save(small_model(), tmp_path / "m.onnx"), tmp_path / "out.onnx", tune=True, tune_budget=4, lossy=LossyOptions(precision="bf16"))
+    bf16_configs = {r.candidate.config for r in result.tuning.records if r.candidate.variant == "O2+bf16"}
+    assert bf16_configs and all(c.providers[0] == OPENVINO and "bf16" in dict(c.provider_options[0]).get("load_config", "") for c in bf16_configs)
+    openvino_lossless = [r for r in result.tuning.records if r.candidate.variant != "O2+bf16" and r.candidate.config.providers[0] == OPENVINO]
+    assert all("load_config" not in dict(r.candidate.config.provider_options[0]) for r in openvino_lossless)
+
+
+def test_openvino_settings_are_in_the_tuning_space():
+    _require_openvino()
+    from optimizer.tune import build_space
+
+    space = build_space(providers_available=ort.get_available_providers(), cores=2)
+    openvino = [c for c in space.configs if c.providers[0] == OPENVINO]
+    assert {dict(c.provider_options[0]).get("precision") for c in openvino} == {"FP32", "ACCURACY"}
+    assert all(dict(c.provider_options[0]).get("device_type") == "CPU" for c in openvino)
+    assert all(c.intra_op_num_threads == 0 and c.execution_mode == "sequential" for c in openvino)
+
+
+def test_a_partial_fallback_to_the_cpu_is_reported(tmp_path):
+    _require_openvino()
+    path = _det_model(tmp_path)
+    (fp32, *_) = providers.lossless_settings(ort.get_available_providers())
+    where = providers.profiled_placement(path, fp32.runtime_config(), {"x": np.random.default_rng(0).random((4, 4), np.float32)})
+    assert where.falls_back(OPENVINO) and where.nodes_by_provider[CPU] >= 1 and where.nodes_by_provider[OPENVINO] >= 1
+
+
+def test_version_and_machine_name_the_flavour():
+    from click.testing import CliRunner
+
+    from optimizer.cli import cli
+    from optimizer.measure import machine_info
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    flavour = providers.runtime_flavour()
+    assert f"onnxruntime: {flavour.distribution} {ort.__version__}" in result.output
+    info = machine_info()
+    assert info["onnxruntime_flavour"] == flavour.distribution and info["providers_available"] == list(flavour.providers)

@@ -14,6 +14,8 @@ from optimizer.measure import Deadline
 from optimizer.runtime import SPINNING_KEY, RuntimeConfig
 from tests.load import cpu_burners
 
+pytestmark = pytest.mark.providers  # also run on the OpenVINO flavour in CI (make test-providers RUNTIME=openvino)
+
 FEEDS = {"x": np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)}
 
 

@@ -7,16 +7,17 @@ only when measurably faster. Not pipeline passes: they work on model files and a
 """
 
 from optimizer.lossy.stage import (
+    PRECISION_CHOICES,
     QUANTIZE_CHOICES,
     LossyInputError,
     LossyOptions,
     LossyResult,
     LossyVariant,
-    judge_speed,
+    judge_verdict,
     load_calibration_samples,
     plan,
     rank_sensitivity,
     run_lossy,
 )
 
-__all__ = ["QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "judge_speed", "load_calibration_samples", "plan", "rank_sensitivity", "run_lossy"]
+__all__ = ["PRECISION_CHOICES", "QUANTIZE_CHOICES", "LossyOptions", "LossyVariant", "LossyResult", "LossyInputError", "judge_verdict", "load_calibration_samples", "plan", "rank_sensitivity", "run_lossy"]

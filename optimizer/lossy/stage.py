@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from optimizer import io
+from optimizer import decision, io
 from optimizer.errors import UserError, mention
 from optimizer.error_budget import DEFAULT_BUDGET, ErrorBudget, OutputError, measure_errors
-from optimizer.measure import Deadline, LatencyStats, Progress, time_candidates
+from optimizer.providers import CPU, OPENVINO, ProviderSetting, precision_settings, profiled_placement
+from optimizer.measure import Deadline, LatencyStats, Progress, time_blocks
 from optimizer.verify import QUANTIZED_OPS, Verifier, first_line
 
 __all__ = ["QUANTIZE_CHOICES", "LossyOptions", "load_calibration_samples", "LossyVariant", "LossyResult", "LossyInputError", "run_lossy"]
@@ -38,7 +39,9 @@ __all__ = ["QUANTIZE_CHOICES", "LossyOptions", "load_calibration_samples", "Loss
 logger = logging.getLogger(__name__)
 
 QUANTIZE_CHOICES = ("none", "dynamic", "static", "fp16", "auto")
-LABELS = {"dynamic": "dynamic int8", "static": "static int8", "fp16": "fp16", "prune": "magnitude pruning"}
+PRECISION_CHOICES = ("fp32", "bf16")
+"""Execution precisions: fp32 (lossless); bf16 runs the lossless model with a provider's bf16 kernels (lossy)."""
+LABELS = {"dynamic": "dynamic int8", "static": "static int8", "fp16": "fp16", "prune": "magnitude pruning", "bf16": "bf16 (OpenVINO)"}
 MATMUL_OPS = {"MatMul", "Gemm", "Attention", "EmbedLayerNormalization", "LSTM"}
 """The ops dynamic int8 quantizes (Gemm after `optimizer.lossy.quantization.prepare` makes it MatMul + Add)."""
 CONV_OPS = {"Conv", "ConvTranspose"}
@@ -47,11 +50,8 @@ STATIC_SKIPPED_OPS = ("Gather", "GatherElements")
 FP16_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider", "ROCMExecutionProvider")
 DYNAMIC_MIN_MATMUL_SHARE = 0.3
 """`auto` tries dynamic int8 when MatMul-like ops carry at least this share of the FLOPs."""
-NOISE_FLOOR = 0.02
 EXCLUSION_STEPS = (1, 2, 4, 8, 16, 32)
 SPEED_ROUNDS = 9
-MIN_SPEED_BLOCKS = 3
-"""Fewer timed blocks of a variant (a budget that ran out) keep it off: a warm-up run never decides."""
 SPEED_LABEL = "timing lossy variants"
 
 
@@ -72,6 +72,8 @@ class LossyOptions:
     prune_weights: float | None = None
     max_exclusion_rounds: int = len(EXCLUSION_STEPS)
     time_budget_s: float | None = 60.0
+    precision: str = "fp32"
+    """"bf16": also try bf16 execution (a provider setting, not a new graph), held to the budget like quantization."""
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_CHOICES:
@@ -80,12 +82,14 @@ class LossyOptions:
             raise LossyInputError(f"{mention('quantize')} static needs calibration data: pass {mention('calibration')} FILE.npz or a folder of .npz samples", option="calibration")
         if self.quant_format not in ("qdq", "qoperator"):
             raise LossyInputError(f"{mention('quant_format')} {self.quant_format!r}: choose qdq or qoperator", option="quant_format")
+        if self.precision not in PRECISION_CHOICES:
+            raise LossyInputError(f"{mention('precision')} {self.precision!r}: choose one of {', '.join(PRECISION_CHOICES)}", option="precision")
         if self.prune_weights is not None and not 0 < self.prune_weights < 1:
             raise LossyInputError(f"{mention('prune_weights')} magnitude:{self.prune_weights}: the ratio must be between 0 and 1", option="prune_weights")
 
     @property
     def requested(self) -> bool:
-        return self.quantize != "none" or self.prune_weights is not None
+        return self.quantize != "none" or self.prune_weights is not None or self.precision != "fp32"
 
 
 def load_calibration_samples(options: LossyOptions, model: ir.Model) -> list[dict[str, np.ndarray]] | None:
@@ -124,6 +128,10 @@ class LossyVariant:
     latency: LatencyStats | None = None
     seconds: float = 0.0
     notes: list[str] = dataclasses.field(default_factory=list)
+    setting: ProviderSetting | None = None
+    """Where the variant runs when not on the CPU provider (a precision variant: the lossless graph under this setting)."""
+    verdict: decision.Verdict | None = None
+    """The speed gate's paired verdict against the fastest lossless baseline."""
 
     @property
     def label(self) -> str:
@@ -147,6 +155,10 @@ class LossyVariant:
             "latency_ms": dataclasses.asdict(self.latency) if self.latency else None,
             "seconds": self.seconds,
             "notes": self.notes,
+            "provider": self.setting.provider if self.setting else CPU,
+            "provider_options": self.setting.options_dict() if self.setting else {},
+            "precision": self.setting.precision if self.setting else None,
+            "verdict": self.verdict.to_dict() if self.verdict else None,
         }
 
 
@@ -192,8 +204,9 @@ def plan(options: LossyOptions, model: ir.Model, providers_available: Sequence[s
     """The methods to try, in order, and those left out with the reason."""
     skipped: list[LossyVariant] = []
     quantized = sorted({n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)} & QUANTIZED_OPS)
-    if quantized and options.quantize != "none":
-        methods = ["dynamic", "static", "fp16"] if options.quantize == "auto" else [options.quantize]
+    precision, precision_skipped = _plan_precision(options, providers_available)
+    if quantized and (options.quantize != "none" or precision):
+        methods = (["dynamic", "static", "fp16"] if options.quantize == "auto" else [options.quantize] if options.quantize != "none" else []) + precision
         skipped = [LossyVariant(m, "skipped", f"not tried: the model is already quantized ({', '.join(quantized[:3])})") for m in methods]
         return (["prune"] if options.prune_weights is not None else []), skipped
     if options.quantize == "auto":
@@ -216,19 +229,45 @@ def plan(options: LossyOptions, model: ir.Model, providers_available: Sequence[s
         methods = [options.quantize]
     else:
         methods = []
+    methods += [m for m in precision if m not in methods]
+    skipped += precision_skipped
     if options.prune_weights is not None:
         methods.append("prune")
     return methods, skipped
 
 
+def _plan_precision(options: LossyOptions, providers_available: Sequence[str]) -> tuple[list[str], list[LossyVariant]]:
+    """bf16 execution when asked for (`precision`) or under `auto`, where a provider and the CPU support it.
+
+    Asked for explicitly and impossible here: LossyInputError naming what is missing."""
+    wanted = options.precision == "bf16" or options.quantize == "auto"
+    if not wanted:
+        return [], []
+    if precision_settings(providers_available):
+        return ["bf16"], []
+    if OPENVINO not in providers_available:
+        why = "no installed execution provider runs bf16 on this CPU (onnxruntime-openvino's does: make setup RUNTIME=openvino)"
+    else:
+        why = "this CPU has no native bf16 (AVX512_BF16 or AMX), so bf16 would be emulated and slower"
+    if options.precision == "bf16":
+        raise LossyInputError(f"{mention('precision')} bf16: {why}", option="precision")
+    return [], [LossyVariant("bf16", "skipped", f"not tried: {why}")]
+
+
 # -- evaluation ---------------------------------------------------------------------------------
 
 
-def _run_outputs(path: Path, feeds: Mapping[str, np.ndarray], names: Sequence[str], providers: Sequence[str] = ("CPUExecutionProvider",)) -> list:
+def _session(path: Path, providers: Sequence[str] = (CPU,), setting: ProviderSetting | None = None):
+    """An onnxruntime session of `path` on `providers`, or under a provider `setting` (no silent fallback to the CPU)."""
+    if setting is not None:
+        return setting.runtime_config().create_session(path)
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=list(providers))
-    return session.run(list(names), dict(feeds))
+    return ort.InferenceSession(str(path), providers=list(providers))
+
+
+def _run_outputs(path: Path, feeds: Mapping[str, np.ndarray], names: Sequence[str], providers: Sequence[str] = (CPU,), setting: ProviderSetting | None = None) -> list:
+    return _session(path, providers, setting).run(list(names), dict(feeds))
 
 
 def _with_outputs(source: Path, names: Sequence[str], target: Path) -> list[str]:
@@ -401,9 +440,38 @@ class _Search:
             ]
         raise ValueError(f"unknown lossy method {method!r}")
 
-    def errors(self, path: Path) -> list[OutputError]:
-        actual = _run_outputs(path, self.verifier.feeds, self.verifier.output_names, self.providers)
+    def errors(self, path: Path, setting: ProviderSetting | None = None) -> list[OutputError]:
+        actual = _run_outputs(path, self.verifier.feeds, self.verifier.output_names, self.providers, setting)
         return measure_errors(self.verifier.output_names, self.verifier.expected, actual)
+
+    def attempt_precision(self, method: str, available: Sequence[str]) -> LossyVariant:
+        """The lossless graph run at a lower precision on its provider: its error against the original's fp32 outputs.
+
+        No node can be kept at fp32 (the provider's precision hint applies to the whole graph), so over
+        budget the variant is discarded; nodes the provider hands back to the CPU are reported.
+        """
+        started = time.perf_counter()
+        (setting,) = [s for s in precision_settings(available) if s.precision == method]
+        variant = LossyVariant(method, "discarded", "", path=self.lossless_path, setting=setting, attempts=1)
+        self.stage(f"{variant.label}: checking on {setting.provider}")
+        try:
+            variant.errors = self.errors(self.lossless_path, setting)
+            where = profiled_placement(self.lossless_path, setting.runtime_config(), self.verifier.feeds)
+        except Exception as error:  # noqa: BLE001 - a provider that cannot take the model fails the variant, not the run
+            variant.status, variant.reason = "failed", f"failed on {setting.provider}: {first_line(error)}"
+            variant.seconds = time.perf_counter() - started
+            return variant
+        if where.falls_back(setting.provider):
+            variant.notes.append(f"{setting.provider} did not take the whole graph: {where.describe()} (profiled kernels)")
+        violations = self.options.budget.violations(variant.errors)
+        if violations:
+            more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+            variant.reason = f"{violations[0]}{more}"
+        else:
+            variant.status = "within budget"
+            variant.weight_bytes = io.weight_bytes_by_dtype(self.model)
+        variant.seconds = time.perf_counter() - started
+        return variant
 
     def attempt(self, method: str) -> LossyVariant:
         """Produce the variant, measure its error, exclude sensitive nodes while over budget."""
@@ -477,16 +545,26 @@ def _mb(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
+def _lossless_baselines(variants: Sequence[LossyVariant]) -> dict[str, ProviderSetting | None]:
+    """What a lossy variant must beat: the lossless model on the CPU provider, and on each provider a variant runs on."""
+    baselines: dict[str, ProviderSetting | None] = {"lossless": None}
+    for variant in variants:
+        if variant.setting is not None and variant.setting.provider != CPU:
+            lossless = ProviderSetting(variant.setting.provider, (("device_type", "CPU"), ("precision", "FP32")))
+            baselines.setdefault(f"lossless on {lossless.label()}", lossless)
+    return baselines
+
+
 def _speed_gate(
     lossless_path: Path, variants: Sequence[LossyVariant], feeds, deadline: Deadline, budget_s: float | None, providers: Sequence[str],
     on_progress: Callable[[str, float], None] | None, on_status: Callable[[Progress], None] | None,
 ) -> tuple[LatencyStats, float]:
-    """Time the lossless model, a control copy and the variants by `deadline` (rounds stop after `budget_s`);
-    set each variant's speedups, status and reason."""
-    import onnxruntime as ort
+    """Time the lossless model (on the CPU and on each provider a variant uses), a control copy and the variants
+    in paired rotated blocks by `deadline` (rounds stop after `budget_s`); a variant is kept only when its
+    paired interval beats every lossless baseline beyond the noise measured on the control."""
 
-    def runner(path: Path):
-        session = ort.InferenceSession(str(path), providers=list(providers))
+    def runner(path: Path, setting: ProviderSetting | None = None):
+        session = _session(path, providers, setting)
         return lambda: session.run(None, feeds)
 
     def on_round(done: int, total: int) -> None:
@@ -495,31 +573,35 @@ def _speed_gate(
         if on_status:
             on_status(deadline.progress(SPEED_LABEL))
 
-    runners = {"lossless": runner(lossless_path), "control": runner(lossless_path)}
+    baselines = _lossless_baselines(variants)
+    runners = {name: runner(lossless_path, setting) for name, setting in baselines.items()}
+    runners["control"] = runner(lossless_path)
     for variant in variants:
-        runners[variant.method] = runner(variant.path)
-    stats, _ = time_candidates(runners, rounds=SPEED_ROUNDS, budget_s=budget_s, deadline=deadline, on_round=on_round)
-    base, control = stats["lossless"], stats["control"]
-    noise = max(abs(control.median_ms / base.median_ms - 1), abs(control.min_ms / base.min_ms - 1), NOISE_FLOOR)
+        runners[variant.method] = runner(variant.path, variant.setting)
+    times = time_blocks(runners, rounds=SPEED_ROUNDS, budget_s=budget_s, deadline=deadline, on_round=on_round)
+    margin = decision.noise_margin(times.minimums("control"), times.minimums("lossless"))
+    base = times.stats("lossless")
     for variant in variants:
-        variant.latency = stats[variant.method]
+        variant.latency = times.stats(variant.method)
         variant.speedup = base.median_ms / variant.latency.median_ms
         variant.speedup_min = base.min_ms / variant.latency.min_ms
-        variant.status, variant.reason = judge_speed(variant.speedup, variant.speedup_min, noise)
-        if min(variant.latency.blocks, base.blocks) < MIN_SPEED_BLOCKS:
-            variant.status, variant.reason = "discarded", f"not timed enough: the budget held {min(variant.latency.blocks, base.blocks)} block(s) (a verdict needs {MIN_SPEED_BLOCKS})"
+        verdicts = [decision.compare(variant.label, times.minimums(variant.method), name, times.minimums(name), margin=margin) for name in baselines]
+        variant.verdict = max(verdicts, key=lambda v: v.high)  # against the fastest lossless baseline: the hardest to beat
+        variant.status, variant.reason = judge_verdict(variant.verdict)
         if variant.status == "kept":
             variant.reason += f", within {_worst(variant)}"
-    return base, noise
+    return base, margin
 
 
-def judge_speed(speedup_median: float, speedup_min: float, noise: float) -> tuple[str, str]:
-    """Kept only when both the median and the minimum beat the lossless model by more than the noise."""
-    if min(speedup_median, speedup_min) > 1 + noise:
-        return "kept", f"{speedup_median:.2f}x faster than lossless"
-    if max(speedup_median, speedup_min) < 1 - noise:
-        return "discarded", f"{1 / speedup_median:.1f}x slower than lossless"
-    return "discarded", f"not measurably faster ({speedup_median:.2f}x median, {speedup_min:.2f}x min; noise {noise:.0%})"
+def judge_verdict(verdict: decision.Verdict) -> tuple[str, str]:
+    """Kept only on a win: the whole paired interval of its time over the lossless model's below 1 - noise."""
+    if verdict.outcome == decision.WIN:
+        return "kept", f"{verdict.speedup:.2f}x faster than {verdict.reference} (interval {verdict.low:.2f}-{verdict.high:.2f} of its time)"
+    if verdict.outcome == decision.LOSS:
+        return "discarded", f"{verdict.ratio:.1f}x slower than {verdict.reference}"
+    if verdict.outcome == decision.TIE:
+        return "discarded", f"not measurably faster than {verdict.reference} ({verdict.speedup:.2f}x, within the noise of {verdict.margin:.0%})"
+    return "discarded", f"not measurably faster: {verdict.sentence}"
 
 
 def _worst(variant: LossyVariant) -> str:
@@ -572,7 +654,7 @@ def run_lossy(
         if search.out_of_time() and tried:
             variants.append(LossyVariant(method, "skipped", f"not tried: the --budget of {options.time_budget_s:g} s was spent"))
             continue
-        variant = search.attempt(method)
+        variant = search.attempt_precision(method, providers_available) if method in PRECISION_CHOICES else search.attempt(method)
         variants.append(variant)
         if variant.status == "within budget":
             tried.append(variant)

@@ -13,6 +13,7 @@ import onnx_ir as ir
 
 from optimizer import io, runtime
 from optimizer import tune as tuner
+from optimizer.lossy import LossyResult
 from optimizer.options import OptimizeOptions
 from optimizer.stages.variants import Variant
 
@@ -40,13 +41,31 @@ def _stage_config(output: Path, tuning: tuner.TuningResult, shipped: Variant, op
     )
 
 
-def write_output(shipped: Variant, tuning: tuner.TuningResult | None, options: OptimizeOptions, staging: io.StagingArea, warnings: list[str]) -> Written:
-    """Publish the staged variant to the output path (and its settings when tuned)."""
+def _stage_precision_config(output: Path, shipped: Variant, lossy: LossyResult | None, options: OptimizeOptions) -> Path:
+    """The settings a precision variant needs without tuning: its provider and precision, with the speed gate's figures."""
+    chosen = lossy.chosen if lossy is not None else None
+    return runtime.stage_config(
+        runtime.config_path_for(output),
+        shipped.config,
+        objective=options.tune.objective,
+        model={"file": output.name, "variant": shipped.label, "level": options.passes.config_level},
+        measured={"lossy": chosen.to_dict() if chosen is not None else None},
+        note="the model computes in this precision only under these settings; measured by the lossy speed gate, not tuned",
+    )
+
+
+def write_output(
+    shipped: Variant, tuning: tuner.TuningResult | None, options: OptimizeOptions, staging: io.StagingArea, warnings: list[str],
+    lossy: LossyResult | None = None,
+) -> Written:
+    """Publish the staged variant to the output path (and its settings when tuned, or when it needs its own)."""
     output = options.output.path
     config_path = runtime.config_path_for(output)
     staged_config = None
     if tuning is not None:
         staged_config = _stage_config(output, tuning, shipped, options)
+    elif shipped.config is not None:
+        staged_config = _stage_precision_config(output, shipped, lossy, options)
     elif runtime.is_config_of(config_path, output.name):
         config_path.unlink()
         warnings.append(f"removed {config_path.name}: it was tuned for the model this run replaced")
@@ -60,4 +79,4 @@ def write_output(shipped: Variant, tuning: tuner.TuningResult | None, options: O
     if io.has_external_tensors(model):
         # Its weights were read from the staged (now renamed) or the replaced files: read them from the output.
         model = io.load(output, validate=False)
-    return Written(model, external, config_path if tuning is not None else None)
+    return Written(model, external, config_path if tuning is not None or shipped.config is not None else None)

@@ -21,6 +21,7 @@ from optimizer import tune as tuner
 from optimizer.analysis import inter_op_speedup_of
 from optimizer.measure import Deadline, Progress
 from optimizer.options import TuneOptions
+from optimizer.providers import CPU, profiled_placement
 from optimizer.stages.variants import Variant
 from optimizer.verify import Verifier
 
@@ -64,8 +65,12 @@ def tune_variants(
     files.update({level: _level_path(scratch, level) for level in lower})
     if shipped is not lossless:
         files[lossless.label] = lossless.staged
-    files[shipped.label] = shipped.staged
+    pinned = {shipped.label: [shipped.config]} if shipped.config is not None else {}
+    if not pinned:  # a precision variant is the lossless file under its own settings: not a duplicate
+        files[shipped.label] = shipped.staged
     files = distinct_variants(files)
+    if pinned:
+        files[shipped.label] = shipped.staged
     original = io.load(reference_path, validate=False)
     space = tuner.build_space(
         objective=options.objective,
@@ -76,13 +81,29 @@ def tune_variants(
     del original
     try:
         result = tuner.tune(
-            files, verifier.feeds, space, objective=options.objective, preferred=lossless.label, deadline=deadline,
+            files, verifier.feeds, space, objective=options.objective, preferred=lossless.label, deadline=deadline, pinned=pinned,
             on_progress=on_progress, on_status=on_status, inputs=verifier.inputs_source, batch=batch,
         )
     except tuner.TuningError as error:
         warnings.append(f"tuning skipped: {error}")
         return None, {}
+    _report_placement(result, files, verifier, warnings)
     return result, lower
+
+
+def _report_placement(result: tuner.TuningResult, files: Mapping[str, Path], verifier: Verifier, warnings: list[str]) -> None:
+    """When the chosen settings put a provider other than the CPU's first, say whether it took the whole graph."""
+    config = result.chosen.config
+    if config.providers[0] == CPU:
+        return
+    try:
+        where = profiled_placement(files[result.chosen.variant], config, verifier.feeds)
+    except Exception as error:  # noqa: BLE001 - the placement is a report, not a decision
+        warnings.append(f"could not profile where {config.providers[0]} ran the nodes: {error}")
+        return
+    result.record.notes.append(f"placement under the chosen settings: {where.describe()} (profiled kernels)")
+    if where.falls_back(config.providers[0]):
+        warnings.append(f"{config.providers[0]} did not take the whole graph under the chosen settings: {where.describe()}")
 
 
 def _lower_levels(label: str, lower_level: LowerLevel, scratch: Path, deadline: Deadline, level_seconds: float, warnings: list[str]) -> dict[str, Variant]:

@@ -20,6 +20,7 @@ from optimizer.lossy import LossyOptions, LossyResult, LossyVariant, run_lossy
 from optimizer.measure import Deadline, Progress
 from optimizer.pipeline import PassRecord
 from optimizer.result import DroppedPass
+from optimizer.runtime import RuntimeConfig
 from optimizer.stages.pipeline import PipelineOutcome
 from optimizer.verify import OutputComparison, VerificationResult, Verifier
 
@@ -39,6 +40,8 @@ class Variant:
     verification: VerificationResult | None
     dropped: list[DroppedPass]
     dropped_notes: list[str]
+    config: RuntimeConfig | None = None
+    """The runtime settings it must run under (a precision variant: its provider and precision), else None."""
 
 
 def lossless_variant(outcome: PipelineOutcome, label: str) -> Variant:
@@ -73,9 +76,11 @@ def try_lossy(
     if result.chosen is None:
         return result, None
     model = io.load(result.chosen.path, validate=False)
+    setting = result.chosen.setting
     variant = dataclasses.replace(
         lossless, label=f"{lossless.label}+{result.chosen.method}", model=model, staged=staging.stage(model),
         verification=lossy_verification(result.chosen, lossless.verification, result),
+        config=setting.runtime_config() if setting is not None else None,
     )
     return result, variant
 
