@@ -209,3 +209,25 @@ def test_version_and_machine_name_the_flavour():
     assert f"onnxruntime: {flavour.distribution} {ort.__version__}" in result.output
     info = machine_info()
     assert info["onnxruntime_flavour"] == flavour.distribution and info["providers_available"] == list(flavour.providers)
+
+
+def test_static_int8_is_also_checked_on_openvino(tmp_path):
+    """A QDQ graph is what OpenVINO's provider runs with its own int8 kernels: a sibling variant, checked and timed there."""
+    _require_openvino()
+    from optimizer import io
+    from optimizer.error_budget import ErrorBudget
+    from optimizer.lossy import LossyOptions, run_lossy
+    from optimizer.verify import Verifier
+    from tests.test_lossy import _calibration, small_cnn
+
+    model = small_cnn(tmp_path / "cnn.onnx")
+    verifier = Verifier(model, io.load(model))
+    options = LossyOptions(quantize="static", calibration=_calibration(tmp_path / "calib"), budget=ErrorBudget.parse(["rel=0.5"]))
+    result = run_lossy(model, verifier, options, tmp_path / "work", providers_available=ort.get_available_providers())
+    by_method = {v.method: v for v in result.variants}
+    assert set(by_method) == {"static", "static-openvino"}
+    sibling = by_method["static-openvino"]
+    assert sibling.path == by_method["static"].path and sibling.setting.provider == OPENVINO and sibling.errors
+    assert sibling.status in ("kept", "discarded", "within budget") and "failed" not in sibling.reason, sibling.reason
+    if sibling.status != "within budget":
+        assert sibling.verdict is not None  # timed in the paired speed gate against the lossless model on both providers

@@ -41,7 +41,12 @@ logger = logging.getLogger(__name__)
 QUANTIZE_CHOICES = ("none", "dynamic", "static", "fp16", "auto")
 PRECISION_CHOICES = ("fp32", "bf16")
 """Execution precisions: fp32 (lossless); bf16 runs the lossless model with a provider's bf16 kernels (lossy)."""
-LABELS = {"dynamic": "dynamic int8", "static": "static int8", "fp16": "fp16", "prune": "magnitude pruning", "bf16": "bf16 (OpenVINO)"}
+LABELS = {
+    "dynamic": "dynamic int8", "static": "static int8", "fp16": "fp16", "prune": "magnitude pruning", "bf16": "bf16 (OpenVINO)",
+    "static-openvino": "static int8 (OpenVINO)",
+}
+ON_OPENVINO = {"static": "static-openvino"}
+"""Variants whose graph OpenVINO's provider runs with its own kernels (QDQ int8): also checked and timed there."""
 MATMUL_OPS = {"MatMul", "Gemm", "Attention", "EmbedLayerNormalization", "LSTM"}
 """The ops dynamic int8 quantizes (Gemm after `optimizer.lossy.quantization.prepare` makes it MatMul + Add)."""
 CONV_OPS = {"Conv", "ConvTranspose"}
@@ -444,19 +449,19 @@ class _Search:
         actual = _run_outputs(path, self.verifier.feeds, self.verifier.output_names, self.providers, setting)
         return measure_errors(self.verifier.output_names, self.verifier.expected, actual)
 
-    def attempt_precision(self, method: str, available: Sequence[str]) -> LossyVariant:
-        """The lossless graph run at a lower precision on its provider: its error against the original's fp32 outputs.
+    def on_openvino(self, variant: LossyVariant, method: str) -> LossyVariant:
+        """The same variant graph run by OpenVINO's provider (its int8 kernels for a QDQ graph), checked there."""
+        setting = ProviderSetting(OPENVINO, (("device_type", "CPU"), ("precision", "FP32")))
+        sibling = LossyVariant(method, "discarded", "", path=variant.path, setting=setting, attempts=1, excluded=list(variant.excluded))
+        self.stage(f"{sibling.label}: checking on {OPENVINO}")
+        return self._check_on(sibling, variant.path, setting)
 
-        No node can be kept at fp32 (the provider's precision hint applies to the whole graph), so over
-        budget the variant is discarded; nodes the provider hands back to the CPU are reported.
-        """
+    def _check_on(self, variant: LossyVariant, path: Path, setting: ProviderSetting) -> LossyVariant:
+        """The variant's errors when `path` runs under `setting`, judged by the budget; a provider that fails fails it."""
         started = time.perf_counter()
-        (setting,) = [s for s in precision_settings(available) if s.precision == method]
-        variant = LossyVariant(method, "discarded", "", path=self.lossless_path, setting=setting, attempts=1)
-        self.stage(f"{variant.label}: checking on {setting.provider}")
         try:
-            variant.errors = self.errors(self.lossless_path, setting)
-            where = profiled_placement(self.lossless_path, setting.runtime_config(), self.verifier.feeds)
+            variant.errors = self.errors(path, setting)
+            where = profiled_placement(path, setting.runtime_config(), self.verifier.feeds)
         except Exception as error:  # noqa: BLE001 - a provider that cannot take the model fails the variant, not the run
             variant.status, variant.reason = "failed", f"failed on {setting.provider}: {first_line(error)}"
             variant.seconds = time.perf_counter() - started
@@ -469,9 +474,20 @@ class _Search:
             variant.reason = f"{violations[0]}{more}"
         else:
             variant.status = "within budget"
-            variant.weight_bytes = io.weight_bytes_by_dtype(self.model)
+            variant.weight_bytes = io.weight_bytes_by_dtype(io.load(path, validate=False))
         variant.seconds = time.perf_counter() - started
         return variant
+
+    def attempt_precision(self, method: str, available: Sequence[str]) -> LossyVariant:
+        """The lossless graph run at a lower precision on its provider: its error against the original's fp32 outputs.
+
+        No node can be kept at fp32 (the provider's precision hint applies to the whole graph), so over
+        budget the variant is discarded; nodes the provider hands back to the CPU are reported.
+        """
+        (setting,) = [s for s in precision_settings(available) if s.precision == method]
+        variant = LossyVariant(method, "discarded", "", path=self.lossless_path, setting=setting, attempts=1)
+        self.stage(f"{variant.label}: checking on {setting.provider}")
+        return self._check_on(variant, self.lossless_path, setting)
 
     def attempt(self, method: str) -> LossyVariant:
         """Produce the variant, measure its error, exclude sensitive nodes while over budget."""
@@ -658,6 +674,11 @@ def run_lossy(
         variants.append(variant)
         if variant.status == "within budget":
             tried.append(variant)
+            if method in ON_OPENVINO and OPENVINO in providers_available:
+                sibling = search.on_openvino(variant, ON_OPENVINO[method])
+                variants.append(sibling)
+                if sibling.status == "within budget":
+                    tried.append(sibling)
     if tried:
         stage("timing lossy variants against the lossless model")
         if measuring is not None:
