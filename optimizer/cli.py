@@ -381,13 +381,8 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
                 on_stage=(lambda text: status.update(text)) if status else None,
                 on_progress=(lambda text, fraction: status.update(f"{text} ({fraction:.0%})")) if status else None,
             )
-            document = None
             try:
-                if display.as_json or writing.reports or writing.with_profile:  # the graph analysis and the profile cost time: only when read
-                    if status:
-                        status.update("writing the report")
-                    profiled = writing.with_profile if writing.with_profile is not None else bool(writing.reports)
-                    document = _optimization_document(result, verify_options.inputs, shapes, profile=profiled)
+                document = _run_report(result, verify_options.inputs, shapes, display, writing, status)
                 if writing.reports:
                     from optimizer.reports import write_reports
 
@@ -404,26 +399,17 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
     _render_run(result, document, display, writing.reports)
 
 
-def _render_run(result, document: dict | None, display: _Display, reports: tuple[Path, ...]) -> None:
-    """The run command's output: JSON, the terminal report, or (quiet) only the warnings."""
+def _render_run(result, document, display: _Display, reports: tuple[Path, ...]) -> None:
+    """The run command's output from its one `RunReport`: JSON, the terminal report, or (quiet) only the warnings."""
     if display.as_json:
         from optimizer.reports import to_json
 
         click.echo(to_json(document), nl=False)
     elif not display.quiet:
-        from rich.console import Console
-        from rich.markup import escape
+        from optimizer.report import render_run, report_console
 
-        from optimizer.report import render_optimization
-
-        out = Console(highlight=False)
-        render_optimization(result, out, verbose=display.verbose > 0)
-        profiled = (document or {}).get("profile") or {}
-        if profiled.get("by_op_type"):
-            shares = ", ".join(f"{row['op_type']} {row['share']:.0%}" for row in profiled["by_op_type"][:6])
-            out.print(f"time by op type ({profiled['runs']} profiled runs, {profiled['run_ms']:.3g} ms each): {escape(shares)}")
-        elif profiled.get("error"):
-            out.print(f"profile: {escape(profiled['error'])}")
+        out = report_console()
+        render_run(document, out, verbose=display.verbose > 0)
         for path in reports:
             out.print(f"report: {path}")
     else:
@@ -431,20 +417,25 @@ def _render_run(result, document: dict | None, display: _Display, reports: tuple
             click.echo(f"warning: {warning}", err=True)
 
 
-def _optimization_document(result, inputs, input_shapes, *, profile: bool) -> dict:
-    """The run's report document: the result, the written graph's analysis and, when asked, its profile."""
+def _run_report(result, inputs, input_shapes, display: _Display, writing: _OutputFlags, status):
+    """The run's one report document: the result and, when something reads them (--json, --report,
+    --profile), the written graph's analysis and its profile."""
     from optimizer import api
-    from optimizer.reports.document import analysis_summary, optimization_document
+    from optimizer.reports.document import RunReport, analysis_summary
 
+    if not (display.as_json or writing.reports or writing.with_profile):  # the analysis and the profile cost time: only when read
+        return RunReport.from_result(result)
+    if status:
+        status.update("writing the report")
     analysis = analysis_summary(result.model, input_shapes)
     profiled = None
-    if profile and result.output_path is not None:
+    if (writing.with_profile if writing.with_profile is not None else bool(writing.reports)) and result.output_path is not None:
         try:
             outcome, _ = api.profile(result.output_path, config_path=result.config_path, inputs=inputs, input_shapes=input_shapes)
             profiled = outcome.to_dict()
         except Exception as error:  # noqa: BLE001 - the model is written; the report says why it has no profile
             profiled = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
-    return optimization_document(result, analysis=analysis, profile=profiled)
+    return RunReport.from_result(result, analysis=analysis, profile=profiled)
 
 
 def _handle_errors(verbose: int, work):
@@ -645,7 +636,7 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
         from optimizer import gates, verify as verification
         from optimizer.error_budget import ErrorBudget
         from optimizer.reports import check_report_paths, write_reports
-        from optimizer.reports.document import header
+        from optimizer.reports.document import CheckReport
 
         protected = [model, baseline, config_path, baseline_config]
         check_report_paths(reports, protected)
@@ -669,7 +660,7 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
             raise gates.GateInputError(str(error)) from None
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal, total=1.0, label="checking") as progress:
             result = gates.run_check(model, options, on_progress=progress)
-        document = {**header("check"), **result.to_dict()}
+        document = CheckReport.from_result(result)
         write_reports(document, reports, protected)
         return result, document
 
@@ -679,11 +670,9 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 
         click.echo(to_json(document), nl=False)
     else:
-        from rich.console import Console
+        from optimizer.report import render_check, report_console
 
-        from optimizer.report import render_check
-
-        render_check(document, Console(highlight=False), failed_only=display.quiet)
+        render_check(document, report_console(), failed_only=display.quiet)
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
 
 
@@ -707,7 +696,7 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
         from optimizer import verify as verification
         from optimizer.comparison import compare_models
         from optimizer.reports import check_report_paths, write_reports
-        from optimizer.reports.document import header
+        from optimizer.reports.document import CompareReport
 
         protected = [model_a, model_b, config_a, config_b]
         check_report_paths(reports, protected)
@@ -717,7 +706,7 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
                 model_a, model_b, inputs=inputs, input_shapes=_input_shapes(input_shapes), config_a=config_a, config_b=config_b,
                 latency=latency, budget_s=budget, on_progress=progress,
             )
-        document = {**header("compare"), **body}
+        document = CompareReport.from_body(body)
         write_reports(document, reports, protected)
         return document
 
@@ -727,11 +716,9 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
 
         click.echo(to_json(document), nl=False)
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_comparison, report_console
 
-        from optimizer.report import render_comparison
-
-        render_comparison(document, Console(highlight=False))
+        render_comparison(document, report_console())
 
 
 @cli.command("partition")

@@ -13,25 +13,34 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from optimizer.api import OptimizationResult
 from optimizer.inspection import Inspection
 from optimizer.lossy import LossyResult
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
 from optimizer.reports.document import (
-    CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, RunReport, Verification, document_from_dict,
+    CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, ProfileSection, RunReport, Verification, document_from_dict,
 )
 from optimizer.units import format_bytes, format_change, format_count_change, format_error, format_flops, format_ms, format_percent
 
+PIPED_WIDTH = 160
+"""Columns of a report printed to a pipe or file without `COLUMNS` (CI logs): rich's default of 80 cut names."""
+
 __all__ = [
-    "render_run", "render_optimization", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
+    "PIPED_WIDTH", "report_console", "render_run", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
     "render_manifest", "render_partitioned_run", "render_check", "render_comparison",
 ]
 
 
-def render_optimization(result: OptimizationResult, console: Console, *, verbose: bool = False) -> None:
-    """Before/after summary of an optimization result (builds its `RunReport`; see `render_run`)."""
-    render_run(RunReport.from_result(result), console, verbose=verbose)
+def report_console() -> Console:
+    """The console reports print to: the terminal's width, `COLUMNS` when set, and when piped without
+    `COLUMNS` a width wide enough that CI logs get whole rows (tables fold long names, never cut them)."""
+    import os
+    import sys
+
+    width = None
+    if not os.environ.get("COLUMNS", "").isdigit() and not sys.stdout.isatty():
+        width = PIPED_WIDTH
+    return Console(highlight=False, width=width)
 
 
 def render_run(report: RunReport, console: Console, *, verbose: bool = False) -> None:
@@ -56,6 +65,7 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     if report.introduced_ops:
         listed = ", ".join(f"{op} {count}" for op, count in sorted(report.introduced_ops.items()))
         console.print(f"[cyan]onnxruntime-only ops introduced:[/] {escape(listed)} (the output needs onnxruntime)")
+    _render_profile_line(report.profile, console)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     seconds = sum(report.seconds.values())
@@ -63,6 +73,17 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     if report.lossy is not None and report.lossy.chosen_variant is not None:
         verdict += f" (lossless passes); {escape(report.lossy.chosen_variant.label)} within the error budget ({escape(str(report.lossy.budget))})"
     console.print(f"{verdict}; {report.input.nodes} -> {report.output.nodes} nodes in {seconds:.2f} s")
+
+
+def _render_profile_line(profile: ProfileSection | None, console: Console) -> None:
+    """The written model's time by op type under its settings, when it was profiled."""
+    if profile is None:
+        return
+    if profile.by_op_type:
+        shares = ", ".join(f"{row.op_type} {format_percent(row.share or 0, 0)}" for row in profile.by_op_type[:6])
+        console.print(f"time by op type ({profile.runs} profiled runs, {format_ms(profile.run_ms)} each): {escape(shares)}")
+    elif profile.error:
+        console.print(f"profile: {escape(profile.error)}")
 
 
 def _render_sizes(before: ModelFacts, after: ModelFacts, console: Console, *, verbose: bool) -> None:

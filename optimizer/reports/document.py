@@ -27,7 +27,7 @@ SCHEMA_VERSION = 2
 """Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type."""
 
 __all__ = [
-    "SCHEMA_VERSION", "TOP_NODES", "header", "optimization_document", "analysis_summary", "document_from_dict", "Document",
+    "SCHEMA_VERSION", "TOP_NODES", "header", "analysis_summary", "document_from_dict", "Document",
     "RunReport", "CheckReport", "CompareReport", "ModelFacts", "PassRow", "DroppedRow", "OutputCheck", "Verification",
     "OutputErrorRow", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
 ]
@@ -411,8 +411,3 @@ def document_from_dict(data: Mapping | Document) -> Document:
     if isinstance(data, Document):
         return data
     return _KINDS.get(data.get("kind"), Document).from_dict(data)
-
-
-def optimization_document(result, *, analysis: dict | None = None, profile: dict | None = None) -> dict:
-    """The `run` command's document as JSON-ready data (`RunReport.from_result(...).to_dict()`)."""
-    return RunReport.from_result(result, analysis=analysis, profile=profile).to_dict()
