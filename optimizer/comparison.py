@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -223,8 +224,10 @@ def compare_models(
 ) -> dict:
     """The `compare` document's body: both models' summaries, error per output of B against A, op-count
     and size diffs and, with `latency`, B's time against A's measured in one run."""
+    from optimizer.reports.summary import summarize_model
     from optimizer.verify import feeds_for
 
+    started = time.perf_counter()
     a, b = load_model(a_path, config_a), load_model(b_path, config_b)
     interface = check_same_interface(a, b)
     feeds, source = feeds_for(a.path, a.model, inputs, input_shapes, 1)
@@ -232,6 +235,7 @@ def compare_models(
     errors = output_errors(a, b, feeds, interface.shared)
     warnings = [f"outputs only in {which}: {', '.join(names)}" for which, names in (("A", interface.only_a), ("B", interface.only_b)) if names]
     body = {
+        "summary": {"models": [summarize_model(a.model, a.path, "A"), summarize_model(b.model, b.path, "B")], "seconds": None},
         "a": summary_a,
         "b": summary_b,
         "inputs": source,
@@ -259,4 +263,5 @@ def compare_models(
             "verdict": timing.verdict(),
             "plan": timing.plan,
         }
+    body["summary"]["seconds"] = time.perf_counter() - started
     return body

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -107,6 +108,7 @@ class CheckResult:
     latency: dict | None
     errors: list[dict] | None
     inputs: str | None
+    summary: dict | None = None
 
     @property
     def passed(self) -> bool:
@@ -114,6 +116,7 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         return {
+            "summary": self.summary,
             "model": self.model,
             "baseline": self.baseline,
             "gates": [g.to_dict() for g in self.gates],
@@ -220,8 +223,10 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
     Raises GateInputError for bad options, io.ModelInputError for a bad model or baseline,
     ComparisonError for a baseline that cannot be compared, VerificationInputError for unusable inputs.
     """
+    from optimizer.reports.summary import summarize_model
     from optimizer.verify import feeds_for
 
+    started = time.perf_counter()
     options.validate()
     model = load_model(model_path, options.config)
     baseline = load_model(options.baseline, options.baseline_config) if options.baseline is not None else None
@@ -254,4 +259,5 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
                     gates.append(_latency_gate(options.max_latency_ms, latency, timing.noise))
                 if options.max_regression is not None:
                     gates.append(_regression_gate(timing, options.max_regression))
-    return CheckResult(summary, baseline_summary, gates, latency, errors, source)
+    columns = [summarize_model(model.model, model.path, "model")] + ([summarize_model(baseline.model, baseline.path, "baseline")] if baseline is not None else [])
+    return CheckResult(summary, baseline_summary, gates, latency, errors, source, {"models": columns, "seconds": time.perf_counter() - started})

@@ -20,13 +20,14 @@ from optimizer.tune import TuningResult
 from optimizer.reports.document import (
     CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, ProfileSection, RunReport, Verification, document_from_dict,
 )
+from optimizer.reports.summary import Summary
 from optimizer.units import format_bytes, format_change, format_count_change, format_error, format_flops, format_ms, format_percent
 
 PIPED_WIDTH = 160
 """Columns of a report printed to a pipe or file without `COLUMNS` (CI logs): rich's default of 80 cut names."""
 
 __all__ = [
-    "PIPED_WIDTH", "report_console", "render_run", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
+    "PIPED_WIDTH", "report_console", "render_summary", "render_run", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
     "render_manifest", "render_partitioned_run", "render_check", "render_comparison",
 ]
 
@@ -48,6 +49,7 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     source = escape(report.input.path) if report.input.path else "<model>"
     target = escape(report.output.path) if report.output.path else "(not written)"
     console.print(f"[bold]{source}[/] -> [bold]{target}[/]  (level {report.level})")
+    render_summary(report.summary, console)
     _render_sizes(report.input, report.output, console, verbose=verbose)
     _render_passes(report.passes, console, verbose=verbose)
     _render_verification(report.verification, console)
@@ -75,6 +77,26 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     console.print(f"{verdict}; {report.input.nodes} -> {report.output.nodes} nodes in {seconds:.2f} s")
 
 
+def render_summary(summary: Summary | None, console: Console) -> None:
+    """The one-glance table (onnxslim's): interface, IR, opsets, every op type, nodes, size, elapsed, one column per model."""
+    if not summary or not summary.models:
+        return
+    table = _table("Summary", [("", "left"), *[(model.label, "left" if len(summary.models) > 1 else "right") for model in summary.models]])
+    ops = set().union(*(model.op_counts or {} for model in summary.models))
+    for label, cells in summary.rows():
+        differs = label in ops and len(set(cells)) > 1
+        table.add_row(escape(label), *[f"[bold]{escape(cell)}[/]" if differs else escape(cell) for cell in cells])
+    console.print(table)
+
+
+def _table(title: str, columns: list[tuple[str, str]]) -> Table:
+    """A report table whose cells fold (wrap) long names instead of cutting them."""
+    table = Table(title=escape(title), title_justify="left")
+    for name, justify in columns:
+        table.add_column(name, justify=justify, overflow="fold")
+    return table
+
+
 def _render_profile_line(profile: ProfileSection | None, console: Console) -> None:
     """The written model's time by op type under its settings, when it was profiled."""
     if profile is None:
@@ -87,7 +109,7 @@ def _render_profile_line(profile: ProfileSection | None, console: Console) -> No
 
 
 def _render_sizes(before: ModelFacts, after: ModelFacts, console: Console, *, verbose: bool) -> None:
-    """The model table (nodes, bytes, weights by dtype) and the op types that changed."""
+    """The model table: nodes, bytes, weights by dtype, and their change (every op type is in the summary)."""
     size = Table(title="Model", title_justify="left")
     for column in ("", "before", "after", "change"):
         size.add_column(column, justify="right" if column else "left")
@@ -99,18 +121,6 @@ def _render_sizes(before: ModelFacts, after: ModelFacts, console: Console, *, ve
             b, a = before.weight_bytes_by_dtype.get(dtype, 0), after.weight_bytes_by_dtype.get(dtype, 0)
             size.add_row(f"  {dtype} weights", format_bytes(b), format_bytes(a), format_change(b, a))
     console.print(size)
-
-    ops = Table(title="Op types" + ("" if verbose else " (changed)"), title_justify="left")
-    for column in ("op", "before", "after"):
-        ops.add_column(column, justify="left" if column == "op" else "right")
-    rows = 0
-    for op in sorted(set(before.op_counts) | set(after.op_counts)):
-        b, a = before.op_counts.get(op, 0), after.op_counts.get(op, 0)
-        if verbose or a != b:
-            ops.add_row(escape(op), str(b), str(a))
-            rows += 1
-    if rows:
-        console.print(ops)
 
 
 def _render_passes(passes: list[PassRow], console: Console, *, verbose: bool) -> None:
@@ -362,6 +372,8 @@ def render_partitioned_run(report, console: Console) -> None:
 def render_check(document: CheckReport | dict, console: Console, *, failed_only: bool = False) -> None:
     """`optimize check`: one row per gate (measured, limit, pass/fail, why), then the verdict."""
     report = document_from_dict(document)
+    if not failed_only:
+        render_summary(report.summary, console)
     gates = report.gates
     rows = report.failed_gates if failed_only else gates
     if rows:
@@ -392,6 +404,7 @@ def _latency_table(title: str, rows: list[tuple[str, dict]], console: Console, f
 def render_comparison(document: CompareReport | dict, console: Console) -> None:
     """`optimize compare`: error per output, op-count changes, size and latency of B against A."""
     report = document_from_dict(document)
+    render_summary(report.summary, console)
     for name, model in (("A", report.a), ("B", report.b)):
         console.print(f"{name}: {escape(model.path)}  ({format_bytes(model.file_bytes)}, {model.nodes} nodes)")
     errors = Table(title=escape(f"B against A, per output (inputs: {report.inputs})"), title_justify="left")

@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING
 
 from optimizer import __version__
 from optimizer.reports.record import Record
+from optimizer.reports.summary import Summary, summarize_file, summarize_model
 
 if TYPE_CHECKING:
     import onnx_ir as ir
 
 SCHEMA_VERSION = 2
-"""Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type."""
+"""Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type;
+later additions that only add keys (`summary`, `provenance`, error statistics) keep it."""
 
 __all__ = [
-    "SCHEMA_VERSION", "TOP_NODES", "header", "analysis_summary", "document_from_dict", "Document",
+    "SCHEMA_VERSION", "TOP_NODES", "header", "run_summary", "analysis_summary", "document_from_dict", "Document",
     "RunReport", "CheckReport", "CompareReport", "ModelFacts", "PassRow", "DroppedRow", "OutputCheck", "Verification",
     "OutputErrorRow", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
 ]
@@ -303,6 +305,13 @@ class SizeRow(Record):
     ratio: float | None = None
 
 
+def run_summary(result) -> dict:
+    """The summary of an `OptimizationResult`: the input file before, the shipped model after, the run's seconds."""
+    before = summarize_file(result.input_path, "before") if result.input_path is not None else None
+    after = summarize_model(result.model, result.output_path, "after")
+    return {"models": [column for column in (before, after) if column is not None], "seconds": sum(result.seconds.values())}
+
+
 # -- documents ------------------------------------------------------------------------------------
 
 
@@ -317,6 +326,7 @@ class Document(Record):
     machine: dict = _dict()
     warnings: list[str] = _list()
     seconds: dict[str, float] = _dict()
+    summary: Summary | None = None
 
 
 @dataclasses.dataclass
@@ -348,7 +358,7 @@ class RunReport(Document):
         analysis and its profile under the shipped settings when they were made."""
         body = result.to_dict()
         body.pop("schema_version", None)
-        report = cls.from_dict({**(head or header("optimize")), **body, "analysis": analysis, "profile": profile})
+        report = cls.from_dict({**(head or header("optimize")), "summary": run_summary(result), **body, "analysis": analysis, "profile": profile})
         report.tuning_result = result.tuning
         return report
 

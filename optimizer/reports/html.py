@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from optimizer.reports.charts import TOP_OPS, bar_chart, latency_chart, op_rows, size_rows
 from optimizer.reports.document import AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, RunReport, TuningSection, document_from_dict
 from optimizer.reports.markup import Markup, escape
+from optimizer.reports.summary import Summary
 from optimizer.units import DASH, format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
 
 __all__ = ["render_html", "CSP"]
@@ -416,16 +417,24 @@ def _analysis(doc: RunReport) -> str:
     return _section("analysis", "Cost model", body)
 
 
+def _overview(summary: Summary | None) -> str:
+    """The summary table (interface, IR, opsets, every op type, size, elapsed), one column per model."""
+    if not summary or not summary.models:
+        return ""
+    table = _table(["", *[m.label for m in summary.models]], [(label, *cells) for label, cells in summary.rows()], table_id="overview-table")
+    return _section("overview", "Summary", table)
+
+
 def _optimize(doc: RunReport) -> str:
     before, after = doc.input, doc.output
     warnings = [f"pass {d.name} was dropped: {d.reason}" for d in doc.dropped_passes or []] + [str(w) for w in doc.warnings or []]
     if doc.verification.status == "failed":
         warnings.insert(0, f"verification failed: {doc.verification.reason or 'see below'}")
     head = f"<header><h1>Optimized {escape(_name(before.path))}</h1><p>{_path(before.path)} → {_path(after.path)}</p>"
-    head += _nav([("summary", "before/after"), ("tuning", "tuning"), ("profile", "time"), ("sizes", "sizes"), ("ops", "ops"), ("passes", "passes"),
+    head += _nav([("overview", "summary"), ("summary", "before/after"), ("tuning", "tuning"), ("profile", "time"), ("sizes", "sizes"), ("ops", "ops"), ("passes", "passes"),
                   ("verification", "verification"), ("lossy", "lossy"), ("analysis", "cost model")]) + "</header>"
     sizes, ops = _comparison_charts("chart", ("before", "after"), before, after)
-    return (head + _headline(doc) + _warnings(warnings) + _before_after(doc) + _tuning(doc) + _profile(doc) + _section("sizes", "Weight bytes", sizes)
+    return (head + _headline(doc) + _warnings(warnings) + _overview(doc.summary) + _before_after(doc) + _tuning(doc) + _profile(doc) + _section("sizes", "Weight bytes", sizes)
             + _section("ops", "Op counts", ops) + _passes(doc) + _verification(doc) + _lossy(doc) + _analysis(doc))
 
 
@@ -459,6 +468,7 @@ def _check(doc: CheckReport) -> str:
     failed = doc.failed_gates
     body = f"<header><h1>Check {escape(_name(model.path))}</h1><p>{_path(model.path)}" + (f" against {_path(baseline.path)}" if baseline else "") + "</p></header>"
     body += f'<div id="verdict" class="banner {"ok" if doc.passed else "bad"}">{"PASSED" if doc.passed else "FAILED"}: {len(gates) - len(failed)} of {len(gates)} gates passed</div>'
+    body += _overview(doc.summary)
     rows = [(g.gate, g.measured_text or _gate_value(g.measured, g.unit or ""), g.limit_text or _gate_value(g.limit, g.unit or ""), _badge(bool(g.passed)), g.detail or "") for g in gates]
     body += _section("gates", "Gates", _table(["gate", "measured", "limit", "", "detail"], rows, numeric=(1, 2), row_classes=["" if g.passed else "fail" for g in gates], table_id="gates-table")
                      if gates else _not_run("No gates were set."))
@@ -483,7 +493,7 @@ def _compare(doc: CompareReport) -> str:
              _card("latency B / A", format_ratio(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
              _card("worst output error", f"rel {_err(max(rel))}" if rel else "–", f"{_worst(outputs)}; {len(outputs)} output(s)" if outputs else "outputs not compared"),
              _card("op types changed", str(len(doc.changed_ops)), f"nodes {format_count(a.nodes)} → {format_count(b.nodes)}")]
-    body += '<div class="cards" id="headline">' + "".join(cards) + "</div>"
+    body += '<div class="cards" id="headline">' + "".join(cards) + "</div>" + _overview(doc.summary)
     timing = latency or {}
     body += _latency_section(latency, [("A", timing.get("a"), "before"), ("B", timing.get("b"), "subject"), ("control (a second copy of A)", timing.get("control"), "control")],
                              [("B / A median", format_ratio(timing.get("ratio_median"))), ("B / A minimum", format_ratio(timing.get("ratio_min")))], timing.get("verdict") or "")

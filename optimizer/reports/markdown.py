@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from optimizer.reports.document import CheckReport, CompareReport, Document, RunReport, TuningSection, Verification, document_from_dict
+from optimizer.reports.summary import Summary
 from optimizer.units import format_bytes, format_count_change, format_ms, format_relative_change
 
 __all__ = ["render_markdown"]
@@ -52,6 +53,17 @@ def _changed_ops(before: dict, after: dict, limit: int = 12) -> str:
     return text + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
 
 
+def _summary(summary: Summary | None) -> list[str]:
+    """The summary table (interface, IR, opsets, every op type, size, elapsed), folded: a PR comment stays short."""
+    if not summary or not summary.models:
+        return []
+    labels = [m.label for m in summary.models]
+    lines = ["", "<details><summary>Summary: interface, opsets, every op type, sizes</summary>", "",
+             "| | " + " | ".join(_md(label) for label in labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {_md(label)} | " + " | ".join(_md(cell) for cell in cells) + " |" for label, cells in summary.rows()]
+    return lines + ["", "</details>", ""]
+
+
 def _verification_line(verification: Verification) -> str:
     status, outputs = verification.status, verification.outputs or []
     if status == "passed":
@@ -82,7 +94,7 @@ def _optimization(document: RunReport) -> list[str]:
     headline.append(f"{'?' if before.nodes is None else before.nodes} → {'?' if after.nodes is None else after.nodes} nodes")
     if before.file_bytes is not None and after.file_bytes is not None:
         headline.append(f"{format_bytes(before.file_bytes)} → {format_bytes(after.file_bytes)}")
-    lines += [" · ".join(headline), "", "| | before | after | change |", "|---|---|---|---|"]
+    lines += [" · ".join(headline), *_summary(document.summary), "", "| | before | after | change |", "|---|---|---|---|"]
     lines.append(f"| nodes | {before.nodes} | {after.nodes} | {format_count_change(before.nodes or 0, after.nodes or 0)} |")
     lines.append(f"| file size | {format_bytes(before.file_bytes)} | {format_bytes(after.file_bytes)} | {format_relative_change(before.file_bytes, after.file_bytes)} |")
     lines.append(f"| weights | {format_bytes(before.initializer_bytes)} | {format_bytes(after.initializer_bytes)} | {format_relative_change(before.initializer_bytes, after.initializer_bytes)} |")
@@ -111,7 +123,7 @@ def _check(document: CheckReport) -> list[str]:
     gates, failed = document.gates or [], document.failed_gates
     verdict = f"✅ all {len(gates)} gates pass" if not failed else f"❌ {len(failed)} of {len(gates)} gates failed"
     model = document.model.path if "path" in document.model.json_keys else "model"
-    lines = [f"### optimize check: {_md(model)}: {verdict}", "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
+    lines = [f"### optimize check: {_md(model)}: {verdict}", *_summary(document.summary), "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
     for gate in gates:
         measured = gate.measured_text if gate.measured_text is not None else gate.measured
         limit = gate.limit_text if gate.limit_text is not None else gate.limit
@@ -129,7 +141,7 @@ def _compare(document: CompareReport) -> list[str]:
         headline.append(f"B is {size.ratio:.2f}x A's size ({format_bytes(size.a_bytes)} → {format_bytes(size.b_bytes)})")
     if outputs:
         headline.append(f"worst rel error {max(o.rel for o in outputs):.3g} over {len(outputs)} output(s)")
-    lines += [" · ".join(headline) or "no figures", ""]
+    lines += [" · ".join(headline) or "no figures", *_summary(document.summary), ""]
     if outputs:
         lines += ["| output | max abs | rel | cosine | top-1 agreement | non-finite |", "|---|---|---|---|---|---|"]
         for row in outputs:
