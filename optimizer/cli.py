@@ -263,7 +263,7 @@ class _LossyFlags:
         given = (("--calibration", self.calibration), ("--max-error", self.max_error), ("--exclude-nodes", self.exclude_nodes), ("--op-types", self.quant_op_types))
         unused = [flag for flag, value in given if value]
         if self.quantize == "none" and unused and (self.prune_weights is None or unused != ["--max-error"]):
-            click.echo(f"warning: {', '.join(unused)} have no effect without --quantize", err=True)
+            click.echo(f"warning: {', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect without --quantize", err=True)
         if self.calibration is not None and self.quantize in ("dynamic", "fp16"):
             click.echo("warning: --calibration is only used by --quantize static or auto", err=True)
 
@@ -536,11 +536,9 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
     if display.as_json:
         click.echo(json.dumps({"config": str(config_path), **result.to_dict()}, indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_tuning, report_console
 
-        from optimizer.report import render_tuning
-
-        out = Console(highlight=False)
+        out = report_console()
         render_tuning(result, out, verbose=display.verbose > 0)
         out.print(f"configuration: {config_path}")
 
@@ -568,11 +566,9 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, di
     if display.as_json:
         click.echo(json.dumps({"config": str(used_config) if used_config else None, **result.to_dict()}, indent=2))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_profile, report_console
 
-        from optimizer.report import render_profile
-
-        out = Console(highlight=False)
+        out = report_console()
         out.print(f"settings: {used_config if used_config else 'onnxruntime defaults'}")
         render_profile(result, out, top=top)
 
@@ -598,11 +594,9 @@ def inspect_command(model, input_shapes, display: _Display) -> None:
     if display.as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_inspection, report_console
 
-        from optimizer.report import render_inspection
-
-        render_inspection(result, Console(highlight=False), verbose=display.verbose > 0)
+        render_inspection(result, report_console(), verbose=display.verbose > 0)
 
 
 @cli.command("check")
@@ -741,11 +735,9 @@ def partition_command(model, parts, out_dir, strategy, input_shapes, display: _D
     if display.as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_manifest, report_console
 
-        from optimizer.report import render_manifest
-
-        render_manifest(manifest, out_dir, Console(highlight=False))
+        render_manifest(manifest, out_dir, report_console())
 
 
 @cli.command("run-partitioned")
@@ -775,11 +767,9 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
     if display.as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_partitioned_run, report_console
 
-        from optimizer.report import render_partitioned_run
-
-        render_partitioned_run(report, Console(highlight=False))
+        render_partitioned_run(report, report_console())
     if not report.matches or report.stream_matches is False:
         sys.exit(EXIT_FAILED)
 
@@ -816,11 +806,9 @@ def passes_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{"name": n, "level": lv, "description": d} for n, lv, d in rows], indent=2))
         return
-    from rich.console import Console
+    from optimizer.report import render_pass_list, report_console
 
-    from optimizer.report import render_pass_list
-
-    render_pass_list(rows, Console(highlight=False))
+    render_pass_list(rows, report_console())
 
 
 def main() -> None:

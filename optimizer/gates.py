@@ -22,7 +22,7 @@ import numpy as np
 
 from optimizer.comparison import LoadedModel, check_same_interface, load_model, model_summary, output_errors, time_against, time_with_control
 from optimizer.error_budget import ErrorBudget
-from optimizer.units import format_bytes
+from optimizer.units import format_against, format_bytes
 
 __all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "run_check"]
 
@@ -200,13 +200,35 @@ def _regression_gate(timing, allowance: float) -> Gate:
     return Gate("regression-latency", timing.ratio_median, allowed, "ratio", passed, detail, f"{timing.ratio_median:.3f}x", f"{allowed:.2f}x")
 
 
+_METRIC_NAMES = {"rel": "rel error", "cos": "cosine", "top1": "top-1 agreement"}
+
+
+def _violations(budget: ErrorBudget, errors) -> list[str]:
+    """One line per broken limit, the measured figure with the digits that tell it from its limit
+    ("cos 0.999698 < 0.99999 on 'y'")."""
+    found = []
+    for error in errors:
+        if error.nonfinite:
+            found.append(f"{error.nonfinite} NaN/Inf values on '{error.name}'")
+            continue
+        for limit in budget.limits:
+            value = error.value(limit.metric)
+            if value is not None and not limit.holds(value):
+                sign = ">" if limit.metric == "rel" else "<"
+                found.append(f"{_METRIC_NAMES.get(limit.metric, limit.metric)} {format_against(value, limit.limit)} {sign} {limit.limit:g} on '{error.name}'")
+    return found
+
+
 def _error_gate(budget: ErrorBudget, errors) -> Gate:
-    broken = budget.violations(errors)
+    broken = _violations(budget, errors)
     unmeasured = [str(limit) for limit in budget.limits if all(e.value(limit.metric) is None for e in errors)]
     if unmeasured:  # e.g. top1 on outputs without a class axis: a limit nothing was held to is no pass
         broken.append(f"{', '.join(unmeasured)} applies to none of the outputs (top1 needs a last axis of 2 or more)")
+    limits = {limit.metric: limit.limit for limit in budget.limits}
     worst = max(errors, key=lambda e: e.rel)
-    measured = f"rel {worst.rel:.3g}, cos {worst.cos:.6f} on '{worst.name}'"
+    rel = format_against(worst.rel, limits["rel"]) if "rel" in limits else f"{worst.rel:.3g}"
+    cos = format_against(worst.cos, limits["cos"], 6) if "cos" in limits else f"{worst.cos:.6f}"
+    measured = f"rel {rel}, cos {cos} on '{worst.name}'"
     detail = "; ".join(broken) if broken else f"every limit holds on {len(errors)} output(s)"
     return Gate("error", worst.rel, str(budget), "", not broken, detail, measured, str(budget))
 

@@ -12,8 +12,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import onnx_ir as ir
-
 from optimizer import io
 from optimizer.reports.summary import interface_rows
 

@@ -240,7 +240,7 @@ def _headline(doc: RunReport) -> str:
     else:
         cards.append(_card("speed vs original", "not tuned", "no latency measured"))
     cards.append(_card("nodes", f"{format_count(before.nodes)} → {format_count(after.nodes)}", format_change(before.nodes, after.nodes)))
-    cards.append(_card("file size", f"{_bytes(before.file_bytes)} → {_bytes(after.file_bytes)}", format_change(before.file_bytes, after.file_bytes)))
+    cards.append(_card("file size", f"{_bytes(before.file_bytes)} → {_bytes(after.file_bytes)}", format_change(before.file_bytes, after.file_bytes, _bytes)))
     status = verification.status or "not run"
     outputs = verification.outputs or []
     cards.append(_card("verification", status, f"{len(outputs)} output(s)" if outputs else verification.reason or "",
@@ -256,11 +256,11 @@ def _before_after(doc: RunReport) -> str:
     rows = [("path", Markup(_path(before.path)), Markup(_path(after.path)), "")]
     for label, a, b, show in (("nodes", before.nodes, after.nodes, format_count), ("file size", before.file_bytes, after.file_bytes, _bytes),
                               ("initializer bytes", before.initializer_bytes, after.initializer_bytes, _bytes)):
-        rows.append((label, show(a), show(b), format_change(a, b)))
+        rows.append((label, show(a), show(b), format_change(a, b, show)))
     dtypes_before, dtypes_after = before.weight_bytes_by_dtype or {}, after.weight_bytes_by_dtype or {}
     for dtype in sorted(set(dtypes_before) | set(dtypes_after)):
         a, b = dtypes_before.get(dtype, 0), dtypes_after.get(dtype, 0)
-        rows.append((f"weights {dtype}", _bytes(a), _bytes(b), format_change(a, b)))
+        rows.append((f"weights {dtype}", _bytes(a), _bytes(b), format_change(a, b, _bytes)))
     body = _table(["", "before", "after", "change"], rows, numeric=(1, 2, 3), table_id="before-after")
     extra = [("level", doc.level), ("external data", after.external_data), ("runtime settings", doc.config),
              ("ops introduced", _pairs(doc.introduced_ops)),

@@ -96,8 +96,8 @@ def _optimization(document: RunReport) -> list[str]:
         headline.append(f"{format_bytes(before.file_bytes)} → {format_bytes(after.file_bytes)}")
     lines += [" · ".join(headline), *_summary(document.summary), "", "| | before | after | change |", "|---|---|---|---|"]
     lines.append(f"| nodes | {before.nodes} | {after.nodes} | {format_count_change(before.nodes or 0, after.nodes or 0)} |")
-    lines.append(f"| file size | {format_bytes(before.file_bytes)} | {format_bytes(after.file_bytes)} | {format_relative_change(before.file_bytes, after.file_bytes)} |")
-    lines.append(f"| weights | {format_bytes(before.initializer_bytes)} | {format_bytes(after.initializer_bytes)} | {format_relative_change(before.initializer_bytes, after.initializer_bytes)} |")
+    lines.append(f"| file size | {format_bytes(before.file_bytes)} | {format_bytes(after.file_bytes)} | {format_relative_change(before.file_bytes, after.file_bytes, format_bytes)} |")
+    lines.append(f"| weights | {format_bytes(before.initializer_bytes)} | {format_bytes(after.initializer_bytes)} | {format_relative_change(before.initializer_bytes, after.initializer_bytes, format_bytes)} |")
     if measured.get("baseline_median_ms") is not None:
         lines.append(
             f"| latency, median (min) | {_ms(measured['baseline_median_ms'])} ({_ms(measured.get('baseline_min_ms'))}) "
