@@ -127,6 +127,53 @@ def _inputs_option(help: str):  # noqa: A002 - click's name
     return click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help=help)
 
 
+def _save_inputs_option():
+    return click.option(
+        "--save-inputs", "save_inputs", type=click.Path(path_type=Path), metavar="FILE.npz",
+        help="Write the inputs the models run on (generated, or --inputs) to FILE.npz, for --inputs next time.",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """The inputs a command runs models on: the arrays (None: the library generates them) and where they come from."""
+
+    arrays: dict | None
+    source: str | None
+    """What the reports name as the inputs ("data.npz", "generated ..."; None: the library's own words)."""
+    saved: Path | None
+
+
+def _prepare_inputs(model: Path, inputs_file: Path | None, shapes: dict, batch: int, save_to: Path | None) -> _Inputs:
+    """The `--inputs` arrays; with `--save-inputs`, the arrays are made here (generated as the library would)
+    and written first, so the command runs on exactly what was saved."""
+    from optimizer import io, verify as verification
+
+    arrays = verification.load_inputs(inputs_file) if inputs_file else None
+    if save_to is None:
+        return _Inputs(arrays, str(inputs_file) if inputs_file else None, None)
+    _check_save_path(save_to, [model, inputs_file])
+    if arrays is None:
+        arrays, source = verification.feeds_for(model, io.load(model), None, shapes, batch)
+    else:
+        source = str(inputs_file)
+    verification.save_inputs(save_to, arrays)
+    return _Inputs(arrays, source, save_to)
+
+
+def _check_save_path(path: Path, protected: list) -> None:
+    """Refuse a --save-inputs path that is no .npz, sits in a missing folder, or is one of the command's files."""
+    from optimizer.errors import UserError
+
+    if path.suffix.lower() != ".npz":
+        raise UserError(f"--save-inputs {path}: the file must end in .npz (numpy's archive, what --inputs reads)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"--save-inputs {path}: folder {folder} does not exist")
+    if any(other is not None and Path(other).resolve() == path.resolve() for other in protected):
+        raise UserError(f"--save-inputs {path}: would overwrite a model or the --inputs file; choose another name")
+
+
 def _budget_option(default: float, help: str):  # noqa: A002 - click's name
     return click.option("--budget", type=click.FloatRange(min=1), default=default, show_default=True, help=help)
 
@@ -193,13 +240,14 @@ class _VerifyFlags:
     atol: float | None
     strict: bool
     batch: int
+    save_inputs: Path | None
 
-    def options(self, shapes: dict):
-        from optimizer import verify as verification
+    def options(self, shapes: dict, inputs: _Inputs):
+        """VerifyOptions on `inputs` (made by `_prepare_inputs`: generated ones set the batch already)."""
         from optimizer.options import VerifyOptions
 
-        inputs = verification.load_inputs(self.inputs_file) if self.inputs_file else None
-        return VerifyOptions(self.verify, inputs, shapes, self.rtol, self.atol, self.strict, self.batch)
+        batch = 1 if inputs.saved is not None and self.inputs_file is None else self.batch
+        return VerifyOptions(self.verify, inputs.arrays, shapes, self.rtol, self.atol, self.strict, batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +362,7 @@ def cli() -> None:
 @click.option("--skip-passes", multiple=True, metavar="NAME,...", help="Leave these passes out.")
 @_inputs_option("Verification inputs: an .npz of arrays keyed by graph input name.")
 @_input_shape_option()
+@_save_inputs_option()
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the result against the original in onnxruntime.")
 @click.option("--rtol", type=float, help="Relative tolerance (default 1e-4; 1e-2 for quantized models).")
 @click.option("--atol", type=float, help="Absolute tolerance (default 1e-5; 1e-3 for quantized models).")
@@ -369,7 +418,8 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             api.resolve_pass_names(selection.level, _split_names(selection.only_passes), _split_names(selection.skip_passes))
         except KeyError as error:
             _fail(error.args[0], EXIT_BAD_INPUT)
-        verify_options = checking.options(shapes)
+        prepared = _prepare_inputs(model, checking.inputs_file, shapes, checking.batch, checking.save_inputs)
+        verify_options = checking.options(shapes, prepared)
         options = OptimizeOptions(selection.options(), verify_options, tuning.options(), writing.options(output), lossy.options(tuning.budget))
         show_progress = not display.quiet and not display.as_json and console.is_terminal
         status = console.status("loading") if show_progress else None
@@ -501,6 +551,7 @@ def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the configuration [default: MODEL.onnx.json].")
 @_inputs_option("Inputs to time on: an .npz of arrays keyed by input name (realistic dynamic shapes).")
 @_input_shape_option()
+@_save_inputs_option()
 @click.option("--providers", multiple=True, metavar="NAME,...", help="Execution providers to consider [default: every one the installed onnxruntime offers].")
 @click.option("--intra", multiple=True, metavar="N,...", help="Intra-op thread counts to try [default: 1, 2, 4, ... up to the usable cores].")
 @click.option("--inter", multiple=True, metavar="N,...", help="Inter-op thread counts for parallel execution [default: 2, 4, 8 up to the cores, when the graph has parallel branches].")
@@ -508,7 +559,7 @@ def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs.")
 @_budget_option(60.0, "Seconds the search may take.")
 @_display_options(json_help="Print the result as JSON on stdout.", verbose_help="List every candidate; -vv logs and tracebacks.")
-def tune_command(model, output, inputs_file, input_shapes, providers, intra, inter, objective, batch, budget, display: _Display) -> None:
+def tune_command(model, output, inputs_file, input_shapes, save_inputs, providers, intra, inter, objective, batch, budget, display: _Display) -> None:
     """Find the fastest onnxruntime settings for MODEL on this machine; write them as JSON.
 
     \b
@@ -521,15 +572,15 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
     console = _stderr()
 
     def work():
-        from optimizer import api, verify as verification
+        from optimizer import api
 
         shapes = _input_shapes(input_shapes)
-        inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        prepared = _prepare_inputs(model, inputs_file, shapes, batch, save_inputs)
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json, total=budget) as update:
             return api.tune_model(
-                model, output, inputs=inputs, input_shapes=shapes, providers=_split_names(providers) or None,
+                model, output, inputs=prepared.arrays, input_shapes=shapes, providers=_split_names(providers) or None,
                 intra=_int_list(intra, "--intra"), inter=_int_list(inter, "--inter"), objective=objective,
-                batch=batch, budget=budget, on_progress=update,
+                batch=1 if prepared.saved is not None and inputs_file is None else batch, budget=budget, on_progress=update,
             )
 
     result, config_path = _handle_errors(display.verbose, work)
@@ -548,19 +599,20 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime configuration to profile under [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
 @_inputs_option("Inputs: an .npz of arrays keyed by input name.")
 @_input_shape_option()
+@_save_inputs_option()
 @click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Profiled runs (after 3 warm-up runs).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="How many of the slowest nodes to list.")
 @_display_options(json_help="Print the profile as JSON on stdout.")
-def profile_command(model, config_path, inputs_file, input_shapes, runs, top, display: _Display) -> None:
+def profile_command(model, config_path, inputs_file, input_shapes, save_inputs, runs, top, display: _Display) -> None:
     """Time MODEL by node and by op type with onnxruntime's profiler."""
     _configure_logging(display.verbose, display.quiet)
 
     def work():
-        from optimizer import api, verify as verification
+        from optimizer import api
 
         shapes = _input_shapes(input_shapes)
-        inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        return api.profile(model, config_path=config_path, inputs=inputs, input_shapes=shapes, runs=runs)
+        prepared = _prepare_inputs(model, inputs_file, shapes, 1, save_inputs)
+        return api.profile(model, config_path=config_path, inputs=prepared.arrays, input_shapes=shapes, runs=runs)
 
     result, used_config = _handle_errors(display.verbose, work)
     if display.as_json:
@@ -613,10 +665,11 @@ def inspect_command(model, input_shapes, display: _Display) -> None:
 @click.option("--baseline-config", type=click.Path(path_type=Path), help="Runtime settings for the baseline [default: its own .onnx.json, else defaults].")
 @_inputs_option("Inputs for latency and error gates: an .npz of arrays keyed by input name.")
 @_input_shape_option()
+@_save_inputs_option()
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options(quiet_help="Print nothing but failed gates and errors.")
-def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, budget, reports, display: _Display) -> None:
+def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, save_inputs, budget, reports, display: _Display) -> None:
     """Gate MODEL for CI: one row per gate (measured, limit, pass/fail).
 
     \b
@@ -627,13 +680,15 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
     console = _stderr()
 
     def work():
-        from optimizer import gates, verify as verification
+        from optimizer import gates
         from optimizer.error_budget import ErrorBudget
         from optimizer.reports import check_report_paths, write_reports
         from optimizer.reports.document import CheckReport
 
         protected = [model, baseline, config_path, baseline_config]
         check_report_paths(reports, protected)
+        shapes = _input_shapes(input_shapes)
+        prepared = _prepare_inputs(model, inputs_file, shapes, 1, save_inputs)
         try:
             options = gates.CheckOptions(
                 max_size=gates.parse_size(max_size) if max_size is not None else None,
@@ -646,8 +701,8 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
                 forbid_ops=_split_names(forbid_ops),
                 config=config_path,
                 baseline_config=baseline_config,
-                inputs=verification.load_inputs(inputs_file) if inputs_file else None,
-                input_shapes=_input_shapes(input_shapes),
+                inputs=prepared.arrays,
+                input_shapes=shapes,
                 budget_s=budget,
             )
         except ValueError as error:
@@ -675,29 +730,30 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 @click.argument("model_b", type=click.Path(path_type=Path))
 @_inputs_option("Inputs: an .npz of arrays keyed by input name [default: generated].")
 @_input_shape_option()
+@_save_inputs_option()
 @click.option("--config-a", type=click.Path(path_type=Path), help="Runtime settings for A [default: A.onnx.json when it exists, else defaults].")
 @click.option("--config-b", type=click.Path(path_type=Path), help="Runtime settings for B [default: B.onnx.json when it exists, else defaults].")
 @click.option("--latency/--no-latency", default=True, show_default=True, help="Time both models in one run (with a control copy of A).")
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options()
-def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, config_b, latency, budget, reports, display: _Display) -> None:
+def compare_command(model_a, model_b, inputs_file, input_shapes, save_inputs, config_a, config_b, latency, budget, reports, display: _Display) -> None:
     """Compare MODEL_B with MODEL_A: error per output, op counts, size, and latency measured in one run."""
     _configure_logging(display.verbose, display.quiet)
     console = _stderr()
 
     def work():
-        from optimizer import verify as verification
         from optimizer.comparison import compare_models
         from optimizer.reports import check_report_paths, write_reports
         from optimizer.reports.document import CompareReport
 
         protected = [model_a, model_b, config_a, config_b]
         check_report_paths(reports, protected)
-        inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        shapes = _input_shapes(input_shapes)
+        prepared = _prepare_inputs(model_a, inputs_file, shapes, 1, save_inputs)
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
             body = compare_models(
-                model_a, model_b, inputs=inputs, input_shapes=_input_shapes(input_shapes), config_a=config_a, config_b=config_b,
+                model_a, model_b, inputs=prepared.arrays, input_shapes=shapes, config_a=config_a, config_b=config_b,
                 latency=latency, budget_s=budget, on_progress=progress,
             )
         document = CompareReport.from_body(body)

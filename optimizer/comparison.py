@@ -24,7 +24,7 @@ from optimizer.measure import LatencyStats, time_candidates
 
 __all__ = [
     "ComparisonError", "Interface", "LoadedModel", "LatencyComparison", "load_model", "model_summary", "check_same_interface",
-    "run_outputs", "output_errors", "op_count_diff", "time_with_control", "time_against", "compare_models", "NOISE_FLOOR",
+    "run_outputs", "output_errors_with_stats", "error_rows", "op_count_diff", "time_with_control", "time_against", "compare_models", "NOISE_FLOOR",
 ]
 
 NOISE_FLOOR = 0.02
@@ -128,9 +128,18 @@ def run_outputs(session, feeds: Mapping[str, np.ndarray], names: Sequence[str]) 
     return session.run(list(names), dict(feeds))
 
 
-def output_errors(reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[OutputError]:
-    """Per-output error of the candidate against the reference on `feeds`, one session at a time."""
-    return measure_errors(names, _run(reference, feeds, names, candidate), _run(candidate, feeds, names, reference))
+def output_errors_with_stats(reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[tuple[OutputError, dict | None]]:
+    """Per-output error of the candidate against the reference on `feeds` (one session at a time), with
+    its element-wise statistics (optimizer.error_stats)."""
+    from optimizer.error_stats import error_statistics
+
+    expected, actual = _run(reference, feeds, names, candidate), _run(candidate, feeds, names, reference)
+    return list(zip(measure_errors(names, expected, actual), (error_statistics(e, a) for e, a in zip(expected, actual))))
+
+
+def error_rows(measured: Sequence[tuple[OutputError, dict | None]]) -> list[dict]:
+    """The JSON rows of `output_errors_with_stats`: the error metrics and `stats`."""
+    return [{**error.to_dict(), "stats": stats} for error, stats in measured]
 
 
 def _run(model: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str], other: LoadedModel) -> list[np.ndarray]:
@@ -232,7 +241,7 @@ def compare_models(
     interface = check_same_interface(a, b)
     feeds, source = feeds_for(a.path, a.model, inputs, input_shapes, 1)
     summary_a, summary_b = model_summary(a), model_summary(b)
-    errors = output_errors(a, b, feeds, interface.shared)
+    errors = output_errors_with_stats(a, b, feeds, interface.shared)
     warnings = [f"outputs only in {which}: {', '.join(names)}" for which, names in (("A", interface.only_a), ("B", interface.only_b)) if names]
     body = {
         "summary": {"models": [summarize_model(a.model, a.path, "A"), summarize_model(b.model, b.path, "B")], "seconds": None},
@@ -242,7 +251,7 @@ def compare_models(
         "outputs_only_in_a": interface.only_a,
         "outputs_only_in_b": interface.only_b,
         "warnings": warnings,
-        "outputs": [e.to_dict() for e in errors],
+        "outputs": error_rows(errors),
         "op_counts": op_count_diff(summary_a["op_counts"], summary_b["op_counts"]),
         "size": {
             "a_bytes": summary_a["file_bytes"],

@@ -20,7 +20,9 @@ from pathlib import Path
 from optimizer.errors import UserError
 import numpy as np
 
-from optimizer.comparison import LoadedModel, check_same_interface, load_model, model_summary, output_errors, time_against, time_with_control
+from optimizer.comparison import (
+    LoadedModel, check_same_interface, error_rows, load_model, model_summary, output_errors_with_stats, time_against, time_with_control,
+)
 from optimizer.error_budget import ErrorBudget
 from optimizer.units import format_against, format_bytes
 
@@ -266,8 +268,8 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
             latency, noise = _latency_alone(model, feeds, options.budget_s, on_progress)
             gates.append(_latency_gate(options.max_latency_ms, latency, noise))
         if baseline is not None:
-            measured = output_errors(baseline, model, feeds, interface.shared)
-            errors = [e.to_dict() for e in measured]
+            with_stats = output_errors_with_stats(baseline, model, feeds, interface.shared)
+            measured, errors = [error for error, _ in with_stats], error_rows(with_stats)
             if options.error_budget is not None:
                 gates.append(_error_gate(options.error_budget, measured))
             if options.max_regression is not None or options.max_latency_ms is not None:

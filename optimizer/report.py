@@ -19,7 +19,7 @@ from optimizer.lossy import LossyResult
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
 from optimizer.reports.document import (
-    CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, ProfileSection, RunReport, Verification, document_from_dict,
+    ERROR_STAT_COLUMNS, CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, ProfileSection, RunReport, Verification, document_from_dict, error_stat_rows,
 )
 from optimizer.reports.summary import Summary
 from optimizer.units import format_bytes, format_change, format_count, format_count_change, format_error, format_flops, format_ms, format_percent
@@ -28,7 +28,7 @@ PIPED_WIDTH = 160
 """Columns of a report printed to a pipe or file without `COLUMNS` (CI logs): rich's default of 80 cut names."""
 
 __all__ = [
-    "PIPED_WIDTH", "report_console", "render_summary", "render_run", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
+    "PIPED_WIDTH", "report_console", "render_summary", "render_run", "render_error_stats", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
     "render_manifest", "render_partitioned_run", "render_check", "render_comparison",
 ]
 
@@ -150,8 +150,20 @@ def _render_verification(verification: Verification, console: Console) -> None:
         table.add_row(escape(output.name), format_error(output.max_abs), format_error(output.max_rel), f"{output.cosine:.6f}", status)
     if verification.outputs:
         console.print(table)
+    render_error_stats(verification.outputs, console)
     if verification.status == "failed":
         console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
+
+
+def render_error_stats(outputs, console: Console) -> None:
+    """Element-wise error percentiles per output and the smallest tolerance that passes (polygraphy's figures)."""
+    rows = error_stat_rows(outputs)
+    if not rows:
+        return
+    table = _table("Error statistics per output (element-wise)", ERROR_STAT_COLUMNS, right=ERROR_STAT_COLUMNS[1:-1])
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
 
 
 def _worst_errors(variant: LossyVariantRow) -> str:
@@ -366,6 +378,8 @@ def render_check(document: CheckReport | dict, console: Console, *, failed_only:
             result = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
             table.add_row(escape(gate.gate), escape(gate.measured_text), escape(gate.limit_text), result, escape(gate.detail))
         console.print(table)
+    if not failed_only:
+        render_error_stats(report.errors, console)
     failed = len(report.failed_gates)
     if failed:
         console.print(f"[red]{failed} of {len(gates)} gate(s) failed[/]")
@@ -392,6 +406,7 @@ def render_comparison(document: CompareReport | dict, console: Console) -> None:
         top1 = "-" if row.top1 is None else f"{row.top1:.4f}"
         errors.add_row(escape(row.name), format_error(row.max_abs), format_error(row.rel), f"{row.cos:.6f}", top1, str(row.nonfinite))
     console.print(errors)
+    render_error_stats(report.outputs, console)
     changed = report.changed_ops
     if changed:
         ops = _table("Op counts that differ", ("op", "A", "B", "change"), right=("A", "B", "change"))

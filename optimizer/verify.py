@@ -20,6 +20,7 @@ from optimizer.errors import UserError, mention
 import numpy as np
 import onnx_ir as ir
 
+from optimizer.error_stats import error_statistics
 from optimizer.units import IEC_UNITS, format_bytes
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "check_value_sizes",
     "feeds_for",
     "check_batch",
+    "save_inputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ class OutputComparison:
     cosine: float
     passed: bool
     note: str = ""
+    stats: dict | None = None
+    """Element-wise error statistics (optimizer.error_stats), None for outputs that are not compared by value."""
 
 
 @dataclasses.dataclass
@@ -329,7 +333,7 @@ def compare_arrays(name: str, expected, actual, tolerance: Tolerance) -> OutputC
         return OutputComparison(name, 0.0, 0.0, 1.0, True)
     max_abs, max_rel, cosine = float_error_metrics(e, a)
     passed = max_abs <= tolerance.atol + tolerance.rtol * float(np.max(np.abs(e)))
-    return OutputComparison(name, max_abs, max_rel, cosine, passed)
+    return OutputComparison(name, max_abs, max_rel, cosine, passed, stats=error_statistics(e, a, tolerance))
 
 
 def float_error_metrics(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float, float]:
@@ -478,3 +482,22 @@ def feeds_for(model_path: Path, model: ir.Model, inputs, input_shapes, batch: in
     if not verifier.feeds:
         raise VerificationInputError(f"cannot run the model: {verifier.skip_reason}")
     return verifier.feeds, verifier.inputs_source
+
+
+def save_inputs(path: str | os.PathLike, feeds: Mapping[str, np.ndarray]) -> Path:
+    """Write the arrays a command ran the models on as an .npz (`--inputs` reads it back); atomically."""
+    import tempfile
+
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **{name: np.asarray(array) for name, array in feeds.items()})
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)  # as a plain open() would have made it
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -121,3 +121,66 @@ def test_check_prints_the_measured_cosine(model_path, tmp_path):
 def test_one_unused_flag_has_no_effect(model_path, tmp_path):
     result = CliRunner().invoke(cli, ["run", model_path, "-o", str(tmp_path / "o.onnx"), "--no-tune", "--max-error", "rel=0.1"])
     assert "--max-error has no effect without --quantize" in result.output
+
+
+# -- saved inputs and error statistics -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ("run", "{model}", "-o", "{tmp}/o.onnx", "--no-tune"),
+    ("check", "{model}", "--max-latency-ms", "1000", "--budget", "1"),
+    ("compare", "{model}", "{model}", "--no-latency"),
+    ("profile", "{model}", "--runs", "2"),
+    ("tune", "{model}", "-o", "{tmp}/t.json", "--budget", "1"),
+])
+def test_save_inputs_on_every_command_that_runs_models(command, tmp_path):
+    model = SAMPLES / "cnn_bn.onnx"
+    saved = tmp_path / "inputs.npz"
+    args = [part.format(model=model, tmp=tmp_path) for part in command]
+    result = invoke(*args, "--save-inputs", saved, "-q")
+    assert result.exit_code == 0, result.output
+    with np.load(saved) as data:
+        assert list(data.files) == ["image"] and data["image"].shape == (1, 3, 32, 32) and data["image"].dtype == np.float32
+
+
+def test_saved_inputs_reproduce_the_verification(tmp_path):
+    model, saved = SAMPLES / "cnn_bn.onnx", tmp_path / "inputs.npz"
+    first = json.loads(invoke("run", model, "-o", tmp_path / "a.onnx", "--no-tune", "--json", "--save-inputs", saved).stdout)
+    again = json.loads(invoke("run", model, "-o", tmp_path / "b.onnx", "--no-tune", "--json", "--inputs", saved).stdout)
+    assert [o["max_abs"] for o in first["verification"]["outputs"]] == [o["max_abs"] for o in again["verification"]["outputs"]]
+
+
+def test_save_inputs_refuses_a_bad_path(tmp_path):
+    result = invoke("compare", SAMPLES / "cnn_bn.onnx", SAMPLES / "cnn_bn.onnx", "--no-latency", "--save-inputs", tmp_path / "in.txt")
+    assert result.exit_code == 2 and "must end in .npz" in result.output
+    result = invoke("compare", SAMPLES / "cnn_bn.onnx", SAMPLES / "cnn_bn.onnx", "--no-latency", "--save-inputs", tmp_path / "no" / "in.npz")
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_error_statistics_in_every_format(model_path, tmp_path):
+    md, html = tmp_path / "r.md", tmp_path / "r.html"
+    result = invoke("run", model_path, "-o", tmp_path / "o.onnx", "--no-tune", "--report", md, "--report", html, "--no-profile")
+    assert "Error statistics per output" in result.output and "passes with" in result.output
+    document = json.loads(invoke("run", model_path, "-o", tmp_path / "j.onnx", "--no-tune", "--json").stdout)
+    stats = document["verification"]["outputs"][0]["stats"]
+    assert set(stats["abs"]) == {"mean", "p50", "p90", "p99", "max"} and stats["abs"]["max"] == document["verification"]["outputs"][0]["max_abs"]
+    assert stats["min_tolerance"]["atol"] == stats["abs"]["max"] and "atol_at_rtol" in stats["min_tolerance"]
+    assert "abs p99" in md.read_text() and "error-stats" in html.read_text()
+    candidate = _noisy(tmp_path, "noisy.onnx", 0.02)
+    compared = json.loads(invoke("compare", model_path, candidate, "--no-latency", "--json").stdout)
+    row = compared["outputs"][0]
+    assert row["stats"]["abs"]["max"] == pytest.approx(row["max_abs"]) and row["stats"]["abs"]["p50"] <= row["stats"]["abs"]["p99"]
+    checked = json.loads(invoke("check", candidate, "--baseline", model_path, "--max-error", "rel=0.5", "--json").stdout)
+    assert checked["errors"][0]["stats"]["rel"]["max"] > 0
+
+
+def test_error_statistics_of_arrays():
+    from optimizer.error_stats import error_statistics
+    from optimizer.verify import Tolerance
+
+    expected = np.array([1.0, 2.0, 0.0, 4.0, np.nan])
+    actual = np.array([1.0, 2.5, 0.1, 4.0, np.nan])
+    stats = error_statistics(expected, actual, Tolerance(rtol=0.1, atol=0.0))
+    assert stats["elements"] == 4 and stats["abs"]["max"] == pytest.approx(0.5) and stats["rel"]["max"] == pytest.approx(0.25)
+    assert stats["min_tolerance"] == pytest.approx({"atol": 0.5, "rtol": 0.125, "atol_at_rtol": 0.1, "rtol_at_atol": 0.125})
+    assert error_statistics(np.array([1, 2]), np.array([1, 2])) is None

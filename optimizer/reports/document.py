@@ -31,7 +31,7 @@ later additions that only add keys (`summary`, `provenance`, error statistics) k
 __all__ = [
     "SCHEMA_VERSION", "TOP_NODES", "header", "run_summary", "analysis_summary", "document_from_dict", "Document",
     "RunReport", "CheckReport", "CompareReport", "ModelFacts", "PassRow", "DroppedRow", "OutputCheck", "Verification",
-    "OutputErrorRow", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
+    "OutputErrorRow", "ErrorDistribution", "ErrorStats", "ERROR_STAT_COLUMNS", "error_stat_rows", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
 ]
 
 TOP_NODES = 10
@@ -120,6 +120,48 @@ class DroppedRow(Record):
 
 
 @dataclasses.dataclass
+class ErrorDistribution(Record):
+    """Mean, percentiles and maximum of an element-wise error."""
+
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+@dataclasses.dataclass
+class ErrorStats(Record):
+    """An output's error statistics (optimizer.error_stats): abs and rel distributions, the minimum tolerances."""
+
+    elements: int | None = None
+    abs: ErrorDistribution | None = None
+    rel: ErrorDistribution | None = None
+    min_tolerance: dict[str, float] = _dict()
+
+
+ERROR_STAT_COLUMNS = ("output", "abs p50", "abs p90", "abs p99", "abs max", "rel p50", "rel p99", "rel max", "passes with")
+"""The columns of `error_stat_rows`, as every rendering prints them."""
+
+
+def error_stat_rows(outputs: Sequence) -> list[tuple[str, ...]]:
+    """One row per output that has statistics (`OutputCheck` or `OutputErrorRow`), figures as text:
+    the error percentiles and the smallest tolerance that passes ("atol 1.20e-06 (rtol 0) or rtol 3.40e-07 (atol 0)")."""
+    from optimizer.units import format_error
+
+    rows = []
+    for output in outputs or []:
+        stats = getattr(output, "stats", None)
+        if not isinstance(stats, ErrorStats) or not isinstance(stats.abs, ErrorDistribution):
+            continue
+        rel = stats.rel if isinstance(stats.rel, ErrorDistribution) else ErrorDistribution()
+        need = stats.min_tolerance or {}
+        passes = f"atol {format_error(need.get('atol'), plain_zero=True)} (rtol 0) or rtol {format_error(need.get('rtol'), plain_zero=True)} (atol 0)"
+        rows.append((output.name, *(format_error(v, plain_zero=True) for v in (stats.abs.p50, stats.abs.p90, stats.abs.p99, stats.abs.max, rel.p50, rel.p99, rel.max)), passes))
+    return rows
+
+
+@dataclasses.dataclass
 class OutputCheck(Record):
     """Verification of one output against the original."""
 
@@ -129,6 +171,7 @@ class OutputCheck(Record):
     cosine: float | None = None
     passed: bool | None = None
     note: str = ""
+    stats: ErrorStats | None = None
 
 
 @dataclasses.dataclass
@@ -154,6 +197,7 @@ class OutputErrorRow(Record):
     cos: float | None = None
     top1: float | None = None
     nonfinite: int | None = None
+    stats: ErrorStats | None = None
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from optimizer.reports.charts import TOP_OPS, bar_chart, latency_chart, op_rows, size_rows
-from optimizer.reports.document import AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, RunReport, TuningSection, document_from_dict
+from optimizer.reports.document import ERROR_STAT_COLUMNS, AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, RunReport, TuningSection, document_from_dict, error_stat_rows
 from optimizer.reports.markup import Markup, escape
 from optimizer.reports.summary import Summary
 from optimizer.units import DASH, format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
@@ -367,6 +367,14 @@ def _passes(doc: RunReport) -> str:
     return _section("passes", "Passes", _table(["pass", "changes", "declined", "ms", "dropped because"], rows, numeric=(3,), row_classes=classes, table_id="passes-table"))
 
 
+def _error_stats(outputs) -> str:
+    """Element-wise error percentiles per output and the smallest tolerance that passes."""
+    rows = error_stat_rows(outputs)
+    if not rows:
+        return ""
+    return "<h3>Error statistics (element-wise)</h3>" + _table(ERROR_STAT_COLUMNS, rows, numeric=tuple(range(1, len(ERROR_STAT_COLUMNS) - 1)), table_id="error-stats")
+
+
 def _verification(doc: RunReport) -> str:
     v = doc.verification
     status = v.status or "not run"
@@ -378,7 +386,8 @@ def _verification(doc: RunReport) -> str:
     if not outputs:
         return _section("verification", "Verification", head)
     rows = [(o.name, _err(o.max_abs), _err(o.max_rel), format_significant(o.cosine, 6), _badge(o.passed), o.note or "") for o in outputs]
-    return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.passed else "fail" for o in outputs]))
+    return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.passed else "fail" for o in outputs])
+                    + _error_stats(outputs))
 
 
 def _lossy(doc: RunReport) -> str:
@@ -475,7 +484,7 @@ def _check(doc: CheckReport) -> str:
     latency = doc.latency or {}
     body += _latency_section(doc.latency, [("model", latency.get("model"), "subject"), ("baseline", latency.get("baseline"), "baseline"), ("control (a second copy)", latency.get("control"), "control")],
                              [("model / baseline median", format_ratio(latency.get("ratio_median"))), ("model / baseline minimum", format_ratio(latency.get("ratio_min")))])
-    body += _section("errors", "Output errors", (_kv([("inputs", doc.inputs)]) + _errors_table(doc.errors)) if doc.errors else _not_run("Outputs not compared (no baseline)."))
+    body += _section("errors", "Output errors", (_kv([("inputs", doc.inputs)]) + _errors_table(doc.errors) + _error_stats(doc.errors)) if doc.errors else _not_run("Outputs not compared (no baseline)."))
     columns = ([("baseline", baseline)] if baseline else []) + [("model", model)]
     body += _section("model", "Model", _stats_table(columns))
     if baseline:
@@ -497,7 +506,7 @@ def _compare(doc: CompareReport) -> str:
     timing = latency or {}
     body += _latency_section(latency, [("A", timing.get("a"), "before"), ("B", timing.get("b"), "subject"), ("control (a second copy of A)", timing.get("control"), "control")],
                              [("B / A median", format_ratio(timing.get("ratio_median"))), ("B / A minimum", format_ratio(timing.get("ratio_min")))], timing.get("verdict") or "")
-    body += _section("outputs", "Outputs", (_kv([("inputs", doc.inputs)]) + _errors_table(outputs)) if outputs else _not_run("Outputs not compared."))
+    body += _section("outputs", "Outputs", (_kv([("inputs", doc.inputs)]) + _errors_table(outputs) + _error_stats(outputs)) if outputs else _not_run("Outputs not compared."))
     sizes, ops = _comparison_charts("chart-compare", ("A", "B"), a, b)
     return body + _section("models", "Models", _stats_table([("A", a), ("B", b)])) + _section("sizes", "Weight bytes", sizes) + _section("ops", "Op counts", ops)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from optimizer.reports.document import CheckReport, CompareReport, Document, RunReport, TuningSection, Verification, document_from_dict
+from optimizer.reports.document import ERROR_STAT_COLUMNS, CheckReport, CompareReport, Document, RunReport, TuningSection, Verification, document_from_dict, error_stat_rows
 from optimizer.reports.summary import Summary
 from optimizer.units import format_bytes, format_count_change, format_ms, format_relative_change
 
@@ -74,6 +74,15 @@ def _verification_line(verification: Verification) -> str:
     return f"**verification {_md(status)}**" + (f": {_md(verification.reason)}" if verification.reason else "")
 
 
+def _error_stats(outputs) -> list[str]:
+    """The element-wise error percentiles per output and the smallest passing tolerance, as a table."""
+    rows = error_stat_rows(outputs)
+    if not rows:
+        return []
+    lines = ["", "| " + " | ".join(ERROR_STAT_COLUMNS) + " |", "|---" * len(ERROR_STAT_COLUMNS) + "|"]
+    return lines + ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+
+
 def _speed_line(tuning: TuningSection, shipped: str | None) -> str:
     speedup, noise = tuning.speedup, tuning.noise
     chosen = f"{_md(tuning.chosen_label)}, {_md(shipped or '')} graph"
@@ -108,6 +117,7 @@ def _optimization(document: RunReport) -> list[str]:
     if changed:
         items = [f"{_md(p.name)} ({', '.join(f'{v} {_md(k)}' for k, v in p.changes.items())})" for p in changed]
         lines.append(f"**Passes that changed the graph:** {'; '.join(items)}")
+    lines += _error_stats(document.verification.outputs)
     for dropped in document.dropped_passes or []:
         lines.append(f"**Dropped pass** {_md(dropped.name)}: {_md(dropped.reason)}")
     lossy = document.lossy
@@ -128,7 +138,7 @@ def _check(document: CheckReport) -> list[str]:
         measured = gate.measured_text if gate.measured_text is not None else gate.measured
         limit = gate.limit_text if gate.limit_text is not None else gate.limit
         lines.append(f"| {_md(gate.gate)} | {_md(measured)} | {_md(limit)} | {'✅ pass' if gate.passed else '❌ fail'} | {_md(gate.detail)} |")
-    return lines + _warnings(document)
+    return lines + _error_stats(document.errors) + _warnings(document)
 
 
 def _compare(document: CompareReport) -> list[str]:
@@ -147,7 +157,7 @@ def _compare(document: CompareReport) -> list[str]:
         for row in outputs:
             top1 = "-" if row.top1 is None else f"{row.top1:.4f}"
             lines.append(f"| {_md(row.name)} | {row.max_abs:.3g} | {row.rel:.3g} | {row.cos:.6f} | {top1} | {row.nonfinite or 0} |")
-        lines.append("")
+        lines += [*_error_stats(outputs), ""]
     changed = document.changed_ops
     lines.append("**Ops changed (A → B):** " + (", ".join(f"{_md(r.op)} {r.a} → {r.b}" for r in changed) if changed else "none"))
     if latency and latency.get("verdict"):
