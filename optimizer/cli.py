@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -219,6 +220,7 @@ class _PassFlags:
     fold_max_bytes: int | None
     fold_max_growth: float | None
     target_opset: int | None
+    fix_shapes: tuple[str, ...]
 
     def options(self):
         from optimizer.options import PassSelection
@@ -371,6 +373,7 @@ def cli() -> None:
 @click.option("--external-data/--no-external-data", default=None, help="Write weights to OUT.onnx.data [default: only when over 2 GB].")
 @click.option("--fold-max-bytes", type=click.IntRange(min=0), help="Refuse constant folds whose output exceeds this many bytes... [default: 1048576]")
 @click.option("--fold-max-growth", type=click.FloatRange(min=0), help="...and grows past this multiple of its inputs [default: 2.0].")
+@click.option("--fix-shape", "fix_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Make an input's dims static in the written model (checked against the original; shape folding then uses them). Repeatable.")
 @click.option("--target-opset", type=click.IntRange(min=7), help="Upgrade the model to this opset first (onnx's version converter, verified like a pass) so standard fusions apply.")
 @click.option("--tune/--no-tune", default=True, show_default=True, help="Time the original and each level's graph under onnxruntime settings; ship the fastest graph and write its settings to OUT.onnx.json.")
 @_budget_option(30.0, "Seconds tuning may take; with --quantize, the search for a lossy variant gets as many again.")
@@ -418,7 +421,8 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             api.resolve_pass_names(selection.level, _split_names(selection.only_passes), _split_names(selection.skip_passes))
         except KeyError as error:
             _fail(error.args[0], EXIT_BAD_INPUT)
-        prepared = _prepare_inputs(model, checking.inputs_file, shapes, checking.batch, checking.save_inputs)
+        source, fixed = _fixed_source(model, selection.fix_shapes, shapes, scratch)
+        prepared = _prepare_inputs(source, checking.inputs_file, shapes, checking.batch, checking.save_inputs)
         verify_options = checking.options(shapes, prepared)
         options = OptimizeOptions(selection.options(), verify_options, tuning.options(), writing.options(output), lossy.options(tuning.budget))
         show_progress = not display.quiet and not display.as_json and console.is_terminal
@@ -427,10 +431,12 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             status.start()
         try:
             result = api.optimize(
-                model, options=options,
+                source, options=options,
                 on_stage=(lambda text: status.update(text)) if status else None,
                 on_progress=(lambda text, fraction: status.update(f"{text} ({fraction:.0%})")) if status else None,
             )
+            if fixed:
+                result = dataclasses.replace(result, input_path=model, warnings=[f"--fix-shape made dims static: {'; '.join(fixed)}", *result.warnings])
             try:
                 document = _run_report(result, verify_options.inputs, shapes, display, writing, status)
                 if writing.reports:
@@ -445,8 +451,24 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             if status:
                 status.stop()
 
-    result, document = _handle_errors(display.verbose, work)
+    with tempfile.TemporaryDirectory(prefix="optimize-cli-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        result, document = _handle_errors(display.verbose, work)
     _render_run(result, document, display, writing.reports)
+
+
+def _fixed_source(model: Path, specs: tuple[str, ...], input_shapes: dict, scratch: Path) -> tuple[Path, list[str]]:
+    """The model the run starts from: MODEL, or with --fix-shape a copy with those dims static (checked
+    against MODEL), and a line per fixed input."""
+    if not specs:
+        return model, []
+    from optimizer.fix_shape import FixShapeError, parse_fixed_shapes, write_fixed_model
+
+    shapes = parse_fixed_shapes(list(specs))
+    both = sorted(set(shapes) & set(input_shapes))
+    if both:
+        raise FixShapeError(f"--fix-shape and --input-shape both set {', '.join(both)}: --fix-shape alone is enough (generated inputs follow it)")
+    return write_fixed_model(model, shapes, scratch)
 
 
 def _render_run(result, document, display: _Display, reports: tuple[Path, ...]) -> None:
