@@ -175,6 +175,15 @@ def _check_save_path(path: Path, protected: list) -> None:
         raise UserError(f"--save-inputs {path}: would overwrite a model or the --inputs file; choose another name")
 
 
+def _discover_configs(no_config: bool, *given: Path | None) -> bool:
+    """Whether models pick up the settings file beside them: not with --no-config (which refuses explicit settings too)."""
+    from optimizer.errors import UserError
+
+    if no_config and any(path is not None for path in given):
+        raise UserError("--no-config runs every model under onnxruntime's defaults: leave out the --config options, or --no-config")
+    return not no_config
+
+
 def _budget_option(default: float, help: str):  # noqa: A002 - click's name
     return click.option("--budget", type=click.FloatRange(min=1), default=default, show_default=True, help=help)
 
@@ -438,7 +447,7 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             if fixed:
                 result = dataclasses.replace(result, input_path=model, warnings=[f"--fix-shape made dims static: {'; '.join(fixed)}", *result.warnings])
             try:
-                document = _run_report(result, verify_options.inputs, shapes, display, writing, status)
+                document = _run_report(result, verify_options.inputs, shapes, display, writing, status, _run_origin(result, prepared, checking.inputs_file))
                 if writing.reports:
                     from optimizer.reports import write_reports
 
@@ -489,14 +498,27 @@ def _render_run(result, document, display: _Display, reports: tuple[Path, ...]) 
             click.echo(f"warning: {warning}", err=True)
 
 
-def _run_report(result, inputs, input_shapes, display: _Display, writing: _OutputFlags, status):
+def _origin(library_source: str | None, prepared: _Inputs, inputs_file: Path | None, settings: dict | None = None) -> dict:
+    """The provenance of a command's figures: the inputs (the file, or how they were generated) and the settings."""
+    from optimizer.reports.document import provenance
+
+    source = prepared.source if prepared.saved is not None and inputs_file is None else library_source
+    return provenance(source, inputs_file=inputs_file, arrays=prepared.arrays if inputs_file else None, saved=prepared.saved, settings=settings)
+
+
+def _run_origin(result, prepared: _Inputs, inputs_file: Path | None) -> dict:
+    settings = {"output": f"{result.config_path} (written by tuning)"} if result.config_path else {}
+    return _origin(result.verification.inputs_source if result.verification else None, prepared, inputs_file, settings)
+
+
+def _run_report(result, inputs, input_shapes, display: _Display, writing: _OutputFlags, status, origin: dict):
     """The run's one report document: the result and, when something reads them (--json, --report,
     --profile), the written graph's analysis and its profile."""
     from optimizer import api
     from optimizer.reports.document import RunReport, analysis_summary
 
     if not (display.as_json or writing.reports or writing.with_profile):  # the analysis and the profile cost time: only when read
-        return RunReport.from_result(result)
+        return RunReport.from_result(result, origin=origin)
     if status:
         status.update("writing the report")
     analysis = analysis_summary(result.model, input_shapes)
@@ -507,7 +529,7 @@ def _run_report(result, inputs, input_shapes, display: _Display, writing: _Outpu
             profiled = outcome.to_dict()
         except Exception as error:  # noqa: BLE001 - the model is written; the report says why it has no profile
             profiled = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
-    return RunReport.from_result(result, analysis=analysis, profile=profiled)
+    return RunReport.from_result(result, analysis=analysis, profile=profiled, origin=origin)
 
 
 def _handle_errors(verbose: int, work):
@@ -685,13 +707,14 @@ def inspect_command(model, input_shapes, display: _Display) -> None:
 @click.option("--forbid-op", "forbid_ops", multiple=True, metavar="TYPE,...", help="Fail if the model has a node of this op type.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime settings for MODEL [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
 @click.option("--baseline-config", type=click.Path(path_type=Path), help="Runtime settings for the baseline [default: its own .onnx.json, else defaults].")
+@click.option("--no-config", is_flag=True, help="Run both models under onnxruntime's defaults, ignoring the .onnx.json settings beside them.")
 @_inputs_option("Inputs for latency and error gates: an .npz of arrays keyed by input name.")
 @_input_shape_option()
 @_save_inputs_option()
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options(quiet_help="Print nothing but failed gates and errors.")
-def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, save_inputs, budget, reports, display: _Display) -> None:
+def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, no_config, inputs_file, input_shapes, save_inputs, budget, reports, display: _Display) -> None:
     """Gate MODEL for CI: one row per gate (measured, limit, pass/fail).
 
     \b
@@ -723,6 +746,7 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
                 forbid_ops=_split_names(forbid_ops),
                 config=config_path,
                 baseline_config=baseline_config,
+                discover_configs=_discover_configs(no_config, config_path, baseline_config),
                 inputs=prepared.arrays,
                 input_shapes=shapes,
                 budget_s=budget,
@@ -731,7 +755,7 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
             raise gates.GateInputError(str(error)) from None
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal, total=1.0, label="checking") as progress:
             result = gates.run_check(model, options, on_progress=progress)
-        document = CheckReport.from_result(result)
+        document = CheckReport.from_result(result, origin=_origin(result.inputs, prepared, inputs_file, result.settings))
         write_reports(document, reports, protected)
         return result, document
 
@@ -755,11 +779,12 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 @_save_inputs_option()
 @click.option("--config-a", type=click.Path(path_type=Path), help="Runtime settings for A [default: A.onnx.json when it exists, else defaults].")
 @click.option("--config-b", type=click.Path(path_type=Path), help="Runtime settings for B [default: B.onnx.json when it exists, else defaults].")
+@click.option("--no-config", is_flag=True, help="Time both models under onnxruntime's defaults, ignoring the .onnx.json settings beside them.")
 @click.option("--latency/--no-latency", default=True, show_default=True, help="Time both models in one run (with a control copy of A).")
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options()
-def compare_command(model_a, model_b, inputs_file, input_shapes, save_inputs, config_a, config_b, latency, budget, reports, display: _Display) -> None:
+def compare_command(model_a, model_b, inputs_file, input_shapes, save_inputs, config_a, config_b, no_config, latency, budget, reports, display: _Display) -> None:
     """Compare MODEL_B with MODEL_A: error per output, op counts, size, and latency measured in one run."""
     _configure_logging(display.verbose, display.quiet)
     console = _stderr()
@@ -776,9 +801,9 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, save_inputs, co
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
             body = compare_models(
                 model_a, model_b, inputs=prepared.arrays, input_shapes=shapes, config_a=config_a, config_b=config_b,
-                latency=latency, budget_s=budget, on_progress=progress,
+                latency=latency, budget_s=budget, on_progress=progress, discover_configs=_discover_configs(no_config, config_a, config_b),
             )
-        document = CompareReport.from_body(body)
+        document = CompareReport.from_body(body, origin=_origin(body["inputs"], prepared, inputs_file, body["settings"]))
         write_reports(document, reports, protected)
         return document
 

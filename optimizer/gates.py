@@ -21,7 +21,7 @@ from optimizer.errors import UserError
 import numpy as np
 
 from optimizer.comparison import (
-    LoadedModel, check_same_interface, error_rows, load_model, model_summary, output_errors_with_stats, time_against, time_with_control,
+    LoadedModel, check_same_interface, error_rows, load_model, model_summary, output_errors_with_stats, settings_note, time_against, time_with_control,
 )
 from optimizer.error_budget import ErrorBudget
 from optimizer.units import format_against, format_bytes
@@ -73,6 +73,8 @@ class CheckOptions:
     inputs: Mapping[str, np.ndarray] | None = None
     input_shapes: Mapping[str, Sequence[int]] | None = None
     budget_s: float = 20.0
+    discover_configs: bool = True
+    """Run each model under the settings file beside it (`MODEL.onnx.json`) when none is given."""
 
     def validate(self) -> None:
         """GateInputError when no gate is asked for or a gate lacks what it needs."""
@@ -111,6 +113,9 @@ class CheckResult:
     errors: list[dict] | None
     inputs: str | None
     summary: dict | None = None
+    settings: dict | None = None
+    """Which runtime settings each model ran under, in words."""
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -126,6 +131,8 @@ class CheckResult:
             "latency": self.latency,
             "errors": self.errors,
             "inputs": self.inputs,
+            "settings": self.settings,
+            "warnings": self.warnings,
         }
 
 
@@ -252,8 +259,8 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
 
     started = time.perf_counter()
     options.validate()
-    model = load_model(model_path, options.config)
-    baseline = load_model(options.baseline, options.baseline_config) if options.baseline is not None else None
+    model = load_model(model_path, options.config, discover_config=options.discover_configs)
+    baseline = load_model(options.baseline, options.baseline_config, discover_config=options.discover_configs) if options.baseline is not None else None
     summary = model_summary(model)
     baseline_summary = model_summary(baseline) if baseline is not None else None
     gates = _static_gates(options, summary, baseline_summary)
@@ -283,5 +290,8 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
                     gates.append(_latency_gate(options.max_latency_ms, latency, timing.noise))
                 if options.max_regression is not None:
                     gates.append(_regression_gate(timing, options.max_regression))
+    settings = {"model": model.settings, **({"baseline": baseline.settings} if baseline is not None else {})}
+    note = settings_note({"the model": model, "the baseline": baseline}) if baseline is not None and latency is not None else None
     columns = [summarize_model(model.model, model.path, "model")] + ([summarize_model(baseline.model, baseline.path, "baseline")] if baseline is not None else [])
-    return CheckResult(summary, baseline_summary, gates, latency, errors, source, {"models": columns, "seconds": time.perf_counter() - started})
+    summary_table = {"models": columns, "seconds": time.perf_counter() - started}
+    return CheckResult(summary, baseline_summary, gates, latency, errors, source, summary_table, settings, [note] if note else [])

@@ -19,7 +19,7 @@ from optimizer.lossy import LossyResult
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
 from optimizer.reports.document import (
-    ERROR_STAT_COLUMNS, CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, ProfileSection, RunReport, Verification, document_from_dict, error_stat_rows,
+    ERROR_STAT_COLUMNS, CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, ProfileSection, Provenance, RunReport, Verification, document_from_dict, error_stat_rows,
 )
 from optimizer.reports.summary import Summary
 from optimizer.units import format_bytes, format_change, format_count, format_count_change, format_error, format_flops, format_ms, format_percent
@@ -28,7 +28,7 @@ PIPED_WIDTH = 160
 """Columns of a report printed to a pipe or file without `COLUMNS` (CI logs): rich's default of 80 cut names."""
 
 __all__ = [
-    "PIPED_WIDTH", "report_console", "render_summary", "render_run", "render_error_stats", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
+    "PIPED_WIDTH", "report_console", "render_summary", "render_provenance", "render_run", "render_error_stats", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_profile", "render_pass_list",
     "render_manifest", "render_partitioned_run", "render_check", "render_comparison",
 ]
 
@@ -51,9 +51,10 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     target = escape(report.output.path) if report.output.path else "(not written)"
     console.print(f"[bold]{source}[/] -> [bold]{target}[/]  (level {report.level})")
     render_summary(report.summary, console)
+    render_provenance(report.provenance, console)
     _render_sizes(report.input, report.output, console, verbose=verbose)
     _render_passes(report.passes, console, verbose=verbose)
-    _render_verification(report.verification, console)
+    _render_verification(report.verification, console, _inputs_words(report.provenance, report.verification.inputs_source))
     if report.pruned_outputs:
         pruned = report.pruned_outputs
         console.print(f"[cyan]--prune-outputs:[/] removed {pruned.get('outputs_removed', 0)} output(s), {pruned.get('nodes_removed', 0)} node(s), {pruned.get('initializers_removed', 0)} initializer(s)")
@@ -69,8 +70,7 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
         listed = ", ".join(f"{op} {count}" for op, count in sorted(report.introduced_ops.items()))
         console.print(f"[cyan]onnxruntime-only ops introduced:[/] {escape(listed)} (the output needs onnxruntime)")
     _render_profile_line(report.profile, console)
-    for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    _render_warnings(report.warnings, console)
     seconds = sum(report.seconds.values())
     verdict = "[green]verified[/]" if report.verified else "[yellow]not verified[/]"
     if report.lossy is not None and report.lossy.chosen_variant is not None:
@@ -90,6 +90,20 @@ def render_summary(summary: Summary | None, console: Console) -> None:
     console.print(table)
 
 
+def render_provenance(origin: Provenance | None, console: Console) -> None:
+    """Which inputs the models ran on, and each model's runtime settings."""
+    if not origin:
+        return
+    console.print(f"[cyan]inputs:[/] {escape(origin.inputs)}")
+    if origin.settings:
+        console.print("[cyan]settings:[/] " + escape("; ".join(f"{label}: {text}" for label, text in origin.settings.items())))
+
+
+def _inputs_words(origin: Provenance | None, fallback: str | None) -> str:
+    """The inputs as the provenance names them, else as the library did."""
+    return origin.inputs if origin and origin.inputs else str(fallback or "-")
+
+
 def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
     """A report table (title as rich markup) whose cells wrap at spaces and fold words too long for
     their column instead of cutting them; the `right` columns align right (figures)."""
@@ -97,6 +111,11 @@ def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Tab
     for name in columns:
         table.add_column(name, justify="right" if name in right else "left", overflow="fold")
     return table
+
+
+def _render_warnings(warnings: list[str], console: Console) -> None:
+    for warning in warnings or []:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
 def _render_profile_line(profile: ProfileSection | None, console: Console) -> None:
@@ -135,7 +154,7 @@ def _render_passes(passes: list[PassRow], console: Console, *, verbose: bool) ->
     console.print(table)
 
 
-def _render_verification(verification: Verification, console: Console) -> None:
+def _render_verification(verification: Verification, console: Console, inputs: str) -> None:
     if verification.status == "not run":
         console.print("[yellow]verification: not run (--no-verify)[/]")
         return
@@ -143,7 +162,7 @@ def _render_verification(verification: Verification, console: Console) -> None:
         console.print(f"[yellow]verification skipped:[/] {escape(verification.reason)}")
         return
     tolerance = verification.tolerance or {}
-    table = _table(escape(f"Verification in onnxruntime (rtol {tolerance.get('rtol'):g}, atol {tolerance.get('atol'):g}; inputs {verification.inputs_source})"),
+    table = _table(escape(f"Verification in onnxruntime (rtol {tolerance.get('rtol'):g}, atol {tolerance.get('atol'):g}; inputs {inputs})"),
                    ("output", "max abs", "max rel", "cosine", "result"), right=("max abs", "max rel", "cosine", "result"))
     for output in verification.outputs:
         status = "[green]ok[/]" if output.passed else f"[red]FAIL[/] {escape(output.note)}"
@@ -370,6 +389,7 @@ def render_check(document: CheckReport | dict, console: Console, *, failed_only:
     report = document_from_dict(document)
     if not failed_only:
         render_summary(report.summary, console)
+        render_provenance(report.provenance, console)
     gates = report.gates
     rows = report.failed_gates if failed_only else gates
     if rows:
@@ -380,6 +400,7 @@ def render_check(document: CheckReport | dict, console: Console, *, failed_only:
         console.print(table)
     if not failed_only:
         render_error_stats(report.errors, console)
+    _render_warnings(report.warnings, console)
     failed = len(report.failed_gates)
     if failed:
         console.print(f"[red]{failed} of {len(gates)} gate(s) failed[/]")
@@ -399,9 +420,10 @@ def render_comparison(document: CompareReport | dict, console: Console) -> None:
     """`optimize compare`: error per output, op-count changes, size and latency of B against A."""
     report = document_from_dict(document)
     render_summary(report.summary, console)
+    render_provenance(report.provenance, console)
     for name, model in (("A", report.a), ("B", report.b)):
         console.print(f"{name}: {escape(model.path)}  ({format_bytes(model.file_bytes)}, {model.nodes} nodes)")
-    errors = _table(escape(f"B against A, per output (inputs: {report.inputs})"), ("output", "max abs", "rel", "cosine", "top-1", "NaN/Inf"), right=("max abs", "rel", "cosine", "top-1", "NaN/Inf"))
+    errors = _table(escape(f"B against A, per output (inputs: {_inputs_words(report.provenance, report.inputs)})"), ("output", "max abs", "rel", "cosine", "top-1", "NaN/Inf"), right=("max abs", "rel", "cosine", "top-1", "NaN/Inf"))
     for row in report.outputs:
         top1 = "-" if row.top1 is None else f"{row.top1:.4f}"
         errors.add_row(escape(row.name), format_error(row.max_abs), format_error(row.rel), f"{row.cos:.6f}", top1, str(row.nonfinite))
@@ -423,3 +445,4 @@ def render_comparison(document: CompareReport | dict, console: Console) -> None:
         labels = {"a": "A", "control": "A (control copy)", "b": "B"}
         _latency_table("Latency, one request (min / median / p90)", [(labels[name], latency[name]) for name in ("a", "control", "b")], console, "model")
         console.print(escape(latency["verdict"]))
+    _render_warnings(report.warnings, console)

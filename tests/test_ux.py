@@ -63,7 +63,8 @@ def test_piped_output_keeps_whole_names(tmp_path):
     assert result.exit_code == 0, result.output
     assert "initializer-inputs-to-constants" in result.output and "…" not in result.output and "..." not in result.output
     narrow = invoke("run", SAMPLES / "initializer_inputs.onnx", "-o", tmp_path / "n.onnx", "--no-tune", env={"COLUMNS": "60"})
-    assert "…" not in narrow.output and max(len(line) for line in narrow.output.splitlines()) <= 60
+    rows = [line for line in narrow.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert "…" not in narrow.output and rows and max(len(line) for line in rows) <= 60
 
 
 def test_pass_descriptions_are_whole_when_piped():
@@ -184,3 +185,39 @@ def test_error_statistics_of_arrays():
     assert stats["elements"] == 4 and stats["abs"]["max"] == pytest.approx(0.5) and stats["rel"]["max"] == pytest.approx(0.25)
     assert stats["min_tolerance"] == pytest.approx({"atol": 0.5, "rtol": 0.125, "atol_at_rtol": 0.1, "rtol_at_atol": 0.125})
     assert error_statistics(np.array([1, 2]), np.array([1, 2])) is None
+
+
+# -- provenance ------------------------------------------------------------------------------------------
+
+
+def test_compare_says_which_settings_each_model_ran_under(model_path, tmp_path):
+    tuned = tmp_path / "tuned.onnx"
+    tuned.write_bytes(Path(model_path).read_bytes())
+    assert invoke("tune", tuned, "-o", tmp_path / "tuned.onnx.json", "--budget", "1", "-q").exit_code == 0
+    document = json.loads(invoke("compare", model_path, tuned, "--budget", "1", "--json").stdout)
+    settings = document["provenance"]["settings"]
+    assert settings["A"] == "onnxruntime defaults" and settings["B"].endswith("tuned.onnx.json (found beside the model)")
+    assert any("B runs under its settings file, A under onnxruntime defaults" in w for w in document["warnings"])
+    text = invoke("compare", model_path, tuned, "--budget", "1").output
+    assert "settings: A: onnxruntime defaults; B:" in text and "warning: B runs under its settings file" in text
+    plain = json.loads(invoke("compare", model_path, tuned, "--budget", "1", "--json", "--no-config").stdout)
+    assert plain["provenance"]["settings"] == {"A": "onnxruntime defaults", "B": "onnxruntime defaults"} and not plain["warnings"]
+    checked = json.loads(invoke("check", tuned, "--baseline", model_path, "--max-regression", "50%", "--budget", "1", "--json").stdout)
+    assert checked["provenance"]["settings"]["model"].endswith("(found beside the model)") and checked["warnings"]
+    refused = invoke("check", tuned, "--max-params", "100", "--no-config", "--config", tmp_path / "tuned.onnx.json")
+    assert refused.exit_code == 2 and "--no-config" in refused.output
+
+
+def test_reports_name_the_inputs_file(model_path, tmp_path):
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.ones((2, 4), np.float32))
+    result = invoke("run", model_path, "-o", tmp_path / "o.onnx", "--no-tune", "--inputs", data, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"inputs: {data} (x float32 [2, 4])" in result.output and "inputs --inputs" not in result.output
+    document = json.loads(invoke("run", model_path, "-o", tmp_path / "j.onnx", "--no-tune", "--inputs", data, "--json").stdout)
+    assert document["provenance"]["inputs_file"] == str(data) and document["provenance"]["inputs"].startswith(str(data))
+    generated = json.loads(invoke("run", model_path, "-o", tmp_path / "g.onnx", "--no-tune", "--json", "--batch", "3").stdout)
+    assert generated["provenance"]["inputs"] == "generated (random; x=[3, 4])"
+    md = tmp_path / "c.md"
+    invoke("compare", model_path, model_path, "--no-latency", "--inputs", data, "--report", md)
+    assert "data.npz" in md.read_text() and "**Settings:**" in md.read_text()

@@ -29,7 +29,7 @@ SCHEMA_VERSION = 2
 later additions that only add keys (`summary`, `provenance`, error statistics) keep it."""
 
 __all__ = [
-    "SCHEMA_VERSION", "TOP_NODES", "header", "run_summary", "analysis_summary", "document_from_dict", "Document",
+    "SCHEMA_VERSION", "TOP_NODES", "header", "run_summary", "provenance", "Provenance", "analysis_summary", "document_from_dict", "Document",
     "RunReport", "CheckReport", "CompareReport", "ModelFacts", "PassRow", "DroppedRow", "OutputCheck", "Verification",
     "OutputErrorRow", "ErrorDistribution", "ErrorStats", "ERROR_STAT_COLUMNS", "error_stat_rows", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
 ]
@@ -349,6 +349,32 @@ class SizeRow(Record):
     ratio: float | None = None
 
 
+@dataclasses.dataclass
+class Provenance(Record):
+    """Where a document's figures come from: the inputs the models ran on, and each model's runtime settings."""
+
+    inputs: str = ""
+    """In words: the file and its arrays, or how they were generated."""
+    inputs_file: str | None = None
+    saved_inputs: str | None = None
+    settings: dict[str, str] = _dict()
+    """Label -> the settings file a model ran under (and whether it was found beside it or given), or onnxruntime defaults."""
+
+
+def provenance(source: str | None, *, inputs_file=None, arrays: Mapping | None = None, saved=None, settings: Mapping[str, str] | None = None) -> dict:
+    """The provenance section as JSON-ready data: `source` is what the library says of the inputs
+    ("generated (random; x=[1, 4])"); a given file is named with its arrays' dtypes and shapes."""
+    if inputs_file is not None:
+        described = ", ".join(f"{name} {getattr(a, 'dtype', '?')} {list(getattr(a, 'shape', []))}" for name, a in (arrays or {}).items())
+        words = f"{inputs_file}" + (f" ({described})" if described else "")
+    else:
+        words = source or "none (nothing ran)"
+    if saved is not None:
+        words += f"; saved to {saved}"
+    return {"inputs": words, "inputs_file": str(inputs_file) if inputs_file is not None else None,
+            "saved_inputs": str(saved) if saved is not None else None, "settings": dict(settings or {})}
+
+
 def run_summary(result) -> dict:
     """The summary of an `OptimizationResult`: the input file before, the shipped model after, the run's seconds."""
     before = summarize_file(result.input_path, "before") if result.input_path is not None else None
@@ -371,6 +397,7 @@ class Document(Record):
     warnings: list[str] = _list()
     seconds: dict[str, float] = _dict()
     summary: Summary | None = None
+    provenance: Provenance | None = None
 
 
 @dataclasses.dataclass
@@ -397,12 +424,14 @@ class RunReport(Document):
 
 
     @classmethod
-    def from_result(cls, result, *, analysis: dict | None = None, profile: dict | None = None, head: dict | None = None) -> RunReport:
+    def from_result(cls, result, *, analysis: dict | None = None, profile: dict | None = None, head: dict | None = None, origin: dict | None = None) -> RunReport:
         """The document of an `OptimizationResult`, under the common header, with the optimized graph's
-        analysis and its profile under the shipped settings when they were made."""
+        analysis and its profile under the shipped settings when they were made, and `origin` (`provenance()`)."""
         body = result.to_dict()
         body.pop("schema_version", None)
-        report = cls.from_dict({**(head or header("optimize")), "summary": run_summary(result), **body, "analysis": analysis, "profile": profile})
+        if origin is None:
+            origin = provenance(result.verification.inputs_source if result.verification else None)
+        report = cls.from_dict({**(head or header("optimize")), "summary": run_summary(result), "provenance": origin, **body, "analysis": analysis, "profile": profile})
         report.tuning_result = result.tuning
         return report
 
@@ -425,9 +454,11 @@ class CheckReport(Document):
 
 
     @classmethod
-    def from_result(cls, result, head: dict | None = None) -> CheckReport:
-        """The document of a `gates.CheckResult`."""
-        return cls.from_dict({**(head or header("check")), **result.to_dict()})
+    def from_result(cls, result, head: dict | None = None, origin: dict | None = None) -> CheckReport:
+        """The document of a `gates.CheckResult`, with `origin` (`provenance()`; by default from the result)."""
+        body = result.to_dict()
+        origin = origin if origin is not None else provenance(body.get("inputs"), settings=body.get("settings"))
+        return cls.from_dict({**(head or header("check")), "provenance": origin, **body})
 
     @property
     def failed_gates(self) -> list[GateRow]:
@@ -448,9 +479,10 @@ class CompareReport(Document):
 
 
     @classmethod
-    def from_body(cls, body: Mapping, head: dict | None = None) -> CompareReport:
-        """The document of `comparison.compare_models`' body."""
-        return cls.from_dict({**(head or header("compare")), **body})
+    def from_body(cls, body: Mapping, head: dict | None = None, origin: dict | None = None) -> CompareReport:
+        """The document of `comparison.compare_models`' body, with `origin` (`provenance()`; by default from the body)."""
+        origin = origin if origin is not None else provenance(body.get("inputs"), settings=body.get("settings"))
+        return cls.from_dict({**(head or header("compare")), "provenance": origin, **body})
 
     @property
     def changed_ops(self) -> list[OpCountRow]:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from optimizer.reports.charts import TOP_OPS, bar_chart, latency_chart, op_rows, size_rows
-from optimizer.reports.document import ERROR_STAT_COLUMNS, AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, RunReport, TuningSection, document_from_dict, error_stat_rows
+from optimizer.reports.document import ERROR_STAT_COLUMNS, AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, Provenance, RunReport, TuningSection, document_from_dict, error_stat_rows
 from optimizer.reports.markup import Markup, escape
 from optimizer.reports.summary import Summary
 from optimizer.units import DASH, format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
@@ -426,6 +426,14 @@ def _analysis(doc: RunReport) -> str:
     return _section("analysis", "Cost model", body)
 
 
+def _provenance(origin: Provenance | None) -> str:
+    """Which inputs the models ran on, and each model's runtime settings."""
+    if not origin:
+        return ""
+    items = [("inputs", origin.inputs), *[(f"settings, {label}", text) for label, text in (origin.settings or {}).items()]]
+    return _section("provenance", "Provenance", _kv(items))
+
+
 def _overview(summary: Summary | None) -> str:
     """The summary table (interface, IR, opsets, every op type, size, elapsed), one column per model."""
     if not summary or not summary.models:
@@ -443,7 +451,7 @@ def _optimize(doc: RunReport) -> str:
     head += _nav([("overview", "summary"), ("summary", "before/after"), ("tuning", "tuning"), ("profile", "time"), ("sizes", "sizes"), ("ops", "ops"), ("passes", "passes"),
                   ("verification", "verification"), ("lossy", "lossy"), ("analysis", "cost model")]) + "</header>"
     sizes, ops = _comparison_charts("chart", ("before", "after"), before, after)
-    return (head + _headline(doc) + _warnings(warnings) + _overview(doc.summary) + _before_after(doc) + _tuning(doc) + _profile(doc) + _section("sizes", "Weight bytes", sizes)
+    return (head + _headline(doc) + _warnings(warnings) + _overview(doc.summary) + _provenance(doc.provenance) + _before_after(doc) + _tuning(doc) + _profile(doc) + _section("sizes", "Weight bytes", sizes)
             + _section("ops", "Op counts", ops) + _passes(doc) + _verification(doc) + _lossy(doc) + _analysis(doc))
 
 
@@ -477,7 +485,7 @@ def _check(doc: CheckReport) -> str:
     failed = doc.failed_gates
     body = f"<header><h1>Check {escape(_name(model.path))}</h1><p>{_path(model.path)}" + (f" against {_path(baseline.path)}" if baseline else "") + "</p></header>"
     body += f'<div id="verdict" class="banner {"ok" if doc.passed else "bad"}">{"PASSED" if doc.passed else "FAILED"}: {len(gates) - len(failed)} of {len(gates)} gates passed</div>'
-    body += _overview(doc.summary)
+    body += _overview(doc.summary) + _provenance(doc.provenance)
     rows = [(g.gate, g.measured_text or _gate_value(g.measured, g.unit or ""), g.limit_text or _gate_value(g.limit, g.unit or ""), _badge(bool(g.passed)), g.detail or "") for g in gates]
     body += _section("gates", "Gates", _table(["gate", "measured", "limit", "", "detail"], rows, numeric=(1, 2), row_classes=["" if g.passed else "fail" for g in gates], table_id="gates-table")
                      if gates else _not_run("No gates were set."))
@@ -502,7 +510,7 @@ def _compare(doc: CompareReport) -> str:
              _card("latency B / A", format_ratio(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
              _card("worst output error", f"rel {_err(max(rel))}" if rel else "–", f"{_worst(outputs)}; {len(outputs)} output(s)" if outputs else "outputs not compared"),
              _card("op types changed", str(len(doc.changed_ops)), f"nodes {format_count(a.nodes)} → {format_count(b.nodes)}")]
-    body += '<div class="cards" id="headline">' + "".join(cards) + "</div>" + _overview(doc.summary)
+    body += '<div class="cards" id="headline">' + "".join(cards) + "</div>" + _overview(doc.summary) + _provenance(doc.provenance)
     timing = latency or {}
     body += _latency_section(latency, [("A", timing.get("a"), "before"), ("B", timing.get("b"), "subject"), ("control (a second copy of A)", timing.get("control"), "control")],
                              [("B / A median", format_ratio(timing.get("ratio_median"))), ("B / A minimum", format_ratio(timing.get("ratio_min")))], timing.get("verdict") or "")

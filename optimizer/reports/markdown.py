@@ -53,6 +53,16 @@ def _changed_ops(before: dict, after: dict, limit: int = 12) -> str:
     return text + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
 
 
+def _provenance(origin) -> list[str]:
+    """Which inputs the models ran on, and each model's runtime settings, as one line."""
+    if not origin:
+        return []
+    parts = [f"**Inputs:** {_md(origin.inputs)}"]
+    if origin.settings:
+        parts.append("**Settings:** " + "; ".join(f"{_md(label)}: {_md(text)}" for label, text in origin.settings.items()))
+    return ["", " · ".join(parts)]
+
+
 def _summary(summary: Summary | None) -> list[str]:
     """The summary table (interface, IR, opsets, every op type, size, elapsed), folded: a PR comment stays short."""
     if not summary or not summary.models:
@@ -103,7 +113,7 @@ def _optimization(document: RunReport) -> list[str]:
     headline.append(f"{'?' if before.nodes is None else before.nodes} → {'?' if after.nodes is None else after.nodes} nodes")
     if before.file_bytes is not None and after.file_bytes is not None:
         headline.append(f"{format_bytes(before.file_bytes)} → {format_bytes(after.file_bytes)}")
-    lines += [" · ".join(headline), *_summary(document.summary), "", "| | before | after | change |", "|---|---|---|---|"]
+    lines += [" · ".join(headline), *_provenance(document.provenance), *_summary(document.summary), "", "| | before | after | change |", "|---|---|---|---|"]
     lines.append(f"| nodes | {before.nodes} | {after.nodes} | {format_count_change(before.nodes or 0, after.nodes or 0)} |")
     lines.append(f"| file size | {format_bytes(before.file_bytes)} | {format_bytes(after.file_bytes)} | {format_relative_change(before.file_bytes, after.file_bytes, format_bytes)} |")
     lines.append(f"| weights | {format_bytes(before.initializer_bytes)} | {format_bytes(after.initializer_bytes)} | {format_relative_change(before.initializer_bytes, after.initializer_bytes, format_bytes)} |")
@@ -133,7 +143,7 @@ def _check(document: CheckReport) -> list[str]:
     gates, failed = document.gates or [], document.failed_gates
     verdict = f"✅ all {len(gates)} gates pass" if not failed else f"❌ {len(failed)} of {len(gates)} gates failed"
     model = document.model.path if "path" in document.model.json_keys else "model"
-    lines = [f"### optimize check: {_md(model)}: {verdict}", *_summary(document.summary), "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
+    lines = [f"### optimize check: {_md(model)}: {verdict}", *_provenance(document.provenance), *_summary(document.summary), "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
     for gate in gates:
         measured = gate.measured_text if gate.measured_text is not None else gate.measured
         limit = gate.limit_text if gate.limit_text is not None else gate.limit
@@ -151,7 +161,7 @@ def _compare(document: CompareReport) -> list[str]:
         headline.append(f"B is {size.ratio:.2f}x A's size ({format_bytes(size.a_bytes)} → {format_bytes(size.b_bytes)})")
     if outputs:
         headline.append(f"worst rel error {max(o.rel for o in outputs):.3g} over {len(outputs)} output(s)")
-    lines += [" · ".join(headline) or "no figures", *_summary(document.summary), ""]
+    lines += [" · ".join(headline) or "no figures", *_provenance(document.provenance), *_summary(document.summary), ""]
     if outputs:
         lines += ["| output | max abs | rel | cosine | top-1 agreement | non-finite |", "|---|---|---|---|---|---|"]
         for row in outputs:
