@@ -41,6 +41,24 @@ class _DefaultCommandGroup(click.Group):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context):
+        """A command's usage error (a bad option value, a missing argument) as one line, exit 2."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            if isinstance(error, _UsageLine):
+                raise
+            raise _UsageLine(error.format_message(), error.ctx) from None
+
+
+class _UsageLine(click.UsageError):
+    """A usage error shown as one `error:` line, without click's usage block (which names `optimize run`
+    even when the user typed `optimize MODEL`)."""
+
+    def show(self, file=None) -> None:
+        hint = f" (see `optimize {self.ctx.info_name} --help`)" if self.ctx is not None and self.ctx.parent is not None and self.ctx.info_name != "run" else " (see `optimize --help`)"
+        click.echo(f"error: {self.format_message()}{hint}", err=True, file=file)
+
 
 class _Interrupted(BaseException):
     """SIGTERM, or SIGINT (Ctrl-C), arrived: stop the work; cleanup still runs. A BaseException, like
@@ -150,7 +168,7 @@ def _prepare_inputs(model: Path, inputs_file: Path | None, shapes: dict, batch: 
     and written first, so the command runs on exactly what was saved."""
     from optimizer import io, verify as verification
 
-    arrays = verification.load_inputs(inputs_file) if inputs_file else None
+    arrays = _read_inputs(inputs_file) if inputs_file else None
     if save_to is None:
         return _Inputs(arrays, str(inputs_file) if inputs_file else None, None)
     _check_save_path(save_to, [model, inputs_file])
@@ -160,6 +178,22 @@ def _prepare_inputs(model: Path, inputs_file: Path | None, shapes: dict, batch: 
         source = str(inputs_file)
     verification.save_inputs(save_to, arrays)
     return _Inputs(arrays, source, save_to)
+
+
+def _read_inputs(path: Path) -> dict:
+    """The arrays of an --inputs file; a file that is no .npz archive (a text or .npy file) is said to be one."""
+    from optimizer import verify as verification
+    from optimizer.errors import UserError
+
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(6)
+    except OSError:
+        magic = None  # load_inputs says what is wrong with the path
+    if magic is not None and not magic.startswith(b"PK"):
+        kind = "a single .npy array" if magic == b"\x93NUMPY" else "not a zip archive"
+        raise UserError(f"--inputs {path}: not an .npz file ({kind}); write one with numpy.savez(path, input_name=array, ...) or --save-inputs")
+    return verification.load_inputs(path)
 
 
 def _check_save_path(path: Path, protected: list) -> None:
@@ -860,7 +894,7 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
 
         manifest = Manifest.load(directory)
         if inputs_file:
-            feeds = verification.load_inputs(inputs_file)
+            feeds = _read_inputs(inputs_file)
         else:
             source = Path(manifest.source_path)
             feeds, _ = verification.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)

@@ -26,7 +26,7 @@ from optimizer.comparison import (
 from optimizer.error_budget import ErrorBudget
 from optimizer.units import format_against, format_bytes
 
-__all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "run_check"]
+__all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "check_op_names", "run_check"]
 
 
 class GateInputError(UserError):
@@ -143,6 +143,42 @@ def _op_present(op_counts: Mapping[str, int], op: str) -> int:
     if not colon:
         return sum(count for key, count in op_counts.items() if key.rpartition(":")[2] == op)
     return op_counts.get(name if domain in ("", "ai.onnx") else op, 0)
+
+
+def _known_op_types(model_ops) -> set[str]:
+    """Op types a --require-op/--forbid-op may name: every ONNX and onnxruntime schema (bare and
+    `domain:Type`) and the model's own, custom domains included."""
+    import onnx
+
+    known = set()
+    schemas = [(schema.domain, schema.name) for schema in onnx.defs.get_all_schemas_with_history()]
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+        schemas += [(schema.domain, schema.name) for schema in ort_state.get_all_operator_schema()]
+    except Exception:  # noqa: BLE001 - a build without the schema registry: the ONNX ones still count
+        pass
+    for domain, name in schemas:
+        known |= {name, f"{domain or 'ai.onnx'}:{name}"} | ({f":{name}"} if domain in ("", "ai.onnx") else set())
+    for op in model_ops:
+        known |= {op, op.rpartition(":")[2]} | (set() if ":" in op else {f"ai.onnx:{op}", f":{op}"})
+    return known
+
+
+def check_op_names(ops: Sequence[str], model_ops, option: str) -> None:
+    """GateInputError for an op type no schema and no node of the model has (a typo), naming the closest known ones."""
+    import difflib
+
+    names = [op for op in ops if op]
+    if not names:
+        return
+    known = _known_op_types(model_ops)
+    for op in names:
+        if op not in known:
+            bare = sorted({k for k in known if ":" not in k})
+            close = difflib.get_close_matches(op.rpartition(":")[2], bare, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else "; op types are case-sensitive, e.g. Attention or com.microsoft:Attention"
+            raise GateInputError(f"{option} {op}: no ONNX or onnxruntime op type of that name{hint}")
 
 
 def _static_gates(options: CheckOptions, summary: dict, baseline: dict | None) -> list[Gate]:
@@ -263,6 +299,8 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
     baseline = load_model(options.baseline, options.baseline_config, discover_config=options.discover_configs) if options.baseline is not None else None
     summary = model_summary(model)
     baseline_summary = model_summary(baseline) if baseline is not None else None
+    check_op_names(options.require_ops, summary["op_counts"], "--require-op")
+    check_op_names(options.forbid_ops, summary["op_counts"], "--forbid-op")
     gates = _static_gates(options, summary, baseline_summary)
     latency = errors = source = None
     needs_run = options.max_latency_ms is not None or baseline is not None

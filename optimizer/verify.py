@@ -170,7 +170,7 @@ def _bind_dims(spec: _InputSpec, profile: Mapping[str, int], symbols: dict) -> t
         if isinstance(dim, str) and dim in symbols:
             dims.append(symbols[dim])
             continue
-        batch_like = position == 0 and (dim is None or str(dim).lower() in _BATCH_WORDS or "batch" in str(dim).lower())
+        batch_like = position == 0 and (dim is None or str(dim).lower() in _BATCH_WORDS or "batch" in str(dim).lower() or str(dim).startswith("unk__"))
         value = profile["batch"] if batch_like else profile["other"]
         if isinstance(dim, str):
             symbols[dim] = value
@@ -305,6 +305,11 @@ def first_line(error: BaseException) -> str:
     return type(error).__name__
 
 
+def whole_message(error: BaseException) -> str:
+    """Every line of an error's message joined into one (onnxruntime puts the dims that differ on the second)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
 def compare_arrays(name: str, expected, actual, tolerance: Tolerance) -> OutputComparison:
     """Error metrics of one output; non-float outputs must match exactly."""
     if isinstance(expected, list) or isinstance(actual, list):
@@ -411,7 +416,7 @@ class Verifier:
         try:
             self.expected = session.run(self.output_names, feeds)
         except Exception as error:  # noqa: BLE001
-            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given {_INPUTS}: {first_line(error)}", option="inputs") from None
+            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given {_INPUTS}: {whole_message(error)}", option="inputs") from None
         self.feeds, self.inputs_source = feeds, "--inputs"
 
     def _find_working_inputs(self, session, specs, input_shapes, batch: int) -> None:

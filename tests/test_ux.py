@@ -221,3 +221,57 @@ def test_reports_name_the_inputs_file(model_path, tmp_path):
     md = tmp_path / "c.md"
     invoke("compare", model_path, model_path, "--no-latency", "--inputs", data, "--report", md)
     assert "data.npz" in md.read_text() and "**Settings:**" in md.read_text()
+
+
+# -- small misleads -----------------------------------------------------------------------------------------
+
+
+def test_require_op_typo_is_bad_input_naming_the_closest(model_path):
+    result = invoke("check", model_path, "--require-op", "Attenton")
+    assert result.exit_code == 2 and "--require-op Attenton: no ONNX or onnxruntime op type of that name; did you mean Attention" in result.output
+    assert invoke("check", model_path, "--forbid-op", "relu").exit_code == 2
+    for known in ("Attention", "com.microsoft:Attention", "MatMul", "ai.onnx:Relu"):
+        assert invoke("check", model_path, "--require-op", known).exit_code in (0, 1), known
+
+
+def test_inputs_shape_mismatch_shows_the_whole_message(model_path, tmp_path):
+    data = tmp_path / "bad.npz"
+    np.savez(data, x=np.ones((2, 5), np.float32))
+    result = CliRunner().invoke(cli, ["run", model_path, "-o", str(tmp_path / "o.onnx"), "--no-tune", "--inputs", str(data)])
+    assert result.exit_code == 2
+    assert "index: 1 Got: 5 Expected: 4" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_text_file_as_inputs_is_no_npz(model_path, tmp_path):
+    text = tmp_path / "inputs.npz"
+    text.write_text("x,1,2,3\n")
+    result = CliRunner().invoke(cli, ["run", model_path, "-o", str(tmp_path / "o.onnx"), "--no-tune", "--inputs", str(text)])
+    assert result.exit_code == 2 and "not an .npz file (not a zip archive)" in result.stderr and "allow_pickle" not in result.stderr
+    single = tmp_path / "single.npz"
+    with open(single, "wb") as stream:
+        np.save(stream, np.ones(3))
+    result = CliRunner().invoke(cli, ["compare", model_path, model_path, "--no-latency", "--inputs", str(single)])
+    assert result.exit_code == 2 and "a single .npy array" in result.stderr
+
+
+def test_bad_option_value_is_one_line_without_the_run_usage(model_path):
+    result = CliRunner().invoke(cli, [model_path, "--level", "O4"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "'O4' is not one of" in result.stderr
+    assert "optimize run" not in result.stderr and "Usage" not in result.stderr
+    result = CliRunner().invoke(cli, ["check", model_path, "--bogus"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: No such option '--bogus'")
+
+
+def test_tf_style_first_dim_is_generated_as_batch_one(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["unk__749", "unk__750"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["unk__749", "unk__750"])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tf", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path = tmp_path / "tf.onnx"
+    onnx.save(model, path)
+    document = json.loads(invoke("run", path, "-o", tmp_path / "o.onnx", "--no-tune", "--json").stdout)
+    assert document["verification"]["inputs_source"] == "generated (random; x=[1, 16])"
