@@ -146,6 +146,18 @@ def _inputs_option(help: str):  # noqa: A002 - click's name
     return click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help=help)
 
 
+def _model_inputs_options(inputs_help: str, shapes_help: str = "Bind an input's dynamic dims for generated inputs (repeatable)."):
+    """`--inputs`, `--input-shape` and `--save-inputs`, as every command that runs models has them."""
+    options = (_inputs_option(inputs_help), _input_shape_option(shapes_help), _save_inputs_option())
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def _save_inputs_option():
     return click.option(
         "--save-inputs", "save_inputs", type=click.Path(path_type=Path), metavar="FILE.npz",
@@ -194,6 +206,23 @@ def _read_inputs(path: Path) -> dict:
         kind = "a single .npy array" if magic == b"\x93NUMPY" else "not a zip archive"
         raise UserError(f"--inputs {path}: not an .npz file ({kind}); write one with numpy.savez(path, input_name=array, ...) or --save-inputs")
     return verification.load_inputs(path)
+
+
+def _echo_json(document) -> None:
+    """A report document as `--json` prints it."""
+    from optimizer.reports import to_json
+
+    click.echo(to_json(document), nl=False)
+
+
+def _begin_measuring(reports, protected: list, input_shapes: tuple[str, ...], inputs_file: Path | None, save_inputs: Path | None) -> tuple[dict, _Inputs]:
+    """What check and compare do first: refuse bad --report paths, read --input-shape, make the inputs
+    (for the first of `protected`, the model the inputs are generated from)."""
+    from optimizer.reports import check_report_paths
+
+    check_report_paths(reports, protected)
+    shapes = _input_shapes(input_shapes)
+    return shapes, _prepare_inputs(protected[0], inputs_file, shapes, 1, save_inputs)
 
 
 def _check_save_path(path: Path, protected: list) -> None:
@@ -405,9 +434,7 @@ def cli() -> None:
 @click.option("--level", type=click.Choice(["O1", "O2", "O3"]), default="O2", show_default=True, help="O1 cleanup+folding; O2 adds standard-ONNX fusions; O3 adds onnxruntime-only fusions.")
 @click.option("--passes", "only_passes", multiple=True, metavar="NAME,...", help="Run only these passes (see `optimize passes`).")
 @click.option("--skip-passes", multiple=True, metavar="NAME,...", help="Leave these passes out.")
-@_inputs_option("Verification inputs: an .npz of arrays keyed by graph input name.")
-@_input_shape_option()
-@_save_inputs_option()
+@_model_inputs_options("Verification inputs: an .npz of arrays keyed by graph input name.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the result against the original in onnxruntime.")
 @click.option("--rtol", type=float, help="Relative tolerance (default 1e-4; 1e-2 for quantized models).")
 @click.option("--atol", type=float, help="Absolute tolerance (default 1e-5; 1e-3 for quantized models).")
@@ -517,9 +544,7 @@ def _fixed_source(model: Path, specs: tuple[str, ...], input_shapes: dict, scrat
 def _render_run(result, document, display: _Display, reports: tuple[Path, ...]) -> None:
     """The run command's output from its one `RunReport`: JSON, the terminal report, or (quiet) only the warnings."""
     if display.as_json:
-        from optimizer.reports import to_json
-
-        click.echo(to_json(document), nl=False)
+        _echo_json(document)
     elif not display.quiet:
         from optimizer.report import render_run, report_console
 
@@ -627,9 +652,7 @@ def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
 @cli.command("tune")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the configuration [default: MODEL.onnx.json].")
-@_inputs_option("Inputs to time on: an .npz of arrays keyed by input name (realistic dynamic shapes).")
-@_input_shape_option()
-@_save_inputs_option()
+@_model_inputs_options("Inputs to time on: an .npz of arrays keyed by input name (realistic dynamic shapes).")
 @click.option("--providers", multiple=True, metavar="NAME,...", help="Execution providers to consider [default: every one the installed onnxruntime offers].")
 @click.option("--intra", multiple=True, metavar="N,...", help="Intra-op thread counts to try [default: 1, 2, 4, ... up to the usable cores].")
 @click.option("--inter", multiple=True, metavar="N,...", help="Inter-op thread counts for parallel execution [default: 2, 4, 8 up to the cores, when the graph has parallel branches].")
@@ -675,9 +698,7 @@ def tune_command(model, output, inputs_file, input_shapes, save_inputs, provider
 @cli.command("profile")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime configuration to profile under [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
-@_inputs_option("Inputs: an .npz of arrays keyed by input name.")
-@_input_shape_option()
-@_save_inputs_option()
+@_model_inputs_options("Inputs: an .npz of arrays keyed by input name.")
 @click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Profiled runs (after 3 warm-up runs).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="How many of the slowest nodes to list.")
 @_display_options(json_help="Print the profile as JSON on stdout.")
@@ -742,9 +763,7 @@ def inspect_command(model, input_shapes, display: _Display) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime settings for MODEL [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
 @click.option("--baseline-config", type=click.Path(path_type=Path), help="Runtime settings for the baseline [default: its own .onnx.json, else defaults].")
 @click.option("--no-config", is_flag=True, help="Run both models under onnxruntime's defaults, ignoring the .onnx.json settings beside them.")
-@_inputs_option("Inputs for latency and error gates: an .npz of arrays keyed by input name.")
-@_input_shape_option()
-@_save_inputs_option()
+@_model_inputs_options("Inputs for latency and error gates: an .npz of arrays keyed by input name.")
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options(quiet_help="Print nothing but failed gates and errors.")
@@ -761,13 +780,11 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
     def work():
         from optimizer import gates
         from optimizer.error_budget import ErrorBudget
-        from optimizer.reports import check_report_paths, write_reports
+        from optimizer.reports import write_reports
         from optimizer.reports.document import CheckReport
 
         protected = [model, baseline, config_path, baseline_config]
-        check_report_paths(reports, protected)
-        shapes = _input_shapes(input_shapes)
-        prepared = _prepare_inputs(model, inputs_file, shapes, 1, save_inputs)
+        shapes, prepared = _begin_measuring(reports, protected, input_shapes, inputs_file, save_inputs)
         try:
             options = gates.CheckOptions(
                 max_size=gates.parse_size(max_size) if max_size is not None else None,
@@ -795,9 +812,7 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 
     result, document = _handle_errors(display.verbose, work)
     if display.as_json:
-        from optimizer.reports import to_json
-
-        click.echo(to_json(document), nl=False)
+        _echo_json(document)
     else:
         from optimizer.report import render_check, report_console
 
@@ -808,9 +823,7 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 @cli.command("compare")
 @click.argument("model_a", type=click.Path(path_type=Path))
 @click.argument("model_b", type=click.Path(path_type=Path))
-@_inputs_option("Inputs: an .npz of arrays keyed by input name [default: generated].")
-@_input_shape_option()
-@_save_inputs_option()
+@_model_inputs_options("Inputs: an .npz of arrays keyed by input name [default: generated].")
 @click.option("--config-a", type=click.Path(path_type=Path), help="Runtime settings for A [default: A.onnx.json when it exists, else defaults].")
 @click.option("--config-b", type=click.Path(path_type=Path), help="Runtime settings for B [default: B.onnx.json when it exists, else defaults].")
 @click.option("--no-config", is_flag=True, help="Time both models under onnxruntime's defaults, ignoring the .onnx.json settings beside them.")
@@ -825,13 +838,11 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, save_inputs, co
 
     def work():
         from optimizer.comparison import compare_models
-        from optimizer.reports import check_report_paths, write_reports
+        from optimizer.reports import write_reports
         from optimizer.reports.document import CompareReport
 
         protected = [model_a, model_b, config_a, config_b]
-        check_report_paths(reports, protected)
-        shapes = _input_shapes(input_shapes)
-        prepared = _prepare_inputs(model_a, inputs_file, shapes, 1, save_inputs)
+        shapes, prepared = _begin_measuring(reports, protected, input_shapes, inputs_file, save_inputs)
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
             body = compare_models(
                 model_a, model_b, inputs=prepared.arrays, input_shapes=shapes, config_a=config_a, config_b=config_b,
@@ -843,9 +854,7 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, save_inputs, co
 
     document = _handle_errors(display.verbose, work)
     if display.as_json:
-        from optimizer.reports import to_json
-
-        click.echo(to_json(document), nl=False)
+        _echo_json(document)
     elif not display.quiet:
         from optimizer.report import render_comparison, report_console
 

@@ -250,18 +250,12 @@ _METRIC_NAMES = {"rel": "rel error", "cos": "cosine", "top1": "top-1 agreement"}
 
 def _violations(budget: ErrorBudget, errors) -> list[str]:
     """One line per broken limit, the measured figure with the digits that tell it from its limit
-    ("cos 0.999698 < 0.99999 on 'y'")."""
-    found = []
-    for error in errors:
-        if error.nonfinite:
-            found.append(f"{error.nonfinite} NaN/Inf values on '{error.name}'")
-            continue
-        for limit in budget.limits:
-            value = error.value(limit.metric)
-            if value is not None and not limit.holds(value):
-                sign = ">" if limit.metric == "rel" else "<"
-                found.append(f"{_METRIC_NAMES.get(limit.metric, limit.metric)} {format_against(value, limit.limit)} {sign} {limit.limit:g} on '{error.name}'")
-    return found
+    ("cosine 0.999698 < 0.99999 on 'y'"); outputs with NaN/Inf where the baseline is finite first."""
+    measured = [(error, limit, error.value(limit.metric)) for error in errors if not error.nonfinite for limit in budget.limits]
+    return [f"{error.nonfinite} NaN/Inf values on '{error.name}'" for error in errors if error.nonfinite] + [
+        f"{_METRIC_NAMES.get(limit.metric, limit.metric)} {format_against(value, limit.limit)} {'>' if limit.metric == 'rel' else '<'} {limit.limit:g} on '{error.name}'"
+        for error, limit, value in measured if value is not None and not limit.holds(value)
+    ]
 
 
 def _error_gate(budget: ErrorBudget, errors) -> Gate:
