@@ -400,7 +400,7 @@ def render_check(document: CheckReport | dict, console: Console, *, failed_only:
         console.print(table)
     if not failed_only:
         render_error_stats(report.errors, console)
-    _render_warnings(report.warnings, console)
+        _render_warnings(report.warnings, console)
     failed = len(report.failed_gates)
     if failed:
         console.print(f"[red]{failed} of {len(gates)} gate(s) failed[/]")
