@@ -686,13 +686,16 @@ def tune_command(model, output, inputs_file, input_shapes, save_inputs, provider
 
     result, config_path = _handle_errors(display.verbose, work)
     if display.as_json:
-        click.echo(json.dumps({"config": str(config_path), **result.to_dict()}, indent=2, default=str))
+        saved = {"saved_inputs": str(save_inputs)} if save_inputs else {}
+        click.echo(json.dumps({"config": str(config_path), **saved, **result.to_dict()}, indent=2, default=str))
     elif not display.quiet:
         from optimizer.report import render_tuning, report_console
 
         out = report_console()
         render_tuning(result, out, verbose=display.verbose > 0)
         out.print(f"configuration: {config_path}")
+        if save_inputs:
+            out.print(f"inputs saved to {save_inputs}")
 
 
 @cli.command("profile")
@@ -715,12 +718,15 @@ def profile_command(model, config_path, inputs_file, input_shapes, save_inputs, 
 
     result, used_config = _handle_errors(display.verbose, work)
     if display.as_json:
-        click.echo(json.dumps({"config": str(used_config) if used_config else None, **result.to_dict()}, indent=2))
+        saved = {"saved_inputs": str(save_inputs)} if save_inputs else {}
+        click.echo(json.dumps({"config": str(used_config) if used_config else None, **saved, **result.to_dict()}, indent=2))
     elif not display.quiet:
         from optimizer.report import render_profile, report_console
 
         out = report_console()
         out.print(f"settings: {used_config if used_config else 'onnxruntime defaults'}")
+        if save_inputs:
+            out.print(f"inputs saved to {save_inputs}")
         render_profile(result, out, top=top)
 
 

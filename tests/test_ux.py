@@ -142,6 +142,9 @@ def test_save_inputs_on_every_command_that_runs_models(command, tmp_path):
     assert result.exit_code == 0, result.output
     with np.load(saved) as data:
         assert list(data.files) == ["image"] and data["image"].shape == (1, 3, 32, 32) and data["image"].dtype == np.float32
+    if command[0] in ("tune", "profile"):
+        saved.unlink()
+        assert f"inputs saved to {saved}" in invoke(*args, "--save-inputs", saved).output and saved.is_file()
 
 
 def test_saved_inputs_reproduce_the_verification(tmp_path):
