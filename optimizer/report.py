@@ -54,7 +54,7 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     render_provenance(report.provenance, console)
     _render_sizes(report.input, report.output, console, verbose=verbose)
     _render_passes(report.passes, console, verbose=verbose)
-    _render_verification(report.verification, console, _inputs_words(report.provenance, report.verification.inputs_source))
+    _render_verification(report.verification, console, "" if report.provenance else report.verification.inputs_source)
     if report.pruned_outputs:
         pruned = report.pruned_outputs
         console.print(f"[cyan]--prune-outputs:[/] removed {pruned.get('outputs_removed', 0)} output(s), {pruned.get('nodes_removed', 0)} node(s), {pruned.get('initializers_removed', 0)} initializer(s)")
@@ -99,15 +99,12 @@ def render_provenance(origin: Provenance | None, console: Console) -> None:
         console.print("[cyan]settings:[/] " + escape("; ".join(f"{label}: {text}" for label, text in origin.settings.items())))
 
 
-def _inputs_words(origin: Provenance | None, fallback: str | None) -> str:
-    """The inputs as the provenance names them, else as the library did."""
-    return origin.inputs if origin and origin.inputs else str(fallback or "-")
-
-
 def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
-    """A report table (title as rich markup) whose cells wrap at spaces and fold words too long for
-    their column instead of cutting them; the `right` columns align right (figures)."""
-    table = Table(title=title, title_justify="left")
+    """A report table (title as rich markup, never wrapped) whose cells wrap at spaces and fold words too
+    long for their column instead of cutting them; the `right` columns align right (figures)."""
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", min_width=Text.from_markup(title).cell_len)  # a title never wraps inside its table
     for name in columns:
         table.add_column(name, justify="right" if name in right else "left", overflow="fold")
     return table
@@ -155,6 +152,7 @@ def _render_passes(passes: list[PassRow], console: Console, *, verbose: bool) ->
 
 
 def _render_verification(verification: Verification, console: Console, inputs: str) -> None:
+    """The check against the original per output (`inputs`: what it ran on, when no provenance line said so)."""
     if verification.status == "not run":
         console.print("[yellow]verification: not run (--no-verify)[/]")
         return
@@ -162,13 +160,15 @@ def _render_verification(verification: Verification, console: Console, inputs: s
         console.print(f"[yellow]verification skipped:[/] {escape(verification.reason)}")
         return
     tolerance = verification.tolerance or {}
-    table = _table(escape(f"Verification in onnxruntime (rtol {tolerance.get('rtol'):g}, atol {tolerance.get('atol'):g}; inputs {inputs})"),
+    table = _table(escape(f"Verification in onnxruntime (rtol {tolerance.get('rtol'):g}, atol {tolerance.get('atol'):g})"),
                    ("output", "max abs", "max rel", "cosine", "result"), right=("max abs", "max rel", "cosine", "result"))
     for output in verification.outputs:
         status = "[green]ok[/]" if output.passed else f"[red]FAIL[/] {escape(output.note)}"
         table.add_row(escape(output.name), format_error(output.max_abs), format_error(output.max_rel), f"{output.cosine:.6f}", status)
     if verification.outputs:
         console.print(table)
+        if inputs:
+            console.print(f"  on {escape(inputs)}", soft_wrap=True)
     render_error_stats(verification.outputs, console)
     if verification.status == "failed":
         console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
@@ -423,7 +423,7 @@ def render_comparison(document: CompareReport | dict, console: Console) -> None:
     render_provenance(report.provenance, console)
     for name, model in (("A", report.a), ("B", report.b)):
         console.print(f"{name}: {escape(model.path)}  ({format_bytes(model.file_bytes)}, {model.nodes} nodes)")
-    errors = _table(escape(f"B against A, per output (inputs: {_inputs_words(report.provenance, report.inputs)})"), ("output", "max abs", "rel", "cosine", "top-1", "NaN/Inf"), right=("max abs", "rel", "cosine", "top-1", "NaN/Inf"))
+    errors = _table(escape("B against A, per output" + ("" if report.provenance else f" (inputs: {report.inputs})")), ("output", "max abs", "rel", "cosine", "top-1", "NaN/Inf"), right=("max abs", "rel", "cosine", "top-1", "NaN/Inf"))
     for row in report.outputs:
         top1 = "-" if row.top1 is None else f"{row.top1:.4f}"
         errors.add_row(escape(row.name), format_error(row.max_abs), format_error(row.rel), f"{row.cos:.6f}", top1, str(row.nonfinite))
