@@ -76,6 +76,20 @@ def test_pass_descriptions_are_whole_when_piped():
         assert any(" ".join(cls.description.split()) in line for line in lines), cls.name
 
 
+def test_pass_table_on_a_terminal_folds_instead_of_cutting():
+    import io
+
+    from rich.console import Console
+
+    from optimizer.report import render_pass_list
+
+    stream = io.StringIO()
+    render_pass_list([("initializer-inputs-to-constants", "O1", "Turn graph inputs that have an initializer into constants.")],
+                     Console(file=stream, force_terminal=True, width=40, color_system=None))
+    text = stream.getvalue()
+    assert "…" not in text and "constants." in text and max(len(line) for line in text.splitlines()) <= 40
+
+
 def test_change_from_zero_is_readable():
     from optimizer.units import format_against, format_bytes, format_change, format_relative_change
 
