@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -50,6 +51,24 @@ class _DefaultCommandGroup(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        """A command's usage error (a bad option value, a missing argument) as one line, exit 2."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            if isinstance(error, _UsageLine):
+                raise
+            raise _UsageLine(error.format_message(), error.ctx) from None
+
+
+class _UsageLine(click.UsageError):
+    """A usage error shown as one `error:` line, without click's usage block (which names `optimize run`
+    even when the user typed `optimize MODEL`)."""
+
+    def show(self, file=None) -> None:
+        hint = f" (see `optimize {self.ctx.info_name} --help`)" if self.ctx is not None and self.ctx.parent is not None and self.ctx.info_name != "run" else " (see `optimize --help`)"
+        click.echo(f"error: {self.format_message()}{hint}", err=True, file=file)
 
 
 class _Interrupted(BaseException):
@@ -138,6 +157,107 @@ def _inputs_option(help: str):  # noqa: A002 - click's name
     return click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help=help)
 
 
+def _model_inputs_options(inputs_help: str, shapes_help: str = "Bind an input's dynamic dims for generated inputs (repeatable)."):
+    """`--inputs`, `--input-shape` and `--save-inputs`, as every command that runs models has them."""
+    options = (_inputs_option(inputs_help), _input_shape_option(shapes_help), _save_inputs_option())
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _save_inputs_option():
+    return click.option(
+        "--save-inputs", "save_inputs", type=click.Path(path_type=Path), metavar="FILE.npz",
+        help="Write the inputs the models run on (generated, or --inputs) to FILE.npz, for --inputs next time.",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """The inputs a command runs models on: the arrays (None: the library generates them) and where they come from."""
+
+    arrays: dict | None
+    source: str | None
+    """What the reports name as the inputs ("data.npz", "generated ..."; None: the library's own words)."""
+    saved: Path | None
+
+
+def _prepare_inputs(model: Path, inputs_file: Path | None, shapes: dict, batch: int, save_to: Path | None) -> _Inputs:
+    """The `--inputs` arrays; with `--save-inputs`, the arrays are made here (generated as the library would)
+    and written first, so the command runs on exactly what was saved."""
+    from optimizer import io, verify as verification
+
+    arrays = _read_inputs(inputs_file) if inputs_file else None
+    if save_to is None:
+        return _Inputs(arrays, str(inputs_file) if inputs_file else None, None)
+    _check_save_path(save_to, [model, inputs_file])
+    if arrays is None:
+        arrays, source = verification.feeds_for(model, io.load(model), None, shapes, batch)
+    else:
+        source = str(inputs_file)
+    verification.save_inputs(save_to, arrays)
+    return _Inputs(arrays, source, save_to)
+
+
+def _read_inputs(path: Path) -> dict:
+    """The arrays of an --inputs file; a file that is no .npz archive (a text or .npy file) is said to be one."""
+    from optimizer import verify as verification
+    from optimizer.errors import UserError
+
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(6)
+    except OSError:
+        magic = None  # load_inputs says what is wrong with the path
+    if magic is not None and not magic.startswith(b"PK"):
+        kind = "a single .npy array" if magic == b"\x93NUMPY" else "not a zip archive"
+        raise UserError(f"--inputs {path}: not an .npz file ({kind}); write one with numpy.savez(path, input_name=array, ...) or --save-inputs")
+    return verification.load_inputs(path)
+
+
+def _echo_json(document) -> None:
+    """A report document as `--json` prints it."""
+    from optimizer.reports import to_json
+
+    click.echo(to_json(document), nl=False)
+
+
+def _begin_measuring(reports, protected: list, input_shapes: tuple[str, ...], inputs_file: Path | None, save_inputs: Path | None) -> tuple[dict, _Inputs]:
+    """What check and compare do first: refuse bad --report paths, read --input-shape, make the inputs
+    (for the first of `protected`, the model the inputs are generated from)."""
+    from optimizer.reports import check_report_paths
+
+    check_report_paths(reports, protected)
+    shapes = _input_shapes(input_shapes)
+    return shapes, _prepare_inputs(protected[0], inputs_file, shapes, 1, save_inputs)
+
+
+def _check_save_path(path: Path, protected: list) -> None:
+    """Refuse a --save-inputs path that is no .npz, sits in a missing folder, or is one of the command's files."""
+    from optimizer.errors import UserError
+
+    if path.suffix.lower() != ".npz":
+        raise UserError(f"--save-inputs {path}: the file must end in .npz (numpy's archive, what --inputs reads)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"--save-inputs {path}: folder {folder} does not exist")
+    if any(other is not None and Path(other).resolve() == path.resolve() for other in protected):
+        raise UserError(f"--save-inputs {path}: would overwrite a model or the --inputs file; choose another name")
+
+
+def _discover_configs(no_config: bool, *given: Path | None) -> bool:
+    """Whether models pick up the settings file beside them: not with --no-config (which refuses explicit settings too)."""
+    from optimizer.errors import UserError
+
+    if no_config and any(path is not None for path in given):
+        raise UserError("--no-config runs every model under onnxruntime's defaults: leave out the --config options, or --no-config")
+    return not no_config
+
+
 def _budget_option(default: float, help: str):  # noqa: A002 - click's name
     return click.option("--budget", type=click.FloatRange(min=1), default=default, show_default=True, help=help)
 
@@ -183,6 +303,7 @@ class _PassFlags:
     fold_max_bytes: int | None
     fold_max_growth: float | None
     target_opset: int | None
+    fix_shapes: tuple[str, ...]
 
     def options(self):
         from optimizer.options import PassSelection
@@ -204,13 +325,14 @@ class _VerifyFlags:
     atol: float | None
     strict: bool
     batch: int
+    save_inputs: Path | None
 
-    def options(self, shapes: dict):
-        from optimizer import verify as verification
+    def options(self, shapes: dict, inputs: _Inputs):
+        """VerifyOptions on `inputs` (made by `_prepare_inputs`: generated ones set the batch already)."""
         from optimizer.options import VerifyOptions
 
-        inputs = verification.load_inputs(self.inputs_file) if self.inputs_file else None
-        return VerifyOptions(self.verify, inputs, shapes, self.rtol, self.atol, self.strict, self.batch)
+        batch = 1 if inputs.saved is not None and self.inputs_file is None else self.batch
+        return VerifyOptions(self.verify, inputs.arrays, shapes, self.rtol, self.atol, self.strict, batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +397,7 @@ class _LossyFlags:
         given = (("--calibration", self.calibration), ("--max-error", self.max_error), ("--exclude-nodes", self.exclude_nodes), ("--op-types", self.quant_op_types))
         unused = [flag for flag, value in given if value]
         if self.quantize == "none" and unused and ((self.prune_weights is None and self.precision == "fp32") or unused != ["--max-error"]):
-            click.echo(f"warning: {', '.join(unused)} have no effect without --quantize", err=True)
+            click.echo(f"warning: {', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect without --quantize", err=True)
         if self.calibration is not None and self.quantize in ("dynamic", "fp16"):
             click.echo("warning: --calibration is only used by --quantize static or auto", err=True)
 
@@ -324,8 +446,7 @@ def cli() -> None:
 @click.option("--level", type=click.Choice(["O1", "O2", "O3"]), default="O2", show_default=True, help="O1 cleanup+folding; O2 adds standard-ONNX fusions; O3 adds onnxruntime-only fusions.")
 @click.option("--passes", "only_passes", multiple=True, metavar="NAME,...", help="Run only these passes (see `optimize passes`).")
 @click.option("--skip-passes", multiple=True, metavar="NAME,...", help="Leave these passes out.")
-@_inputs_option("Verification inputs: an .npz of arrays keyed by graph input name.")
-@_input_shape_option()
+@_model_inputs_options("Verification inputs: an .npz of arrays keyed by graph input name.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the result against the original in onnxruntime.")
 @click.option("--rtol", type=float, help="Relative tolerance (default 1e-4; 1e-2 for quantized models).")
 @click.option("--atol", type=float, help="Absolute tolerance (default 1e-5; 1e-3 for quantized models).")
@@ -334,6 +455,7 @@ def cli() -> None:
 @click.option("--external-data/--no-external-data", default=None, help="Write weights to OUT.onnx.data [default: only when over 2 GB].")
 @click.option("--fold-max-bytes", type=click.IntRange(min=0), help="Refuse constant folds whose output exceeds this many bytes... [default: 1048576]")
 @click.option("--fold-max-growth", type=click.FloatRange(min=0), help="...and grows past this multiple of its inputs [default: 2.0].")
+@click.option("--fix-shape", "fix_shapes", multiple=True, metavar="NAME=D1,D2,...", help="Make an input's dims static in the written model (checked against the original; shape folding then uses them). Repeatable.")
 @click.option("--target-opset", type=click.IntRange(min=7), help="Upgrade the model to this opset first (onnx's version converter, verified like a pass) so standard fusions apply.")
 @click.option("--tune/--no-tune", default=True, show_default=True, help="Time the original and each level's graph under onnxruntime settings; ship the fastest graph and write its settings to OUT.onnx.json.")
 @_budget_option(30.0, "Seconds tuning may take; with --quantize, the search for a lossy variant gets as many again.")
@@ -386,7 +508,9 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             api.resolve_pass_names(selection.level, _split_names(selection.only_passes), _split_names(selection.skip_passes))
         except KeyError as error:
             _fail(error.args[0], EXIT_BAD_INPUT)
-        verify_options = checking.options(shapes)
+        source, fixed = _fixed_source(model, selection.fix_shapes, shapes, scratch)
+        prepared = _prepare_inputs(source, checking.inputs_file, shapes, checking.batch, checking.save_inputs)
+        verify_options = checking.options(shapes, prepared)
         options = OptimizeOptions(selection.options(), verify_options, tuning.options(), writing.options(output), lossy.options(tuning.budget))
         show_progress = not display.quiet and not display.as_json and console.is_terminal
         status = console.status("loading") if show_progress else None
@@ -394,17 +518,14 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             status.start()
         try:
             result = api.optimize(
-                model, options=options,
+                source, options=options,
                 on_stage=(lambda text: status.update(text)) if status else None,
                 on_status=(lambda progress: status.update(_measuring_line(progress))) if status else None,
             )
-            document = None
+            if fixed:
+                result = dataclasses.replace(result, input_path=model, warnings=[f"--fix-shape made dims static: {'; '.join(fixed)}", *result.warnings])
             try:
-                if display.as_json or writing.reports or writing.with_profile:  # the graph analysis and the profile cost time: only when read
-                    if status:
-                        status.update("writing the report")
-                    profiled = writing.with_profile if writing.with_profile is not None else bool(writing.reports)
-                    document = _optimization_document(result, verify_options.inputs, shapes, profile=profiled)
+                document = _run_report(result, verify_options.inputs, shapes, display, writing, status, _run_origin(result, prepared, checking.inputs_file))
                 if writing.reports:
                     from optimizer.reports import write_reports
 
@@ -417,30 +538,35 @@ def run_command(model: Path, output: Path | None, display: _Display, selection: 
             if status:
                 status.stop()
 
-    result, document = _handle_errors(display.verbose, work)
+    with tempfile.TemporaryDirectory(prefix="optimize-cli-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        result, document = _handle_errors(display.verbose, work)
     _render_run(result, document, display, writing.reports)
 
 
-def _render_run(result, document: dict | None, display: _Display, reports: tuple[Path, ...]) -> None:
-    """The run command's output: JSON, the terminal report, or (quiet) only the warnings."""
+def _fixed_source(model: Path, specs: tuple[str, ...], input_shapes: dict, scratch: Path) -> tuple[Path, list[str]]:
+    """The model the run starts from: MODEL, or with --fix-shape a copy with those dims static (checked
+    against MODEL), and a line per fixed input."""
+    if not specs:
+        return model, []
+    from optimizer.fix_shape import FixShapeError, parse_fixed_shapes, write_fixed_model
+
+    shapes = parse_fixed_shapes(list(specs))
+    both = sorted(set(shapes) & set(input_shapes))
+    if both:
+        raise FixShapeError(f"--fix-shape and --input-shape both set {', '.join(both)}: --fix-shape alone is enough (generated inputs follow it)")
+    return write_fixed_model(model, shapes, scratch)
+
+
+def _render_run(result, document, display: _Display, reports: tuple[Path, ...]) -> None:
+    """The run command's output from its one `RunReport`: JSON, the terminal report, or (quiet) only the warnings."""
     if display.as_json:
-        from optimizer.reports import to_json
-
-        click.echo(to_json(document), nl=False)
+        _echo_json(document)
     elif not display.quiet:
-        from rich.console import Console
-        from rich.markup import escape
+        from optimizer.report import render_run, report_console
 
-        from optimizer.report import render_optimization
-
-        out = Console(highlight=False)
-        render_optimization(result, out, verbose=display.verbose > 0)
-        profiled = (document or {}).get("profile") or {}
-        if profiled.get("by_op_type"):
-            shares = ", ".join(f"{row['op_type']} {row['share']:.0%}" for row in profiled["by_op_type"][:6])
-            out.print(f"time by op type ({profiled['runs']} profiled runs, {profiled['run_ms']:.3g} ms each): {escape(shares)}")
-        elif profiled.get("error"):
-            out.print(f"profile: {escape(profiled['error'])}")
+        out = report_console()
+        render_run(document, out, verbose=display.verbose > 0)
         for path in reports:
             out.print(f"report: {path}")
     else:
@@ -448,20 +574,38 @@ def _render_run(result, document: dict | None, display: _Display, reports: tuple
             click.echo(f"warning: {warning}", err=True)
 
 
-def _optimization_document(result, inputs, input_shapes, *, profile: bool) -> dict:
-    """The run's report document: the result, the written graph's analysis and, when asked, its profile."""
-    from optimizer import api
-    from optimizer.reports.document import analysis_summary, optimization_document
+def _origin(library_source: str | None, prepared: _Inputs, inputs_file: Path | None, settings: dict | None = None) -> dict:
+    """The provenance of a command's figures: the inputs (the file, or how they were generated) and the settings."""
+    from optimizer.reports.document import provenance
 
+    source = prepared.source if prepared.saved is not None and inputs_file is None else library_source
+    return provenance(source, inputs_file=inputs_file, arrays=prepared.arrays if inputs_file else None, saved=prepared.saved, settings=settings)
+
+
+def _run_origin(result, prepared: _Inputs, inputs_file: Path | None) -> dict:
+    settings = {"output": f"{result.config_path} (written by tuning)"} if result.config_path else {}
+    return _origin(result.verification.inputs_source if result.verification else None, prepared, inputs_file, settings)
+
+
+def _run_report(result, inputs, input_shapes, display: _Display, writing: _OutputFlags, status, origin: dict):
+    """The run's one report document: the result and, when something reads them (--json, --report,
+    --profile), the written graph's analysis and its profile."""
+    from optimizer import api
+    from optimizer.reports.document import RunReport, analysis_summary
+
+    if not (display.as_json or writing.reports or writing.with_profile):  # the analysis and the profile cost time: only when read
+        return RunReport.from_result(result, origin=origin)
+    if status:
+        status.update("writing the report")
     analysis = analysis_summary(result.model, input_shapes)
     profiled = None
-    if profile and result.output_path is not None:
+    if (writing.with_profile if writing.with_profile is not None else bool(writing.reports)) and result.output_path is not None:
         try:
             outcome, _ = api.profile(result.output_path, config_path=result.config_path, inputs=inputs, input_shapes=input_shapes)
             profiled = outcome.to_dict()
         except Exception as error:  # noqa: BLE001 - the model is written; the report says why it has no profile
             profiled = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
-    return optimization_document(result, analysis=analysis, profile=profiled)
+    return RunReport.from_result(result, analysis=analysis, profile=profiled, origin=origin)
 
 
 def _handle_errors(verbose: int, work):
@@ -525,8 +669,7 @@ def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
 @cli.command("tune")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the configuration [default: MODEL.onnx.json].")
-@_inputs_option("Inputs to time on: an .npz of arrays keyed by input name (realistic dynamic shapes).")
-@_input_shape_option()
+@_model_inputs_options("Inputs to time on: an .npz of arrays keyed by input name (realistic dynamic shapes).")
 @click.option("--providers", multiple=True, metavar="NAME,...", help="Execution providers to consider [default: every one the installed onnxruntime offers].")
 @click.option("--intra", multiple=True, metavar="N,...", help="Intra-op thread counts to try [default: 1, 2, 4, ... up to the usable cores].")
 @click.option("--inter", multiple=True, metavar="N,...", help="Inter-op thread counts for parallel execution [default: 2, 4, 8 up to the cores, when the graph has parallel branches].")
@@ -534,7 +677,7 @@ def _int_list(values: tuple[str, ...], option: str) -> list[int] | None:
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size of generated inputs.")
 @_budget_option(60.0, "Seconds the search may take.")
 @_display_options(json_help="Print the result as JSON on stdout.", verbose_help="List every candidate; -vv logs and tracebacks.")
-def tune_command(model, output, inputs_file, input_shapes, providers, intra, inter, objective, batch, budget, display: _Display) -> None:
+def tune_command(model, output, inputs_file, input_shapes, save_inputs, providers, intra, inter, objective, batch, budget, display: _Display) -> None:
     """Find the fastest onnxruntime settings for MODEL on this machine; write them as JSON.
 
     \b
@@ -547,59 +690,60 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
     console = _stderr()
 
     def work():
-        from optimizer import api, verify as verification
+        from optimizer import api
 
         shapes = _input_shapes(input_shapes)
-        inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        prepared = _prepare_inputs(model, inputs_file, shapes, batch, save_inputs)
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json, total=budget) as bar:
             return api.tune_model(
-                model, output, inputs=inputs, input_shapes=shapes, providers=_split_names(providers) or None,
+                model, output, inputs=prepared.arrays, input_shapes=shapes, providers=_split_names(providers) or None,
                 intra=_int_list(intra, "--intra"), inter=_int_list(inter, "--inter"), objective=objective,
-                batch=batch, budget=budget, on_status=bar.status,
+                batch=1 if prepared.saved is not None and inputs_file is None else batch, budget=budget, on_status=bar.status,
             )
 
     result, config_path = _handle_errors(display.verbose, work)
     if display.as_json:
-        click.echo(json.dumps({"config": str(config_path), **result.to_dict()}, indent=2, default=str))
+        saved = {"saved_inputs": str(save_inputs)} if save_inputs else {}
+        click.echo(json.dumps({"config": str(config_path), **saved, **result.to_dict()}, indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_tuning, report_console
 
-        from optimizer.report import render_tuning
-
-        out = Console(highlight=False)
+        out = report_console()
         render_tuning(result, out, verbose=display.verbose > 0)
         out.print(f"configuration: {config_path}")
+        if save_inputs:
+            out.print(f"inputs saved to {save_inputs}")
 
 
 @cli.command("profile")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime configuration to profile under [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
-@_inputs_option("Inputs: an .npz of arrays keyed by input name.")
-@_input_shape_option()
+@_model_inputs_options("Inputs: an .npz of arrays keyed by input name.")
 @click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Profiled runs (after 3 warm-up runs).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="How many of the slowest nodes to list.")
 @_display_options(json_help="Print the profile as JSON on stdout.")
-def profile_command(model, config_path, inputs_file, input_shapes, runs, top, display: _Display) -> None:
+def profile_command(model, config_path, inputs_file, input_shapes, save_inputs, runs, top, display: _Display) -> None:
     """Time MODEL by node and by op type with onnxruntime's profiler."""
     _configure_logging(display.verbose, display.quiet)
 
     def work():
-        from optimizer import api, verify as verification
+        from optimizer import api
 
         shapes = _input_shapes(input_shapes)
-        inputs = verification.load_inputs(inputs_file) if inputs_file else None
-        return api.profile(model, config_path=config_path, inputs=inputs, input_shapes=shapes, runs=runs)
+        prepared = _prepare_inputs(model, inputs_file, shapes, 1, save_inputs)
+        return api.profile(model, config_path=config_path, inputs=prepared.arrays, input_shapes=shapes, runs=runs)
 
     result, used_config = _handle_errors(display.verbose, work)
     if display.as_json:
-        click.echo(json.dumps({"config": str(used_config) if used_config else None, **result.to_dict()}, indent=2))
+        saved = {"saved_inputs": str(save_inputs)} if save_inputs else {}
+        click.echo(json.dumps({"config": str(used_config) if used_config else None, **saved, **result.to_dict()}, indent=2))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_profile, report_console
 
-        from optimizer.report import render_profile
-
-        out = Console(highlight=False)
+        out = report_console()
         out.print(f"settings: {used_config if used_config else 'onnxruntime defaults'}")
+        if save_inputs:
+            out.print(f"inputs saved to {save_inputs}")
         render_profile(result, out, top=top)
 
 
@@ -624,11 +768,9 @@ def inspect_command(model, input_shapes, display: _Display) -> None:
     if display.as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_inspection, report_console
 
-        from optimizer.report import render_inspection
-
-        render_inspection(result, Console(highlight=False), verbose=display.verbose > 0)
+        render_inspection(result, report_console(), verbose=display.verbose > 0)
 
 
 @cli.command("check")
@@ -643,12 +785,12 @@ def inspect_command(model, input_shapes, display: _Display) -> None:
 @click.option("--forbid-op", "forbid_ops", multiple=True, metavar="TYPE,...", help="Fail if the model has a node of this op type.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Runtime settings for MODEL [default: MODEL.onnx.json when it exists, else onnxruntime's defaults].")
 @click.option("--baseline-config", type=click.Path(path_type=Path), help="Runtime settings for the baseline [default: its own .onnx.json, else defaults].")
-@_inputs_option("Inputs for latency and error gates: an .npz of arrays keyed by input name.")
-@_input_shape_option()
+@click.option("--no-config", is_flag=True, help="Run both models under onnxruntime's defaults, ignoring the .onnx.json settings beside them.")
+@_model_inputs_options("Inputs for latency and error gates: an .npz of arrays keyed by input name.")
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options(quiet_help="Print nothing but failed gates and errors.")
-def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, inputs_file, input_shapes, budget, reports, display: _Display) -> None:
+def check_command(model, max_size, max_params, max_latency_ms, baseline, max_regression, max_error, require_ops, forbid_ops, config_path, baseline_config, no_config, inputs_file, input_shapes, save_inputs, budget, reports, display: _Display) -> None:
     """Gate MODEL for CI: one row per gate (measured, limit, pass/fail).
 
     \b
@@ -659,13 +801,13 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
     console = _stderr()
 
     def work():
-        from optimizer import gates, verify as verification
+        from optimizer import gates
         from optimizer.error_budget import ErrorBudget
-        from optimizer.reports import check_report_paths, write_reports
-        from optimizer.reports.document import header
+        from optimizer.reports import write_reports
+        from optimizer.reports.document import CheckReport
 
         protected = [model, baseline, config_path, baseline_config]
-        check_report_paths(reports, protected)
+        shapes, prepared = _begin_measuring(reports, protected, input_shapes, inputs_file, save_inputs)
         try:
             options = gates.CheckOptions(
                 max_size=gates.parse_size(max_size) if max_size is not None else None,
@@ -678,77 +820,68 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
                 forbid_ops=_split_names(forbid_ops),
                 config=config_path,
                 baseline_config=baseline_config,
-                inputs=verification.load_inputs(inputs_file) if inputs_file else None,
-                input_shapes=_input_shapes(input_shapes),
+                discover_configs=_discover_configs(no_config, config_path, baseline_config),
+                inputs=prepared.arrays,
+                input_shapes=shapes,
                 budget_s=budget,
             )
         except ValueError as error:
             raise gates.GateInputError(str(error)) from None
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal, total=1.0, label="checking") as progress:
             result = gates.run_check(model, options, on_progress=progress)
-        document = {**header("check"), **result.to_dict()}
+        document = CheckReport.from_result(result, origin=_origin(result.inputs, prepared, inputs_file, result.settings))
         write_reports(document, reports, protected)
         return result, document
 
     result, document = _handle_errors(display.verbose, work)
     if display.as_json:
-        from optimizer.reports import to_json
-
-        click.echo(to_json(document), nl=False)
+        _echo_json(document)
     else:
-        from rich.console import Console
+        from optimizer.report import render_check, report_console
 
-        from optimizer.report import render_check
-
-        render_check(document, Console(highlight=False), failed_only=display.quiet)
+        render_check(document, report_console(), failed_only=display.quiet)
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
 
 
 @cli.command("compare")
 @click.argument("model_a", type=click.Path(path_type=Path))
 @click.argument("model_b", type=click.Path(path_type=Path))
-@_inputs_option("Inputs: an .npz of arrays keyed by input name [default: generated].")
-@_input_shape_option()
+@_model_inputs_options("Inputs: an .npz of arrays keyed by input name [default: generated].")
 @click.option("--config-a", type=click.Path(path_type=Path), help="Runtime settings for A [default: A.onnx.json when it exists, else defaults].")
 @click.option("--config-b", type=click.Path(path_type=Path), help="Runtime settings for B [default: B.onnx.json when it exists, else defaults].")
+@click.option("--no-config", is_flag=True, help="Time both models under onnxruntime's defaults, ignoring the .onnx.json settings beside them.")
 @click.option("--latency/--no-latency", default=True, show_default=True, help="Time both models in one run (with a control copy of A).")
 @_budget_option(20.0, "Seconds the latency measurement may take.")
 @_report_option
 @_display_options()
-def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, config_b, latency, budget, reports, display: _Display) -> None:
+def compare_command(model_a, model_b, inputs_file, input_shapes, save_inputs, config_a, config_b, no_config, latency, budget, reports, display: _Display) -> None:
     """Compare MODEL_B with MODEL_A: error per output, op counts, size, and latency measured in one run."""
     _configure_logging(display.verbose, display.quiet)
     console = _stderr()
 
     def work():
-        from optimizer import verify as verification
         from optimizer.comparison import compare_models
-        from optimizer.reports import check_report_paths, write_reports
-        from optimizer.reports.document import header
+        from optimizer.reports import write_reports
+        from optimizer.reports.document import CompareReport
 
         protected = [model_a, model_b, config_a, config_b]
-        check_report_paths(reports, protected)
-        inputs = verification.load_inputs(inputs_file) if inputs_file else None
+        shapes, prepared = _begin_measuring(reports, protected, input_shapes, inputs_file, save_inputs)
         with _ProgressBar(console, enabled=not display.quiet and not display.as_json and console.is_terminal and latency, total=1.0, label="comparing") as progress:
             body = compare_models(
-                model_a, model_b, inputs=inputs, input_shapes=_input_shapes(input_shapes), config_a=config_a, config_b=config_b,
-                latency=latency, budget_s=budget, on_progress=progress,
+                model_a, model_b, inputs=prepared.arrays, input_shapes=shapes, config_a=config_a, config_b=config_b,
+                latency=latency, budget_s=budget, on_progress=progress, discover_configs=_discover_configs(no_config, config_a, config_b),
             )
-        document = {**header("compare"), **body}
+        document = CompareReport.from_body(body, origin=_origin(body["inputs"], prepared, inputs_file, body["settings"]))
         write_reports(document, reports, protected)
         return document
 
     document = _handle_errors(display.verbose, work)
     if display.as_json:
-        from optimizer.reports import to_json
-
-        click.echo(to_json(document), nl=False)
+        _echo_json(document)
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_comparison, report_console
 
-        from optimizer.report import render_comparison
-
-        render_comparison(document, Console(highlight=False))
+        render_comparison(document, report_console())
 
 
 @cli.command("partition")
@@ -771,11 +904,9 @@ def partition_command(model, parts, out_dir, strategy, input_shapes, display: _D
     if display.as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_manifest, report_console
 
-        from optimizer.report import render_manifest
-
-        render_manifest(manifest, out_dir, Console(highlight=False))
+        render_manifest(manifest, out_dir, report_console())
 
 
 @cli.command("run-partitioned")
@@ -795,7 +926,7 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
 
         manifest = Manifest.load(directory)
         if inputs_file:
-            feeds = verification.load_inputs(inputs_file)
+            feeds = _read_inputs(inputs_file)
         else:
             source = Path(manifest.source_path)
             feeds, _ = verification.feeds_for(source, io.load(source), None, _input_shapes(input_shapes), 1)
@@ -805,11 +936,9 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
     if display.as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
+        from optimizer.report import render_partitioned_run, report_console
 
-        from optimizer.report import render_partitioned_run
-
-        render_partitioned_run(report, Console(highlight=False))
+        render_partitioned_run(report, report_console())
     if not report.matches or report.stream_matches is False:
         sys.exit(EXIT_FAILED)
 
@@ -868,11 +997,9 @@ def passes_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{"name": n, "level": lv, "description": d} for n, lv, d in rows], indent=2))
         return
-    from rich.console import Console
+    from optimizer.report import render_pass_list, report_console
 
-    from optimizer.report import render_pass_list
-
-    render_pass_list(rows, Console(highlight=False))
+    render_pass_list(rows, report_console())
 
 
 def main() -> None:

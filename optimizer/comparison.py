@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from optimizer.error_budget import OutputError, measure_errors
 from optimizer.measure import LatencyStats, time_candidates
 
 __all__ = [
-    "ComparisonError", "Interface", "LoadedModel", "LatencyComparison", "load_model", "model_summary", "check_same_interface",
-    "run_outputs", "output_errors", "op_count_diff", "time_with_control", "time_against", "compare_models", "NOISE_FLOOR",
+    "ComparisonError", "Interface", "LoadedModel", "LatencyComparison", "load_model", "settings_note", "model_summary", "check_same_interface",
+    "run_outputs", "output_errors_with_stats", "error_rows", "op_count_diff", "time_with_control", "time_against", "compare_models", "NOISE_FLOOR",
 ]
 
 NOISE_FLOOR = 0.02
@@ -39,23 +40,48 @@ class LoadedModel:
     path: Path
     model: ir.Model
     config_path: Path | None
+    config_found: bool = False
+    """The settings file was found beside the model (`MODEL.onnx.json`), not given."""
 
     def session(self):
         return runtime.session(self.path, self.config_path)
 
+    @property
+    def settings(self) -> str:
+        """Which runtime settings the model runs under, in words (for the reports' provenance)."""
+        if self.config_path is None:
+            return "onnxruntime defaults"
+        return f"{self.config_path} ({'found beside the model' if self.config_found else 'given'})"
 
-def load_model(path: str | os.PathLike, config_path: str | os.PathLike | None = None) -> LoadedModel:
-    """Validate and load a model (io.ModelInputError when bad); its settings file when given or next to it."""
+
+def load_model(path: str | os.PathLike, config_path: str | os.PathLike | None = None, *, discover_config: bool = True) -> LoadedModel:
+    """Validate and load a model (io.ModelInputError when bad); its settings file when given or, with
+    `discover_config`, when one written for it lies next to it."""
     from optimizer.verify import check_value_sizes
 
     path = Path(path)
     model = io.load(path)
     check_value_sizes(model)  # a value too large for memory: refused before it runs
-    if config_path is None and runtime.config_path_for(path).is_file() and runtime.is_config_of(runtime.config_path_for(path), path.name):
-        config_path = runtime.config_path_for(path)
+    beside = runtime.config_path_for(path)
+    found = config_path is None and discover_config and beside.is_file() and runtime.is_config_of(beside, path.name)
+    if found:
+        config_path = beside
     if config_path is not None:
         runtime.load_config(config_path)  # ConfigError now rather than mid-measurement
-    return LoadedModel(path, model, Path(config_path) if config_path is not None else None)
+    return LoadedModel(path, model, Path(config_path) if config_path is not None else None, found)
+
+
+def settings_note(models: Mapping[str, LoadedModel]) -> str | None:
+    """A warning when the models run under different settings (one has a settings file, another not):
+    their latency then compares settings as well as graphs."""
+    kinds = {label: model.config_path is not None for label, model in models.items()}
+    if len(set(kinds.values())) < 2:
+        return None
+    tuned = [label for label, has in kinds.items() if has]
+    plain = [label for label, has in kinds.items() if not has]
+    return (f"{' and '.join(tuned)} run{'s' if len(tuned) == 1 else ''} under {'its' if len(tuned) == 1 else 'their'} settings file, "
+            f"{' and '.join(plain)} under onnxruntime defaults: the latency compares settings as well as graphs "
+            "(give each a settings file, or none with --no-config)")
 
 
 def model_summary(loaded: LoadedModel) -> dict:
@@ -127,9 +153,18 @@ def run_outputs(session, feeds: Mapping[str, np.ndarray], names: Sequence[str]) 
     return session.run(list(names), dict(feeds))
 
 
-def output_errors(reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[OutputError]:
-    """Per-output error of the candidate against the reference on `feeds`, one session at a time."""
-    return measure_errors(names, _run(reference, feeds, names, candidate), _run(candidate, feeds, names, reference))
+def output_errors_with_stats(reference: LoadedModel, candidate: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[tuple[OutputError, dict | None]]:
+    """Per-output error of the candidate against the reference on `feeds` (one session at a time), with
+    its element-wise statistics (optimizer.error_stats)."""
+    from optimizer.error_stats import error_statistics
+
+    expected, actual = _run(reference, feeds, names, candidate), _run(candidate, feeds, names, reference)
+    return list(zip(measure_errors(names, expected, actual), (error_statistics(e, a) for e, a in zip(expected, actual))))
+
+
+def error_rows(measured: Sequence[tuple[OutputError, dict | None]]) -> list[dict]:
+    """The JSON rows of `output_errors_with_stats`: the error metrics and `stats`."""
+    return [{**error.to_dict(), "stats": stats} for error, stats in measured]
 
 
 def _run(model: LoadedModel, feeds: Mapping[str, np.ndarray], names: Sequence[str], other: LoadedModel) -> list[np.ndarray]:
@@ -220,25 +255,32 @@ def compare_models(
     inputs: Mapping[str, np.ndarray] | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
     config_a: str | os.PathLike | None = None, config_b: str | os.PathLike | None = None,
     latency: bool = True, budget_s: float | None = 20.0, on_progress: Callable[[str, float], None] | None = None,
+    discover_configs: bool = True,
 ) -> dict:
     """The `compare` document's body: both models' summaries, error per output of B against A, op-count
     and size diffs and, with `latency`, B's time against A's measured in one run."""
+    from optimizer.reports.summary import summarize_model
     from optimizer.verify import feeds_for
 
-    a, b = load_model(a_path, config_a), load_model(b_path, config_b)
+    started = time.perf_counter()
+    a, b = load_model(a_path, config_a, discover_config=discover_configs), load_model(b_path, config_b, discover_config=discover_configs)
     interface = check_same_interface(a, b)
     feeds, source = feeds_for(a.path, a.model, inputs, input_shapes, 1)
     summary_a, summary_b = model_summary(a), model_summary(b)
-    errors = output_errors(a, b, feeds, interface.shared)
+    errors = output_errors_with_stats(a, b, feeds, interface.shared)
     warnings = [f"outputs only in {which}: {', '.join(names)}" for which, names in (("A", interface.only_a), ("B", interface.only_b)) if names]
+    note = settings_note({"A": a, "B": b}) if latency else None
+    warnings += [note] if note else []
     body = {
+        "summary": {"models": [summarize_model(a.model, a.path, "A"), summarize_model(b.model, b.path, "B")], "seconds": None},
         "a": summary_a,
         "b": summary_b,
         "inputs": source,
+        "settings": {"A": a.settings, "B": b.settings},
         "outputs_only_in_a": interface.only_a,
         "outputs_only_in_b": interface.only_b,
         "warnings": warnings,
-        "outputs": [e.to_dict() for e in errors],
+        "outputs": error_rows(errors),
         "op_counts": op_count_diff(summary_a["op_counts"], summary_b["op_counts"]),
         "size": {
             "a_bytes": summary_a["file_bytes"],
@@ -259,4 +301,5 @@ def compare_models(
             "verdict": timing.verdict(),
             "plan": timing.plan,
         }
+    body["summary"]["seconds"] = time.perf_counter() - started
     return body

@@ -13,17 +13,20 @@ import dataclasses
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from optimizer.errors import UserError
 import numpy as np
 
-from optimizer.comparison import LoadedModel, check_same_interface, load_model, model_summary, output_errors, time_against, time_with_control
+from optimizer.comparison import (
+    LoadedModel, check_same_interface, error_rows, load_model, model_summary, output_errors_with_stats, settings_note, time_against, time_with_control,
+)
 from optimizer.error_budget import ErrorBudget
-from optimizer.units import format_bytes
+from optimizer.units import format_against, format_bytes
 
-__all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "run_check"]
+__all__ = ["GateInputError", "CheckOptions", "Gate", "CheckResult", "parse_size", "parse_ratio", "check_op_names", "run_check"]
 
 
 class GateInputError(UserError):
@@ -70,6 +73,8 @@ class CheckOptions:
     inputs: Mapping[str, np.ndarray] | None = None
     input_shapes: Mapping[str, Sequence[int]] | None = None
     budget_s: float = 20.0
+    discover_configs: bool = True
+    """Run each model under the settings file beside it (`MODEL.onnx.json`) when none is given."""
 
     def validate(self) -> None:
         """GateInputError when no gate is asked for or a gate lacks what it needs."""
@@ -107,6 +112,10 @@ class CheckResult:
     latency: dict | None
     errors: list[dict] | None
     inputs: str | None
+    summary: dict | None = None
+    settings: dict | None = None
+    """Which runtime settings each model ran under, in words."""
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -114,6 +123,7 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         return {
+            "summary": self.summary,
             "model": self.model,
             "baseline": self.baseline,
             "gates": [g.to_dict() for g in self.gates],
@@ -121,6 +131,8 @@ class CheckResult:
             "latency": self.latency,
             "errors": self.errors,
             "inputs": self.inputs,
+            "settings": self.settings,
+            "warnings": self.warnings,
         }
 
 
@@ -131,6 +143,42 @@ def _op_present(op_counts: Mapping[str, int], op: str) -> int:
     if not colon:
         return sum(count for key, count in op_counts.items() if key.rpartition(":")[2] == op)
     return op_counts.get(name if domain in ("", "ai.onnx") else op, 0)
+
+
+def _known_op_types(model_ops) -> set[str]:
+    """Op types a --require-op/--forbid-op may name: every ONNX and onnxruntime schema (bare and
+    `domain:Type`) and the model's own, custom domains included."""
+    import onnx
+
+    known = set()
+    schemas = [(schema.domain, schema.name) for schema in onnx.defs.get_all_schemas_with_history()]
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+        schemas += [(schema.domain, schema.name) for schema in ort_state.get_all_operator_schema()]
+    except Exception:  # noqa: BLE001 - a build without the schema registry: the ONNX ones still count
+        pass
+    for domain, name in schemas:
+        known |= {name, f"{domain or 'ai.onnx'}:{name}"} | ({f":{name}"} if domain in ("", "ai.onnx") else set())
+    for op in model_ops:
+        known |= {op, op.rpartition(":")[2]} | (set() if ":" in op else {f"ai.onnx:{op}", f":{op}"})
+    return known
+
+
+def check_op_names(ops: Sequence[str], model_ops, option: str) -> None:
+    """GateInputError for an op type no schema and no node of the model has (a typo), naming the closest known ones."""
+    import difflib
+
+    names = [op for op in ops if op]
+    if not names:
+        return
+    known = _known_op_types(model_ops)
+    for op in names:
+        if op not in known:
+            bare = sorted({k for k in known if ":" not in k})
+            close = difflib.get_close_matches(op.rpartition(":")[2], bare, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else "; op types are case-sensitive, e.g. Attention or com.microsoft:Attention"
+            raise GateInputError(f"{option} {op}: no ONNX or onnxruntime op type of that name{hint}")
 
 
 def _static_gates(options: CheckOptions, summary: dict, baseline: dict | None) -> list[Gate]:
@@ -197,13 +245,29 @@ def _regression_gate(timing, allowance: float) -> Gate:
     return Gate("regression-latency", timing.ratio_median, allowed, "ratio", passed, detail, f"{timing.ratio_median:.3f}x", f"{allowed:.2f}x")
 
 
+_METRIC_NAMES = {"rel": "rel error", "cos": "cosine", "top1": "top-1 agreement"}
+
+
+def _violations(budget: ErrorBudget, errors) -> list[str]:
+    """One line per broken limit, the measured figure with the digits that tell it from its limit
+    ("cosine 0.999698 < 0.99999 on 'y'"); outputs with NaN/Inf where the baseline is finite first."""
+    measured = [(error, limit, error.value(limit.metric)) for error in errors if not error.nonfinite for limit in budget.limits]
+    return [f"{error.nonfinite} NaN/Inf values on '{error.name}'" for error in errors if error.nonfinite] + [
+        f"{_METRIC_NAMES.get(limit.metric, limit.metric)} {format_against(value, limit.limit)} {'>' if limit.metric == 'rel' else '<'} {limit.limit:g} on '{error.name}'"
+        for error, limit, value in measured if value is not None and not limit.holds(value)
+    ]
+
+
 def _error_gate(budget: ErrorBudget, errors) -> Gate:
-    broken = budget.violations(errors)
+    broken = _violations(budget, errors)
     unmeasured = [str(limit) for limit in budget.limits if all(e.value(limit.metric) is None for e in errors)]
     if unmeasured:  # e.g. top1 on outputs without a class axis: a limit nothing was held to is no pass
         broken.append(f"{', '.join(unmeasured)} applies to none of the outputs (top1 needs a last axis of 2 or more)")
+    limits = {limit.metric: limit.limit for limit in budget.limits}
     worst = max(errors, key=lambda e: e.rel)
-    measured = f"rel {worst.rel:.3g}, cos {worst.cos:.6f} on '{worst.name}'"
+    rel = format_against(worst.rel, limits["rel"]) if "rel" in limits else f"{worst.rel:.3g}"
+    cos = format_against(worst.cos, limits["cos"], 6) if "cos" in limits else f"{worst.cos:.6f}"
+    measured = f"rel {rel}, cos {cos} on '{worst.name}'"
     detail = "; ".join(broken) if broken else f"every limit holds on {len(errors)} output(s)"
     return Gate("error", worst.rel, str(budget), "", not broken, detail, measured, str(budget))
 
@@ -220,13 +284,17 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
     Raises GateInputError for bad options, io.ModelInputError for a bad model or baseline,
     ComparisonError for a baseline that cannot be compared, VerificationInputError for unusable inputs.
     """
+    from optimizer.reports.summary import summarize_model
     from optimizer.verify import feeds_for
 
+    started = time.perf_counter()
     options.validate()
-    model = load_model(model_path, options.config)
-    baseline = load_model(options.baseline, options.baseline_config) if options.baseline is not None else None
+    model = load_model(model_path, options.config, discover_config=options.discover_configs)
+    baseline = load_model(options.baseline, options.baseline_config, discover_config=options.discover_configs) if options.baseline is not None else None
     summary = model_summary(model)
     baseline_summary = model_summary(baseline) if baseline is not None else None
+    check_op_names(options.require_ops, summary["op_counts"], "--require-op")
+    check_op_names(options.forbid_ops, summary["op_counts"], "--forbid-op")
     gates = _static_gates(options, summary, baseline_summary)
     latency = errors = source = None
     needs_run = options.max_latency_ms is not None or baseline is not None
@@ -239,8 +307,8 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
             latency, noise = _latency_alone(model, feeds, options.budget_s, on_progress)
             gates.append(_latency_gate(options.max_latency_ms, latency, noise))
         if baseline is not None:
-            measured = output_errors(baseline, model, feeds, interface.shared)
-            errors = [e.to_dict() for e in measured]
+            with_stats = output_errors_with_stats(baseline, model, feeds, interface.shared)
+            measured, errors = [error for error, _ in with_stats], error_rows(with_stats)
             if options.error_budget is not None:
                 gates.append(_error_gate(options.error_budget, measured))
             if options.max_regression is not None or options.max_latency_ms is not None:
@@ -254,4 +322,8 @@ def run_check(model_path: str | os.PathLike, options: CheckOptions, on_progress:
                     gates.append(_latency_gate(options.max_latency_ms, latency, timing.noise))
                 if options.max_regression is not None:
                     gates.append(_regression_gate(timing, options.max_regression))
-    return CheckResult(summary, baseline_summary, gates, latency, errors, source)
+    settings = {"model": model.settings, **({"baseline": baseline.settings} if baseline is not None else {})}
+    note = settings_note({"the model": model, "the baseline": baseline}) if baseline is not None and latency is not None else None
+    columns = [summarize_model(model.model, model.path, "model")] + ([summarize_model(baseline.model, baseline.path, "baseline")] if baseline is not None else [])
+    summary_table = {"models": columns, "seconds": time.perf_counter() - started}
+    return CheckResult(summary, baseline_summary, gates, latency, errors, source, summary_table, settings, [note] if note else [])

@@ -12,27 +12,12 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import onnx_ir as ir
-
 from optimizer import io
+from optimizer.reports.summary import interface_rows
 
 __all__ = ["Inspection", "inspect_model", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
-
-
-def _interface(values: Sequence[ir.Value]) -> list[dict]:
-    """Name, dtype, dims (symbols as strings, "?" when unnamed) and whether dynamic, per value."""
-    rows = []
-    for value in values:
-        dims = None if value.shape is None else [d if isinstance(d, int) else (str(d) if d is not None and str(d) else "?") for d in value.shape]
-        rows.append({
-            "name": value.name,
-            "dtype": value.dtype.name.lower() if value.dtype is not None else None,
-            "shape": dims,
-            "dynamic": dims is None or any(not isinstance(d, int) for d in dims),
-        })
-    return rows
 
 
 @dataclasses.dataclass
@@ -103,8 +88,8 @@ def inspect_model(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[i
         ir_version=model.ir_version,
         producer=" ".join(p for p in (model.producer_name, model.producer_version) if p),
         opsets={domain or "ai.onnx": version for domain, version in sorted(model.opset_imports.items())},
-        inputs=_interface([v for v in model.graph.inputs if v.name not in initializers]),
-        outputs=_interface(model.graph.outputs),
+        inputs=interface_rows([v for v in model.graph.inputs if v.name not in initializers]),
+        outputs=interface_rows(model.graph.outputs),
         op_counts=dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
         parameters=io.parameter_count(model),
         weight_bytes_by_dtype=io.weight_bytes_by_dtype(model),

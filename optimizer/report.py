@@ -7,29 +7,44 @@ the same object the JSON, Markdown and HTML reports are made from.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from optimizer.api import OptimizationResult
 from optimizer.inspection import Inspection
 from optimizer.lossy import LossyResult
 from optimizer.profile import ProfileResult
 from optimizer.tune import TuningResult
 from optimizer.reports.document import (
-    CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, RunReport, TuningSection, Verification, document_from_dict,
+    ERROR_STAT_COLUMNS, CheckReport, CompareReport, LossySection, LossyVariantRow, ModelFacts, PassRow, ProfileSection, Provenance, RunReport, TuningSection, Verification,
+    document_from_dict, error_stat_rows,
 )
-from optimizer.units import format_bytes, format_change, format_count_change, format_error, format_flops, format_ms, format_percent
+from optimizer.reports.summary import Summary
+from optimizer.units import format_bytes, format_change, format_count, format_count_change, format_error, format_flops, format_ms, format_percent
+
+PIPED_WIDTH = 160
+"""Columns of a report printed to a pipe or file without `COLUMNS` (CI logs): rich's default of 80 cut names."""
 
 __all__ = [
-    "render_run", "render_optimization", "render_inspection", "render_lossy", "render_lossy_section", "render_tuning", "render_tuning_section", "render_profile", "render_pass_list",
+    "PIPED_WIDTH", "report_console", "render_summary", "render_provenance", "render_run", "render_error_stats", "render_inspection", "render_lossy",
+    "render_lossy_section", "render_tuning", "render_tuning_section", "render_profile", "render_pass_list",
     "render_manifest", "render_partitioned_run", "render_check", "render_comparison",
 ]
 
 
-def render_optimization(result: OptimizationResult, console: Console, *, verbose: bool = False) -> None:
-    """Before/after summary of an optimization result (builds its `RunReport`; see `render_run`)."""
-    render_run(RunReport.from_result(result), console, verbose=verbose)
+def report_console() -> Console:
+    """The console reports print to: the terminal's width, `COLUMNS` when set, and when piped without
+    `COLUMNS` a width wide enough that CI logs get whole rows (tables fold long names, never cut them)."""
+    import os
+    import sys
+
+    width = None
+    if not os.environ.get("COLUMNS", "").isdigit() and not sys.stdout.isatty():
+        width = PIPED_WIDTH
+    return Console(highlight=False, width=width)
 
 
 def render_run(report: RunReport, console: Console, *, verbose: bool = False) -> None:
@@ -37,9 +52,11 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     source = escape(report.input.path) if report.input.path else "<model>"
     target = escape(report.output.path) if report.output.path else "(not written)"
     console.print(f"[bold]{source}[/] -> [bold]{target}[/]  (level {report.level})")
+    render_summary(report.summary, console)
+    render_provenance(report.provenance, console)
     _render_sizes(report.input, report.output, console, verbose=verbose)
     _render_passes(report.passes, console, verbose=verbose)
-    _render_verification(report.verification, console)
+    _render_verification(report.verification, console, "" if report.provenance else report.verification.inputs_source)
     if report.pruned_outputs:
         pruned = report.pruned_outputs
         console.print(f"[cyan]--prune-outputs:[/] removed {pruned.get('outputs_removed', 0)} output(s), {pruned.get('nodes_removed', 0)} node(s), {pruned.get('initializers_removed', 0)} initializer(s)")
@@ -58,8 +75,8 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     if report.introduced_ops:
         listed = ", ".join(f"{op} {count}" for op, count in sorted(report.introduced_ops.items()))
         console.print(f"[cyan]onnxruntime-only ops introduced:[/] {escape(listed)} (the output needs onnxruntime)")
-    for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    _render_profile_line(report.profile, console)
+    _render_warnings(report.warnings, console)
     seconds = sum(report.seconds.values())
     verdict = "[green]verified[/]" if report.verified else "[yellow]not verified[/]"
     if report.lossy is not None and report.lossy.chosen_variant is not None:
@@ -67,48 +84,81 @@ def render_run(report: RunReport, console: Console, *, verbose: bool = False) ->
     console.print(f"{verdict}; {report.input.nodes} -> {report.output.nodes} nodes in {seconds:.2f} s")
 
 
+def render_summary(summary: Summary | None, console: Console) -> None:
+    """The one-glance table (onnxslim's): interface, IR, opsets, every op type, nodes, size, elapsed, one column per model."""
+    if not summary or not summary.models:
+        return
+    table = _table("Summary", ["", *[model.label for model in summary.models]])
+    ops = set().union(*(model.op_counts or {} for model in summary.models))
+    for label, cells in summary.rows():
+        differs = label in ops and len(set(cells)) > 1
+        table.add_row(escape(label), *[f"[bold]{escape(cell)}[/]" if differs else escape(cell) for cell in cells])
+    console.print(table)
+
+
+def render_provenance(origin: Provenance | None, console: Console) -> None:
+    """Which inputs the models ran on, and each model's runtime settings."""
+    if not origin:
+        return
+    console.print(f"[cyan]inputs:[/] {escape(origin.inputs)}")
+    if origin.settings:
+        console.print("[cyan]settings:[/] " + escape("; ".join(f"{label}: {text}" for label, text in origin.settings.items())))
+
+
+def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
+    """A report table (title as rich markup, never wrapped) whose cells wrap at spaces and fold words too
+    long for their column instead of cutting them; the `right` columns align right (figures)."""
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", min_width=Text.from_markup(title).cell_len)  # a title never wraps inside its table
+    for name in columns:
+        table.add_column(name, justify="right" if name in right else "left", overflow="fold")
+    return table
+
+
+def _render_warnings(warnings: list[str], console: Console) -> None:
+    for warning in warnings or []:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+def _render_profile_line(profile: ProfileSection | None, console: Console) -> None:
+    """The written model's time by op type under its settings, when it was profiled."""
+    if profile is None:
+        return
+    if profile.by_op_type:
+        shares = ", ".join(f"{row.op_type} {format_percent(row.share or 0, 0)}" for row in profile.by_op_type[:6])
+        console.print(f"time by op type ({profile.runs} profiled runs, {format_ms(profile.run_ms)} each): {escape(shares)}")
+    elif profile.error:
+        console.print(f"profile: {escape(profile.error)}")
+
+
 def _render_sizes(before: ModelFacts, after: ModelFacts, console: Console, *, verbose: bool) -> None:
-    """The model table (nodes, bytes, weights by dtype) and the op types that changed."""
-    size = Table(title="Model", title_justify="left")
-    for column in ("", "before", "after", "change"):
-        size.add_column(column, justify="right" if column else "left")
-    size.add_row("nodes", str(before.nodes), str(after.nodes), format_change(before.nodes, after.nodes))
-    size.add_row("initializer bytes", format_bytes(before.initializer_bytes), format_bytes(after.initializer_bytes), format_change(before.initializer_bytes, after.initializer_bytes))
-    size.add_row("file size", format_bytes(before.file_bytes), format_bytes(after.file_bytes), format_change(before.file_bytes, after.file_bytes))
+    """The model table: nodes, bytes, weights by dtype, and their change (every op type is in the summary)."""
+    size = _table("Model", ("", "before", "after", "change"), right=("before", "after", "change"))
+    size.add_row("nodes", format_count(before.nodes), format_count(after.nodes), format_change(before.nodes, after.nodes))
+    size.add_row("initializer bytes", format_bytes(before.initializer_bytes), format_bytes(after.initializer_bytes), format_change(before.initializer_bytes, after.initializer_bytes, format_bytes))
+    size.add_row("file size", format_bytes(before.file_bytes), format_bytes(after.file_bytes), format_change(before.file_bytes, after.file_bytes, format_bytes))
     if verbose or set(before.weight_bytes_by_dtype) != set(after.weight_bytes_by_dtype):
         for dtype in sorted(set(before.weight_bytes_by_dtype) | set(after.weight_bytes_by_dtype)):
             b, a = before.weight_bytes_by_dtype.get(dtype, 0), after.weight_bytes_by_dtype.get(dtype, 0)
-            size.add_row(f"  {dtype} weights", format_bytes(b), format_bytes(a), format_change(b, a))
+            size.add_row(f"  {dtype} weights", format_bytes(b), format_bytes(a), format_change(b, a, format_bytes))
     console.print(size)
-
-    ops = Table(title="Op types" + ("" if verbose else " (changed)"), title_justify="left")
-    for column in ("op", "before", "after"):
-        ops.add_column(column, justify="left" if column == "op" else "right")
-    rows = 0
-    for op in sorted(set(before.op_counts) | set(after.op_counts)):
-        b, a = before.op_counts.get(op, 0), after.op_counts.get(op, 0)
-        if verbose or a != b:
-            ops.add_row(escape(op), str(b), str(a))
-            rows += 1
-    if rows:
-        console.print(ops)
 
 
 def _render_passes(passes: list[PassRow], console: Console, *, verbose: bool) -> None:
-    table = Table(title="Passes", title_justify="left")
-    for column, justify in (("pass", "left"), ("runs", "right"), ("changes", "left"), ("time", "right")):
-        table.add_column(column, justify=justify)
+    table = _table("Passes", ("pass", "runs", "changes", "time"), right=("runs", "time"))
     for entry in passes:
         changes = escape(", ".join(f"{k} {v}" for k, v in entry.changes.items()) or "-")
         if entry.dropped:
-            changes = f"[red]dropped[/]: {escape(entry.dropped[:80])}"
+            changes = f"[red]dropped[/]: {escape(entry.dropped)}"
         elif verbose and entry.declined:
             changes += " [dim](declined: " + escape(", ".join(f"{k} {v}" for k, v in entry.declined.items())) + ")[/]"
         table.add_row(entry.name, str(entry.runs), changes, f"{entry.seconds * 1000:.1f} ms")
     console.print(table)
 
 
-def _render_verification(verification: Verification, console: Console) -> None:
+def _render_verification(verification: Verification, console: Console, inputs: str) -> None:
+    """The check against the original per output (`inputs`: what it ran on, when no provenance line said so)."""
     if verification.status == "not run":
         console.print("[yellow]verification: not run (--no-verify)[/]")
         return
@@ -116,16 +166,29 @@ def _render_verification(verification: Verification, console: Console) -> None:
         console.print(f"[yellow]verification skipped:[/] {escape(verification.reason)}")
         return
     tolerance = verification.tolerance or {}
-    table = Table(title=escape(f"Verification in onnxruntime (rtol {tolerance.get('rtol'):g}, atol {tolerance.get('atol'):g}; inputs {verification.inputs_source})"), title_justify="left")
-    for column in ("output", "max abs", "max rel", "cosine", "result"):
-        table.add_column(column, justify="left" if column == "output" else "right")
+    table = _table(escape(f"Verification in onnxruntime (rtol {tolerance.get('rtol'):g}, atol {tolerance.get('atol'):g})"),
+                   ("output", "max abs", "max rel", "cosine", "result"), right=("max abs", "max rel", "cosine", "result"))
     for output in verification.outputs:
         status = "[green]ok[/]" if output.passed else f"[red]FAIL[/] {escape(output.note)}"
         table.add_row(escape(output.name), format_error(output.max_abs), format_error(output.max_rel), f"{output.cosine:.6f}", status)
     if verification.outputs:
         console.print(table)
+        if inputs:
+            console.print(f"  on {escape(inputs)}", soft_wrap=True)
+    render_error_stats(verification.outputs, console)
     if verification.status == "failed":
         console.print(f"[red]verification failed:[/] {escape(verification.reason)}")
+
+
+def render_error_stats(outputs, console: Console) -> None:
+    """Element-wise error percentiles per output and the smallest tolerance that passes (polygraphy's figures)."""
+    rows = error_stat_rows(outputs)
+    if not rows:
+        return
+    table = _table("Error statistics per output (element-wise)", ERROR_STAT_COLUMNS, right=ERROR_STAT_COLUMNS[1:-1])
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
 
 
 def _worst_errors(variant: LossyVariantRow) -> str:
@@ -145,9 +208,7 @@ def render_lossy(result: LossyResult, console: Console) -> None:
 
 def render_lossy_section(lossy: LossySection, console: Console) -> None:
     """Each lossy variant tried or skipped: worst error per metric, speed against the lossless model, the verdict."""
-    table = Table(title=escape(f"Lossy variants (error budget {lossy.budget}; speed against the lossless model)"), title_justify="left")
-    for column in ("variant", "worst error", "speed", "left float", "verdict"):
-        table.add_column(column, justify="right" if column in ("speed", "left float") else "left")
+    table = _table(escape(f"Lossy variants (error budget {lossy.budget}; speed against the lossless model)"), ("variant", "worst error", "speed", "left float", "verdict"), right=("speed", "left float"))
     colours = {"kept": "green", "discarded": "yellow", "failed": "red", "skipped": "dim"}
     for variant in lossy.variants:
         speed = f"{variant.speedup_vs_lossless:.2f}x" if variant.speedup_vs_lossless is not None else "-"
@@ -223,16 +284,12 @@ def render_tuning_section(tuning: TuningSection, console: Console, *, verbose: b
 def render_profile(result: ProfileResult, console: Console, top: int = 15) -> None:
     """Per-op-type and slowest-node tables of an onnxruntime profile; times are means per run."""
     console.print(f"onnxruntime profile: {result.runs} runs, {result.run_ms:.3f} ms per run, {result.kernel_ms:.3f} ms in kernels ({len(result.nodes)} nodes)")
-    by_type = Table(title="Op types (as onnxruntime ran them, after its own fusions)", title_justify="left")
-    for column in ("op type", "nodes", "ms/run", "share"):
-        by_type.add_column(column, justify="left" if column == "op type" else "right")
+    by_type = _table("Op types (as onnxruntime ran them, after its own fusions)", ("op type", "nodes", "ms/run", "share"), right=("nodes", "ms/run", "share"))
     for entry in result.by_op_type:
         by_type.add_row(escape(entry.op_type), str(entry.nodes), f"{entry.mean_ms:.3f}", format_percent(entry.share))
     console.print(by_type)
     shown = result.top(top)
-    nodes = Table(title=f"Slowest nodes (top {len(shown)} of {len(result.nodes)})", title_justify="left")
-    for column, justify in (("#", "right"), ("node", "left"), ("op type", "left"), ("provider", "left"), ("ms/run", "right"), ("share", "right"), ("cumulative", "right")):
-        nodes.add_column(column, justify=justify, overflow="fold" if column == "node" else "ellipsis")
+    nodes = _table(f"Slowest nodes (top {len(shown)} of {len(result.nodes)})", ("#", "node", "op type", "provider", "ms/run", "share", "cumulative"), right=("#", "ms/run", "share", "cumulative"))
     cumulative = 0.0
     for rank, node in enumerate(shown, 1):
         cumulative += node.share
@@ -245,10 +302,14 @@ def render_profile(result: ProfileResult, console: Console, top: int = 15) -> No
 
 
 def render_pass_list(rows: list[tuple[str, str, str]], console: Console) -> None:
-    """`optimize passes`: name, level and description of each registered pass."""
-    table = Table(title="Passes (a level runs its passes and those of the levels below)", title_justify="left")
-    for column in ("name", "level", "description"):
-        table.add_column(column)
+    """`optimize passes`: name, level and description of each registered pass; a table on a terminal,
+    one whole line per pass when piped (for grep and CI logs)."""
+    if not console.is_terminal:
+        width = max((len(name) for name, _, _ in rows), default=0)
+        for name, level, description in rows:
+            console.print(escape(f"{name:<{width}}  {level}  {description}"), soft_wrap=True)
+        return
+    table = _table("Passes (a level runs its passes and those of the levels below)", ("name", "level", "description"))
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
@@ -258,9 +319,7 @@ def render_inspection(result: Inspection, console: Console, *, verbose: bool = F
     """Interface, composition, cost by op type, critical path, parallelism and the parallel regions."""
     opsets = ", ".join(f"{domain} {version}" for domain, version in result.opsets.items())
     console.print(f"[bold]{escape(str(result.path))}[/]  {format_bytes(result.file_bytes)}, IR {result.ir_version}, opsets {escape(opsets)}" + (f", by {escape(result.producer)}" if result.producer else ""))
-    interface = Table(title="Inputs and outputs", title_justify="left")
-    for column in ("", "name", "dtype", "shape"):
-        interface.add_column(column)
+    interface = _table("Inputs and outputs", ("", "name", "dtype", "shape"))
     for kind, rows in (("input", result.inputs), ("output", result.outputs)):
         for row in rows:
             shape = "unknown" if row["shape"] is None else "[" + ", ".join(str(d) for d in row["shape"]) + "]"
@@ -275,9 +334,8 @@ def render_inspection(result: Inspection, console: Console, *, verbose: bool = F
         console.print(f"op types: {escape(ops)}")
         console.print(f"[yellow]no cost analysis:[/] {escape(result.analysis_error)}")
         return
-    costs = Table(title=f"Cost by op type (work {format_flops(analysis.work_flops)}FLOPs" + (f"; shapes bound by {escape(str(result.input_shapes))}" if result.input_shapes else "; dynamic dims at defaults") + ")", title_justify="left")
-    for column in ("op", "count", "FLOPs", "share", "bytes moved"):
-        costs.add_column(column, justify="left" if column == "op" else "right")
+    costs = _table(f"Cost by op type (work {format_flops(analysis.work_flops)}FLOPs" + (f"; shapes bound by {escape(str(result.input_shapes))}" if result.input_shapes else "; dynamic dims at defaults") + ")",
+                   ("op", "count", "FLOPs", "share", "bytes moved"), right=("count", "FLOPs", "share", "bytes moved"))
     by_type = sorted(analysis.by_op_type.items(), key=lambda item: (-item[1]["flops"], -item[1]["count"]))
     for op, stats in by_type[: None if verbose else top]:
         share = stats["flops"] / analysis.work_flops if analysis.work_flops else 0.0
@@ -286,9 +344,7 @@ def render_inspection(result: Inspection, console: Console, *, verbose: bool = F
         costs.caption = f"... {len(by_type) - top} more op types (-v lists them)"
     console.print(costs)
     if verbose:
-        nodes = Table(title="Most expensive nodes", title_justify="left")
-        for column in ("node", "op", "FLOPs", "bytes moved"):
-            nodes.add_column(column, justify="right" if column in ("FLOPs", "bytes moved") else "left")
+        nodes = _table("Most expensive nodes", ("node", "op", "FLOPs", "bytes moved"), right=("FLOPs", "bytes moved"))
         for node in sorted(analysis.nodes, key=lambda n: -n.flops)[:20]:
             nodes.add_row(escape(node.name), escape(node.op_type), format_flops(node.flops), format_bytes(int(node.bytes_moved)))
         console.print(nodes)
@@ -304,9 +360,7 @@ def render_inspection(result: Inspection, console: Console, *, verbose: bool = F
     if not analysis.regions:
         console.print("parallel regions: none (the significant work is one chain)")
         return
-    regions = Table(title="Parallel regions (fork -> join)", title_justify="left")
-    for column in ("fork", "join", "branches", "FLOPs per branch"):
-        regions.add_column(column, justify="left")
+    regions = _table("Parallel regions (fork -> join)", ("fork", "join", "branches", "FLOPs per branch"))
     for region in analysis.regions[: None if verbose else top]:
         flops = ", ".join(format_flops(b["flops"]) for b in region.branches)
         regions.add_row(escape(region.fork), escape(region.join), str(len(region.branches)), flops)
@@ -315,9 +369,7 @@ def render_inspection(result: Inspection, console: Console, *, verbose: bool = F
 
 def render_manifest(manifest, out_dir, console: Console) -> None:
     """The parts written by `optimize partition`: schedule step, role, nodes, FLOPs, what flows in and out."""
-    table = Table(title=escape(f"{len(manifest.parts)} parts ({manifest.strategy}) in {out_dir}"), title_justify="left")
-    for column in ("step", "part", "role", "nodes", "FLOPs", "reads", "hands on"):
-        table.add_column(column, justify="right" if column in ("step", "nodes", "FLOPs") else "left")
+    table = _table(escape(f"{len(manifest.parts)} parts ({manifest.strategy}) in {out_dir}"), ("step", "part", "role", "nodes", "FLOPs", "reads", "hands on"), right=("step", "nodes", "FLOPs"))
     for part in manifest.parts:
         reads = ", ".join(part.inputs[:3]) + (f" +{len(part.inputs) - 3}" if len(part.inputs) > 3 else "")
         hands = ", ".join(part.outputs[:3]) + (f" +{len(part.outputs) - 3}" if len(part.outputs) > 3 else "")
@@ -332,9 +384,7 @@ def render_manifest(manifest, out_dir, console: Console) -> None:
 
 def render_partitioned_run(report, console: Console) -> None:
     """A partitioned run: the check against the whole model, latency and throughput against it, the verdict."""
-    table = Table(title="Parts against the whole model (same inputs)", title_justify="left")
-    for column in ("output", "max abs", "max rel", "result"):
-        table.add_column(column, justify="left" if column == "output" else "right")
+    table = _table("Parts against the whole model (same inputs)", ("output", "max abs", "max rel", "result"), right=("max abs", "max rel", "result"))
     for output in report.outputs:
         table.add_row(escape(output["name"]), format_error(output["max_abs"]), format_error(output["max_rel"]), "[green]ok[/]" if output["passed"] else "[red]DIFFERS[/]")
     console.print(table)
@@ -352,16 +402,20 @@ def render_partitioned_run(report, console: Console) -> None:
 def render_check(document: CheckReport | dict, console: Console, *, failed_only: bool = False) -> None:
     """`optimize check`: one row per gate (measured, limit, pass/fail, why), then the verdict."""
     report = document_from_dict(document)
+    if not failed_only:
+        render_summary(report.summary, console)
+        render_provenance(report.provenance, console)
     gates = report.gates
     rows = report.failed_gates if failed_only else gates
     if rows:
-        table = Table(title=escape(f"Gates for {report.model.path}"), title_justify="left")
-        for column in ("gate", "measured", "limit", "result", "detail"):
-            table.add_column(column, justify="right" if column in ("measured", "limit") else "left")
+        table = _table(escape(f"Gates for {report.model.path}"), ("gate", "measured", "limit", "result", "detail"), right=("measured", "limit"))
         for gate in rows:
             result = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
             table.add_row(escape(gate.gate), escape(gate.measured_text), escape(gate.limit_text), result, escape(gate.detail))
         console.print(table)
+    if not failed_only:
+        render_error_stats(report.errors, console)
+        _render_warnings(report.warnings, console)
     failed = len(report.failed_gates)
     if failed:
         console.print(f"[red]{failed} of {len(gates)} gate(s) failed[/]")
@@ -371,9 +425,7 @@ def render_check(document: CheckReport | dict, console: Console, *, failed_only:
 
 def _latency_table(title: str, rows: list[tuple[str, dict]], console: Console, first: str) -> None:
     """Min / median / p90 per timed model or run."""
-    timing = Table(title=title, title_justify="left")
-    for column in (first, "min", "median", "p90"):
-        timing.add_column(column, justify="left" if column == first else "right")
+    timing = _table(title, (first, "min", "median", "p90"), right=("min", "median", "p90"))
     for label, stats in rows:
         timing.add_row(label, format_ms(stats["min_ms"], decimals=3), format_ms(stats["median_ms"], decimals=3), format_ms(stats["p90_ms"], decimals=3))
     console.print(timing)
@@ -382,20 +434,19 @@ def _latency_table(title: str, rows: list[tuple[str, dict]], console: Console, f
 def render_comparison(document: CompareReport | dict, console: Console) -> None:
     """`optimize compare`: error per output, op-count changes, size and latency of B against A."""
     report = document_from_dict(document)
+    render_summary(report.summary, console)
+    render_provenance(report.provenance, console)
     for name, model in (("A", report.a), ("B", report.b)):
         console.print(f"{name}: {escape(model.path)}  ({format_bytes(model.file_bytes)}, {model.nodes} nodes)")
-    errors = Table(title=escape(f"B against A, per output (inputs: {report.inputs})"), title_justify="left")
-    for column in ("output", "max abs", "rel", "cosine", "top-1", "NaN/Inf"):
-        errors.add_column(column, justify="left" if column == "output" else "right")
+    errors = _table(escape("B against A, per output" + ("" if report.provenance else f" (inputs: {report.inputs})")), ("output", "max abs", "rel", "cosine", "top-1", "NaN/Inf"), right=("max abs", "rel", "cosine", "top-1", "NaN/Inf"))
     for row in report.outputs:
         top1 = "-" if row.top1 is None else f"{row.top1:.4f}"
         errors.add_row(escape(row.name), format_error(row.max_abs), format_error(row.rel), f"{row.cos:.6f}", top1, str(row.nonfinite))
     console.print(errors)
+    render_error_stats(report.outputs, console)
     changed = report.changed_ops
     if changed:
-        ops = Table(title="Op counts that differ", title_justify="left")
-        for column in ("op", "A", "B", "change"):
-            ops.add_column(column, justify="left" if column == "op" else "right")
+        ops = _table("Op counts that differ", ("op", "A", "B", "change"), right=("A", "B", "change"))
         for row in changed:
             ops.add_row(escape(row.op), str(row.a), str(row.b), format_count_change(row.a, row.b))
         console.print(ops)
@@ -409,3 +460,4 @@ def render_comparison(document: CompareReport | dict, console: Console) -> None:
         labels = {"a": "A", "control": "A (control copy)", "b": "B"}
         _latency_table("Latency, one request (min / median / p90)", [(labels[name], latency[name]) for name in ("a", "control", "b")], console, "model")
         console.print(escape(latency["verdict"]))
+    _render_warnings(report.warnings, console)

@@ -13,7 +13,7 @@ __all__ = [
     "BYTE_UNITS", "IEC_UNITS", "DASH",
     "is_number", "is_finite",
     "format_bytes", "format_flops", "format_si", "format_significant", "format_count", "format_ms", "format_ratio",
-    "format_percent", "format_error", "format_change", "format_relative_change", "format_count_change",
+    "format_percent", "format_error", "format_change", "format_against", "format_relative_change", "format_count_change",
 ]
 
 BYTE_UNITS = ("B", "KB", "MB", "GB")
@@ -119,26 +119,45 @@ def format_error(value, *, dash: str = DASH, plain_zero: bool = False) -> str:
     return "0" if plain_zero and value == 0 else f"{value:.2e}"
 
 
-def format_change(before, after) -> str:
-    """Before -> after as a change: "=", "+12.5%", or "+N" from zero; "" when either is missing."""
+def format_change(before, after, show=None) -> str:
+    """Before -> after as a change: "=", "+12.5%", or from zero the amount added, written by `show`
+    ("+85.0 MB" with format_bytes; by default "+1,234" or three significant digits); "" when either is missing."""
     if not (is_finite(before) and is_finite(after)):
         return ""
     if before == after:
         return "="
     if before == 0:
-        return f"+{after:g}" if isinstance(after, float) else f"+{after}"
+        if show is None:
+            show = format_count if float(after).is_integer() else format_significant
+        return f"+{show(after)}" if after > 0 else f"-{show(-after)}"
     return f"{(after - before) / before * 100:+.1f}%"
 
 
-def format_relative_change(before, after) -> str:
-    """Markdown's change column: "=", "+12.5%", or the signed difference when `before` is not positive."""
+def format_against(value, limit, digits: int = 3) -> str:
+    """A measured figure next to the limit it is held to, with as many significant digits as it takes to
+    tell them apart, plus two when it took more than `digits` (a cosine of 0.999698 against 0.99999 prints
+    as "0.999698", not "1")."""
+    if not (is_finite(value) and is_finite(limit)):
+        return format_significant(value) if is_number(value) else _missing(value, DASH)
+    for places in range(digits, 16):
+        if value == limit or float(f"{value:.{places}g}") != float(f"{limit:.{places}g}"):
+            return f"{value:.{places + 2 if places > digits else places}g}"
+    return repr(value)
+
+
+def format_relative_change(before, after, show=None) -> str:
+    """Markdown's change column: "=", "+12.5%", or the signed difference when `before` is not positive,
+    written by `show` ("+85.0 MB" with format_bytes; by default the plain number)."""
     if before is None or after is None:
         return ""
     if before == after:
         return "="
     if before and isinstance(before, (int, float)) and before > 0:
         return f"{(after - before) / before:+.1%}"
-    return f"{after - before:+}"
+    if show is None or not (is_number(before) and is_number(after)):
+        return f"{after - before:+}"
+    difference = after - before
+    return f"+{show(difference)}" if difference > 0 else f"-{show(-difference)}"
 
 
 def format_count_change(before: int, after: int) -> str:

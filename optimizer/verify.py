@@ -20,6 +20,7 @@ from optimizer.errors import UserError, mention
 import numpy as np
 import onnx_ir as ir
 
+from optimizer.error_stats import error_statistics
 from optimizer.units import IEC_UNITS, format_bytes
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "check_value_sizes",
     "feeds_for",
     "check_batch",
+    "save_inputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ class OutputComparison:
     cosine: float
     passed: bool
     note: str = ""
+    stats: dict | None = None
+    """Element-wise error statistics (optimizer.error_stats), None for outputs that are not compared by value."""
 
 
 @dataclasses.dataclass
@@ -166,7 +170,7 @@ def _bind_dims(spec: _InputSpec, profile: Mapping[str, int], symbols: dict) -> t
         if isinstance(dim, str) and dim in symbols:
             dims.append(symbols[dim])
             continue
-        batch_like = position == 0 and (dim is None or str(dim).lower() in _BATCH_WORDS or "batch" in str(dim).lower())
+        batch_like = position == 0 and (dim is None or str(dim).lower() in _BATCH_WORDS or "batch" in str(dim).lower() or str(dim).startswith("unk__"))
         value = profile["batch"] if batch_like else profile["other"]
         if isinstance(dim, str):
             symbols[dim] = value
@@ -301,6 +305,11 @@ def first_line(error: BaseException) -> str:
     return type(error).__name__
 
 
+def whole_message(error: BaseException) -> str:
+    """Every line of an error's message joined into one (onnxruntime puts the dims that differ on the second)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
 def compare_arrays(name: str, expected, actual, tolerance: Tolerance) -> OutputComparison:
     """Error metrics of one output; non-float outputs must match exactly."""
     if isinstance(expected, list) or isinstance(actual, list):
@@ -329,7 +338,7 @@ def compare_arrays(name: str, expected, actual, tolerance: Tolerance) -> OutputC
         return OutputComparison(name, 0.0, 0.0, 1.0, True)
     max_abs, max_rel, cosine = float_error_metrics(e, a)
     passed = max_abs <= tolerance.atol + tolerance.rtol * float(np.max(np.abs(e)))
-    return OutputComparison(name, max_abs, max_rel, cosine, passed)
+    return OutputComparison(name, max_abs, max_rel, cosine, passed, stats=error_statistics(e, a, tolerance))
 
 
 def float_error_metrics(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float, float]:
@@ -407,7 +416,7 @@ class Verifier:
         try:
             self.expected = session.run(self.output_names, feeds)
         except Exception as error:  # noqa: BLE001
-            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given {_INPUTS}: {first_line(error)}", option="inputs") from None
+            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given {_INPUTS}: {whole_message(error)}", option="inputs") from None
         self.feeds, self.inputs_source = feeds, "--inputs"
 
     def _find_working_inputs(self, session, specs, input_shapes, batch: int) -> None:
@@ -478,3 +487,22 @@ def feeds_for(model_path: Path, model: ir.Model, inputs, input_shapes, batch: in
     if not verifier.feeds:
         raise VerificationInputError(f"cannot run the model: {verifier.skip_reason}")
     return verifier.feeds, verifier.inputs_source
+
+
+def save_inputs(path: str | os.PathLike, feeds: Mapping[str, np.ndarray]) -> Path:
+    """Write the arrays a command ran the models on as an .npz (`--inputs` reads it back); atomically."""
+    import tempfile
+
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **{name: np.asarray(array) for name, array in feeds.items()})
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)  # as a plain open() would have made it
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

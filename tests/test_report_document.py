@@ -15,7 +15,7 @@ from optimizer import api
 from optimizer.report import render_check, render_comparison, render_run
 from optimizer.reports import render, to_json, write_reports
 from optimizer.reports.document import (
-    CheckReport, CompareReport, Document, GateRow, ModelFacts, OutputErrorRow, PassRow, RunReport, Verification, document_from_dict,
+    CheckReport, CompareReport, Document, GateRow, ModelFacts, OutputErrorRow, PassRow, RunReport, Verification, document_from_dict, provenance, run_summary,
 )
 from optimizer.reports.html import render_html
 from optimizer.reports.markdown import render_markdown
@@ -41,7 +41,8 @@ def test_run_json_is_the_results_dict_under_the_header(result):
     """`to_dict()` gives exactly what the run's JSON held before the typed document: same keys, order, values."""
     body = result.to_dict()
     body.pop("schema_version")
-    expected = {**HEAD, **body, "analysis": {"work_flops": 10}, "profile": None}
+    origin = provenance(result.verification.inputs_source)
+    expected = {**HEAD, "summary": run_summary(result), "provenance": origin, **body, "analysis": {"work_flops": 10}, "profile": None}
     report = RunReport.from_result(result, analysis={"work_flops": 10}, head=HEAD)
     produced = report.to_dict()
     assert produced == expected

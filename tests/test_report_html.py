@@ -274,14 +274,14 @@ def real_report(tmp_path_factory):
     def build() -> tuple[Path, dict]:
         if not made:
             from optimizer import api
-            from optimizer.reports.document import analysis_summary, optimization_document
+            from optimizer.reports.document import RunReport, analysis_summary
             from tests.models import save, small_model
 
             folder = tmp_path_factory.mktemp("html")
             model = save(small_model(), folder / "m.onnx")
             result = api.optimize(model, folder / "o.onnx", tune=True, tune_budget=3)
             outcome, _ = api.profile(result.output_path, config_path=result.config_path, input_shapes={"x": (1, 4)}, runs=5)
-            document = optimization_document(result, analysis=analysis_summary(result.model, {"x": (1, 4)}), profile=outcome.to_dict())
+            document = RunReport.from_result(result, analysis=analysis_summary(result.model, {"x": (1, 4)}), profile=outcome.to_dict()).to_dict()
             page = folder / "report.html"
             page.write_text(render_html(document), encoding="utf-8")
             made.append((page, document))

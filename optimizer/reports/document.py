@@ -19,17 +19,19 @@ from typing import TYPE_CHECKING
 
 from optimizer import __version__
 from optimizer.reports.record import Record
+from optimizer.reports.summary import Summary, summarize_file, summarize_model
 
 if TYPE_CHECKING:
     import onnx_ir as ir
 
 SCHEMA_VERSION = 2
-"""Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type."""
+"""Of `--json` and reports. 2 added `kind`, `tool`, `created`, `machine`, `analysis`, `profile` and weight bytes by op type;
+later additions that only add keys (`summary`, `provenance`, error statistics) keep it."""
 
 __all__ = [
-    "SCHEMA_VERSION", "TOP_NODES", "header", "optimization_document", "analysis_summary", "document_from_dict", "Document",
+    "SCHEMA_VERSION", "TOP_NODES", "header", "run_summary", "provenance", "Provenance", "analysis_summary", "document_from_dict", "Document",
     "RunReport", "CheckReport", "CompareReport", "ModelFacts", "PassRow", "DroppedRow", "OutputCheck", "Verification",
-    "OutputErrorRow", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
+    "OutputErrorRow", "ErrorDistribution", "ErrorStats", "ERROR_STAT_COLUMNS", "error_stat_rows", "LossyVariantRow", "LossySection", "TuningSection", "ProfileRow", "ProfileSection", "CostNode", "AnalysisSection", "GateRow", "OpCountRow", "SizeRow",
 ]
 
 TOP_NODES = 10
@@ -118,6 +120,48 @@ class DroppedRow(Record):
 
 
 @dataclasses.dataclass
+class ErrorDistribution(Record):
+    """Mean, percentiles and maximum of an element-wise error."""
+
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+@dataclasses.dataclass
+class ErrorStats(Record):
+    """An output's error statistics (optimizer.error_stats): abs and rel distributions, the minimum tolerances."""
+
+    elements: int | None = None
+    abs: ErrorDistribution | None = None
+    rel: ErrorDistribution | None = None
+    min_tolerance: dict[str, float] = _dict()
+
+
+ERROR_STAT_COLUMNS = ("output", "abs p50", "abs p90", "abs p99", "abs max", "rel p50", "rel p99", "rel max", "passes with")
+"""The columns of `error_stat_rows`, as every rendering prints them."""
+
+
+def error_stat_rows(outputs: Sequence) -> list[tuple[str, ...]]:
+    """One row per output that has statistics (`OutputCheck` or `OutputErrorRow`), figures as text:
+    the error percentiles and the smallest tolerance that passes ("atol 1.20e-06 (rtol 0) or rtol 3.40e-07 (atol 0)")."""
+    from optimizer.units import format_error
+
+    rows = []
+    for output in outputs or []:
+        stats = getattr(output, "stats", None)
+        if not isinstance(stats, ErrorStats) or not isinstance(stats.abs, ErrorDistribution):
+            continue
+        rel = stats.rel if isinstance(stats.rel, ErrorDistribution) else ErrorDistribution()
+        need = stats.min_tolerance or {}
+        passes = f"atol {format_error(need.get('atol'), plain_zero=True)} (rtol 0) or rtol {format_error(need.get('rtol'), plain_zero=True)} (atol 0)"
+        rows.append((output.name, *(format_error(v, plain_zero=True) for v in (stats.abs.p50, stats.abs.p90, stats.abs.p99, stats.abs.max, rel.p50, rel.p99, rel.max)), passes))
+    return rows
+
+
+@dataclasses.dataclass
 class OutputCheck(Record):
     """Verification of one output against the original."""
 
@@ -127,6 +171,7 @@ class OutputCheck(Record):
     cosine: float | None = None
     passed: bool | None = None
     note: str = ""
+    stats: ErrorStats | None = None
 
 
 @dataclasses.dataclass
@@ -152,6 +197,7 @@ class OutputErrorRow(Record):
     cos: float | None = None
     top1: float | None = None
     nonfinite: int | None = None
+    stats: ErrorStats | None = None
 
 
 @dataclasses.dataclass
@@ -333,6 +379,39 @@ class SizeRow(Record):
     ratio: float | None = None
 
 
+@dataclasses.dataclass
+class Provenance(Record):
+    """Where a document's figures come from: the inputs the models ran on, and each model's runtime settings."""
+
+    inputs: str = ""
+    """In words: the file and its arrays, or how they were generated."""
+    inputs_file: str | None = None
+    saved_inputs: str | None = None
+    settings: dict[str, str] = _dict()
+    """Label -> the settings file a model ran under (and whether it was found beside it or given), or onnxruntime defaults."""
+
+
+def provenance(source: str | None, *, inputs_file=None, arrays: Mapping | None = None, saved=None, settings: Mapping[str, str] | None = None) -> dict:
+    """The provenance section as JSON-ready data: `source` is what the library says of the inputs
+    ("generated (random; x=[1, 4])"); a given file is named with its arrays' dtypes and shapes."""
+    if inputs_file is not None:
+        described = ", ".join(f"{name} {getattr(a, 'dtype', '?')} {list(getattr(a, 'shape', []))}" for name, a in (arrays or {}).items())
+        words = f"{inputs_file}" + (f" ({described})" if described else "")
+    else:
+        words = source or "none (nothing ran)"
+    if saved is not None:
+        words += f"; saved to {saved}"
+    return {"inputs": words, "inputs_file": str(inputs_file) if inputs_file is not None else None,
+            "saved_inputs": str(saved) if saved is not None else None, "settings": dict(settings or {})}
+
+
+def run_summary(result) -> dict:
+    """The summary of an `OptimizationResult`: the input file before, the shipped model after, the run's seconds."""
+    before = summarize_file(result.input_path, "before") if result.input_path is not None else None
+    after = summarize_model(result.model, result.output_path, "after")
+    return {"models": [column for column in (before, after) if column is not None], "seconds": sum(result.seconds.values())}
+
+
 # -- documents ------------------------------------------------------------------------------------
 
 
@@ -347,6 +426,8 @@ class Document(Record):
     machine: dict = _dict()
     warnings: list[str] = _list()
     seconds: dict[str, float] = _dict()
+    summary: Summary | None = None
+    provenance: Provenance | None = None
 
 
 @dataclasses.dataclass
@@ -374,12 +455,14 @@ class RunReport(Document):
 
 
     @classmethod
-    def from_result(cls, result, *, analysis: dict | None = None, profile: dict | None = None, head: dict | None = None) -> RunReport:
+    def from_result(cls, result, *, analysis: dict | None = None, profile: dict | None = None, head: dict | None = None, origin: dict | None = None) -> RunReport:
         """The document of an `OptimizationResult`, under the common header, with the optimized graph's
-        analysis and its profile under the shipped settings when they were made."""
+        analysis and its profile under the shipped settings when they were made, and `origin` (`provenance()`)."""
         body = result.to_dict()
         body.pop("schema_version", None)
-        return cls.from_dict({**(head or header("optimize")), **body, "analysis": analysis, "profile": profile})
+        if origin is None:
+            origin = provenance(result.verification.inputs_source if result.verification else None)
+        return cls.from_dict({**(head or header("optimize")), "summary": run_summary(result), "provenance": origin, **body, "analysis": analysis, "profile": profile})
 
     @property
     def verified(self) -> bool:
@@ -400,9 +483,11 @@ class CheckReport(Document):
 
 
     @classmethod
-    def from_result(cls, result, head: dict | None = None) -> CheckReport:
-        """The document of a `gates.CheckResult`."""
-        return cls.from_dict({**(head or header("check")), **result.to_dict()})
+    def from_result(cls, result, head: dict | None = None, origin: dict | None = None) -> CheckReport:
+        """The document of a `gates.CheckResult`, with `origin` (`provenance()`; by default from the result)."""
+        body = result.to_dict()
+        origin = origin if origin is not None else provenance(body.get("inputs"), settings=body.get("settings"))
+        return cls.from_dict({**(head or header("check")), "provenance": origin, **body})
 
     @property
     def failed_gates(self) -> list[GateRow]:
@@ -423,9 +508,10 @@ class CompareReport(Document):
 
 
     @classmethod
-    def from_body(cls, body: Mapping, head: dict | None = None) -> CompareReport:
-        """The document of `comparison.compare_models`' body."""
-        return cls.from_dict({**(head or header("compare")), **body})
+    def from_body(cls, body: Mapping, head: dict | None = None, origin: dict | None = None) -> CompareReport:
+        """The document of `comparison.compare_models`' body, with `origin` (`provenance()`; by default from the body)."""
+        origin = origin if origin is not None else provenance(body.get("inputs"), settings=body.get("settings"))
+        return cls.from_dict({**(head or header("compare")), "provenance": origin, **body})
 
     @property
     def changed_ops(self) -> list[OpCountRow]:
@@ -440,8 +526,3 @@ def document_from_dict(data: Mapping | Document) -> Document:
     if isinstance(data, Document):
         return data
     return _KINDS.get(data.get("kind"), Document).from_dict(data)
-
-
-def optimization_document(result, *, analysis: dict | None = None, profile: dict | None = None) -> dict:
-    """The `run` command's document as JSON-ready data (`RunReport.from_result(...).to_dict()`)."""
-    return RunReport.from_result(result, analysis=analysis, profile=profile).to_dict()

@@ -15,8 +15,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 from optimizer.reports.charts import TOP_OPS, bar_chart, latency_chart, op_rows, size_rows
-from optimizer.reports.document import AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, RunReport, TuningSection, document_from_dict
+from optimizer.reports.document import ERROR_STAT_COLUMNS, AnalysisSection, CheckReport, CompareReport, Document, ModelFacts, OutputErrorRow, ProfileSection, Provenance, RunReport, TuningSection, document_from_dict, error_stat_rows
 from optimizer.reports.markup import Markup, escape
+from optimizer.reports.summary import Summary
 from optimizer.units import DASH, format_bytes, format_change, format_count, format_error, format_ms, format_percent, format_ratio, format_si, format_significant, is_finite, is_number
 
 __all__ = ["render_html", "CSP"]
@@ -239,7 +240,7 @@ def _headline(doc: RunReport) -> str:
     else:
         cards.append(_card("speed vs original", "not tuned", "no latency measured"))
     cards.append(_card("nodes", f"{format_count(before.nodes)} → {format_count(after.nodes)}", format_change(before.nodes, after.nodes)))
-    cards.append(_card("file size", f"{_bytes(before.file_bytes)} → {_bytes(after.file_bytes)}", format_change(before.file_bytes, after.file_bytes)))
+    cards.append(_card("file size", f"{_bytes(before.file_bytes)} → {_bytes(after.file_bytes)}", format_change(before.file_bytes, after.file_bytes, _bytes)))
     status = verification.status or "not run"
     outputs = verification.outputs or []
     cards.append(_card("verification", status, f"{len(outputs)} output(s)" if outputs else verification.reason or "",
@@ -255,11 +256,11 @@ def _before_after(doc: RunReport) -> str:
     rows = [("path", Markup(_path(before.path)), Markup(_path(after.path)), "")]
     for label, a, b, show in (("nodes", before.nodes, after.nodes, format_count), ("file size", before.file_bytes, after.file_bytes, _bytes),
                               ("initializer bytes", before.initializer_bytes, after.initializer_bytes, _bytes)):
-        rows.append((label, show(a), show(b), format_change(a, b)))
+        rows.append((label, show(a), show(b), format_change(a, b, show)))
     dtypes_before, dtypes_after = before.weight_bytes_by_dtype or {}, after.weight_bytes_by_dtype or {}
     for dtype in sorted(set(dtypes_before) | set(dtypes_after)):
         a, b = dtypes_before.get(dtype, 0), dtypes_after.get(dtype, 0)
-        rows.append((f"weights {dtype}", _bytes(a), _bytes(b), format_change(a, b)))
+        rows.append((f"weights {dtype}", _bytes(a), _bytes(b), format_change(a, b, _bytes)))
     body = _table(["", "before", "after", "change"], rows, numeric=(1, 2, 3), table_id="before-after")
     extra = [("level", doc.level), ("external data", after.external_data), ("runtime settings", doc.config),
              ("ops introduced", _pairs(doc.introduced_ops)),
@@ -380,6 +381,14 @@ def _passes(doc: RunReport) -> str:
     return _section("passes", "Passes", _table(["pass", "changes", "declined", "ms", "dropped because"], rows, numeric=(3,), row_classes=classes, table_id="passes-table"))
 
 
+def _error_stats(outputs) -> str:
+    """Element-wise error percentiles per output and the smallest tolerance that passes."""
+    rows = error_stat_rows(outputs)
+    if not rows:
+        return ""
+    return "<h3>Error statistics (element-wise)</h3>" + _table(ERROR_STAT_COLUMNS, rows, numeric=tuple(range(1, len(ERROR_STAT_COLUMNS) - 1)), table_id="error-stats")
+
+
 def _verification(doc: RunReport) -> str:
     v = doc.verification
     status = v.status or "not run"
@@ -391,7 +400,8 @@ def _verification(doc: RunReport) -> str:
     if not outputs:
         return _section("verification", "Verification", head)
     rows = [(o.name, _err(o.max_abs), _err(o.max_rel), format_significant(o.cosine, 6), _badge(o.passed), o.note or "") for o in outputs]
-    return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.passed else "fail" for o in outputs]))
+    return _section("verification", "Verification", head + _table(["output", "max abs", "max rel", "cosine", "", "note"], rows, numeric=(1, 2, 3), row_classes=["" if o.passed else "fail" for o in outputs])
+                    + _error_stats(outputs))
 
 
 def _lossy(doc: RunReport) -> str:
@@ -430,16 +440,32 @@ def _analysis(doc: RunReport) -> str:
     return _section("analysis", "Cost model", body)
 
 
+def _provenance(origin: Provenance | None) -> str:
+    """Which inputs the models ran on, and each model's runtime settings."""
+    if not origin:
+        return ""
+    items = [("inputs", origin.inputs), *[(f"settings, {label}", text) for label, text in (origin.settings or {}).items()]]
+    return _section("provenance", "Provenance", _kv(items))
+
+
+def _overview(summary: Summary | None) -> str:
+    """The summary table (interface, IR, opsets, every op type, size, elapsed), one column per model."""
+    if not summary or not summary.models:
+        return ""
+    table = _table(["", *[m.label for m in summary.models]], [(label, *cells) for label, cells in summary.rows()], table_id="overview-table")
+    return _section("overview", "Summary", table)
+
+
 def _optimize(doc: RunReport) -> str:
     before, after = doc.input, doc.output
     warnings = [f"pass {d.name} was dropped: {d.reason}" for d in doc.dropped_passes or []] + [str(w) for w in doc.warnings or []]
     if doc.verification.status == "failed":
         warnings.insert(0, f"verification failed: {doc.verification.reason or 'see below'}")
     head = f"<header><h1>Optimized {escape(_name(before.path))}</h1><p>{_path(before.path)} → {_path(after.path)}</p>"
-    head += _nav([("summary", "before/after"), ("tuning", "tuning"), ("profile", "time"), ("sizes", "sizes"), ("ops", "ops"), ("passes", "passes"),
+    head += _nav([("overview", "summary"), ("summary", "before/after"), ("tuning", "tuning"), ("profile", "time"), ("sizes", "sizes"), ("ops", "ops"), ("passes", "passes"),
                   ("verification", "verification"), ("lossy", "lossy"), ("analysis", "cost model")]) + "</header>"
     sizes, ops = _comparison_charts("chart", ("before", "after"), before, after)
-    return (head + _headline(doc) + _warnings(warnings) + _before_after(doc) + _tuning(doc) + _profile(doc) + _section("sizes", "Weight bytes", sizes)
+    return (head + _headline(doc) + _warnings(warnings) + _overview(doc.summary) + _provenance(doc.provenance) + _before_after(doc) + _tuning(doc) + _profile(doc) + _section("sizes", "Weight bytes", sizes)
             + _section("ops", "Op counts", ops) + _passes(doc) + _verification(doc) + _lossy(doc) + _analysis(doc))
 
 
@@ -473,13 +499,14 @@ def _check(doc: CheckReport) -> str:
     failed = doc.failed_gates
     body = f"<header><h1>Check {escape(_name(model.path))}</h1><p>{_path(model.path)}" + (f" against {_path(baseline.path)}" if baseline else "") + "</p></header>"
     body += f'<div id="verdict" class="banner {"ok" if doc.passed else "bad"}">{"PASSED" if doc.passed else "FAILED"}: {len(gates) - len(failed)} of {len(gates)} gates passed</div>'
+    body += _overview(doc.summary) + _provenance(doc.provenance)
     rows = [(g.gate, g.measured_text or _gate_value(g.measured, g.unit or ""), g.limit_text or _gate_value(g.limit, g.unit or ""), _badge(bool(g.passed)), g.detail or "") for g in gates]
     body += _section("gates", "Gates", _table(["gate", "measured", "limit", "", "detail"], rows, numeric=(1, 2), row_classes=["" if g.passed else "fail" for g in gates], table_id="gates-table")
                      if gates else _not_run("No gates were set."))
     latency = doc.latency or {}
     body += _latency_section(doc.latency, [("model", latency.get("model"), "subject"), ("baseline", latency.get("baseline"), "baseline"), ("control (a second copy)", latency.get("control"), "control")],
                              [("model / baseline median", format_ratio(latency.get("ratio_median"))), ("model / baseline minimum", format_ratio(latency.get("ratio_min")))])
-    body += _section("errors", "Output errors", (_kv([("inputs", doc.inputs)]) + _errors_table(doc.errors)) if doc.errors else _not_run("Outputs not compared (no baseline)."))
+    body += _section("errors", "Output errors", (_kv([("inputs", doc.inputs)]) + _errors_table(doc.errors) + _error_stats(doc.errors)) if doc.errors else _not_run("Outputs not compared (no baseline)."))
     columns = ([("baseline", baseline)] if baseline else []) + [("model", model)]
     body += _section("model", "Model", _stats_table(columns))
     if baseline:
@@ -497,11 +524,11 @@ def _compare(doc: CompareReport) -> str:
              _card("latency B / A", format_ratio(latency.get("ratio_median")) + " median" if latency else "not measured", (latency or {}).get("verdict") or ""),
              _card("worst output error", f"rel {_err(max(rel))}" if rel else "–", f"{_worst(outputs)}; {len(outputs)} output(s)" if outputs else "outputs not compared"),
              _card("op types changed", str(len(doc.changed_ops)), f"nodes {format_count(a.nodes)} → {format_count(b.nodes)}")]
-    body += '<div class="cards" id="headline">' + "".join(cards) + "</div>"
+    body += '<div class="cards" id="headline">' + "".join(cards) + "</div>" + _overview(doc.summary) + _provenance(doc.provenance)
     timing = latency or {}
     body += _latency_section(latency, [("A", timing.get("a"), "before"), ("B", timing.get("b"), "subject"), ("control (a second copy of A)", timing.get("control"), "control")],
                              [("B / A median", format_ratio(timing.get("ratio_median"))), ("B / A minimum", format_ratio(timing.get("ratio_min")))], timing.get("verdict") or "")
-    body += _section("outputs", "Outputs", (_kv([("inputs", doc.inputs)]) + _errors_table(outputs)) if outputs else _not_run("Outputs not compared."))
+    body += _section("outputs", "Outputs", (_kv([("inputs", doc.inputs)]) + _errors_table(outputs) + _error_stats(outputs)) if outputs else _not_run("Outputs not compared."))
     sizes, ops = _comparison_charts("chart-compare", ("A", "B"), a, b)
     return body + _section("models", "Models", _stats_table([("A", a), ("B", b)])) + _section("sizes", "Weight bytes", sizes) + _section("ops", "Op counts", ops)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from optimizer.reports.document import CheckReport, CompareReport, Document, RunReport, TuningSection, Verification, document_from_dict
+from optimizer.reports.document import ERROR_STAT_COLUMNS, CheckReport, CompareReport, Document, RunReport, TuningSection, Verification, document_from_dict, error_stat_rows
+from optimizer.reports.summary import Summary
 from optimizer.units import format_bytes, format_count_change, format_ms, format_relative_change
 
 __all__ = ["render_markdown"]
@@ -52,6 +53,27 @@ def _changed_ops(before: dict, after: dict, limit: int = 12) -> str:
     return text + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
 
 
+def _provenance(origin) -> list[str]:
+    """Which inputs the models ran on, and each model's runtime settings, as one line."""
+    if not origin:
+        return []
+    parts = [f"**Inputs:** {_md(origin.inputs)}"]
+    if origin.settings:
+        parts.append("**Settings:** " + "; ".join(f"{_md(label)}: {_md(text)}" for label, text in origin.settings.items()))
+    return ["", " · ".join(parts)]
+
+
+def _summary(summary: Summary | None) -> list[str]:
+    """The summary table (interface, IR, opsets, every op type, size, elapsed), folded: a PR comment stays short."""
+    if not summary or not summary.models:
+        return []
+    labels = [m.label for m in summary.models]
+    lines = ["", "<details><summary>Summary: interface, opsets, every op type, sizes</summary>", "",
+             "| | " + " | ".join(_md(label) for label in labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {_md(label)} | " + " | ".join(_md(cell) for cell in cells) + " |" for label, cells in summary.rows()]
+    return lines + ["", "</details>", ""]
+
+
 def _verification_line(verification: Verification) -> str:
     status, outputs = verification.status, verification.outputs or []
     if status == "passed":
@@ -60,6 +82,15 @@ def _verification_line(verification: Verification) -> str:
     if status == "not run":
         return "**not verified**"
     return f"**verification {_md(status)}**" + (f": {_md(verification.reason)}" if verification.reason else "")
+
+
+def _error_stats(outputs) -> list[str]:
+    """The element-wise error percentiles per output and the smallest passing tolerance, as a table."""
+    rows = error_stat_rows(outputs)
+    if not rows:
+        return []
+    lines = ["", "| " + " | ".join(ERROR_STAT_COLUMNS) + " |", "|---" * len(ERROR_STAT_COLUMNS) + "|"]
+    return lines + ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
 
 
 def _speed_line(tuning: TuningSection, shipped: str | None) -> str:
@@ -82,10 +113,10 @@ def _optimization(document: RunReport) -> list[str]:
     headline.append(f"{'?' if before.nodes is None else before.nodes} → {'?' if after.nodes is None else after.nodes} nodes")
     if before.file_bytes is not None and after.file_bytes is not None:
         headline.append(f"{format_bytes(before.file_bytes)} → {format_bytes(after.file_bytes)}")
-    lines += [" · ".join(headline), "", "| | before | after | change |", "|---|---|---|---|"]
+    lines += [" · ".join(headline), *_provenance(document.provenance), *_summary(document.summary), "", "| | before | after | change |", "|---|---|---|---|"]
     lines.append(f"| nodes | {before.nodes} | {after.nodes} | {format_count_change(before.nodes or 0, after.nodes or 0)} |")
-    lines.append(f"| file size | {format_bytes(before.file_bytes)} | {format_bytes(after.file_bytes)} | {format_relative_change(before.file_bytes, after.file_bytes)} |")
-    lines.append(f"| weights | {format_bytes(before.initializer_bytes)} | {format_bytes(after.initializer_bytes)} | {format_relative_change(before.initializer_bytes, after.initializer_bytes)} |")
+    lines.append(f"| file size | {format_bytes(before.file_bytes)} | {format_bytes(after.file_bytes)} | {format_relative_change(before.file_bytes, after.file_bytes, format_bytes)} |")
+    lines.append(f"| weights | {format_bytes(before.initializer_bytes)} | {format_bytes(after.initializer_bytes)} | {format_relative_change(before.initializer_bytes, after.initializer_bytes, format_bytes)} |")
     if measured.get("baseline_median_ms") is not None:
         lines.append(
             f"| latency, median (min) | {_ms(measured['baseline_median_ms'])} ({_ms(measured.get('baseline_min_ms'))}) "
@@ -96,6 +127,7 @@ def _optimization(document: RunReport) -> list[str]:
     if changed:
         items = [f"{_md(p.name)} ({', '.join(f'{v} {_md(k)}' for k, v in p.changes.items())})" for p in changed]
         lines.append(f"**Passes that changed the graph:** {'; '.join(items)}")
+    lines += _error_stats(document.verification.outputs)
     for dropped in document.dropped_passes or []:
         lines.append(f"**Dropped pass** {_md(dropped.name)}: {_md(dropped.reason)}")
     lossy = document.lossy
@@ -127,12 +159,12 @@ def _check(document: CheckReport) -> list[str]:
     gates, failed = document.gates or [], document.failed_gates
     verdict = f"✅ all {len(gates)} gates pass" if not failed else f"❌ {len(failed)} of {len(gates)} gates failed"
     model = document.model.path if "path" in document.model.json_keys else "model"
-    lines = [f"### optimize check: {_md(model)}: {verdict}", "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
+    lines = [f"### optimize check: {_md(model)}: {verdict}", *_provenance(document.provenance), *_summary(document.summary), "", "| gate | measured | limit | result | detail |", "|---|---|---|---|---|"]
     for gate in gates:
         measured = gate.measured_text if gate.measured_text is not None else gate.measured
         limit = gate.limit_text if gate.limit_text is not None else gate.limit
         lines.append(f"| {_md(gate.gate)} | {_md(measured)} | {_md(limit)} | {'✅ pass' if gate.passed else '❌ fail'} | {_md(gate.detail)} |")
-    return lines + _warnings(document)
+    return lines + _error_stats(document.errors) + _warnings(document)
 
 
 def _compare(document: CompareReport) -> list[str]:
@@ -145,13 +177,13 @@ def _compare(document: CompareReport) -> list[str]:
         headline.append(f"B is {size.ratio:.2f}x A's size ({format_bytes(size.a_bytes)} → {format_bytes(size.b_bytes)})")
     if outputs:
         headline.append(f"worst rel error {max(o.rel for o in outputs):.3g} over {len(outputs)} output(s)")
-    lines += [" · ".join(headline) or "no figures", ""]
+    lines += [" · ".join(headline) or "no figures", *_provenance(document.provenance), *_summary(document.summary), ""]
     if outputs:
         lines += ["| output | max abs | rel | cosine | top-1 agreement | non-finite |", "|---|---|---|---|---|---|"]
         for row in outputs:
             top1 = "-" if row.top1 is None else f"{row.top1:.4f}"
             lines.append(f"| {_md(row.name)} | {row.max_abs:.3g} | {row.rel:.3g} | {row.cos:.6f} | {top1} | {row.nonfinite or 0} |")
-        lines.append("")
+        lines += [*_error_stats(outputs), ""]
     changed = document.changed_ops
     lines.append("**Ops changed (A → B):** " + (", ".join(f"{_md(r.op)} {r.a} → {r.b}" for r in changed) if changed else "none"))
     if latency and latency.get("verdict"):
