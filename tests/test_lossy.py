@@ -421,3 +421,14 @@ def test_with_tuning_the_speed_gate_shares_the_one_deadline(tmp_path):
     slowest = max((r.stats.max_ms for r in result.tuning.records if r.stats is not None), default=0.0) / 1e3
     assert result.tuning.budget_s == budget  # the budget given, not what was left of it
     assert result.tuning.seconds <= 1.1 * budget + slowest + 0.5  # lossy speed gate and tuning together
+
+
+def test_with_tuning_an_undecided_variant_goes_on_to_the_tuner_and_a_tie_does_not():
+    from optimizer.lossy.stage import LossyVariant, _defer_to_the_tuner
+
+    undecided = LossyVariant("bf16", "discarded", "x", verdict=_verdict([1.0, 1.0, 1.0], LOSSLESS_MS[:3]))
+    tie = LossyVariant("dynamic", "discarded", "x", verdict=_verdict(LOSSLESS_MS, LOSSLESS_MS))
+    assert undecided.verdict.outcome == decision.INCONCLUSIVE and tie.verdict.outcome == decision.TIE
+    _defer_to_the_tuner([undecided, tie])
+    assert undecided.status == "kept" and "the tuner decides" in undecided.reason
+    assert tie.status == "discarded" and tie.reason == "x"

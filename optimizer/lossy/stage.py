@@ -56,7 +56,9 @@ FP16_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "DmlExec
 DYNAMIC_MIN_MATMUL_SHARE = 0.3
 """`auto` tries dynamic int8 when MatMul-like ops carry at least this share of the FLOPs."""
 EXCLUSION_STEPS = (1, 2, 4, 8, 16, 32)
-SPEED_ROUNDS = 9
+SPEED_ROUNDS = 12
+SPEED_BLOCK_SECONDS = 0.1
+"""Blocks of about 0.1 s (one run for slow models): more paired rounds in the same time, which the interval needs."""
 SPEED_LABEL = "timing lossy variants"
 
 
@@ -594,7 +596,9 @@ def _speed_gate(
     runners["control"] = runner(lossless_path)
     for variant in variants:
         runners[variant.method] = runner(variant.path, variant.setting)
-    times = time_blocks(runners, rounds=SPEED_ROUNDS, budget_s=budget_s, deadline=deadline, on_round=on_round)
+    times = time_blocks(
+        runners, rounds=SPEED_ROUNDS, budget_s=budget_s, deadline=deadline, on_round=on_round, block_seconds=SPEED_BLOCK_SECONDS, min_block_runs=1,
+    )
     margin = decision.noise_margin(times.minimums("control"), times.minimums("lossless"))
     base = times.stats("lossless")
     for variant in variants:
@@ -690,11 +694,23 @@ def run_lossy(
         result.lossless_latency, result.noise = _speed_gate(lossless_path, tried, verifier.feeds, deadline, budget_s, search.providers, on_progress, on_status)
         if search.providers[0] != "CPUExecutionProvider":
             result.notes.append(f"lossy variants were checked and timed on {search.providers[0]}")
+        if measuring is not None:
+            _defer_to_the_tuner(tried)
         kept = [v for v in tried if v.status == "kept"]
         if kept:
-            result.chosen = max(kept, key=lambda v: v.speedup_min)
+            result.chosen = min(kept, key=lambda v: v.verdict.ratio if v.verdict is not None else 1 / v.speedup_min)
             for variant in kept:
                 if variant is not result.chosen:
                     variant.status = "discarded"
                     variant.reason = f"{variant.speedup:.2f}x faster, but {result.chosen.label} is faster"
     return result
+
+
+def _defer_to_the_tuner(tried: Sequence[LossyVariant]) -> None:
+    """With tuning on, the tuner times the lossy variant against the lossless graph again in its final run: a
+    variant the speed check could not decide on (too few rounds, too much noise) goes on to it instead of
+    being discarded; a settled tie or loss is not worth the tuner's budget."""
+    for variant in tried:
+        if variant.status != "kept" and variant.verdict is not None and variant.verdict.outcome == decision.INCONCLUSIVE:
+            variant.status = "kept"
+            variant.reason = f"undecided by the speed check ({variant.verdict.speedup:.2f}x over {variant.verdict.rounds} paired rounds): the tuner decides"
