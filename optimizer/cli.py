@@ -71,13 +71,31 @@ def _catch_signals() -> dict:
 
 
 def _stderr():
-    from rich.console import Console
+    """The console for progress on stderr; it escapes control characters from models (optimizer.sanitize)."""
+    from optimizer.sanitize import SanitizingConsole
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return SanitizingConsole(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout():
+    """The console renderers print reports to; it escapes control characters from models (optimizer.sanitize)."""
+    from optimizer.sanitize import SanitizingConsole
+
+    return SanitizingConsole(highlight=False)
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr, control characters escaped."""
+    from optimizer.sanitize import sanitize_line
+
+    click.echo(f"warning: {sanitize_line(message)}", err=True)
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    """The one error line on stderr (control characters, CR and newlines escaped), then exit `code`."""
+    from optimizer.sanitize import sanitize_line
+
+    click.echo(f"error: {sanitize_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -263,9 +281,9 @@ class _LossyFlags:
         given = (("--calibration", self.calibration), ("--max-error", self.max_error), ("--exclude-nodes", self.exclude_nodes), ("--op-types", self.quant_op_types))
         unused = [flag for flag, value in given if value]
         if self.quantize == "none" and unused and (self.prune_weights is None or unused != ["--max-error"]):
-            click.echo(f"warning: {', '.join(unused)} have no effect without --quantize", err=True)
+            _warn(f"{', '.join(unused)} have no effect without --quantize")
         if self.calibration is not None and self.quantize in ("dynamic", "fp16"):
-            click.echo("warning: --calibration is only used by --quantize static or auto", err=True)
+            _warn("--calibration is only used by --quantize static or auto")
 
     def options(self, time_budget: float):
         """LossyOptions from the flags (LossyInputError for bad values)."""
@@ -411,12 +429,11 @@ def _render_run(result, document: dict | None, display: _Display, reports: tuple
 
         click.echo(to_json(document), nl=False)
     elif not display.quiet:
-        from rich.console import Console
         from rich.markup import escape
 
         from optimizer.report import render_optimization
 
-        out = Console(highlight=False)
+        out = _stdout()
         render_optimization(result, out, verbose=display.verbose > 0)
         profiled = (document or {}).get("profile") or {}
         if profiled.get("by_op_type"):
@@ -428,7 +445,7 @@ def _render_run(result, document: dict | None, display: _Display, reports: tuple
             out.print(f"report: {path}")
     else:
         for warning in result.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            _warn(warning)
 
 
 def _optimization_document(result, inputs, input_shapes, *, profile: bool) -> dict:
@@ -545,11 +562,10 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
     if display.as_json:
         click.echo(json.dumps({"config": str(config_path), **result.to_dict()}, indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
 
         from optimizer.report import render_tuning
 
-        out = Console(highlight=False)
+        out = _stdout()
         render_tuning(result, out, verbose=display.verbose > 0)
         out.print(f"configuration: {config_path}")
 
@@ -577,11 +593,10 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, di
     if display.as_json:
         click.echo(json.dumps({"config": str(used_config) if used_config else None, **result.to_dict()}, indent=2))
     elif not display.quiet:
-        from rich.console import Console
 
         from optimizer.report import render_profile
 
-        out = Console(highlight=False)
+        out = _stdout()
         out.print(f"settings: {used_config if used_config else 'onnxruntime defaults'}")
         render_profile(result, out, top=top)
 
@@ -607,11 +622,10 @@ def inspect_command(model, input_shapes, display: _Display) -> None:
     if display.as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
 
         from optimizer.report import render_inspection
 
-        render_inspection(result, Console(highlight=False), verbose=display.verbose > 0)
+        render_inspection(result, _stdout(), verbose=display.verbose > 0)
 
 
 @cli.command("check")
@@ -679,11 +693,10 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 
         click.echo(to_json(document), nl=False)
     else:
-        from rich.console import Console
 
         from optimizer.report import render_check
 
-        render_check(document, Console(highlight=False), failed_only=display.quiet)
+        render_check(document, _stdout(), failed_only=display.quiet)
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)
 
 
@@ -727,11 +740,10 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
 
         click.echo(to_json(document), nl=False)
     elif not display.quiet:
-        from rich.console import Console
 
         from optimizer.report import render_comparison
 
-        render_comparison(document, Console(highlight=False))
+        render_comparison(document, _stdout())
 
 
 @cli.command("partition")
@@ -754,11 +766,10 @@ def partition_command(model, parts, out_dir, strategy, input_shapes, display: _D
     if display.as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
 
         from optimizer.report import render_manifest
 
-        render_manifest(manifest, out_dir, Console(highlight=False))
+        render_manifest(manifest, out_dir, _stdout())
 
 
 @cli.command("run-partitioned")
@@ -788,11 +799,10 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
     if display.as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     elif not display.quiet:
-        from rich.console import Console
 
         from optimizer.report import render_partitioned_run
 
-        render_partitioned_run(report, Console(highlight=False))
+        render_partitioned_run(report, _stdout())
     if not report.matches or report.stream_matches is False:
         sys.exit(EXIT_FAILED)
 
@@ -829,11 +839,10 @@ def passes_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{"name": n, "level": lv, "description": d} for n, lv, d in rows], indent=2))
         return
-    from rich.console import Console
 
     from optimizer.report import render_pass_list
 
-    render_pass_list(rows, Console(highlight=False))
+    render_pass_list(rows, _stdout())
 
 
 def main() -> None:

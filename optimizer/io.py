@@ -127,9 +127,15 @@ _FOUR_BIT_TYPES = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOA
 
 def _check_external_location(tensor: onnx.TensorProto, base_dir: Path, where: Path) -> None:
     """Refuse external data that would be read from outside the model's folder, or that is short."""
+    name = tensor.name or "<unnamed>"
+    keys = [entry.key for entry in tensor.external_data]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise _fail(where, f"tensor '{name}' declares external data key '{twice[0]}' twice; refused")
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
-    name = tensor.name or "<unnamed>"
+    if "\x00" in location:
+        raise _fail(where, f"tensor '{name}' has an external data location with a NUL byte ({location!r}); refused")
     if not location:
         raise _fail(where, f"tensor '{name}' declares external data without a location")
     if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location:
@@ -161,6 +167,11 @@ def _check_external_location(tensor: onnx.TensorProto, base_dir: Path, where: Pa
 
 def _check_embedded_size(tensor: onnx.TensorProto, where: Path) -> None:
     """Declared dims must match the bytes actually stored (catches corrupt or hostile tensors)."""
+    if tensor.data_type == onnx.TensorProto.STRING and not tensor.HasField("segment"):
+        count = int(np.prod(tensor.dims, dtype=np.float64)) if tensor.dims else 1
+        if len(tensor.string_data) != count:
+            raise _fail(where, f"tensor '{tensor.name}' declares shape {list(tensor.dims)} ({count} strings) but holds {len(tensor.string_data)} values")
+        return
     expected = _expected_bytes(tensor, where)
     if expected is None or tensor.HasField("segment"):
         return
@@ -204,30 +215,51 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
-    except Exception:  # noqa: BLE001 - protobuf raises several types for garbage
-        raise _fail(where, "not an ONNX model (the file is not a valid protobuf; truncated or another format?)") from None
+    except Exception as error:  # noqa: BLE001 - protobuf raises several types for garbage
+        raise _fail(where, _parse_failure(error)) from None
     del data
     if proto.ir_version <= 0 or not proto.HasField("graph") or (not proto.graph.node and not proto.graph.output):
         raise _fail(where, "not an ONNX model (no IR version or no graph)")
     _check_versions(proto, where)
     for tensor in _iter_tensors(proto.graph):
+        _check_tensor_type(tensor, where)
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _check_external_location(tensor, where.parent, where)
         else:
             _check_embedded_size(tensor, where)
+    _check_sparse_initializers(proto.graph, where)
+    _check_declared_types(proto.graph, where)
     try:
         # The checker needs structure, not weights (their sizes were checked above): give it a
         # skeleton, which saves serializing every weight once more. External locations were
         # checked above as well, against the model's folder.
         onnx.checker.check_model(_skeleton(proto))
+    except UnicodeDecodeError as error:
+        raise _fail(where, f"a name or string in the model is not valid UTF-8 ({error.reason} at byte {error.start}: {error.object[max(0, error.start - 16):error.end]!r}); ONNX strings must be UTF-8") from None
     except Exception as error:  # noqa: BLE001 - checker raises ValidationError and C++ errors
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         # The checker is stricter than the runtime (e.g. outputs declared without a shape, which
         # real exports have): what onnxruntime loads is a model users run, so accept it.
-        if not _runtime_loads(where):
-            raise _fail(where, f"invalid ONNX model: {first}") from None
-        logger.warning("%s: onnx.checker objects (%s), but onnxruntime loads the model; continuing", where, first)
+        _accept_if_runtime_loads(where, f"invalid ONNX model: {first}", f"onnx.checker objects ({first})")
+    _check_type_inference(proto, where)
     return proto
+
+
+def _parse_failure(error: Exception) -> str:
+    """Why protobuf could not parse a file, in words: too deeply nested, or not a protobuf at all."""
+    text = str(error)
+    if "MaxDepth" in text or "recursion" in text.lower() or "depth" in text.lower():
+        return "its messages are nested too deeply for protobuf to parse (e.g. hundreds of nested If/Loop subgraphs); refused"
+    return "not an ONNX model (the file is not a valid protobuf; truncated or another format?)"
+
+
+def _accept_if_runtime_loads(where: Path, refusal: str, objection: str) -> None:
+    """The one load policy for a model a static check objects to: refused (with `refusal`) unless
+    onnxruntime loads it, in which case every command accepts it (with a warning naming `objection`)."""
+    loads, reason = _runtime_load_error(where)
+    if not loads:
+        raise _fail(where, f"{refusal} (onnxruntime refuses it too: {reason})" if reason else refusal)
+    logger.warning("%s: %s, but onnxruntime loads the model; continuing", where, objection)
 
 
 def _copy_fields(source, target, skip: str | tuple[str, ...]) -> None:
@@ -244,13 +276,26 @@ def _copy_fields(source, target, skip: str | tuple[str, ...]) -> None:
             setattr(target, field.name, value)
 
 
-def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
+_SKELETON_KEEPS_BYTES = 1024
+
+
+def _skeleton(proto: onnx.ModelProto, *, keep_dims: bool = False) -> onnx.ModelProto:
     """The model with every main-graph initializer, and every tensor in a main-graph node's attributes
-    (Constant values, embedded or external), replaced by an empty tensor of the same name and type."""
+    (Constant values, embedded or external), replaced by an empty tensor of the same name and type.
+
+    With `keep_dims` (for type inference) the tensors keep their dims, and small embedded ones their
+    values (shape inference reads e.g. a Reshape's target shape).
+    """
 
     def empty(tensor: onnx.TensorProto, into: onnx.TensorProto) -> None:
+        if keep_dims and tensor.data_location != onnx.TensorProto.EXTERNAL and tensor.ByteSize() <= _SKELETON_KEEPS_BYTES:
+            into.CopyFrom(tensor)
+            return
         into.name, into.data_type = tensor.name, tensor.data_type
-        into.dims.append(0)
+        if keep_dims:
+            into.dims.extend(tensor.dims)
+        else:
+            into.dims.append(0)
 
     skeleton = onnx.ModelProto()
     _copy_fields(proto, skeleton, skip="graph")
@@ -270,7 +315,8 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
     return skeleton
 
 
-def _runtime_loads(path: Path) -> bool:
+def _runtime_load_error(path: Path) -> tuple[bool, str]:
+    """(whether onnxruntime loads the model, the first line of its refusal without the file path)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -278,9 +324,80 @@ def _runtime_loads(path: Path) -> bool:
     options.log_severity_level = 4
     try:
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return True
-    except Exception:  # noqa: BLE001 - any refusal
-        return False
+        return True, ""
+    except Exception as error:  # noqa: BLE001 - any refusal
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        first = (lines[0] if lines else type(error).__name__).replace(str(path), "MODEL")
+        return False, first.split(" failed:", 1)[-1][:300]
+
+
+_TENSOR_DATA_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+
+
+def _check_tensor_type(tensor: onnx.TensorProto, where: Path) -> None:
+    """A tensor's element type must be a defined one."""
+    if tensor.data_type == onnx.TensorProto.UNDEFINED:
+        raise _fail(where, f"tensor '{tensor.name or '<unnamed>'}' has element type UNDEFINED")
+
+
+def _dense_bytes(dims, data_type: int) -> int:
+    count = int(np.prod(list(dims), dtype=np.float64)) if len(dims) else 1
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+    except Exception:  # noqa: BLE001 - strings and types numpy lacks: count one byte
+        itemsize = 1
+    return count * itemsize
+
+
+_DENSE_SPARSE_LIMIT = _PROTOBUF_LIMIT
+
+
+def _check_sparse_initializers(graph: onnx.GraphProto, where: Path) -> None:
+    """Sparse initializers: onnxruntime makes them dense at load, so their dense size is what counts."""
+    for sparse in graph.sparse_initializer:
+        name = sparse.values.name or "<unnamed>"
+        if any(d < 0 for d in sparse.dims):
+            raise _fail(where, f"sparse initializer '{name}' has a negative dimension {list(sparse.dims)}")
+        dense = _dense_bytes(sparse.dims, sparse.values.data_type)
+        if dense > _DENSE_SPARSE_LIMIT:
+            raise _fail(where, f"sparse initializer '{name}' has dense shape {list(sparse.dims)} ({dense / 2**30:.3g} GiB once made dense, as onnxruntime does), over the {_DENSE_SPARSE_LIMIT / 2**30:.0f} GiB limit; refused")
+
+
+def _declared_values(graph: onnx.GraphProto):
+    """Every ValueInfo a graph (and its subgraphs) declares: inputs, outputs, value_info."""
+    yield from graph.input
+    yield from graph.output
+    yield from graph.value_info
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _declared_values(attr.g)
+            for sub in attr.graphs:
+                yield from _declared_values(sub)
+
+
+def _check_declared_types(graph: onnx.GraphProto, where: Path) -> None:
+    """Declared tensor types must name an element type; an initializer must have its graph input's type."""
+    for info in _declared_values(graph):
+        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type == onnx.TensorProto.UNDEFINED:
+            raise _fail(where, f"value '{info.name}' declares element type UNDEFINED")
+    initializers = {tensor.name: tensor.data_type for tensor in graph.initializer}
+    for info in graph.input:
+        declared = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else None
+        if info.name in initializers and declared and declared != initializers[info.name]:
+            have, want = onnx.TensorProto.DataType.Name(initializers[info.name]), onnx.TensorProto.DataType.Name(declared)
+            raise _fail(where, f"initializer '{info.name}' has element type {have} but its graph input declares {want}")
+
+
+def _check_type_inference(proto: onnx.ModelProto, where: Path) -> None:
+    """Declared types must agree with what onnx's type inference derives (a value_info contradicting its
+    producer); run on a copy without the weights' bytes. A disagreement onnxruntime tolerates is accepted."""
+    try:
+        onnx.shape_inference.infer_shapes(_skeleton(proto, keep_dims=True), check_type=True, strict_mode=True)
+    except Exception as error:  # noqa: BLE001 - inference raises InferenceError and C++ errors
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        first = lines[0] if lines else type(error).__name__
+        _accept_if_runtime_loads(where, f"declared types contradict the graph: {first}", f"type inference objects ({first})")
 
 
 def _check_versions(proto: onnx.ModelProto, where: Path) -> None:

@@ -161,6 +161,91 @@ def case_no_graph(folder):
     return _write(folder, "m.onnx", model), "no graph"
 
 
+def case_location_twice(folder):
+    (folder / "weights.bin").write_bytes(bytes(64))
+    (folder.parent / "secret.txt").write_bytes(bytes(64))
+    model = _external_model(folder, "../secret.txt")
+    entry = model.graph.initializer[0].external_data.add()
+    entry.key, entry.value = "location", "weights.bin"
+    return _write(folder, "m.onnx", model), "declares external data key 'location' twice"
+
+
+def case_location_nul_byte(folder):
+    return _write(folder, "m.onnx", _external_model(folder, "weights\x00.bin")), "NUL"
+
+
+def case_string_tensor_lies(folder):
+    model = small_model()
+    tensor = helper.make_tensor("s", TensorProto.STRING, [1], [b"a"])
+    tensor.dims[:] = [10**9]
+    model.graph.initializer.append(tensor)
+    model.graph.node.append(helper.make_node("Identity", ["s"], ["s_out"]))
+    model.graph.output.append(helper.make_tensor_value_info("s_out", TensorProto.STRING, ["S"]))
+    return _write(folder, "m.onnx", model), "holds 1 values"
+
+
+def case_undefined_elem_type(folder):
+    model = small_model()
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.UNDEFINED
+    return _write(folder, "m.onnx", model), "UNDEFINED"
+
+
+def case_initializer_input_dtype(folder):
+    model = small_model()
+    model.graph.input.append(helper.make_tensor_value_info("two", TensorProto.INT64, [1]))
+    return _write(folder, "m.onnx", model), "type"
+
+
+def case_value_info_contradicts(folder):
+    model = small_model()
+    model.graph.value_info.append(helper.make_tensor_value_info("m", TensorProto.INT64, ["N", 4]))
+    return _write(folder, "m.onnx", model), "type"
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (tag, length, payload): messages too deep for protobuf to build."""
+
+    def varint(value: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+            value >>= 7
+            if not value:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def case_nested_ifs(folder):
+    model = small_model()
+    model.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    out = helper.make_tensor_value_info("b", TensorProto.FLOAT, None)
+    leaf = helper.make_graph([helper.make_node("Identity", ["two"], ["b"])], "leaf", [], [out])
+    body = leaf.SerializeToString()
+    for depth in range(500):  # NodeProto.attribute = 5, AttributeProto.g = 6, GraphProto.node = 1
+        node = helper.make_node("If", ["cond"], ["b" if depth < 499 else "deep"], else_branch=leaf).SerializeToString()
+        then = onnx.AttributeProto(name="then_branch", type=onnx.AttributeProto.GRAPH).SerializeToString() + _field(6, body)
+        node += _field(5, then)
+        body = helper.make_graph([], f"level{depth}", [], [out]).SerializeToString() + _field(1, node)
+    data = model.SerializeToString() + _field(7, _field(1, node))  # ModelProto.graph = 7: merged into the graph
+    return _write(folder, "m.onnx", data), "nested too deeply"
+
+
+def case_invalid_utf8_name(folder):
+    model = small_model()
+    model.graph.node[1].name = "NAMEMARK"
+    data = model.SerializeToString().replace(b"NAMEMARK", b"NAME\xff\xfeRK")
+    return _write(folder, "m.onnx", data), "not valid UTF-8"
+
+
+def case_sparse_huge_dense(folder):
+    model = small_model()
+    values = numpy_helper.from_array(np.ones(1, np.float32), "big")
+    indices = numpy_helper.from_array(np.zeros(1, np.int64), "big_indices")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [10**6, 10**6]))
+    return _write(folder, "m.onnx", model), "sparse initializer 'big'"
+
+
 CASES = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 
 
