@@ -25,7 +25,7 @@ FLAGS = {
     "no_external_data": "--no-external-data", "force": "--force", "prune_outputs": "--prune-outputs",
     "target_opset": "--target-opset", "calibration": "--calibration", "quantize": "--quantize",
     "quant_format": "--quant-format", "prune_weights": "--prune-weights", "budget": "--budget",
-    "config_output": "-o",
+    "config_output": "-o", "run_timeout": "--run-timeout",
 }
 """The flag of each option a library error mentions (`optimizer.errors.mention`): the only place they are spelled."""
 
@@ -211,13 +211,14 @@ class _VerifyFlags:
     atol: float | None
     strict: bool
     batch: int
+    run_timeout: float
 
     def options(self, shapes: dict):
         from optimizer import verify as verification
         from optimizer.options import VerifyOptions
 
         inputs = verification.load_inputs(self.inputs_file) if self.inputs_file else None
-        return VerifyOptions(self.verify, inputs, shapes, self.rtol, self.atol, self.strict, self.batch)
+        return VerifyOptions(self.verify, inputs, shapes, self.rtol, self.atol, self.strict, self.batch, self.run_timeout or None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,6 +337,7 @@ def cli() -> None:
 @click.option("--rtol", type=float, help="Relative tolerance (default 1e-4; 1e-2 for quantized models).")
 @click.option("--atol", type=float, help="Absolute tolerance (default 1e-5; 1e-3 for quantized models).")
 @click.option("--strict", is_flag=True, help="A verification failure exits 1 instead of dropping the pass that caused it.")
+@click.option("--run-timeout", type=click.FloatRange(min=0), default=300.0, show_default=True, metavar="SECONDS", help="Stop one onnxruntime run of a model (reference outputs, a check) after this long; 0: no limit.")
 @click.option("--keep-initializer-inputs", is_flag=True, help="Keep graph inputs that have initializers as inputs (default: they become constants).")
 @click.option("--external-data/--no-external-data", default=None, help="Write weights to OUT.onnx.data [default: only when over 2 GB].")
 @click.option("--fold-max-bytes", type=click.IntRange(min=0), help="Refuse constant folds whose output exceeds this many bytes... [default: 1048576]")

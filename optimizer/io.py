@@ -48,6 +48,8 @@ __all__ = [
     "inferred_value_bytes",
     "MappedExternalTensor",
     "EXTERNAL_DATA_THRESHOLD",
+    "scratch_folder",
+    "sweep_scratch_folders",
 ]
 
 logger = logging.getLogger(__name__)
@@ -519,13 +521,14 @@ def convert_opset(model: ir.Model, opset: int) -> ir.Model:
     return upgraded
 
 
-def inferred_value_bytes(model: ir.Model) -> dict[str, tuple[int, list[int]]]:
+def inferred_value_bytes(model: ir.Model, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, tuple[int, list[int]]]:
     """Bytes and dims of every main-graph value whose dtype and whole shape onnx's shape inference knows
     (declared, or inferred with constants propagated: a ConstantOfShape of a constant shape counts).
 
     Weights over 1 KB are not read and the model is left unchanged; {} when inference fails. Constants
     are propagated only when no 1-D value is long: onnx's data propagation holds a shape entry of about
     140 bytes per element of every 1-D value an Add or Mul reads (1.4 GB for 10 million elements).
+    `input_shapes` binds graph inputs to the shapes they will run with (the feeds'), for this estimate only.
     """
     from onnx_ir.passes.common import _c_api_utils
 
@@ -535,6 +538,10 @@ def inferred_value_bytes(model: ir.Model) -> dict[str, tuple[int, list[int]]]:
     graph = model.graph
     order = list(graph.initializers.values())
     declared = [(value, value.type, value.shape) for value in order]
+    bound = [value for value in graph.inputs if value.name in (input_shapes or {}) and not value.is_initializer()]
+    declared += [(value, value.type, value.shape) for value in bound]
+    for value in bound:
+        value.shape = ir.Shape(list(input_shapes[value.name]))
     try:
         inferred = _c_api_utils.call_onnx_api(infer(False), model)
         infos = (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
@@ -847,3 +854,52 @@ def save(model: ir.Model, path: str | os.PathLike, *, external_data: bool | None
     target = Path(path)
     staged = stage(model, target.parent if str(target.parent) else Path("."), target.name, external_data=external_data)
     return publish(staged, target)
+
+
+_SCRATCH_PREFIX = "optimize-run-"
+
+
+@contextlib.contextmanager
+def scratch_folder(purpose: str = "work"):
+    """A private folder for one run's temporary files, removed on exit.
+
+    It lives under the system temporary folder as `optimize-run-<pid>-<purpose>-<random>`: a run that
+    was killed (SIGKILL, a crash) cannot remove its own, so each new one first sweeps the folders
+    whose process is gone (`sweep_scratch_folders`).
+    """
+    sweep_scratch_folders()
+    folder = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-{purpose}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_scratch_folders(root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the scratch folders under `root` (default: the system temporary folder) whose process is
+    no longer running; the folders removed."""
+    root = Path(root if root is not None else tempfile.gettempdir())
+    removed = []
+    try:
+        candidates = [entry for entry in root.iterdir() if entry.name.startswith(_SCRATCH_PREFIX)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        pid_text = entry.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)) or entry.is_symlink() or not entry.is_dir():
+            continue
+        if entry.stat().st_uid != os.getuid():
+            continue  # another user's: not ours to remove
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
