@@ -140,7 +140,8 @@ def read_npz_headers(path: str | os.PathLike) -> dict[str, ArrayHeader]:
                     continue
                 with archive.open(member) as stream:
                     version = np.lib.format.read_magic(stream)
-                    shape, fortran, dtype = np.lib.format._read_array_header(stream, version, max_header_size=10000)  # noqa: SLF001 - numpy's own header reader
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(stream)
                 if dtype.hasobject:
                     raise VerificationInputError(f"{path}: array '{member.filename[:-4]}' holds Python objects, which are never unpickled", option="inputs")
                 headers[member.filename[:-4]] = ArrayHeader(tuple(int(d) for d in shape), np.dtype(dtype))
