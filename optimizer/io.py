@@ -231,6 +231,7 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
             _check_embedded_size(tensor, where)
     _check_sparse_initializers(proto.graph, where)
     _check_declared_types(proto.graph, where)
+    _check_attribute_references(proto.graph, where)
     try:
         # The checker needs structure, not weights (their sizes were checked above): give it a
         # skeleton, which saves serializing every weight once more. External locations were
@@ -391,6 +392,18 @@ def _check_declared_types(graph: onnx.GraphProto, where: Path) -> None:
             raise _fail(where, f"initializer '{info.name}' has element type {have} but its graph input declares {want}")
 
 
+def _check_attribute_references(graph: onnx.GraphProto, where: Path) -> None:
+    """An attribute that refers to a function's attribute (`ref_attr_name`) only means something in a function body."""
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.ref_attr_name:
+                raise _fail(where, f"node '{node.name or node.op_type}' attribute '{attr.name}' refers to a function attribute ({attr.ref_attr_name!r}) outside any function")
+            if attr.HasField("g"):
+                _check_attribute_references(attr.g, where)
+            for sub in attr.graphs:
+                _check_attribute_references(sub, where)
+
+
 def _check_type_inference(proto: onnx.ModelProto, where: Path) -> None:
     """Declared types must agree with what onnx's type inference derives (a value_info contradicting its
     producer); run on a copy without the weights' bytes. A disagreement onnxruntime tolerates is accepted."""
@@ -496,8 +509,19 @@ def load(path: str | os.PathLike, *, validate: bool = True) -> ir.Model:
     `validate=False` is for re-reading a file this process already validated.
     """
     proto = load_proto(path) if validate else onnx.load_model(str(path), load_external_data=False)
-    model = ir.serde.deserialize_model(proto)
+    try:
+        model = ir.serde.deserialize_model(proto)
+    except Exception as error:  # noqa: BLE001 - onnx-ir raises SerdeError around the real cause
+        raise _fail(path, f"the model's graph cannot be read: {_innermost(error)}") from None
     return _map_lazily(model, os.path.dirname(os.path.abspath(path)))
+
+
+def _innermost(error: BaseException) -> str:
+    """The first line of the innermost cause of a chained exception."""
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(error).__name__
 
 
 def convert_opset(model: ir.Model, opset: int) -> ir.Model:

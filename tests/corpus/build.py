@@ -246,6 +246,14 @@ def case_sparse_huge_dense(folder):
     return _write(folder, "m.onnx", model), "sparse initializer 'big'"
 
 
+def case_attribute_reference_outside_function(folder):
+    model = small_model()
+    attr = helper.make_attribute("alpha", 1.0)
+    attr.ref_attr_name = "alpha"
+    model.graph.node[3].attribute.append(attr)
+    return _write(folder, "m.onnx", model), "outside any function"
+
+
 CASES = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 
 
