@@ -68,23 +68,21 @@ def case_protobuf_not_a_model(folder):
     return _write(folder, "m.onnx", tensor.SerializeToString()), "not an ONNX model"
 
 
-def case_undefined_value(folder):
-    model = small_model()
-    model.graph.node[2].input[0] = "nowhere"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
+def _rewired(edits: list[tuple[int, str, int, str]], expected: str):
+    """A case: the small model with node inputs/outputs renamed, `(node, "input"|"output", position, new name)`."""
+
+    def case(folder):
+        model = small_model()
+        for node, field, position, name in edits:
+            getattr(model.graph.node[node], field)[position] = name
+        return _write(folder, "m.onnx", model), expected
+
+    return case
 
 
-def case_duplicate_names(folder):
-    model = small_model()
-    model.graph.node[1].output[0] = "w2"
-    model.graph.node[2].input[0] = "w2"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
-
-
-def case_cycle(folder):
-    model = small_model()
-    model.graph.node[1].input[0] = "m"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
+case_undefined_value = _rewired([(2, "input", 0, "nowhere")], "invalid ONNX model")
+case_duplicate_names = _rewired([(1, "output", 0, "w2"), (2, "input", 0, "w2")], "invalid ONNX model")
+case_cycle = _rewired([(1, "input", 0, "m")], "invalid ONNX model")
 
 
 def case_unknown_default_op(folder):
