@@ -107,7 +107,11 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
         level = logging.INFO
     if quiet:
         level = logging.ERROR
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from optimizer.sanitize import SanitizingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SanitizingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # onnx-ir warns about things we handle on purpose (e.g. initializer-inputs it will not dedup).
     logging.getLogger("onnx_ir").setLevel(level if verbose >= 2 else logging.ERROR)
 

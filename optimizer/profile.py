@@ -120,8 +120,42 @@ def profile_model(
     from optimizer.io import scratch_folder  # onnx and onnx-ir load only when profiling
 
     options = session_options if session_options is not None else ort.SessionOptions()
+    runs, warmup = _within_event_budget(model_path, runs, warmup)
     with scratch_folder("profile") as directory:
         return _profile_in(directory, model_path, feeds, options, providers, provider_options, runs, warmup)
+
+
+TRACE_EVENT_BUDGET = 200_000
+"""Most node events one profile traces: the trace is JSON read whole (about 2 KB of memory per event),
+so a graph of many nodes is profiled over fewer runs instead of over gigabytes of trace."""
+
+
+def _within_event_budget(model_path, runs: int, warmup: int) -> tuple[int, int]:
+    """(runs, warmup) cut so that (runs + warmup) * nodes stays within TRACE_EVENT_BUDGET (at least one timed run)."""
+    import onnx
+
+    try:
+        nodes = _node_count(onnx.load_model(os.fspath(model_path), load_external_data=False).graph)
+    except Exception:  # noqa: BLE001 - onnxruntime reports an unreadable model itself
+        return runs, warmup
+    allowed = max(2, TRACE_EVENT_BUDGET // max(nodes, 1))
+    if runs + warmup <= allowed:
+        return runs, warmup
+    warmup = min(warmup, 1)
+    cut = max(1, allowed - warmup)
+    logger.info("profiling %d runs instead of %d: %d nodes would trace %d events", cut, runs, nodes, (runs + warmup) * nodes)
+    return cut, warmup
+
+
+def _node_count(graph) -> int:
+    """Nodes of a GraphProto and of its subgraphs."""
+    total = len(graph.node)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                total += _node_count(attr.g)
+            total += sum(_node_count(sub) for sub in attr.graphs)
+    return total
 
 
 def _profile_in(directory, model_path, feeds, options, providers, provider_options, runs: int, warmup: int) -> ProfileResult:

@@ -9,15 +9,17 @@ make an escape ambiguous; `sanitize_markdown()` also keeps GitHub from pinging (
 (`#123`) or auto-linking bare URLs. JSON is not sanitized: it is exact, and its encoder escapes.
 
 `SanitizingConsole` is a rich `Console` that sanitizes every string it is asked to print, so a renderer
-handed one cannot write raw control characters whatever it prints.
+handed one cannot write raw control characters whatever it prints; `SanitizingFormatter` does the
+same for log records written to stderr.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 
-__all__ = ["sanitize_text", "sanitize_line", "sanitize_markdown", "SanitizingConsole", "is_unsafe"]
+__all__ = ["sanitize_text", "sanitize_line", "sanitize_markdown", "SanitizingConsole", "SanitizingFormatter", "is_unsafe"]
 
 _ALLOWED_WHITESPACE = frozenset("\n\t")
 _INVISIBLE_FORMAT = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e")
@@ -67,6 +69,13 @@ def sanitize_markdown(text: object) -> str:
     text = _MENTION.sub("&#64;", text)
     text = _REFERENCE.sub("&#35;", text)
     return _URL.sub(lambda match: f"{match.group(1)}&#{ord(match.group(2))};", text)
+
+
+class SanitizingFormatter(logging.Formatter):
+    """A logging formatter whose records (messages, tracebacks) have their control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return sanitize_text(super().format(record))
 
 
 def _console_class():

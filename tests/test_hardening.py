@@ -265,3 +265,12 @@ def test_profile_of_a_model_without_nodes_is_not_an_internal_error(tmp_path):
     model.ir_version = 10
     result = CliRunner().invoke(cli, ["profile", save(model, tmp_path / "empty.onnx")], catch_exceptions=False)
     assert result.exit_code == 2 and "ran no kernels" in result.stderr
+
+
+def test_log_records_are_sanitized():
+    import logging
+
+    from optimizer.sanitize import SanitizingFormatter
+
+    record = logging.LogRecord("optimizer.io", logging.WARNING, __file__, 1, "model %s objects", (HOSTILE,), None)
+    assert _raw_controls(SanitizingFormatter("%(levelname)s %(message)s").format(record)) == []
