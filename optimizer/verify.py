@@ -25,6 +25,7 @@ from optimizer.units import IEC_UNITS, format_bytes
 
 __all__ = [
     "ArrayHeader",
+    "Feeds",
     "NpzInputs",
     "read_npz_headers",
     "OutputComparison",
@@ -209,6 +210,15 @@ def load_inputs(path: str | os.PathLike, *, max_bytes: int | None = None) -> Npz
 def _input_memory_limit() -> int | None:
     available = available_memory()
     return available // 2 if available is not None else None
+
+
+class Feeds(dict):
+    """Input arrays by name that remember where they came from (`source`, e.g. "generated (random; x=[1, 4])"):
+    a Verifier handed them again blames the inputs they are, not the user's --inputs."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], source: str) -> None:
+        super().__init__(arrays)
+        self.source = source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -518,11 +528,12 @@ class Verifier:
                 raise VerificationInputError(f"{_INPUTS} '{spec.name}' is {array.dtype}, the model expects {spec.dtype}", option="inputs")
             feeds[spec.name] = array
         self._check_sizes_once(feeds)
+        source = inputs.source if isinstance(inputs, Feeds) else "--inputs"
         try:
             self.expected = self._run(session, feeds)
         except Exception as error:  # noqa: BLE001
-            raise self._cannot_run(error, f"the given {_INPUTS}") from None
-        self.feeds, self.inputs_source = feeds, "--inputs"
+            raise self._cannot_run(error, source if isinstance(inputs, Feeds) else f"the given {_INPUTS}") from None
+        self.feeds, self.inputs_source = Feeds(feeds, source), source
 
     def _find_working_inputs(self, session, specs, input_shapes, batch: int) -> None:
         last_error = None
@@ -537,7 +548,7 @@ class Verifier:
                 last_error = error
                 logger.debug("original rejects %s: %s", source, error)
                 continue
-            self.feeds, self.inputs_source = feeds, source
+            self.feeds, self.inputs_source = Feeds(feeds, source), source
             return
         hint = f"; pass real inputs with {_INPUTS} FILE.npz or bind dims with {_SHAPES} NAME=D1,D2,..." if specs else ""
         raise self._cannot_run(last_error, on, hint) from None

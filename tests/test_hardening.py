@@ -274,3 +274,18 @@ def test_log_records_are_sanitized():
 
     record = logging.LogRecord("optimizer.io", logging.WARNING, __file__, 1, "model %s objects", (HOSTILE,), None)
     assert _raw_controls(SanitizingFormatter("%(levelname)s %(message)s").format(record)) == []
+
+
+def test_generated_feeds_handed_on_are_not_blamed_on_the_user(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [7, 1])
+    shape = numpy_helper.from_array(np.array([7, 1], np.int64), "shape")
+    model = helper.make_model(helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path = save(model, tmp_path / "reshape.onnx")
+    feeds = verify.Feeds({"x": np.ones(3, np.float32)}, "generated (random; x=[3])")
+    with pytest.raises(verify.VerificationInputError) as error:
+        verify.Verifier(path, io.load(path), inputs=feeds)
+    assert "on generated (random; x=[3])" in str(error.value) and "inputs" not in str(error.value).split("(random")[0].replace("generated", "")
+    good = verify.Verifier(path, io.load(path), inputs=verify.Feeds({"x": np.ones(7, np.float32)}, "generated (zeros; x=[7])"))
+    assert good.inputs_source == "generated (zeros; x=[7])" and good.feeds.source == good.inputs_source
