@@ -283,7 +283,7 @@ def _check_provider_names(providers: list[str], where: str) -> None:
     known = set(ort.get_all_providers())
     unknown = [p for p in providers if p not in known]
     if unknown:
-        raise ConfigError(f"{where}: unknown execution provider {unknown[0][:80]!r} (onnxruntime knows {', '.join(sorted(known))})")
+        raise ConfigError(f"{where}: execution provider {unknown[0][:80]!r} is not available in this onnxruntime, and no onnxruntime build knows it (known: {', '.join(sorted(known))})")
     if len(set(providers)) != len(providers):
         raise ConfigError(f"{where}: 'providers' names a provider twice")
 
