@@ -337,10 +337,17 @@ def _runtime_load_error(path: Path) -> tuple[bool, str]:
 _TENSOR_DATA_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
 
 
+_ELEMENT_TYPES = frozenset(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+
+
+def _type_name(elem_type: int) -> str:
+    return onnx.TensorProto.DataType.Name(elem_type) if elem_type in onnx.TensorProto.DataType.values() else str(elem_type)
+
+
 def _check_tensor_type(tensor: onnx.TensorProto, where: Path) -> None:
     """A tensor's element type must be a defined one."""
-    if tensor.data_type == onnx.TensorProto.UNDEFINED:
-        raise _fail(where, f"tensor '{tensor.name or '<unnamed>'}' has element type UNDEFINED")
+    if tensor.data_type not in _ELEMENT_TYPES:
+        raise _fail(where, f"tensor '{tensor.name or '<unnamed>'}' has element type {_type_name(tensor.data_type)}, not an ONNX element type")
 
 
 def _dense_bytes(dims, data_type: int) -> int:
@@ -382,13 +389,13 @@ def _declared_values(graph: onnx.GraphProto):
 def _check_declared_types(graph: onnx.GraphProto, where: Path) -> None:
     """Declared tensor types must name an element type; an initializer must have its graph input's type."""
     for info in _declared_values(graph):
-        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type == onnx.TensorProto.UNDEFINED:
-            raise _fail(where, f"value '{info.name}' declares element type UNDEFINED")
+        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type not in _ELEMENT_TYPES:
+            raise _fail(where, f"value '{info.name}' declares element type {_type_name(info.type.tensor_type.elem_type)}, not an ONNX element type")
     initializers = {tensor.name: tensor.data_type for tensor in graph.initializer}
     for info in graph.input:
         declared = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else None
         if info.name in initializers and declared and declared != initializers[info.name]:
-            have, want = onnx.TensorProto.DataType.Name(initializers[info.name]), onnx.TensorProto.DataType.Name(declared)
+            have, want = _type_name(initializers[info.name]), _type_name(declared)
             raise _fail(where, f"initializer '{info.name}' has element type {have} but its graph input declares {want}")
 
 

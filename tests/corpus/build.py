@@ -188,6 +188,12 @@ def case_undefined_elem_type(folder):
     return _write(folder, "m.onnx", model), "UNDEFINED"
 
 
+def case_unknown_tensor_type(folder):
+    model = small_model()
+    model.graph.initializer[1].data_type = 99
+    return _write(folder, "m.onnx", model), "element type 99, not an ONNX element type"
+
+
 def case_initializer_input_dtype(folder):
     model = small_model()
     model.graph.input.append(helper.make_tensor_value_info("two", TensorProto.INT64, [1]))
