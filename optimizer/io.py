@@ -307,6 +307,9 @@ def _skeleton(proto: onnx.ModelProto, *, keep_dims: bool = False) -> onnx.ModelP
         empty(tensor, skeleton.graph.initializer.add())
     for node in proto.graph.node:
         copy = skeleton.graph.node.add()
+        if not any(attr.HasField("t") or attr.tensors for attr in node.attribute):
+            copy.CopyFrom(node)  # no weights in it: one copy in C++, not field by field
+            continue
         _copy_fields(node, copy, skip="attribute")
         for attr in node.attribute:
             target = copy.attribute.add()
