@@ -232,6 +232,7 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
     _check_sparse_initializers(proto.graph, where)
     _check_declared_types(proto.graph, where)
     _check_attribute_references(proto.graph, where)
+    _check_utf8(proto, where)
     try:
         # The checker needs structure, not weights (their sizes were checked above): give it a
         # skeleton, which saves serializing every weight once more. External locations were
@@ -400,6 +401,42 @@ def _check_declared_types(graph: onnx.GraphProto, where: Path) -> None:
         if info.name in initializers and declared and declared != initializers[info.name]:
             have, want = _type_name(initializers[info.name]), _type_name(declared)
             raise _fail(where, f"initializer '{info.name}' has element type {have} but its graph input declares {want}")
+
+
+def _check_utf8(proto: onnx.ModelProto, where: Path) -> None:
+    """Every name and string field must be UTF-8 (protobuf hands back bytes for one that is not)."""
+    texts = [proto.producer_name, proto.producer_version, proto.domain, proto.doc_string]
+    texts += [entry.key for entry in proto.metadata_props] + [entry.value for entry in proto.metadata_props] + [o.domain for o in proto.opset_import]
+    _refuse_bytes(texts, "the model's metadata", where)
+    _check_graph_utf8(proto.graph, where)
+    for function in proto.functions:
+        _refuse_bytes([function.name, function.domain, *function.input, *function.output], f"function {function.name!r}", where)
+        for node in function.node:
+            _check_node_utf8(node, where)
+
+
+def _check_graph_utf8(graph: onnx.GraphProto, where: Path) -> None:
+    _refuse_bytes([graph.name, graph.doc_string], "a graph's name or doc string", where)
+    _refuse_bytes([info.name for info in (*graph.input, *graph.output, *graph.value_info)], "a value name", where)
+    _refuse_bytes([tensor.name for tensor in graph.initializer], "an initializer name", where)
+    for node in graph.node:
+        _check_node_utf8(node, where)
+
+
+def _check_node_utf8(node: onnx.NodeProto, where: Path) -> None:
+    _refuse_bytes([node.name, node.op_type, node.domain, node.doc_string, *node.input, *node.output], "a node's name, op type or inputs", where)
+    for attr in node.attribute:
+        _refuse_bytes([attr.name, attr.ref_attr_name, attr.doc_string], "an attribute name", where)
+        if attr.HasField("g"):
+            _check_graph_utf8(attr.g, where)
+        for sub in attr.graphs:
+            _check_graph_utf8(sub, where)
+
+
+def _refuse_bytes(texts, what: str, where: Path) -> None:
+    for text in texts:
+        if isinstance(text, bytes):
+            raise _fail(where, f"{what} is not valid UTF-8 ({text[:40]!r}); ONNX strings must be UTF-8")
 
 
 def _check_attribute_references(graph: onnx.GraphProto, where: Path) -> None:
