@@ -568,7 +568,6 @@ def tune_command(model, output, inputs_file, input_shapes, providers, intra, int
     if display.as_json:
         click.echo(json.dumps({"config": str(config_path), **result.to_dict()}, indent=2, default=str))
     elif not display.quiet:
-
         from optimizer.report import render_tuning
 
         out = _stdout()
@@ -599,7 +598,6 @@ def profile_command(model, config_path, inputs_file, input_shapes, runs, top, di
     if display.as_json:
         click.echo(json.dumps({"config": str(used_config) if used_config else None, **result.to_dict()}, indent=2))
     elif not display.quiet:
-
         from optimizer.report import render_profile
 
         out = _stdout()
@@ -628,7 +626,6 @@ def inspect_command(model, input_shapes, display: _Display) -> None:
     if display.as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     elif not display.quiet:
-
         from optimizer.report import render_inspection
 
         render_inspection(result, _stdout(), verbose=display.verbose > 0)
@@ -699,7 +696,6 @@ def check_command(model, max_size, max_params, max_latency_ms, baseline, max_reg
 
         click.echo(to_json(document), nl=False)
     else:
-
         from optimizer.report import render_check
 
         render_check(document, _stdout(), failed_only=display.quiet)
@@ -746,7 +742,6 @@ def compare_command(model_a, model_b, inputs_file, input_shapes, config_a, confi
 
         click.echo(to_json(document), nl=False)
     elif not display.quiet:
-
         from optimizer.report import render_comparison
 
         render_comparison(document, _stdout())
@@ -772,7 +767,6 @@ def partition_command(model, parts, out_dir, strategy, input_shapes, display: _D
     if display.as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2, default=str))
     elif not display.quiet:
-
         from optimizer.report import render_manifest
 
         render_manifest(manifest, out_dir, _stdout())
@@ -805,7 +799,6 @@ def run_partitioned_command(directory, inputs_file, input_shapes, stream, rounds
     if display.as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     elif not display.quiet:
-
         from optimizer.report import render_partitioned_run
 
         render_partitioned_run(report, _stdout())
