@@ -64,7 +64,10 @@ class Tolerance:
 
 def default_tolerance(model: ir.Model) -> Tolerance:
     """Tight for lossless rewrites of float models; looser for models already quantized."""
-    ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)}
+    return _tolerance_for({n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)})
+
+
+def _tolerance_for(ops: set[str]) -> Tolerance:
     if ops & QUANTIZED_OPS:
         return Tolerance(rtol=1e-2, atol=1e-3)
     return Tolerance(rtol=1e-4, atol=1e-5)
@@ -458,7 +461,8 @@ class Verifier:
         batch: int = 1,
         run_timeout_s: float | None = DEFAULT_RUN_TIMEOUT_S,
     ) -> None:
-        self.tolerance = tolerance or default_tolerance(original)
+        ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(original.graph)}  # one walk for the tolerance and the random ops
+        self.tolerance = tolerance or _tolerance_for(ops)
         self.run_timeout_s = run_timeout_s
         self._unchecked: ir.Model | None = None
         self.skip_reason = ""
@@ -469,7 +473,6 @@ class Verifier:
         self.original_path = str(original_path)
         self._runtime_optimizer_fails_original: bool | None = None  # found out on the first failing candidate
         self.note = ""
-        ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(original.graph)}
         if ops & RANDOM_OPS:
             self.skip_reason = f"the model draws random numbers ({', '.join(sorted(ops & RANDOM_OPS))}); outputs are not comparable"
             return
