@@ -848,6 +848,10 @@ def main() -> None:
     previous = _catch_signals()  # from the start: a signal while the libraries load is no traceback either
     try:
         cli(prog_name="optimize")
+    except SystemExit as stop:
+        if stop.code == EXIT_INTERRUPTED:
+            _exit_now(EXIT_INTERRUPTED)
+        raise
     except (KeyboardInterrupt, _Interrupted):
         _fail("interrupted", EXIT_INTERRUPTED)
     except Exception:
@@ -856,6 +860,17 @@ def main() -> None:
         raise
     finally:
         _restore_signals(previous)
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once, once the cleanup has run: after an interrupted onnxruntime run, the interpreter's
+    shutdown can meet onnxruntime's thread pools mid-teardown and abort (SIGABRT) instead of exiting `code`."""
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

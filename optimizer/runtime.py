@@ -87,7 +87,7 @@ def run_interruptibly(session, output_names, feeds, *, timeout_s: float | None =
         except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
             outcome["error"] = error
 
-    worker = threading.Thread(target=work, name="onnxruntime-run", daemon=True)
+    worker = threading.Thread(target=work, name="onnxruntime-run")  # not a daemon: the process never exits mid-run
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     worker.start()
     try:
@@ -95,11 +95,11 @@ def run_interruptibly(session, output_names, feeds, *, timeout_s: float | None =
             worker.join(0.05)
     except BaseException:
         options.terminate = True
-        worker.join(5.0)
+        _join_stopped(worker)
         raise
     if worker.is_alive():
         options.terminate = True
-        worker.join(5.0)
+        _join_stopped(worker)
         raise RunTimeoutError(f"the run did not finish within {timeout_s:g} s and was stopped")
     if "error" in outcome:
         raise outcome["error"]
@@ -297,6 +297,17 @@ def _check_provider_options(provider: str, options: Mapping, where: str) -> None
             raise ConfigError(f"{where}: provider_options of {provider}: {key!r} must be a short string, number or boolean")
     if provider == "CPUExecutionProvider" and options:
         raise ConfigError(f"{where}: CPUExecutionProvider takes no provider options (got {', '.join(map(str, options))[:200]})")
+
+
+_STOP_GRACE_S = 60.0
+
+
+def _join_stopped(worker) -> None:
+    """Wait for a run told to terminate (onnxruntime checks between kernels: milliseconds, unless one
+    kernel runs long), so that no onnxruntime call is in flight when the caller unwinds or exits."""
+    worker.join(_STOP_GRACE_S)
+    if worker.is_alive():
+        logger.warning("an onnxruntime run did not stop within %g s of being told to", _STOP_GRACE_S)
 
 
 def available_providers() -> list[str]:
