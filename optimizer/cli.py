@@ -26,7 +26,7 @@ FLAGS = {
     "no_external_data": "--no-external-data", "force": "--force", "prune_outputs": "--prune-outputs",
     "target_opset": "--target-opset", "calibration": "--calibration", "quantize": "--quantize",
     "quant_format": "--quant-format", "prune_weights": "--prune-weights", "budget": "--budget", "precision": "--precision",
-    "config_output": "-o",
+    "config_output": "-o", "run_timeout": "--run-timeout",
 }
 """The flag of each option a library error mentions (`optimizer.errors.mention`): the only place they are spelled."""
 
@@ -101,13 +101,31 @@ def _catch_signals() -> dict:
 
 
 def _stderr():
-    from rich.console import Console
+    """The console for progress on stderr; it escapes control characters from models (optimizer.sanitize)."""
+    from optimizer.sanitize import SanitizingConsole
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return SanitizingConsole(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout():
+    """The console renderers print reports to (`report.report_console`: piped width, control characters escaped)."""
+    from optimizer.report import report_console
+
+    return report_console()
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr, control characters escaped."""
+    from optimizer.sanitize import sanitize_line
+
+    click.echo(f"warning: {sanitize_line(message)}", err=True)
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    """The one error line on stderr (control characters, CR and newlines escaped), then exit `code`."""
+    from optimizer.sanitize import sanitize_line
+
+    click.echo(f"error: {sanitize_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -119,7 +137,11 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
         level = logging.INFO
     if quiet:
         level = logging.ERROR
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from optimizer.sanitize import SanitizingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SanitizingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # onnx-ir warns about things we handle on purpose (e.g. initializer-inputs it will not dedup).
     logging.getLogger("onnx_ir").setLevel(level if verbose >= 2 else logging.ERROR)
 
@@ -326,13 +348,14 @@ class _VerifyFlags:
     strict: bool
     batch: int
     save_inputs: Path | None
+    run_timeout: float
 
     def options(self, shapes: dict, inputs: _Inputs):
         """VerifyOptions on `inputs` (made by `_prepare_inputs`: generated ones set the batch already)."""
         from optimizer.options import VerifyOptions
 
         batch = 1 if inputs.saved is not None and self.inputs_file is None else self.batch
-        return VerifyOptions(self.verify, inputs.arrays, shapes, self.rtol, self.atol, self.strict, batch)
+        return VerifyOptions(self.verify, inputs.arrays, shapes, self.rtol, self.atol, self.strict, batch, self.run_timeout or None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,9 +420,9 @@ class _LossyFlags:
         given = (("--calibration", self.calibration), ("--max-error", self.max_error), ("--exclude-nodes", self.exclude_nodes), ("--op-types", self.quant_op_types))
         unused = [flag for flag, value in given if value]
         if self.quantize == "none" and unused and ((self.prune_weights is None and self.precision == "fp32") or unused != ["--max-error"]):
-            click.echo(f"warning: {', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect without --quantize", err=True)
+            _warn(f"{', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect without --quantize")
         if self.calibration is not None and self.quantize in ("dynamic", "fp16"):
-            click.echo("warning: --calibration is only used by --quantize static or auto", err=True)
+            _warn("--calibration is only used by --quantize static or auto")
 
     def options(self, time_budget: float):
         """LossyOptions from the flags (LossyInputError for bad values)."""
@@ -451,6 +474,7 @@ def cli() -> None:
 @click.option("--rtol", type=float, help="Relative tolerance (default 1e-4; 1e-2 for quantized models).")
 @click.option("--atol", type=float, help="Absolute tolerance (default 1e-5; 1e-3 for quantized models).")
 @click.option("--strict", is_flag=True, help="A verification failure exits 1 instead of dropping the pass that caused it.")
+@click.option("--run-timeout", type=click.FloatRange(min=0), default=300.0, show_default=True, metavar="SECONDS", help="Stop one onnxruntime run of a model (reference outputs, a check) after this long; 0: no limit.")
 @click.option("--keep-initializer-inputs", is_flag=True, help="Keep graph inputs that have initializers as inputs (default: they become constants).")
 @click.option("--external-data/--no-external-data", default=None, help="Write weights to OUT.onnx.data [default: only when over 2 GB].")
 @click.option("--fold-max-bytes", type=click.IntRange(min=0), help="Refuse constant folds whose output exceeds this many bytes... [default: 1048576]")
@@ -571,7 +595,7 @@ def _render_run(result, document, display: _Display, reports: tuple[Path, ...]) 
             out.print(f"report: {path}")
     else:
         for warning in result.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            _warn(warning)
 
 
 def _origin(library_source: str | None, prepared: _Inputs, inputs_file: Path | None, settings: dict | None = None) -> dict:
@@ -1006,6 +1030,10 @@ def main() -> None:
     previous = _catch_signals()  # from the start: a signal while the libraries load is no traceback either
     try:
         cli(prog_name="optimize")
+    except SystemExit as stop:
+        if stop.code == EXIT_INTERRUPTED:
+            _exit_now(EXIT_INTERRUPTED)
+        raise
     except (KeyboardInterrupt, _Interrupted):
         _fail("interrupted", EXIT_INTERRUPTED)
     except Exception:
@@ -1014,6 +1042,17 @@ def main() -> None:
         raise
     finally:
         _restore_signals(previous)
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once, once the cleanup has run: after an interrupted onnxruntime run, the interpreter's
+    shutdown can meet onnxruntime's thread pools mid-teardown and abort (SIGABRT) instead of exiting `code`."""
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ __all__ = [
     "inferred_value_bytes",
     "MappedExternalTensor",
     "EXTERNAL_DATA_THRESHOLD",
+    "scratch_folder",
+    "sweep_scratch_folders",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,9 +129,15 @@ _FOUR_BIT_TYPES = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOA
 
 def _check_external_location(tensor: onnx.TensorProto, base_dir: Path, where: Path) -> None:
     """Refuse external data that would be read from outside the model's folder, or that is short."""
+    name = tensor.name or "<unnamed>"
+    keys = [entry.key for entry in tensor.external_data]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise _fail(where, f"tensor '{name}' declares external data key '{twice[0]}' twice; refused")
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
-    name = tensor.name or "<unnamed>"
+    if "\x00" in location:
+        raise _fail(where, f"tensor '{name}' has an external data location with a NUL byte ({location!r}); refused")
     if not location:
         raise _fail(where, f"tensor '{name}' declares external data without a location")
     if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location:
@@ -161,6 +169,11 @@ def _check_external_location(tensor: onnx.TensorProto, base_dir: Path, where: Pa
 
 def _check_embedded_size(tensor: onnx.TensorProto, where: Path) -> None:
     """Declared dims must match the bytes actually stored (catches corrupt or hostile tensors)."""
+    if tensor.data_type == onnx.TensorProto.STRING and not tensor.HasField("segment"):
+        count = int(np.prod(tensor.dims, dtype=np.float64)) if tensor.dims else 1
+        if len(tensor.string_data) != count:
+            raise _fail(where, f"tensor '{tensor.name}' declares shape {list(tensor.dims)} ({count} strings) but holds {len(tensor.string_data)} values")
+        return
     expected = _expected_bytes(tensor, where)
     if expected is None or tensor.HasField("segment"):
         return
@@ -204,30 +217,53 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
-    except Exception:  # noqa: BLE001 - protobuf raises several types for garbage
-        raise _fail(where, "not an ONNX model (the file is not a valid protobuf; truncated or another format?)") from None
+    except Exception as error:  # noqa: BLE001 - protobuf raises several types for garbage
+        raise _fail(where, _parse_failure(error)) from None
     del data
     if proto.ir_version <= 0 or not proto.HasField("graph") or (not proto.graph.node and not proto.graph.output):
         raise _fail(where, "not an ONNX model (no IR version or no graph)")
     _check_versions(proto, where)
     for tensor in _iter_tensors(proto.graph):
+        _check_tensor_type(tensor, where)
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _check_external_location(tensor, where.parent, where)
         else:
             _check_embedded_size(tensor, where)
+    _check_sparse_initializers(proto.graph, where)
+    _check_declared_types(proto.graph, where)
+    _check_attribute_references(proto.graph, where)
+    _check_utf8(proto, where)
     try:
         # The checker needs structure, not weights (their sizes were checked above): give it a
         # skeleton, which saves serializing every weight once more. External locations were
         # checked above as well, against the model's folder.
         onnx.checker.check_model(_skeleton(proto))
+    except UnicodeDecodeError as error:
+        raise _fail(where, f"a name or string in the model is not valid UTF-8 ({error.reason} at byte {error.start}: {error.object[max(0, error.start - 16):error.end]!r}); ONNX strings must be UTF-8") from None
     except Exception as error:  # noqa: BLE001 - checker raises ValidationError and C++ errors
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         # The checker is stricter than the runtime (e.g. outputs declared without a shape, which
         # real exports have): what onnxruntime loads is a model users run, so accept it.
-        if not _runtime_loads(where):
-            raise _fail(where, f"invalid ONNX model: {first}") from None
-        logger.warning("%s: onnx.checker objects (%s), but onnxruntime loads the model; continuing", where, first)
+        _accept_if_runtime_loads(where, f"invalid ONNX model: {first}", f"onnx.checker objects ({first})")
+    _check_type_inference(proto, where)
     return proto
+
+
+def _parse_failure(error: Exception) -> str:
+    """Why protobuf could not parse a file, in words: too deeply nested, or not a protobuf at all."""
+    text = str(error)
+    if "MaxDepth" in text or "recursion" in text.lower() or "depth" in text.lower():
+        return "its messages are nested too deeply for protobuf to parse (e.g. hundreds of nested If/Loop subgraphs); refused"
+    return "not an ONNX model (the file is not a valid protobuf; truncated or another format?)"
+
+
+def _accept_if_runtime_loads(where: Path, refusal: str, objection: str) -> None:
+    """The one load policy for a model a static check objects to: refused (with `refusal`) unless
+    onnxruntime loads it, in which case every command accepts it (with a warning naming `objection`)."""
+    loads, reason = _runtime_load_error(where)
+    if not loads:
+        raise _fail(where, f"{refusal} (onnxruntime refuses it too: {reason})" if reason else refusal)
+    logger.warning("%s: %s, but onnxruntime loads the model; continuing", where, objection)
 
 
 def _copy_fields(source, target, skip: str | tuple[str, ...]) -> None:
@@ -244,13 +280,26 @@ def _copy_fields(source, target, skip: str | tuple[str, ...]) -> None:
             setattr(target, field.name, value)
 
 
-def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
+_SKELETON_KEEPS_BYTES = 1024
+
+
+def _skeleton(proto: onnx.ModelProto, *, keep_dims: bool = False) -> onnx.ModelProto:
     """The model with every main-graph initializer, and every tensor in a main-graph node's attributes
-    (Constant values, embedded or external), replaced by an empty tensor of the same name and type."""
+    (Constant values, embedded or external), replaced by an empty tensor of the same name and type.
+
+    With `keep_dims` (for type inference) the tensors keep their dims, and small embedded ones their
+    values (shape inference reads e.g. a Reshape's target shape).
+    """
 
     def empty(tensor: onnx.TensorProto, into: onnx.TensorProto) -> None:
+        if keep_dims and tensor.data_location != onnx.TensorProto.EXTERNAL and tensor.ByteSize() <= _SKELETON_KEEPS_BYTES:
+            into.CopyFrom(tensor)
+            return
         into.name, into.data_type = tensor.name, tensor.data_type
-        into.dims.append(0)
+        if keep_dims:
+            into.dims.extend(tensor.dims)
+        else:
+            into.dims.append(0)
 
     skeleton = onnx.ModelProto()
     _copy_fields(proto, skeleton, skip="graph")
@@ -259,6 +308,9 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
         empty(tensor, skeleton.graph.initializer.add())
     for node in proto.graph.node:
         copy = skeleton.graph.node.add()
+        if not any(attr.HasField("t") or attr.tensors for attr in node.attribute):
+            copy.CopyFrom(node)  # no weights in it: one copy in C++, not field by field
+            continue
         _copy_fields(node, copy, skip="attribute")
         for attr in node.attribute:
             target = copy.attribute.add()
@@ -270,7 +322,8 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
     return skeleton
 
 
-def _runtime_loads(path: Path) -> bool:
+def _runtime_load_error(path: Path) -> tuple[bool, str]:
+    """(whether onnxruntime loads the model, the first line of its refusal without the file path)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -278,9 +331,142 @@ def _runtime_loads(path: Path) -> bool:
     options.log_severity_level = 4
     try:
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return True
-    except Exception:  # noqa: BLE001 - any refusal
-        return False
+        return True, ""
+    except Exception as error:  # noqa: BLE001 - any refusal
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        first = (lines[0] if lines else type(error).__name__).replace(str(path), "MODEL")
+        return False, first.split(" failed:", 1)[-1][:300]
+
+
+_TENSOR_DATA_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+
+
+_ELEMENT_TYPES = frozenset(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+
+
+def _type_name(elem_type: int) -> str:
+    return onnx.TensorProto.DataType.Name(elem_type) if elem_type in onnx.TensorProto.DataType.values() else str(elem_type)
+
+
+def _check_tensor_type(tensor: onnx.TensorProto, where: Path) -> None:
+    """A tensor's element type must be a defined one."""
+    if tensor.data_type not in _ELEMENT_TYPES:
+        raise _fail(where, f"tensor '{tensor.name or '<unnamed>'}' has element type {_type_name(tensor.data_type)}, not an ONNX element type")
+
+
+def _dense_bytes(dims, data_type: int) -> int:
+    count = int(np.prod(list(dims), dtype=np.float64)) if len(dims) else 1
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+    except Exception:  # noqa: BLE001 - strings and types numpy lacks: count one byte
+        itemsize = 1
+    return count * itemsize
+
+
+_DENSE_SPARSE_LIMIT = _PROTOBUF_LIMIT
+
+
+def _check_sparse_initializers(graph: onnx.GraphProto, where: Path) -> None:
+    """Sparse initializers: onnxruntime makes them dense at load, so their dense size is what counts."""
+    for sparse in graph.sparse_initializer:
+        name = sparse.values.name or "<unnamed>"
+        if any(d < 0 for d in sparse.dims):
+            raise _fail(where, f"sparse initializer '{name}' has a negative dimension {list(sparse.dims)}")
+        dense = _dense_bytes(sparse.dims, sparse.values.data_type)
+        if dense > _DENSE_SPARSE_LIMIT:
+            raise _fail(where, f"sparse initializer '{name}' has dense shape {list(sparse.dims)} ({dense / 2**30:.3g} GiB once made dense, as onnxruntime does), over the {_DENSE_SPARSE_LIMIT / 2**30:.0f} GiB limit; refused")
+
+
+def _declared_values(graph: onnx.GraphProto):
+    """Every ValueInfo a graph (and its subgraphs) declares: inputs, outputs, value_info."""
+    yield from graph.input
+    yield from graph.output
+    yield from graph.value_info
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _declared_values(attr.g)
+            for sub in attr.graphs:
+                yield from _declared_values(sub)
+
+
+def _check_declared_types(graph: onnx.GraphProto, where: Path) -> None:
+    """Declared tensor types must name an element type; an initializer must have its graph input's type."""
+    for info in _declared_values(graph):
+        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type not in _ELEMENT_TYPES:
+            raise _fail(where, f"value '{info.name}' declares element type {_type_name(info.type.tensor_type.elem_type)}, not an ONNX element type")
+    initializers = {tensor.name: tensor.data_type for tensor in graph.initializer}
+    for info in graph.input:
+        declared = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else None
+        if info.name in initializers and declared and declared != initializers[info.name]:
+            have, want = _type_name(initializers[info.name]), _type_name(declared)
+            raise _fail(where, f"initializer '{info.name}' has element type {have} but its graph input declares {want}")
+
+
+def _check_utf8(proto: onnx.ModelProto, where: Path) -> None:
+    """Every name and string field must be UTF-8 (protobuf hands back bytes for one that is not)."""
+    texts = [proto.producer_name, proto.producer_version, proto.domain, proto.doc_string]
+    texts += [entry.key for entry in proto.metadata_props] + [entry.value for entry in proto.metadata_props] + [o.domain for o in proto.opset_import]
+    _refuse_bytes(texts, "the model's metadata", where)
+    _check_graph_utf8(proto.graph, where)
+    for function in proto.functions:
+        _refuse_bytes([function.name, function.domain, *function.input, *function.output], f"function {function.name!r}", where)
+        for node in function.node:
+            _check_node_utf8(node, where)
+
+
+def _check_graph_utf8(graph: onnx.GraphProto, where: Path) -> None:
+    _refuse_bytes([graph.name, graph.doc_string], "a graph's name or doc string", where)
+    _refuse_bytes([info.name for info in (*graph.input, *graph.output, *graph.value_info)], "a value name", where)
+    _refuse_bytes([tensor.name for tensor in graph.initializer], "an initializer name", where)
+    for node in graph.node:
+        _check_node_utf8(node, where)
+
+
+def _check_node_utf8(node: onnx.NodeProto, where: Path) -> None:
+    _refuse_bytes([node.name, node.op_type, node.domain, node.doc_string, *node.input, *node.output], "a node's name, op type or inputs", where)
+    for attr in node.attribute:
+        _refuse_bytes([attr.name, attr.ref_attr_name, attr.doc_string], "an attribute name", where)
+        if attr.HasField("g"):
+            _check_graph_utf8(attr.g, where)
+        for sub in attr.graphs:
+            _check_graph_utf8(sub, where)
+
+
+def _refuse_bytes(texts, what: str, where: Path) -> None:
+    for text in texts:
+        if isinstance(text, bytes):
+            raise _fail(where, f"{what} is not valid UTF-8 ({text[:40]!r}); ONNX strings must be UTF-8")
+
+
+def _check_attribute_references(graph: onnx.GraphProto, where: Path) -> None:
+    """An attribute that refers to a function's attribute (`ref_attr_name`) only means something in a function body."""
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.ref_attr_name:
+                raise _fail(where, f"node '{node.name or node.op_type}' attribute '{attr.name}' refers to a function attribute ({attr.ref_attr_name!r}) outside any function")
+            if attr.HasField("g"):
+                _check_attribute_references(attr.g, where)
+            for sub in attr.graphs:
+                _check_attribute_references(sub, where)
+
+
+_CONTRADICTIONS = ("differs from existing", "existing shape differ")
+"""What onnx's type inference says when a declared type (value_info, output, input) contradicts the inferred one."""
+
+
+def _check_type_inference(proto: onnx.ModelProto, where: Path) -> None:
+    """Declared types must agree with what onnx's type inference derives (a value_info contradicting its
+    producer); run on a copy without the weights' bytes. A contradiction onnxruntime tolerates is accepted;
+    other inference failures (ops inference cannot follow) are left to the checker and the runtime."""
+    try:
+        onnx.shape_inference.infer_shapes(_skeleton(proto, keep_dims=True), check_type=True, strict_mode=True)
+    except Exception as error:  # noqa: BLE001 - inference raises InferenceError and C++ errors
+        if not any(words in str(error) for words in _CONTRADICTIONS):
+            return
+        lines = [line.strip() for line in str(error).replace("[ShapeInferenceError] Inference error(s): ", "").splitlines() if line.strip()]
+        first = lines[0] if lines else type(error).__name__
+        _accept_if_runtime_loads(where, f"a declared type contradicts the graph: {first}", f"type inference objects ({first})")
 
 
 def _check_versions(proto: onnx.ModelProto, where: Path) -> None:
@@ -377,8 +563,19 @@ def load(path: str | os.PathLike, *, validate: bool = True) -> ir.Model:
     `validate=False` is for re-reading a file this process already validated.
     """
     proto = load_proto(path) if validate else onnx.load_model(str(path), load_external_data=False)
-    model = ir.serde.deserialize_model(proto)
+    try:
+        model = ir.serde.deserialize_model(proto)
+    except Exception as error:  # noqa: BLE001 - onnx-ir raises SerdeError around the real cause
+        raise _fail(path, f"the model's graph cannot be read: {_innermost(error)}") from None
     return _map_lazily(model, os.path.dirname(os.path.abspath(path)))
+
+
+def _innermost(error: BaseException) -> str:
+    """The first line of the innermost cause of a chained exception."""
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(error).__name__
 
 
 def convert_opset(model: ir.Model, opset: int) -> ir.Model:
@@ -402,13 +599,14 @@ def convert_opset(model: ir.Model, opset: int) -> ir.Model:
     return upgraded
 
 
-def inferred_value_bytes(model: ir.Model) -> dict[str, tuple[int, list[int]]]:
+def inferred_value_bytes(model: ir.Model, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, tuple[int, list[int]]]:
     """Bytes and dims of every main-graph value whose dtype and whole shape onnx's shape inference knows
     (declared, or inferred with constants propagated: a ConstantOfShape of a constant shape counts).
 
     Weights over 1 KB are not read and the model is left unchanged; {} when inference fails. Constants
     are propagated only when no 1-D value is long: onnx's data propagation holds a shape entry of about
     140 bytes per element of every 1-D value an Add or Mul reads (1.4 GB for 10 million elements).
+    `input_shapes` binds graph inputs to the shapes they will run with (the feeds'), for this estimate only.
     """
     from onnx_ir.passes.common import _c_api_utils
 
@@ -418,6 +616,10 @@ def inferred_value_bytes(model: ir.Model) -> dict[str, tuple[int, list[int]]]:
     graph = model.graph
     order = list(graph.initializers.values())
     declared = [(value, value.type, value.shape) for value in order]
+    bound = [value for value in graph.inputs if value.name in (input_shapes or {}) and not value.is_initializer()]
+    declared += [(value, value.type, value.shape) for value in bound]
+    for value in bound:
+        value.shape = ir.Shape(list(input_shapes[value.name]))
     try:
         inferred = _c_api_utils.call_onnx_api(infer(False), model)
         infos = (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
@@ -730,3 +932,52 @@ def save(model: ir.Model, path: str | os.PathLike, *, external_data: bool | None
     target = Path(path)
     staged = stage(model, target.parent if str(target.parent) else Path("."), target.name, external_data=external_data)
     return publish(staged, target)
+
+
+_SCRATCH_PREFIX = "optimize-run-"
+
+
+@contextlib.contextmanager
+def scratch_folder(purpose: str = "work"):
+    """A private folder for one run's temporary files, removed on exit.
+
+    It lives under the system temporary folder as `optimize-run-<pid>-<purpose>-<random>`: a run that
+    was killed (SIGKILL, a crash) cannot remove its own, so each new one first sweeps the folders
+    whose process is gone (`sweep_scratch_folders`).
+    """
+    sweep_scratch_folders()
+    folder = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-{purpose}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_scratch_folders(root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the scratch folders under `root` (default: the system temporary folder) whose process is
+    no longer running; the folders removed."""
+    root = Path(root if root is not None else tempfile.gettempdir())
+    removed = []
+    try:
+        candidates = [entry for entry in root.iterdir() if entry.name.startswith(_SCRATCH_PREFIX)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        pid_text = entry.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)) or entry.is_symlink() or not entry.is_dir():
+            continue
+        if entry.stat().st_uid != os.getuid():
+            continue  # another user's: not ours to remove
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.errors import mention
+from optimizer.errors import UserError, mention
 from optimizer.lossy import LossyInputError, LossyOptions
+from optimizer.runtime import DEFAULT_RUN_TIMEOUT_S
 from optimizer.verify import check_batch
 
 __all__ = ["OptimizeOptions", "PassSelection", "VerifyOptions", "TuneOptions", "OutputOptions", "TARGET_OPSET_STEP"]
@@ -67,6 +68,8 @@ class VerifyOptions:
     """A failed check raises `VerificationFailedError` instead of dropping the pass that caused it."""
     batch: int = 1
     """Batch size of generated inputs (verification and tuning)."""
+    run_timeout_s: float | None = DEFAULT_RUN_TIMEOUT_S
+    """Seconds one onnxruntime run (reference outputs, a check) may take before it is stopped; None: no limit."""
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: tuple(dims) for name, dims in (self.input_shapes or {}).items()}
@@ -110,11 +113,12 @@ class OptimizeOptions:
         fold_max_bytes: int | None = None, fold_max_growth: float | None = None, target_opset: int | None = None,
         tune: bool = False, tune_budget: float | None = 30.0, objective: str = "latency", batch: int = 1,
         lossy: LossyOptions | None = None, prune_outputs: Sequence[str] | None = None,
+        run_timeout: float | None = DEFAULT_RUN_TIMEOUT_S,
     ) -> OptimizeOptions:
         """The options from `optimize()`'s keyword arguments (the names it has always taken)."""
         return cls(
             passes=PassSelection(level, tuple(passes) if passes else None, tuple(skip_passes), keep_initializer_inputs, fold_max_bytes, fold_max_growth, target_opset),
-            verify=VerifyOptions(verify, inputs, input_shapes, rtol, atol, strict, batch),
+            verify=VerifyOptions(verify, inputs, input_shapes, rtol, atol, strict, batch, run_timeout),
             tune=TuneOptions(tune, tune_budget, objective),
             output=OutputOptions(Path(output) if output is not None else None, external_data, force, tuple(prune_outputs) if prune_outputs else None),
             lossy=lossy,
@@ -123,6 +127,8 @@ class OptimizeOptions:
     def check(self) -> None:
         """Refuse combinations that cannot work (UserError subclasses)."""
         check_batch(self.verify.inputs, self.verify.batch)
+        if self.verify.run_timeout_s is not None and not self.verify.run_timeout_s > 0:
+            raise UserError(f"{mention('run_timeout')} must be a positive number of seconds", option="run_timeout")
         if self.lossy is not None and self.lossy.requested and not self.verify.enabled:
             raise LossyInputError(f"lossy variants are held to an error budget, which needs verification: drop {mention('no_verify')}", option="verify")
 

@@ -2,7 +2,7 @@
 
 `profile_model` builds a session with profiling on (the trace goes to a private temporary directory
 that is removed afterwards, also on error), runs the model `warmup` times untimed and `runs` times
-timed, and summarizes the trace. onnxruntime profiles from session creation and cannot be paused,
+timed, and summarizes the trace (`NothingToProfileError` when no kernel ran). onnxruntime profiles from session creation and cannot be paused,
 so the warm-up runs are in the trace too: its `model_run` events give each run's time window, and
 node events inside the first `warmup` windows are dropped. `read_trace` summarizes a trace file
 written elsewhere (another machine, the C/C++ API) the same way.
@@ -32,23 +32,28 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from optimizer.errors import UserError
+from optimizer.runtime import run_interruptibly
+
 if TYPE_CHECKING:
     import numpy as np
     import onnxruntime
 
-__all__ = ["NodeTiming", "OpTypeTiming", "ProfileResult", "profile_model", "read_trace"]
+__all__ = ["NothingToProfileError", "NodeTiming", "OpTypeTiming", "ProfileResult", "profile_model", "read_trace"]
 
 logger = logging.getLogger(__name__)
 
 KERNEL_SUFFIX = "_kernel_time"
 RUN_EVENT = "model_run"
+
+
+class NothingToProfileError(UserError, ValueError):
+    """The model runs no kernel (no nodes, or all folded by onnxruntime at load): there is nothing to time."""
 
 
 @dataclass
@@ -112,8 +117,51 @@ def profile_model(
         raise ValueError(f"runs must be at least 1, got {runs}")
     if warmup < 0:
         raise ValueError(f"warmup must not be negative, got {warmup}")
+    from optimizer.io import scratch_folder  # onnx and onnx-ir load only when profiling
+
     options = session_options if session_options is not None else ort.SessionOptions()
-    directory = tempfile.mkdtemp(prefix="optimize-profile-")
+    runs, warmup = _within_event_budget(model_path, runs, warmup)
+    with scratch_folder("profile") as directory:
+        return _profile_in(directory, model_path, feeds, options, providers, provider_options, runs, warmup)
+
+
+TRACE_EVENT_BUDGET = 200_000
+"""Most node events one profile traces: the trace is JSON read whole (about 2 KB of memory per event),
+so a graph of many nodes is profiled over fewer runs instead of over gigabytes of trace."""
+
+
+def _within_event_budget(model_path, runs: int, warmup: int) -> tuple[int, int]:
+    """(runs, warmup) cut so that (runs + warmup) * nodes stays within TRACE_EVENT_BUDGET (at least one timed run)."""
+    import onnx
+
+    try:
+        nodes = _node_count(onnx.load_model(os.fspath(model_path), load_external_data=False).graph)
+    except Exception:  # noqa: BLE001 - onnxruntime reports an unreadable model itself
+        return runs, warmup
+    allowed = max(2, TRACE_EVENT_BUDGET // max(nodes, 1))
+    if runs + warmup <= allowed:
+        return runs, warmup
+    warmup = min(warmup, 1)
+    cut = max(1, allowed - warmup)
+    logger.info("profiling %d runs instead of %d: %d nodes would trace %d events", cut, runs, nodes, (runs + warmup) * nodes)
+    return cut, warmup
+
+
+def _node_count(graph) -> int:
+    """Nodes of a GraphProto and of its subgraphs."""
+    total = len(graph.node)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                total += _node_count(attr.g)
+            total += sum(_node_count(sub) for sub in attr.graphs)
+    return total
+
+
+def _profile_in(directory, model_path, feeds, options, providers, provider_options, runs: int, warmup: int) -> ProfileResult:
+    """`profile_model` with its trace written under `directory` (removed by the caller)."""
+    import onnxruntime as ort
+
     saved = (options.enable_profiling, options.profile_file_prefix)
     session = None
     trace_path = None
@@ -131,7 +179,7 @@ def profile_model(
             options.enable_profiling, options.profile_file_prefix = saved
         feeds = dict(feeds)
         for _ in range(warmup + runs):
-            session.run(None, feeds)
+            run_interruptibly(session, None, feeds)
         trace_path = session.end_profiling()
         result = read_trace(trace_path, skip_runs=warmup)
     finally:
@@ -141,7 +189,6 @@ def profile_model(
             except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
                 pass
         del session
-        shutil.rmtree(directory, ignore_errors=True)
     if result.runs != runs:
         logger.warning("the profile holds %d timed runs of %d (onnxruntime caps the events it records)", result.runs, runs)
     return result
@@ -182,7 +229,7 @@ def _summarize(events: list[dict], skip_runs: int) -> ProfileResult:
         key = (event["name"][: -len(KERNEL_SUFFIX)], str(args.get("op_name", "?")), str(args.get("provider", "?")))
         totals[key] = totals.get(key, 0.0) + own
     if not totals:
-        raise ValueError("the profile trace holds no node events in the timed runs (onnxruntime ran no kernels)")
+        raise NothingToProfileError("the profile trace holds no node events in the timed runs: onnxruntime ran no kernels (the model has no nodes, or onnxruntime computed them all when it loaded it)")
 
     runs = len(timed)
     kernel_ms = sum(totals.values()) / runs / 1e3

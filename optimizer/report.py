@@ -37,14 +37,17 @@ __all__ = [
 
 def report_console() -> Console:
     """The console reports print to: the terminal's width, `COLUMNS` when set, and when piped without
-    `COLUMNS` a width wide enough that CI logs get whole rows (tables fold long names, never cut them)."""
+    `COLUMNS` a width wide enough that CI logs get whole rows (tables fold long names, never cut them);
+    control characters from models are shown escaped (`optimizer.sanitize`)."""
     import os
     import sys
+
+    from optimizer.sanitize import SanitizingConsole
 
     width = None
     if not os.environ.get("COLUMNS", "").isdigit() and not sys.stdout.isatty():
         width = PIPED_WIDTH
-    return Console(highlight=False, width=width)
+    return SanitizingConsole(highlight=False, width=width)
 
 
 def render_run(report: RunReport, console: Console, *, verbose: bool = False) -> None:

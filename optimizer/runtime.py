@@ -29,6 +29,9 @@ from optimizer.errors import UserError
 __all__ = [
     "CONFIG_SCHEMA_VERSION",
     "ConfigError",
+    "RunTimeoutError",
+    "DEFAULT_RUN_TIMEOUT_S",
+    "run_interruptibly",
     "RuntimeConfig",
     "available_providers",
     "config_path_for",
@@ -50,6 +53,57 @@ OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 
 class ConfigError(UserError):
     """A runtime configuration file that cannot be used; the message is one line for the user."""
+
+
+DEFAULT_RUN_TIMEOUT_S = 300.0
+"""How long one onnxruntime run of a model may take by default (a Loop with a huge trip count)."""
+
+
+class RunTimeoutError(UserError):
+    """One onnxruntime run went past its time limit and was stopped."""
+
+
+def run_interruptibly(session, output_names, feeds, *, timeout_s: float | None = DEFAULT_RUN_TIMEOUT_S, run_options=None):
+    """`session.run(output_names, feeds)` that a signal or a time limit stops within a second or two.
+
+    The run happens on a worker thread while this thread waits in short slices, so the interpreter
+    handles SIGINT/SIGTERM (its handler's exception) at once instead of after the run; on that
+    exception, or past `timeout_s` (None: no limit), onnxruntime is asked to stop
+    (`RunOptions.terminate`, checked between kernels and loop iterations) and the exception, or
+    `RunTimeoutError`, is raised once the run has stopped. measure.py and tune.py can time through it:
+    pass their own `run_options`; the worker's overhead is a thread start per call.
+    """
+    import threading
+    import time
+
+    import onnxruntime as ort
+
+    options = run_options if run_options is not None else ort.RunOptions()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = session.run(output_names, feeds, options)
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="onnxruntime-run")  # not a daemon: the process never exits mid-run
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    worker.start()
+    try:
+        while worker.is_alive() and (deadline is None or time.monotonic() < deadline):
+            worker.join(0.05)
+    except BaseException:
+        options.terminate = True
+        _join_stopped(worker)
+        raise
+    if worker.is_alive():
+        options.terminate = True
+        _join_stopped(worker)
+        raise RunTimeoutError(f"the run did not finish within {timeout_s:g} s and was stopped")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,9 +167,12 @@ class RuntimeConfig:
         providers = data.get("providers", ["CPUExecutionProvider"])
         if not isinstance(providers, list) or not providers or not all(isinstance(p, str) for p in providers):
             raise ConfigError(f"{where}: 'providers' must be a non-empty list of provider names")
+        _check_provider_names(providers, where)
         options = data.get("provider_options", [{} for _ in providers])
         if not isinstance(options, list) or len(options) != len(providers) or not all(isinstance(o, Mapping) for o in options):
             raise ConfigError(f"{where}: 'provider_options' must be a list of objects, one per provider")
+        for provider, entries in zip(providers, options):
+            _check_provider_options(provider, entries, where)
         session = data.get("session_options", {})
         if not isinstance(session, Mapping):
             raise ConfigError(f"{where}: 'session_options' must be an object")
@@ -127,6 +184,8 @@ class RuntimeConfig:
             value = session.get(key, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{where}: session_options.{key} must be an integer >= 0 (0: onnxruntime's default)")
+            if value > _cores():
+                raise ConfigError(f"{where}: session_options.{key} is {value}, more than the {_cores()} cores of this machine")
             threads[key] = value
         mode = session.get("execution_mode", "sequential")
         if mode not in EXECUTION_MODES:
@@ -137,9 +196,12 @@ class RuntimeConfig:
         entries = data.get("session_config_entries", {})
         if not isinstance(entries, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
             raise ConfigError(f"{where}: 'session_config_entries' must map strings to strings")
+        for key, value in entries.items():
+            if not key.startswith(_CONFIG_ENTRY_PREFIXES) or len(key) > _MAX_SETTING_CHARS or len(value) > _MAX_SETTING_CHARS or not _printable(key + value):
+                raise ConfigError(f"{where}: session_config_entries key {key[:80]!r} is not an onnxruntime session setting ({', '.join(p + '*' for p in _CONFIG_ENTRY_PREFIXES)})")
         concurrent = data.get("concurrent_requests", 1)
-        if not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1:
-            raise ConfigError(f"{where}: 'concurrent_requests' must be an integer >= 1")
+        if not isinstance(concurrent, int) or isinstance(concurrent, bool) or not 1 <= concurrent <= _MAX_CONCURRENT_REQUESTS:
+            raise ConfigError(f"{where}: 'concurrent_requests' must be an integer from 1 to {_MAX_CONCURRENT_REQUESTS}")
         return cls(
             providers=tuple(providers),
             provider_options=tuple(tuple(sorted((str(k), str(v)) for k, v in o.items())) for o in options),
@@ -195,6 +257,57 @@ class RuntimeConfig:
         if session.get_providers()[0] != self.providers[0]:
             raise ConfigError(f"{self.providers[0]} could not take the model; onnxruntime runs it on {session.get_providers()[0]}")
         return session
+
+
+_CONFIG_ENTRY_PREFIXES = ("session.", "optimization.", "ep.", "mlas.")
+_MAX_SETTING_CHARS = 1024
+_MAX_CONCURRENT_REQUESTS = 256
+
+
+def _cores() -> int:
+    """Cores this process may run on (the ceiling of a thread count in a settings file)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _printable(text: str) -> bool:
+    return text.isprintable()
+
+
+def _check_provider_names(providers: list[str], where: str) -> None:
+    """Every provider must be one onnxruntime knows (installed or not), each named once."""
+    import onnxruntime as ort
+
+    known = set(ort.get_all_providers())
+    unknown = [p for p in providers if p not in known]
+    if unknown:
+        raise ConfigError(f"{where}: execution provider {unknown[0][:80]!r} is not available in this onnxruntime, and no onnxruntime build knows it (known: {', '.join(sorted(known))})")
+    if len(set(providers)) != len(providers):
+        raise ConfigError(f"{where}: 'providers' names a provider twice")
+
+
+def _check_provider_options(provider: str, options: Mapping, where: str) -> None:
+    """Provider options are short printable names mapped to scalars (strings, numbers, booleans)."""
+    for key, value in options.items():
+        if not isinstance(key, str) or not key or len(key) > _MAX_SETTING_CHARS or not _printable(key):
+            raise ConfigError(f"{where}: provider_options of {provider} has a malformed key {str(key)[:80]!r}")
+        if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and (len(value) > _MAX_SETTING_CHARS or not _printable(value))):
+            raise ConfigError(f"{where}: provider_options of {provider}: {key!r} must be a short string, number or boolean")
+    if provider == "CPUExecutionProvider" and options:
+        raise ConfigError(f"{where}: CPUExecutionProvider takes no provider options (got {', '.join(map(str, options))[:200]})")
+
+
+_STOP_GRACE_S = 60.0
+
+
+def _join_stopped(worker) -> None:
+    """Wait for a run told to terminate (onnxruntime checks between kernels: milliseconds, unless one
+    kernel runs long), so that no onnxruntime call is in flight when the caller unwinds or exits."""
+    worker.join(_STOP_GRACE_S)
+    if worker.is_alive():
+        logger.warning("an onnxruntime run did not stop within %g s of being told to", _STOP_GRACE_S)
 
 
 def available_providers() -> list[str]:

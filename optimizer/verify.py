@@ -21,9 +21,14 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.error_stats import error_statistics
+from optimizer.runtime import DEFAULT_RUN_TIMEOUT_S, RunTimeoutError, run_interruptibly
 from optimizer.units import IEC_UNITS, format_bytes
 
 __all__ = [
+    "ArrayHeader",
+    "Feeds",
+    "NpzInputs",
+    "read_npz_headers",
     "OutputComparison",
     "VerificationResult",
     "VerificationInputError",
@@ -61,7 +66,10 @@ class Tolerance:
 
 def default_tolerance(model: ir.Model) -> Tolerance:
     """Tight for lossless rewrites of float models; looser for models already quantized."""
-    ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)}
+    return _tolerance_for({n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)})
+
+
+def _tolerance_for(ops: set[str]) -> Tolerance:
     if ops & QUANTIZED_OPS:
         return Tolerance(rtol=1e-2, atol=1e-3)
     return Tolerance(rtol=1e-4, atol=1e-5)
@@ -115,15 +123,109 @@ def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Arrays keyed by input name from an .npz file (never unpickles objects)."""
+@dataclasses.dataclass(frozen=True)
+class ArrayHeader:
+    """What an .npz member declares before any of its data is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.float64)) * self.dtype.itemsize
+
+
+def read_npz_headers(path: str | os.PathLike) -> dict[str, ArrayHeader]:
+    """Shape and dtype of every array in an .npz file, read from each member's header only (nothing is
+    decompressed beyond it); VerificationInputError for a file that is not an .npz of plain arrays."""
+    import zipfile
+
+    headers: dict[str, ArrayHeader] = {}
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if not member.filename.endswith(".npy"):
+                    continue
+                with archive.open(member) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(stream)
+                if dtype.hasobject:
+                    raise VerificationInputError(f"{path}: array '{member.filename[:-4]}' holds Python objects, which are never unpickled", option="inputs")
+                headers[member.filename[:-4]] = ArrayHeader(tuple(int(d) for d in shape), np.dtype(dtype))
     except FileNotFoundError:
-        raise VerificationInputError(f"{path}: no such file") from None
+        raise VerificationInputError(f"{path}: no such file", option="inputs") from None
+    except VerificationInputError:
+        raise
     except Exception as error:  # noqa: BLE001 - zip/format errors of many kinds
-        raise VerificationInputError(f"{path}: not a readable .npz file ({error})") from None
+        raise VerificationInputError(f"{path}: not a readable .npz file ({first_line(error)})", option="inputs") from None
+    return headers
+
+
+class NpzInputs(Mapping):
+    """The arrays of an .npz file by name, each read (decompressed) only when first asked for.
+
+    `headers` (shape, dtype) are known at once, so what the model cannot take (wrong names, dtypes,
+    ranks or static dims) or what would not fit in memory is refused before any data is decompressed.
+    """
+
+    def __init__(self, path: str | os.PathLike, headers: Mapping[str, ArrayHeader]) -> None:
+        self.path, self.headers = Path(path), dict(headers)
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.headers:
+            raise KeyError(name)
+        if name not in self._arrays:
+            try:
+                with np.load(self.path, allow_pickle=False) as data:
+                    array = data[name]
+            except Exception as error:  # noqa: BLE001 - a member whose data does not match its header
+                raise VerificationInputError(f"{self.path}: array '{name}' cannot be read ({first_line(error)})", option="inputs") from None
+            if array.shape != self.headers[name].shape or array.dtype != self.headers[name].dtype:
+                raise VerificationInputError(f"{self.path}: array '{name}' does not match its header", option="inputs")
+            self._arrays[name] = array
+        return self._arrays[name]
+
+    def __iter__(self):
+        return iter(self.headers)
+
+    def __len__(self) -> int:
+        return len(self.headers)
+
+
+def load_inputs(path: str | os.PathLike, *, max_bytes: int | None = None) -> NpzInputs:
+    """Arrays keyed by input name from an .npz file (never unpickles objects), read lazily.
+
+    The headers are read first: arrays declaring more than `max_bytes` in all (default: half the
+    memory available now) are refused before anything is decompressed (a small .npz can inflate to
+    gigabytes).
+    """
+    headers = read_npz_headers(path)
+    limit = max_bytes if max_bytes is not None else _input_memory_limit()
+    total = sum(header.nbytes for header in headers.values())
+    if limit is not None and total > limit:
+        name = max(headers, key=lambda key: headers[key].nbytes)
+        raise VerificationInputError(
+            f"{path}: the arrays would take {format_bytes(total, IEC_UNITS)} once decompressed ('{name}' is {list(headers[name].shape)} {headers[name].dtype}), "
+            f"over the {format_bytes(limit, IEC_UNITS)} limit (half the memory available); nothing was loaded",
+            option="inputs",
+        )
+    return NpzInputs(path, headers)
+
+
+def _input_memory_limit() -> int | None:
+    available = available_memory()
+    return available // 2 if available is not None else None
+
+
+class Feeds(dict):
+    """Input arrays by name that remember where they came from (`source`, e.g. "generated (random; x=[1, 4])"):
+    a Verifier handed them again blames the inputs they are, not the user's --inputs."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], source: str) -> None:
+        super().__init__(arrays)
+        self.source = source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,13 +356,14 @@ def available_memory() -> int | None:
         return None
 
 
-def check_value_sizes(model: ir.Model, limit: int | None = None) -> None:
+def check_value_sizes(model: ir.Model, limit: int | None = None, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> None:
     """Refuse (VerificationInputError) a model with a value whose declared or inferred static size exceeds
     `limit` (default: the memory available now): running it would exhaust memory, so it is not attempted.
 
     Covers what shape inference sees with constants propagated: an intermediate or output declared
     [100000, 100000, 1000], a ConstantOfShape/Expand/Tile of a constant shape. Graph inputs are the
     generated inputs' business (`_candidate_feeds`), initializers were checked against their bytes.
+    `input_shapes` (the feeds' shapes) bind dynamic input dims, so sizes that follow from them count too.
     """
     from optimizer import io
 
@@ -268,7 +371,7 @@ def check_value_sizes(model: ir.Model, limit: int | None = None) -> None:
     if limit is None:
         return
     skip = {v.name for v in model.graph.inputs} | set(model.graph.initializers)
-    oversized = {name: size for name, size in io.inferred_value_bytes(model).items() if name not in skip and size[0] > limit}
+    oversized = {name: size for name, size in io.inferred_value_bytes(model, input_shapes).items() if name not in skip and size[0] > limit}
     if not oversized:
         return
     name = max(oversized, key=lambda n: oversized[n][0])
@@ -365,8 +468,11 @@ class Verifier:
         input_shapes: Mapping[str, tuple[int, ...]] | None = None,
         tolerance: Tolerance | None = None,
         batch: int = 1,
+        run_timeout_s: float | None = DEFAULT_RUN_TIMEOUT_S,
     ) -> None:
-        self.tolerance = tolerance or default_tolerance(original)
+        ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(original.graph)}  # one walk for the tolerance and the random ops
+        self.tolerance = tolerance or _tolerance_for(ops)
+        self.run_timeout_s = run_timeout_s
         self._unchecked: ir.Model | None = None
         self.skip_reason = ""
         self.feeds: dict[str, np.ndarray] = {}
@@ -376,7 +482,6 @@ class Verifier:
         self.original_path = str(original_path)
         self._runtime_optimizer_fails_original: bool | None = None  # found out on the first failing candidate
         self.note = ""
-        ops = {n.op_type for n in ir.traversal.RecursiveGraphIterator(original.graph)}
         if ops & RANDOM_OPS:
             self.skip_reason = f"the model draws random numbers ({', '.join(sorted(ops & RANDOM_OPS))}); outputs are not comparable"
             return
@@ -393,10 +498,31 @@ class Verifier:
             self._find_working_inputs(session, specs, input_shapes or {}, batch)
         self._unchecked = None
 
-    def _check_sizes_once(self) -> None:
+    def _check_sizes_once(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Before the first run: refuse values that the feeds' shapes make too large for memory."""
         if self._unchecked is not None:
             model, self._unchecked = self._unchecked, None
-            check_value_sizes(model)
+            check_value_sizes(model, input_shapes={name: tuple(np.shape(array)) for name, array in feeds.items()})
+
+    def _run(self, session, feeds: Mapping[str, np.ndarray]) -> list:
+        """One run, stopped by a signal or past the run time limit (`RunTimeoutError`)."""
+        return run_interruptibly(session, self.output_names, feeds, timeout_s=self.run_timeout_s)
+
+    def _cannot_run(self, error: BaseException, on: str, hint: str = "") -> VerificationInputError:
+        """The error for an ORIGINAL model that does not run on `on`: the model's fault, unless the inputs'."""
+        if isinstance(error, RunTimeoutError):
+            return VerificationInputError(
+                f"the ORIGINAL model does not finish on {on} within {self.run_timeout_s:g} s: it was stopped "
+                f"(raise {mention('run_timeout')}, or {mention('no_verify_command')} rewrites it without running it)",
+                option="run_timeout",
+            )
+        if _is_out_of_memory(error):
+            return VerificationInputError(
+                f"the ORIGINAL model cannot run on {on}: onnxruntime ran out of memory ({first_line(error)}); "
+                f"{mention('no_verify_command')} rewrites it without running it",
+                option="verify",
+            )
+        return VerificationInputError(f"the ORIGINAL model fails in onnxruntime on {on}: {whole_message(error)}{hint}", option="inputs")
 
     def _use_given_inputs(self, session, specs: list[_InputSpec], inputs: Mapping[str, np.ndarray]) -> None:
         names = {s.name for s in specs}
@@ -406,36 +532,38 @@ class Verifier:
             raise VerificationInputError(f"{_INPUTS} lacks arrays for: {', '.join(missing)}", option="inputs")
         if extra:
             raise VerificationInputError(f"{_INPUTS} has arrays that are not model inputs: {', '.join(extra)}", option="inputs")
+        _check_declared_arrays(specs, inputs)
         feeds = {}
         for spec in specs:
             array = np.asarray(inputs[spec.name])
             if array.dtype != spec.dtype:
                 raise VerificationInputError(f"{_INPUTS} '{spec.name}' is {array.dtype}, the model expects {spec.dtype}", option="inputs")
             feeds[spec.name] = array
-        self._check_sizes_once()
+        self._check_sizes_once(feeds)
+        source = inputs.source if isinstance(inputs, Feeds) else "--inputs"
         try:
-            self.expected = session.run(self.output_names, feeds)
+            self.expected = self._run(session, feeds)
         except Exception as error:  # noqa: BLE001
-            raise VerificationInputError(f"the ORIGINAL model fails in onnxruntime on the given {_INPUTS}: {whole_message(error)}", option="inputs") from None
-        self.feeds, self.inputs_source = feeds, "--inputs"
+            raise self._cannot_run(error, source if isinstance(inputs, Feeds) else f"the given {_INPUTS}") from None
+        self.feeds, self.inputs_source = Feeds(feeds, source), source
 
     def _find_working_inputs(self, session, specs, input_shapes, batch: int) -> None:
         last_error = None
+        on = "generated inputs" if specs else "no inputs (it takes none)"
         for feeds, source in _candidate_feeds(specs, input_shapes, batch):
-            self._check_sizes_once()
+            self._check_sizes_once(feeds)
             try:
-                self.expected = session.run(self.output_names, feeds)
+                self.expected = self._run(session, feeds)
+            except RunTimeoutError as error:  # each other input profile would take as long
+                raise self._cannot_run(error, on) from None
             except Exception as error:  # noqa: BLE001 - try the next input profile
                 last_error = error
                 logger.debug("original rejects %s: %s", source, error)
                 continue
-            self.feeds, self.inputs_source = feeds, source
+            self.feeds, self.inputs_source = Feeds(feeds, source), source
             return
-        raise VerificationInputError(
-            "the ORIGINAL model fails in onnxruntime on generated inputs "
-            f"({first_line(last_error)}); pass real inputs with {_INPUTS} FILE.npz or bind dims with {_SHAPES} NAME=D1,D2,...",
-            option="inputs",
-        )
+        hint = f"; pass real inputs with {_INPUTS} FILE.npz or bind dims with {_SHAPES} NAME=D1,D2,..." if specs else ""
+        raise self._cannot_run(last_error, on, hint) from None
 
     def check(self, candidate_path: str | os.PathLike) -> VerificationResult:
         """Run the candidate on the same inputs and compare every output.
@@ -460,7 +588,7 @@ class Verifier:
     def _compare(self, candidate_path: str | os.PathLike, *, runtime_optimizations: bool) -> VerificationResult:
         try:
             session = _session(str(candidate_path), reference=not runtime_optimizations)
-            actual = session.run(self.output_names, self.feeds)
+            actual = self._run(session, self.feeds)
         except Exception as error:  # noqa: BLE001
             return VerificationResult("failed", reason=f"onnxruntime cannot run the optimized model: {first_line(error)}", tolerance=self.tolerance, inputs_source=self.inputs_source)
         outputs = [compare_arrays(n, e, a, self.tolerance) for n, e, a in zip(self.output_names, self.expected, actual)]
@@ -472,6 +600,28 @@ class Verifier:
             tolerance=self.tolerance,
             inputs_source=self.inputs_source,
         )
+
+
+def _check_declared_arrays(specs: list[_InputSpec], inputs: Mapping[str, np.ndarray]) -> None:
+    """Refuse, from the arrays' headers (before reading their data), dtypes, ranks and static dims the model does not take."""
+    headers = getattr(inputs, "headers", None)
+    if headers is None:
+        return
+    for spec in specs:
+        header = headers[spec.name]
+        if header.dtype != spec.dtype:
+            raise VerificationInputError(f"{_INPUTS} '{spec.name}' is {header.dtype}, the model expects {spec.dtype}", option="inputs")
+        if len(header.shape) != len(spec.dims) or any(isinstance(d, int) and d >= 0 and d != g for g, d in zip(header.shape, spec.dims)):
+            declared = [d if isinstance(d, int) and d >= 0 else (d or "?") for d in spec.dims]
+            raise VerificationInputError(f"{_INPUTS} '{spec.name}' is {list(header.shape)}, the model declares {declared}; nothing was read", option="inputs")
+
+
+_OUT_OF_MEMORY_WORDS = ("bad_alloc", "out of memory", "failed to allocate", "allocation failed", "cannot allocate", "memoryerror")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """Whether an onnxruntime (or numpy) failure is an allocation that did not fit in memory."""
+    return isinstance(error, MemoryError) or any(word in str(error).lower() for word in _OUT_OF_MEMORY_WORDS)
 
 
 def check_batch(inputs: Mapping[str, np.ndarray] | None, batch: int) -> None:

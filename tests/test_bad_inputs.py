@@ -40,21 +40,28 @@ def test_bad_model_file(case, corpus, tmp_path):
         assert open(path, "rb").read() == before
 
 
-@pytest.mark.parametrize("command", [["inspect"], ["check", "--max-size", "1GB"], ["compare", "BASELINE", "--no-latency"], ["profile"]], ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    "command",
+    [["inspect"], ["check", "--max-size", "1GB"], ["compare", "BASELINE", "--no-latency"], ["profile"], ["partition", "--parts", "2", "-o", "PARTS"], ["tune", "--budget", "1"]],
+    ids=lambda c: c[0],
+)
 @pytest.mark.parametrize("case", sorted(set(CASES) - {"huge_declared_input"}))
 def test_every_command_refuses_the_corpus(case, command, corpus, tmp_path):
     """The other commands load models the same way: the same one-line refusal, nothing written."""
     path, expected = corpus[case]
     baseline = save(small_model(), tmp_path / "baseline.onnx")
-    args = [c if c != "BASELINE" else path for c in command]
+    args = [{"BASELINE": path, "PARTS": str(tmp_path / "parts")}.get(c, c) for c in command]
     if command[0] == "compare":
         args = ["compare", baseline, path, *command[2:]]
     else:
         args = [command[0], path, *command[1:]]
     before = sorted(p.name for p in tmp_path.iterdir())
+    beside = sorted(p.name for p in os.scandir(os.path.dirname(path))) if os.path.exists(path) else None
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     _one_line_refusal(result, expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if beside is not None:
+        assert sorted(p.name for p in os.scandir(os.path.dirname(path))) == beside, "nothing written beside the model"
 
 
 def test_output_is_input_without_force(tmp_path):

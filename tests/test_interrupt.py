@@ -55,3 +55,34 @@ def test_interrupted_run_leaves_nothing(signum, delay, tmp_path):
     assert leftovers == [], "temporary files are cleaned up"
     assert model.read_bytes() == before
     assert sorted(p.name for p in model.parent.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_a_run_inside_onnxruntime_within_seconds(signum, tmp_path):
+    """A Loop with a huge trip count keeps onnxruntime busy: the signal still ends the run at once."""
+    from tests.test_hardening import loop_model
+
+    model = tmp_path / "loop.onnx"
+    model.write_bytes(loop_model().SerializeToString())
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optimizer.cli", str(model), "-o", str(tmp_path / "o.onnx"), "--no-tune"],
+        env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert _wait_for(lambda: any(scratch.iterdir()), 60), "the run never started its work"
+        time.sleep(3.0)  # inside the reference run by now
+        assert process.poll() is None
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert took < 5, f"the run took {took:.1f} s to stop"
+    assert not (tmp_path / "o.onnx").exists()
+    assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == []

@@ -79,9 +79,11 @@ def test_session_finds_the_file_next_to_the_model(tmp_path):
 
 def test_provider_not_installed_is_a_config_error(tmp_path):
     model = save(small_model(), tmp_path / "m.onnx")
-    config = RuntimeConfig.from_dict({**TUNED, "providers": ["NoSuchExecutionProvider"]})
-    with pytest.raises(ConfigError, match="NoSuchExecutionProvider not available"):
+    config = RuntimeConfig.from_dict({**TUNED, "providers": ["CoreMLExecutionProvider"]})  # known to onnxruntime, not installed here
+    with pytest.raises(ConfigError, match="CoreMLExecutionProvider not available"):
         config.create_session(model)
+    with pytest.raises(ConfigError, match="'NoSuchExecutionProvider' is not available in this onnxruntime, and no onnxruntime build knows it"):
+        RuntimeConfig.from_dict({**TUNED, "providers": ["NoSuchExecutionProvider"]})
 
 
 def test_unreadable_files_are_config_errors(tmp_path):

@@ -98,7 +98,7 @@ def make_verifier(options: VerifyOptions, reference: Reference, warnings: list[s
         return None
     default = default_tolerance(reference.model)
     tolerance = Tolerance(options.rtol if options.rtol is not None else default.rtol, options.atol if options.atol is not None else default.atol)
-    verifier = Verifier(reference.path, reference.model, inputs=options.inputs, input_shapes=options.shapes(), tolerance=tolerance, batch=options.batch)
+    verifier = Verifier(reference.path, reference.model, inputs=options.inputs, input_shapes=options.shapes(), tolerance=tolerance, batch=options.batch, run_timeout_s=options.run_timeout_s)
     if verifier.skip_reason:
         warnings.append(f"verification skipped: {verifier.skip_reason}")
     return verifier

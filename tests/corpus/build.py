@@ -68,23 +68,21 @@ def case_protobuf_not_a_model(folder):
     return _write(folder, "m.onnx", tensor.SerializeToString()), "not an ONNX model"
 
 
-def case_undefined_value(folder):
-    model = small_model()
-    model.graph.node[2].input[0] = "nowhere"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
+def _rewired(edits: list[tuple[int, str, int, str]], expected: str):
+    """A case: the small model with node inputs/outputs renamed, `(node, "input"|"output", position, new name)`."""
+
+    def case(folder):
+        model = small_model()
+        for node, field, position, name in edits:
+            getattr(model.graph.node[node], field)[position] = name
+        return _write(folder, "m.onnx", model), expected
+
+    return case
 
 
-def case_duplicate_names(folder):
-    model = small_model()
-    model.graph.node[1].output[0] = "w2"
-    model.graph.node[2].input[0] = "w2"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
-
-
-def case_cycle(folder):
-    model = small_model()
-    model.graph.node[1].input[0] = "m"
-    return _write(folder, "m.onnx", model), "invalid ONNX model"
+case_undefined_value = _rewired([(2, "input", 0, "nowhere")], "invalid ONNX model")
+case_duplicate_names = _rewired([(1, "output", 0, "w2"), (2, "input", 0, "w2")], "invalid ONNX model")
+case_cycle = _rewired([(1, "input", 0, "m")], "invalid ONNX model")
 
 
 def case_unknown_default_op(folder):
@@ -159,6 +157,105 @@ def case_no_graph(folder):
     model.ir_version = 8
     model.opset_import.add().version = 17
     return _write(folder, "m.onnx", model), "no graph"
+
+
+def case_location_twice(folder):
+    (folder / "weights.bin").write_bytes(bytes(64))
+    (folder.parent / "secret.txt").write_bytes(bytes(64))
+    model = _external_model(folder, "../secret.txt")
+    entry = model.graph.initializer[0].external_data.add()
+    entry.key, entry.value = "location", "weights.bin"
+    return _write(folder, "m.onnx", model), "declares external data key 'location' twice"
+
+
+def case_location_nul_byte(folder):
+    return _write(folder, "m.onnx", _external_model(folder, "weights\x00.bin")), "NUL"
+
+
+def case_string_tensor_lies(folder):
+    model = small_model()
+    tensor = helper.make_tensor("s", TensorProto.STRING, [1], [b"a"])
+    tensor.dims[:] = [10**9]
+    model.graph.initializer.append(tensor)
+    model.graph.node.append(helper.make_node("Identity", ["s"], ["s_out"]))
+    model.graph.output.append(helper.make_tensor_value_info("s_out", TensorProto.STRING, ["S"]))
+    return _write(folder, "m.onnx", model), "holds 1 values"
+
+
+def case_undefined_elem_type(folder):
+    model = small_model()
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.UNDEFINED
+    return _write(folder, "m.onnx", model), "UNDEFINED"
+
+
+def case_unknown_tensor_type(folder):
+    model = small_model()
+    model.graph.initializer[1].data_type = 99
+    return _write(folder, "m.onnx", model), "element type 99, not an ONNX element type"
+
+
+def case_initializer_input_dtype(folder):
+    model = small_model()
+    model.graph.input.append(helper.make_tensor_value_info("two", TensorProto.INT64, [1]))
+    return _write(folder, "m.onnx", model), "type"
+
+
+def case_value_info_contradicts(folder):
+    model = small_model()
+    model.graph.value_info.append(helper.make_tensor_value_info("m", TensorProto.INT64, ["N", 4]))
+    return _write(folder, "m.onnx", model), "type"
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (tag, length, payload): messages too deep for protobuf to build."""
+
+    def varint(value: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+            value >>= 7
+            if not value:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def case_nested_ifs(folder):
+    model = small_model()
+    model.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    out = helper.make_tensor_value_info("b", TensorProto.FLOAT, None)
+    leaf = helper.make_graph([helper.make_node("Identity", ["two"], ["b"])], "leaf", [], [out])
+    body = leaf.SerializeToString()
+    for depth in range(500):  # NodeProto.attribute = 5, AttributeProto.g = 6, GraphProto.node = 1
+        node = helper.make_node("If", ["cond"], ["b" if depth < 499 else "deep"], else_branch=leaf).SerializeToString()
+        then = onnx.AttributeProto(name="then_branch", type=onnx.AttributeProto.GRAPH).SerializeToString() + _field(6, body)
+        node += _field(5, then)
+        body = helper.make_graph([], f"level{depth}", [], [out]).SerializeToString() + _field(1, node)
+    data = model.SerializeToString() + _field(7, _field(1, node))  # ModelProto.graph = 7: merged into the graph
+    return _write(folder, "m.onnx", data), "nested too deeply"
+
+
+def case_invalid_utf8_name(folder):
+    model = small_model()
+    model.graph.node[1].name = "NAMEMARK"
+    data = model.SerializeToString().replace(b"NAMEMARK", b"NAME\xff\xfeRK")
+    return _write(folder, "m.onnx", data), "not valid UTF-8"
+
+
+def case_sparse_huge_dense(folder):
+    model = small_model()
+    values = numpy_helper.from_array(np.ones(1, np.float32), "big")
+    indices = numpy_helper.from_array(np.zeros(1, np.int64), "big_indices")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [10**6, 10**6]))
+    return _write(folder, "m.onnx", model), "sparse initializer 'big'"
+
+
+def case_attribute_reference_outside_function(folder):
+    model = small_model()
+    attr = helper.make_attribute("alpha", 1.0)
+    attr.ref_attr_name = "alpha"
+    model.graph.node[3].attribute.append(attr)
+    return _write(folder, "m.onnx", model), "outside any function"
 
 
 CASES = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
