@@ -105,7 +105,7 @@ def _markdown(rows: list[dict], machine: dict | None) -> str:
         lines.append(
             f"| {row['model']} | {row['runtime']} | {shipped} | {row['provider']} {precision} | {fmt(row['baseline_min_ms'], '.2f')} | "
             f"{fmt(row['shipped_min_ms'], '.2f')} | {fmt(row['speedup_min'], '.2f')}x | {row['verdict'] or '-'} | {fmt(row['vs_cpu_flavour'], '.2f')}x | "
-            f"{fmt(row['control_ratio'], '.3f')} | {fmt((row['error'] or {}).get('max_rel'), '.2e')} | {fmt(row['search_seconds'], '.0f')} | "
+            f"{fmt(row['control_ratio'], '.3f')} | {fmt((row['error'] or {}).get('max_rel_to_max'), '.2e')} | {fmt(row['search_seconds'], '.0f')} | "
             f"{fmt(row['search_peak_rss_mib'], '.0f')} |"
         )
         if row["failure"]:
