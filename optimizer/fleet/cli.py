@@ -114,11 +114,11 @@ def _render(document: dict, result, params: dict) -> None:
 
     from optimizer.fleet.report import render_table, to_json_text
 
+    if result.skipped and not params["quiet"]:
+        click.echo(f"skipped as up to date: {', '.join(result.skipped)}", err=True)
     if params["as_json"]:
         click.echo(to_json_text(document), nl=False)
         return
-    if result.skipped and not params["quiet"]:
-        click.echo(f"skipped as up to date: {', '.join(result.skipped)}", err=True)
     if not params["quiet"]:
         console = Console(highlight=False)
         render_table(document, console if console.is_terminal else Console(highlight=False, width=160))

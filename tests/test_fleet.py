@@ -1,0 +1,217 @@
+"""`optimize fleet` with the local engine, on copies of the sample models (no Ray needed).
+
+One fleet run over the samples plus a bad file is shared by the module (each run starts processes):
+each output equals a single `optimize(..., tune=False)` byte for byte, the bad model fails alone, the
+reports list one entry per model, and a rerun skips what is up to date and says which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from optimizer import api
+from optimizer.fleet import Job, load_jobs, run_fleet
+from optimizer.fleet.cli import fleet_command
+from optimizer.fleet.local import LocalEngine
+from optimizer.fleet.manifest import FleetInputError
+from optimizer.fleet.report import render_html, render_markdown
+from optimizer.fleet.resume import record_path
+from optimizer.fleet.worker import run_job
+
+SAMPLES = sorted((Path(__file__).resolve().parent.parent / "sample_models").glob("*.onnx"))
+
+
+def invoke(*args) -> object:
+    return CliRunner().invoke(fleet_command, [str(a) for a in args], catch_exceptions=False)
+
+
+def copy_samples(folder: Path, names=None) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen = [path for path in SAMPLES if names is None or path.stem in names]
+    return [Path(shutil.copy(path, folder / path.name)) for path in chosen]
+
+
+def single_run_bytes(source: Path, folder: Path, **options) -> bytes:
+    """What `optimize SOURCE --no-tune` writes for one model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / source.name
+    api.optimize(source, output, tune=False, **options)
+    return output.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Samples (one in a subfolder) plus a file that is not a model, through the fleet once."""
+    root = tmp_path_factory.mktemp("fleet")
+    models = root / "models"
+    copy_samples(models)
+    (models / "nested").mkdir()
+    shutil.move(models / "cnn_bn.onnx", models / "nested" / "cnn_bn.onnx")
+    (models / "broken.onnx").write_bytes(b"this is not an onnx model")
+    out = root / "out"
+    reports = [root / "fleet.json", root / "fleet.md", root / "fleet.html"]
+    result = invoke(models, "-o", out, "--no-tune", "--workers", 2, *[f"--report={path}" for path in reports])
+    return {"root": root, "models": models, "out": out, "result": result, "reports": reports}
+
+
+def test_each_output_equals_a_single_run(fleet):
+    sources = sorted(fleet["models"].rglob("*.onnx"))
+    for source in sources:
+        if source.name == "broken.onnx":
+            continue
+        relative = source.relative_to(fleet["models"])
+        expected = single_run_bytes(source, fleet["root"] / "single" / relative.parent)
+        assert (fleet["out"] / relative).read_bytes() == expected, relative
+
+
+def test_a_bad_model_fails_alone_with_exit_2(fleet):
+    assert fleet["result"].exit_code == 2, fleet["result"].output
+    document = json.loads(fleet["reports"][0].read_text())
+    by_name = {entry["name"]: entry for entry in document["models"]}
+    assert set(by_name) == {"broken", "nested/cnn_bn", *(p.stem for p in SAMPLES if p.stem != "cnn_bn")}
+    assert by_name["broken"]["status"] == "bad-input" and by_name["broken"]["exit_code"] == 2
+    assert "not an ONNX model" in by_name["broken"]["reason"]
+    assert by_name["broken"]["output"] is None and not (fleet["out"] / "broken.onnx").exists()
+    assert all(entry["status"] == "ok" for name, entry in by_name.items() if name != "broken")
+    assert document["kind"] == "fleet" and document["totals"]["by_status"] == {"ok": len(SAMPLES), "bad-input": 1}
+    assert not (fleet["out"] / ".fleet-staging").exists()
+
+
+def test_reports_have_a_row_per_model(fleet):
+    markdown, page = fleet["reports"][1].read_text(), fleet["reports"][2].read_text()
+    for sample in SAMPLES:
+        assert sample.stem in markdown and sample.stem in page
+    assert "| broken | bad-input |" in markdown
+    assert "<table id='models'>" in page and "addEventListener('click'" in page
+    assert "broken" in fleet["result"].output and "exit 2" in fleet["result"].output
+
+
+def test_resume_skips_what_is_up_to_date_and_redoes_the_rest(fleet):
+    out = fleet["out"]
+    touched = out / "if_model.onnx"
+    touched.write_bytes(b"edited by hand")  # the recorded output changed: redo it
+    record = json.loads(record_path(out / "dynamic_dims.onnx").read_text())
+    assert record["fingerprint"]["source_sha256"] and record["fingerprint"]["tool"]["optimize"]
+    rerun = invoke(fleet["models"], "-o", out, "--no-tune", "--workers", 2, "--json")
+    document = json.loads(rerun.stdout)
+    skipped = {entry["name"] for entry in document["models"] if entry["skipped"]}
+    assert skipped == {"nested/cnn_bn", *(p.stem for p in SAMPLES if p.stem not in ("cnn_bn", "if_model"))}
+    assert "skipped as up to date: " in rerun.stderr and "dynamic_dims" in rerun.stderr
+    assert touched.read_bytes() != b"edited by hand"
+    assert rerun.exit_code == 2  # the bad model is retried, and fails again
+    other_options = invoke(fleet["models"], "-o", out, "--no-tune", "--level", "O1", "--json")
+    assert not any(entry["skipped"] for entry in json.loads(other_options.stdout)["models"])
+
+
+def test_a_manifest_gives_options_per_model(tmp_path):
+    models = tmp_path / "models"
+    copy_samples(models, {"cnn_bn", "transformer_block"})
+    manifest = tmp_path / "fleet.json"
+    manifest.write_text(json.dumps({
+        "defaults": {"tune": False},
+        "models": [
+            {"path": "models/cnn_bn.onnx", "level": "O1", "name": "cnn-o1"},
+            {"path": "models/transformer_block.onnx", "level": "O3", "gates": {"max_size": "1KB"}},
+        ],
+    }))
+    result = invoke(manifest, "-o", tmp_path / "out", "--json")
+    document = json.loads(result.stdout)
+    assert result.exit_code == 1, result.output  # the size gate failed: exit 1
+    by_name = {entry["name"]: entry for entry in document["models"]}
+    assert by_name["cnn-o1"]["document"]["level"] == "O1"
+    assert (tmp_path / "out" / "cnn-o1.onnx").read_bytes() == single_run_bytes(models / "cnn_bn.onnx", tmp_path / "single-o1", level="O1")
+    gated = by_name["models/transformer_block"]
+    assert gated["status"] == "gate-failed" and gated["exit_code"] == 1 and gated["reason"] == "gate(s) failed: size"
+    assert (tmp_path / "out" / "models" / "transformer_block.onnx").read_bytes() == single_run_bytes(models / "transformer_block.onnx", tmp_path / "single-o3", level="O3")
+
+
+def test_a_yaml_manifest(tmp_path):
+    pytest.importorskip("yaml")
+    copy_samples(tmp_path, {"if_model"})
+    (tmp_path / "fleet.yaml").write_text("defaults: {tune: false}\nmodels:\n  - path: if_model.onnx\n    level: O1\n")
+    result = invoke(tmp_path / "fleet.yaml", "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"][0]["document"]["level"] == "O1"
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ({"models": [{"path": "a.onnx", "levle": "O1"}]}, "unknown option(s) levle"),
+    ({"models": [{"path": "a.onnx"}, {"path": "b/a.onnx", "name": "a"}]}, "would both write a.onnx"),
+    ({"models": [{"name": "x"}]}, "has no path"),
+    ({"models": []}, "no *.onnx models found"),
+])
+def test_a_bad_manifest_is_refused_up_front(tmp_path, manifest, message):
+    (tmp_path / "fleet.json").write_text(json.dumps(manifest))
+    result = invoke(tmp_path / "fleet.json", "-o", tmp_path / "out", "--no-tune")
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_engine_without_ray_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    copy_samples(tmp_path / "models", {"if_model"})
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    result = invoke(tmp_path / "models", "-o", tmp_path / "out", "--engine", "ray")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --engine ray needs Ray, which is not installed: pip install 'optimize[ray]'"
+
+
+def _dies_or_hangs(job: dict, staging: Path) -> dict:
+    """A worker that is killed (as by the out-of-memory killer) on one model and hangs on another."""
+    name = Path(job["source"]).stem
+    if name == "cnn_bn":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if name == "if_model":
+        time.sleep(60)
+    return run_job(job, staging)
+
+
+def test_a_dead_or_hung_worker_is_one_failure(tmp_path):
+    copy_samples(tmp_path / "models", {"cnn_bn", "if_model", "initializer_inputs"})
+    jobs = load_jobs(tmp_path / "models", tmp_path / "out", {"tune": False})
+    started = time.monotonic()
+    result = run_fleet(jobs, tmp_path / "out", LocalEngine(workers=3, timeout=8, work=_dies_or_hangs))
+    assert time.monotonic() - started < 40
+    by_name = {entry["name"]: entry for entry in result.entries}
+    assert by_name["cnn_bn"]["status"] == "failed" and "killed by SIGKILL" in by_name["cnn_bn"]["reason"]
+    assert by_name["if_model"]["status"] == "failed" and "timed out after 8 s" in by_name["if_model"]["reason"]
+    assert by_name["initializer_inputs"]["status"] == "ok"
+    assert result.exit_code == 3
+    assert (tmp_path / "out" / "initializer_inputs.onnx").exists() and not (tmp_path / "out" / "cnn_bn.onnx").exists()
+
+
+def test_tuned_models_run_alone():
+    engine = LocalEngine(workers=4)
+    untuned = Job("a", Path("a.onnx"), Path("out/a.onnx"), {"tune": False})
+    tuned = Job("b", Path("b.onnx"), Path("out/b.onnx"), {})
+    assert tuned.tuned and not untuned.tuned
+    assert engine._may_start(untuned, []) and engine._may_start(tuned, [])
+    running = [type("R", (), {"job": untuned})()]
+    assert engine._may_start(untuned, running) and not engine._may_start(tuned, running)
+    assert not engine._may_start(untuned, [type("R", (), {"job": tuned})()])
+
+
+def test_load_jobs_refuses_a_missing_folder(tmp_path):
+    with pytest.raises(FleetInputError, match="no such folder"):
+        load_jobs(tmp_path / "missing", tmp_path / "out", {})
+
+
+def test_renderings_handle_a_tuned_entry():
+    document = {
+        "models_path": "m", "out_dir": "o", "engine": {"engine": "local"}, "created": "now", "tool": {"optimize": "0"},
+        "totals": {"models": 1, "by_status": {"ok": 1}, "skipped_up_to_date": 0, "seconds": 1.0, "geomean_speedup": 1.5, "exit_code": 0},
+        "models": [{"name": "m<1>", "status": "ok", "skipped": False, "seconds": 2.0, "reason": "", "document": {
+            "input": {"nodes": 3, "file_bytes": 100}, "output": {"nodes": 2, "file_bytes": 90}, "shipped_variant": "O2",
+            "tuning": {"measured": {"speedup_vs_defaults": 1.5}}, "verification": {"outputs": [{"max_abs": 1e-6}]}}}],
+    }
+    page = render_html(document)
+    assert "m&lt;1&gt;" in page and "1.50x" in page and "<svg id=\"speedup\"" in page
+    assert "| m<1> | ok | 3 -> 2 |" in render_markdown(document)
