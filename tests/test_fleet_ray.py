@@ -88,3 +88,5 @@ def test_a_killed_worker_is_retried_and_tuning_reserves_the_node(cluster, tmp_pa
     assert [entry["status"] for entry in result.entries] == ["ok", "ok"], result.entries
     assert (tmp_path / "out" / "test" / "tuned.onnx.json").exists()  # one settings file per node type
     assert json.loads((tmp_path / "out" / "test" / "tuned.onnx.json").read_text())
+    assert result.entries[1]["document"]["config"] == str((tmp_path / "out" / "test" / "tuned.onnx.json").resolve())
+    assert result.entries[1]["document"]["output"]["path"] == str((tmp_path / "out" / "test" / "tuned.onnx").resolve())

@@ -52,7 +52,7 @@ def _engine(params: dict):
     if params["engine"] == "ray":
         from optimizer.fleet.ray_engine import RayEngine
 
-        return RayEngine(params["address"] or "auto", timeout=params["timeout"], max_retries=params["max_retries"])
+        return RayEngine(params["address"] or "auto", timeout=params["timeout"], max_retries=params["max_retries"], local_cpus=params["workers"])
     from optimizer.fleet.local import LocalEngine
 
     if params["address"]:
@@ -131,7 +131,7 @@ def _render(document: dict, result, params: dict) -> None:
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the optimized models (the folder's layout is kept).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: a process per model on this machine; ray: tasks on a Ray cluster.")
 @click.option("--address", help="The Ray cluster: auto, HOST:PORT, ray://HOST:PORT, or local for a private one on this machine [default: auto].")
-@click.option("--workers", type=click.IntRange(min=1), help="Local engine: models at once [default: the usable cores].")
+@click.option("--workers", type=click.IntRange(min=1), help="Models at once on this machine (local engine), or the CPUs of a private Ray instance (--address local) [default: the usable cores].")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds one model may take before it is stopped and failed.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True, help="Ray: retries of a task whose worker or node died (never for bad input).")
 @click.option("--node-type", "node_types", multiple=True, metavar="NAME", help="Ray: tune on nodes with the resource node_type:NAME; one model and settings file per type under OUT_DIR/NAME/ (repeatable).")

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -79,19 +80,28 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, address: str | None = "auto", timeout: float | None = None, max_retries: int = 3, work: Work = run_job) -> None:
+    def __init__(self, address: str | None = "auto", timeout: float | None = None, max_retries: int = 3, work: Work = run_job, local_cpus: int | None = None) -> None:
+        """Connect to the cluster at `address` (auto, HOST:PORT, ray://...), or with `local` start a private
+        instance on this machine (loopback only, `local_cpus` CPUs); an instance already started in this
+        process is used as it is."""
         self.ray = _import_ray()
         self.address = address
         self.timeout = timeout
         self.max_retries = max_retries
         self.work = work
         if not self.ray.is_initialized():
-            local = address in (None, "", "local")
-            try:
-                self.ray.init(address=None if local else address, include_dashboard=False if local else None, log_to_driver=False)
-            except (ConnectionError, ValueError, RuntimeError) as error:
-                raise FleetInputError(f"--address {address}: cannot connect to a Ray cluster ({str(error).splitlines()[0]})") from None
+            self._connect(address, local_cpus)
         self.nodes = [node for node in self.ray.nodes() if node.get("Alive")]
+
+    def _connect(self, address: str | None, local_cpus: int | None) -> None:
+        try:
+            if address in (None, "", "local"):
+                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a private instance listens on 127.0.0.1 only
+                self.ray.init(num_cpus=local_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+            else:
+                self.ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            raise FleetInputError(f"--address {address}: cannot connect to a Ray cluster ({str(error).splitlines()[0]})") from None
 
     def describe(self) -> dict:
         cpus = sum(node["Resources"].get("CPU", 0) for node in self.nodes)

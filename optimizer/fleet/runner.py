@@ -59,11 +59,21 @@ class FleetResult:
         return [entry["name"] for entry in self.entries if entry["skipped"]]
 
 
-def _entry(job: Job, result: dict, skipped: bool) -> dict:
+def _with_final_paths(job: Job, result: dict) -> dict:
+    """The outcome with the document naming the source and the published files, not the worker's scratch copies."""
     document = result.get("document")
-    if document and isinstance(document.get("input"), dict):
-        document["input"]["path"] = str(job.source)
-        document.setdefault("output", {})["path"] = str(job.output)
+    if not document:
+        return result
+    published = {name: str(job.output.parent / name) for name in result.get("files", [])}
+    document["input"] = {**(document.get("input") or {}), "path": str(job.source)}
+    output = document.get("output") or {}
+    document["output"] = {**output, "path": str(job.output), "external_data": published.get(job.output.name + ".data") if output.get("external_data") else None}
+    if document.get("config"):
+        document["config"] = published.get(job.output.name + ".json")
+    return result
+
+
+def _entry(job: Job, result: dict, skipped: bool) -> dict:
     return {
         "name": job.name,
         "source": str(job.source),
@@ -99,6 +109,7 @@ def run_fleet(jobs: Sequence[Job], out_dir: Path, engine, *, resume: bool = True
         report(progress, "started", job, None)
 
     for job, result, staging in engine.run(todo, out_dir, on_start=started):
+        result = _with_final_paths(job, result)
         try:
             if result["status"] in PUBLISHED:
                 publish(staging, result["files"], job.output)

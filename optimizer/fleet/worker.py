@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["OK", "GATE_FAILED", "BAD_INPUT", "FAILED", "EXIT_CODES", "run_job", "outcome"]
+__all__ = ["OK", "GATE_FAILED", "BAD_INPUT", "FAILED", "EXIT_CODES", "run_job", "outcome", "optimize_arguments"]
 
 logger = logging.getLogger(__name__)
 
