@@ -8,8 +8,9 @@
   the custom resource `node_type:<name>`, so no two timings, and no other model, share a machine.
 - Retries are for the infrastructure: a worker or node that dies is retried (`max_retries`); bad
   input is not an exception but a failure outcome, so it is never retried.
-- At most as many tasks are in flight as the cluster has CPUs: the driver holds little, and the
-  per-model timeout (counted from submission) measures running time, not queueing.
+- At most as many CPU tasks are in flight as the cluster has CPUs, and as many tuning tasks as it has
+  nodes (of the type): the driver holds little, and the per-model timeout (counted from submission)
+  measures running time, not queueing.
 
 `import ray` happens only here, when the engine starts.
 """
@@ -126,12 +127,11 @@ class RayEngine:
     def run(self, jobs: Sequence[Job], out_dir: Path, on_start: Callable[[Job], None] | None = None) -> Iterator[tuple[Job, dict, Path]]:
         ray = self.ray
         task = ray.remote(ray_task)
-        limit = max(1, int(sum(node["Resources"].get("CPU", 0) for node in self.nodes)))
         waiting, pending = list(jobs), {}
         try:
             while waiting or pending:
-                while waiting and len(pending) < limit:
-                    job = waiting.pop(0)
+                while (job := self._next(waiting, pending)) is not None:
+                    waiting.remove(job)
                     reference = task.options(**self._options(job)).remote(self.work, job.to_dict(), _shipped_files(job))
                     pending[reference] = (job, time.monotonic())
                     if on_start:
@@ -140,6 +140,23 @@ class RayEngine:
         finally:
             for reference in pending:
                 ray.cancel(reference, force=True)
+
+    def _slots(self, job: Job) -> tuple[tuple, int]:
+        """The pool a job draws from and its size: a tuned job one of the nodes (of its type) it can have
+        whole, any other job one of the cluster's CPUs."""
+        if job.tuned:
+            key = f"node_type:{job.node_type}" if job.node_type else None
+            return ("tune", job.node_type), max(1, sum(1 for node in self.nodes if key is None or key in node["Resources"]))
+        return ("cpu",), max(1, int(sum(node["Resources"].get("CPU", 0) for node in self.nodes)))
+
+    def _next(self, waiting: list[Job], pending: dict) -> Job | None:
+        """The first waiting job whose pool has room: the cluster is kept busy, not flooded, so a task's
+        time from submission is close to its running time."""
+        for job in waiting:
+            pool, size = self._slots(job)
+            if sum(1 for other, _ in pending.values() if self._slots(other)[0] == pool) < size:
+                return job
+        return None
 
     def _finished(self, pending: dict, out_dir: Path) -> Iterator[tuple[Job, dict, Path]]:
         ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=1.0)
