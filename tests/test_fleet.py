@@ -215,3 +215,25 @@ def test_renderings_handle_a_tuned_entry():
     page = render_html(document)
     assert "m&lt;1&gt;" in page and "1.50x" in page and "<svg id=\"speedup\"" in page
     assert "| m<1> | ok | 3 -> 2 |" in render_markdown(document)
+
+
+def _allocates(job: dict, staging: Path) -> dict:
+    """A model whose optimization needs far more memory than it is allowed."""
+    import numpy as np
+
+    np.ones(1 << 31, dtype=np.uint8)
+    return run_job(job, staging)
+
+
+def test_a_model_over_the_memory_limit_fails_as_out_of_memory(tmp_path):
+    copy_samples(tmp_path / "models", {"if_model"})
+    jobs = load_jobs(tmp_path / "models", tmp_path / "out", {"tune": False})
+    result = run_fleet(jobs, tmp_path / "out", LocalEngine(workers=1, max_memory=1 << 30, work=_allocates))
+    assert result.entries[0]["status"] == "failed" and result.entries[0]["reason"].startswith("out of memory")
+    assert result.exit_code == 3
+
+
+def test_max_memory_is_a_size(tmp_path):
+    copy_samples(tmp_path / "models", {"if_model"})
+    result = invoke(tmp_path / "models", "-o", tmp_path / "out", "--max-memory", "lots")
+    assert result.exit_code == 2 and "--max-memory 'lots': expected a size such as 4GB" in result.stderr

@@ -48,16 +48,27 @@ def _given_options(context: click.Context, params: dict) -> dict:
     return options
 
 
+def _memory_limit(text: str | None) -> int | None:
+    from optimizer.fleet.manifest import FleetInputError
+    from optimizer.gates import GateInputError, parse_size
+
+    try:
+        return parse_size(text) if text else None
+    except GateInputError:
+        raise FleetInputError(f"--max-memory {text!r}: expected a size such as 4GB") from None
+
+
 def _engine(params: dict):
+    memory = _memory_limit(params["max_memory"])
     if params["engine"] == "ray":
         from optimizer.fleet.ray_engine import RayEngine
 
-        return RayEngine(params["address"] or "auto", timeout=params["timeout"], max_retries=params["max_retries"], local_cpus=params["workers"])
+        return RayEngine(params["address"] or "auto", timeout=params["timeout"], max_retries=params["max_retries"], local_cpus=params["workers"], max_memory=memory)
     from optimizer.fleet.local import LocalEngine
 
     if params["address"]:
         click.echo("warning: --address is for --engine ray; the local engine ignores it", err=True)
-    return LocalEngine(params["workers"], timeout=params["timeout"])
+    return LocalEngine(params["workers"], timeout=params["timeout"], max_memory=memory)
 
 
 class _ProgressLine:
@@ -133,6 +144,7 @@ def _render(document: dict, result, params: dict) -> None:
 @click.option("--address", help="The Ray cluster: auto, HOST:PORT, ray://HOST:PORT, or local for a private one on this machine [default: auto].")
 @click.option("--workers", type=click.IntRange(min=1), help="Models at once on this machine (local engine), or the CPUs of a private Ray instance (--address local) [default: the usable cores].")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds one model may take before it is stopped and failed.")
+@click.option("--max-memory", metavar="SIZE", help="Memory one model may use, e.g. 8GB: locally a cap on its process (past it, that model fails as out of memory); on Ray, reserved per task.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True, help="Ray: retries of a task whose worker or node died (never for bad input).")
 @click.option("--node-type", "node_types", multiple=True, metavar="NAME", help="Ray: tune on nodes with the resource node_type:NAME; one model and settings file per type under OUT_DIR/NAME/ (repeatable).")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip models whose output is up to date (same source sha256, options and tool versions).")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from optimizer.fleet.manifest import Job
 from optimizer.fleet.outputs import staging_folder
-from optimizer.fleet.worker import FAILED, outcome, run_job
+from optimizer.fleet.worker import FAILED, OUT_OF_MEMORY, outcome, run_job
 
 __all__ = ["LocalEngine", "usable_cores"]
 
@@ -37,10 +38,19 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _child(work: Work, job: dict, staging: str, connection) -> None:
-    """In the worker process: run the job and send its outcome back."""
+def _child(work: Work, job: dict, staging: str, connection, max_memory: int | None) -> None:
+    """In the worker process: cap its address space, run the job and send its outcome back."""
+    start = time.monotonic()
     try:
-        connection.send(work(job, Path(staging)))
+        if max_memory:
+            resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+        result = work(job, Path(staging))
+    except MemoryError:
+        result = outcome(FAILED, OUT_OF_MEMORY, seconds=time.monotonic() - start)
+    except Exception as error:  # noqa: BLE001 - a work function that raises is that model's failure
+        result = outcome(FAILED, f"internal error ({type(error).__name__}: {error})", seconds=time.monotonic() - start)
+    try:
+        connection.send(result)
     finally:
         connection.close()
 
@@ -65,11 +75,11 @@ def _death(exitcode: int | None) -> str:
 class _Running:
     """One model's worker process."""
 
-    def __init__(self, context, work: Work, job: Job, out_dir: Path, timeout: float | None) -> None:
+    def __init__(self, context, work: Work, job: Job, out_dir: Path, timeout: float | None, max_memory: int | None) -> None:
         self.job = job
         self.staging = staging_folder(out_dir, job.name)
         self.receiver, sender = context.Pipe(duplex=False)
-        self.process = context.Process(target=_child, args=(work, job.to_dict(), str(self.staging), sender), daemon=True)
+        self.process = context.Process(target=_child, args=(work, job.to_dict(), str(self.staging), sender, max_memory), daemon=True)
         self.started = time.monotonic()
         self.deadline = self.started + timeout if timeout else None
         self.timeout = timeout
@@ -99,13 +109,16 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, timeout: float | None = None, work: Work = run_job) -> None:
+    def __init__(self, workers: int | None = None, timeout: float | None = None, work: Work = run_job, max_memory: int | None = None) -> None:
+        """`workers` models at once (default: the usable cores), each stopped after `timeout` seconds and
+        limited to `max_memory` bytes of address space (an allocation past it fails that model alone)."""
         self.workers = max(1, workers or usable_cores())
         self.timeout = timeout
         self.work = work
+        self.max_memory = max_memory
 
     def describe(self) -> dict:
-        return {"engine": self.name, "workers": self.workers, "timeout_s": self.timeout}
+        return {"engine": self.name, "workers": self.workers, "timeout_s": self.timeout, "max_memory": self.max_memory}
 
     def run(self, jobs: Sequence[Job], out_dir: Path, on_start: Callable[[Job], None] | None = None) -> Iterator[tuple[Job, dict, Path]]:
         context = _context()
@@ -115,7 +128,7 @@ class LocalEngine:
             while waiting or running:
                 while waiting and self._may_start(waiting[0], running):
                     job = waiting.pop(0)
-                    running.append(_Running(context, self.work, job, out_dir, self.timeout))
+                    running.append(_Running(context, self.work, job, out_dir, self.timeout, self.max_memory))
                     if on_start:
                         on_start(job)
                 yield from self._finished(running)

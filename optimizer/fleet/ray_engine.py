@@ -81,11 +81,12 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, address: str | None = "auto", timeout: float | None = None, max_retries: int = 3, work: Work = run_job, local_cpus: int | None = None) -> None:
+    def __init__(self, address: str | None = "auto", timeout: float | None = None, max_retries: int = 3, work: Work = run_job, local_cpus: int | None = None, max_memory: int | None = None) -> None:
         """Connect to the cluster at `address` (auto, HOST:PORT, ray://...), or with `local` start a private
         instance on this machine (loopback only, `local_cpus` CPUs); an instance already started in this
-        process is used as it is."""
+        process is used as it is. `max_memory` is reserved per task (Ray's `memory` resource)."""
         self.ray = _import_ray()
+        self.max_memory = max_memory
         self.address = address
         self.timeout = timeout
         self.max_retries = max_retries
@@ -118,6 +119,8 @@ class RayEngine:
 
     def _options(self, job: Job) -> dict:
         options = {"max_retries": self.max_retries, "retry_exceptions": False, "num_cpus": cpus_for(job.source.stat().st_size)}
+        if self.max_memory:
+            options["memory"] = self.max_memory
         if job.tuned:
             options["num_cpus"] = self._node_cpus(job.node_type)
             if job.node_type:

@@ -13,11 +13,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["OK", "GATE_FAILED", "BAD_INPUT", "FAILED", "EXIT_CODES", "run_job", "outcome", "optimize_arguments"]
+__all__ = ["OK", "GATE_FAILED", "BAD_INPUT", "FAILED", "EXIT_CODES", "run_job", "outcome", "optimize_arguments", "OUT_OF_MEMORY"]
 
 logger = logging.getLogger(__name__)
 
 OK, GATE_FAILED, BAD_INPUT, FAILED = "ok", "gate-failed", "bad-input", "failed"
+OUT_OF_MEMORY = "out of memory (an allocation failed under the memory limit)"
 EXIT_CODES = {OK: 0, GATE_FAILED: 1, BAD_INPUT: 2, FAILED: 3}
 """Per model, as the main command's: 1 a gate (or a --strict verification) failed, 2 bad input, 3 a crash,
 a timeout or an internal error."""
@@ -144,6 +145,8 @@ def run_job(job: Mapping, staging: str | Path) -> dict:
         return outcome(BAD_INPUT, first_line(error) if isinstance(error, UserError) else str(error.args[0]), seconds=time.perf_counter() - start)
     except api.VerificationFailedError as error:
         return outcome(GATE_FAILED, f"verification failed (strict): {first_line(error)}", seconds=time.perf_counter() - start)
+    except MemoryError:
+        return outcome(FAILED, OUT_OF_MEMORY, seconds=time.perf_counter() - start)
     except Exception as error:  # noqa: BLE001 - one model's internal error is that model's failure
         logger.debug("internal error on %s", job["source"], exc_info=True)
         return outcome(FAILED, f"internal error ({type(error).__name__}: {first_line(error)})", seconds=time.perf_counter() - start)
