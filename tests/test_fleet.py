@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -204,17 +205,35 @@ def test_load_jobs_refuses_a_missing_folder(tmp_path):
         load_jobs(tmp_path / "missing", tmp_path / "out", {})
 
 
-def test_renderings_handle_a_tuned_entry():
-    document = {
-        "models_path": "m", "out_dir": "o", "engine": {"engine": "local"}, "created": "now", "tool": {"optimize": "0"},
-        "totals": {"models": 1, "by_status": {"ok": 1}, "skipped_up_to_date": 0, "seconds": 1.0, "geomean_speedup": 1.5, "exit_code": 0},
-        "models": [{"name": "m<1>", "status": "ok", "skipped": False, "seconds": 2.0, "reason": "", "document": {
-            "input": {"nodes": 3, "file_bytes": 100}, "output": {"nodes": 2, "file_bytes": 90}, "shipped_variant": "O2",
-            "tuning": {"measured": {"speedup_vs_defaults": 1.5}}, "verification": {"outputs": [{"max_abs": 1e-6}]}}}],
+def _document(speedups: dict[str, float]) -> dict:
+    """A fleet document with one tuned model per entry of `speedups`."""
+    models = [{"name": name, "status": "ok", "skipped": False, "seconds": 2.0, "reason": "", "document": {
+        "input": {"nodes": 3, "file_bytes": 100}, "output": {"nodes": 2, "file_bytes": 90}, "shipped_variant": "O2",
+        "tuning": {"measured": {"speedup_vs_defaults": speedup}}, "verification": {"outputs": [{"max_abs": 1e-6}]}}} for name, speedup in speedups.items()]
+    return {
+        "models_path": "m", "out_dir": "o", "engine": {"engine": "local"}, "created": "now", "tool": {"optimize": "0"}, "models": models,
+        "totals": {"models": len(models), "by_status": {"ok": len(models)}, "skipped_up_to_date": 0, "seconds": 1.0, "geomean_speedup": 1.5, "exit_code": 0},
     }
+
+
+def test_renderings_handle_a_tuned_entry():
+    document = _document({"m<1>": 1.5})
     page = render_html(document)
     assert "m&lt;1&gt;" in page and "1.50x" in page and "<svg id=\"speedup\"" in page
     assert "| m<1> | ok | 3 -> 2 |" in render_markdown(document)
+
+
+def test_the_html_table_sorts_in_a_browser(tmp_path):
+    from tests.test_report_html import _browser, _chromium
+
+    binary = _chromium()
+    page = tmp_path / "fleet.html"
+    click_speedup = "<script>document.querySelectorAll('#models th')[4].click()</script></body>"
+    page.write_text(render_html(_document({"a": 1.2, "b": 0.9, "c": 1.5})).replace("</body>", click_speedup))
+    done = _browser(binary, tmp_path / "profile", "--dump-dom", page.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.findall(r'<tr class="ok"><td[^>]*>([^<]+)</td>', done.stdout) == ["b", "a", "c"]
+    assert re.search(r'<svg[^>]*id="speedup"', done.stdout)
 
 
 def _allocates(job: dict, staging: Path) -> dict:
