@@ -200,6 +200,13 @@ def test_tuned_models_run_alone():
     assert not engine._may_start(untuned, [type("R", (), {"job": tuned})()])
 
 
+def test_outputs_inside_the_models_folder_are_not_models(tmp_path):
+    copy_samples(tmp_path, {"if_model"})
+    (tmp_path / "optimized").mkdir()
+    shutil.copy(tmp_path / "if_model.onnx", tmp_path / "optimized" / "if_model.onnx")
+    assert [job.name for job in load_jobs(tmp_path, tmp_path / "optimized", {})] == ["if_model"]
+
+
 def test_load_jobs_refuses_a_missing_folder(tmp_path):
     with pytest.raises(FleetInputError, match="no such folder"):
         load_jobs(tmp_path / "missing", tmp_path / "out", {})

@@ -78,7 +78,9 @@ def test_a_killed_worker_is_retried_and_tuning_reserves_the_node(cluster, tmp_pa
 
     shutil.copy(SAMPLES[0], tmp_path / SAMPLES[0].name)
     manifest = tmp_path / "fleet.json"
-    manifest.write_text(json.dumps({"models": [{"path": SAMPLES[0].name, "tune": False}, {"path": SAMPLES[0].name, "name": "tuned", "budget": 2}]}))
+    manifest.write_text(json.dumps({"models": [
+        {"path": SAMPLES[0].name, "tune": False}, {"path": SAMPLES[0].name, "name": "tuned", "budget": 2}, {"path": "missing.onnx", "tune": False},
+    ]}))
     jobs = load_jobs(manifest, tmp_path / "out", {}, node_types=["test"])
     engine = RayEngine("auto", max_retries=2, work=dies_once)
     assert engine._options(jobs[1]) == {"max_retries": 2, "retry_exceptions": False, "num_cpus": 2, "resources": {"node_type:test": 1}}
@@ -86,7 +88,8 @@ def test_a_killed_worker_is_retried_and_tuning_reserves_the_node(cluster, tmp_pa
     assert engine._slots(jobs[0]) == (("cpu",), 2) and engine._slots(jobs[1]) == (("tune", "test"), 1)
     result = run_fleet(jobs, tmp_path / "out", engine)
     assert marker.exists()
-    assert [entry["status"] for entry in result.entries] == ["ok", "ok"], result.entries
+    assert [entry["status"] for entry in result.entries] == ["ok", "ok", "bad-input"], result.entries
+    assert "missing.onnx: cannot read" in result.entries[2]["reason"]
     assert (tmp_path / "out" / "test" / "tuned.onnx.json").exists()  # one settings file per node type
     assert json.loads((tmp_path / "out" / "test" / "tuned.onnx.json").read_text())
     assert result.entries[1]["document"]["config"] == str((tmp_path / "out" / "test" / "tuned.onnx.json").resolve())

@@ -115,8 +115,10 @@ def _absolute_paths(options: dict, base: Path) -> dict:
     return {key: str(base / value) if key in PATH_KEYS and isinstance(value, str) else value for key, value in options.items()}
 
 
-def _folder_entries(folder: Path) -> list[dict]:
-    return [{"path": path, "name": None, "options": {}} for path in sorted(folder.rglob("*.onnx")) if path.is_file()]
+def _folder_entries(folder: Path, out_dir: Path) -> list[dict]:
+    """Every `*.onnx` under the folder, except those under OUT_DIR (which may lie inside it)."""
+    out = out_dir.resolve()
+    return [{"path": path, "name": None, "options": {}} for path in sorted(folder.rglob("*.onnx")) if path.is_file() and not path.resolve().is_relative_to(out)]
 
 
 def _output_name(entry: dict, root: Path) -> str:
@@ -136,7 +138,7 @@ def load_jobs(models: Path, out_dir: Path, options: Mapping[str, object], node_t
     """
     _check_keys(options, "options")
     if models.is_dir():
-        root, entries = models, _folder_entries(models)
+        root, entries = models, _folder_entries(models, out_dir)
     elif models.is_file():
         root, (_, entries) = models.parent, _manifest_entries(models)
     else:

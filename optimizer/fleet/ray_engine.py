@@ -25,7 +25,7 @@ from pathlib import Path
 
 from optimizer.fleet.manifest import PATH_KEYS, FleetInputError, Job
 from optimizer.fleet.outputs import stage_bytes, staging_folder
-from optimizer.fleet.worker import FAILED, outcome, run_job
+from optimizer.fleet.worker import BAD_INPUT, FAILED, outcome, run_job
 
 __all__ = ["RayEngine", "cpus_for", "ray_task"]
 
@@ -135,10 +135,14 @@ class RayEngine:
             while waiting or pending:
                 while (job := self._next(waiting, pending)) is not None:
                     waiting.remove(job)
-                    reference = task.options(**self._options(job)).remote(self.work, job.to_dict(), _shipped_files(job))
-                    pending[reference] = (job, time.monotonic())
                     if on_start:
                         on_start(job)
+                    try:
+                        reference = task.options(**self._options(job)).remote(self.work, job.to_dict(), _shipped_files(job))
+                    except OSError as error:
+                        yield job, outcome(BAD_INPUT, f"{job.source}: cannot read: {error.strerror or error}"), staging_folder(out_dir, job.name)
+                        continue
+                    pending[reference] = (job, time.monotonic())
                 yield from self._finished(pending, out_dir)
         finally:
             for reference in pending:
