@@ -150,7 +150,7 @@ def _speedup_chart(rows: Sequence[Mapping]) -> str:
     measured = [row for row in rows if isinstance(row["speedup"], (int, float))]
     if not measured:
         return "<p>No speedup measured (the models were not tuned).</p>"
-    top, left, width, bar = 10, 200, 420, 18
+    top, left, width, bar = 14, 200, 420, 18
     vmax = max(1.0, max(row["speedup"] for row in measured)) * 1.1
     height = top * 2 + bar * len(measured)
     parts = [f'<svg id="speedup" role="img" aria-label="speedup per model" width="{left + width + 60}" height="{height}">']
@@ -161,7 +161,8 @@ def _speedup_chart(rows: Sequence[Mapping]) -> str:
         parts.append(f'<rect class="bar" x="{left}" y="{y + 2}" width="{length:.1f}" height="{bar - 4}"/>')
         parts.append(f'<text x="{left + length + 4:.1f}" y="{y + 13}">{row["speedup"]:.2f}x</text>')
     one = left + width / vmax
-    parts.append(f'<line class="one" x1="{one:.1f}" x2="{one:.1f}" y1="{top - 4}" y2="{height - top + 4}"/></svg>')
+    parts.append(f'<line class="one" x1="{one:.1f}" x2="{one:.1f}" y1="{top}" y2="{height - top + 4}"/>')
+    parts.append(f'<text x="{one:.1f}" y="{top - 1}" text-anchor="middle">1x</text></svg>')
     return "".join(parts)
 
 
