@@ -86,6 +86,10 @@ def test_a_killed_worker_is_retried_and_tuning_reserves_the_node(cluster, tmp_pa
     assert engine._options(jobs[1]) == {"max_retries": 2, "retry_exceptions": False, "num_cpus": 2, "resources": {"node_type:test": 1}}
     assert engine._options(jobs[0])["num_cpus"] == 1
     assert engine._slots(jobs[0]) == (("cpu",), 2) and engine._slots(jobs[1]) == (("tune", "test"), 1)
+    assert engine._next(jobs, {}) is jobs[0] and engine._next(jobs[1:], {"r": (jobs[1], 0.0)}) is jobs[2]  # the tuning pool is full
+    engine.max_in_flight = 1
+    assert engine._next(jobs[1:], {"r": (jobs[0], 0.0)}) is None
+    engine.max_in_flight = None
     result = run_fleet(jobs, tmp_path / "out", engine)
     assert marker.exists()
     assert [entry["status"] for entry in result.entries] == ["ok", "ok", "bad-input"], result.entries

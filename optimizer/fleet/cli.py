@@ -63,7 +63,7 @@ def _engine(params: dict):
     if params["engine"] == "ray":
         from optimizer.fleet.ray_engine import RayEngine
 
-        return RayEngine(params["address"] or "auto", timeout=params["timeout"], max_retries=params["max_retries"], local_cpus=params["workers"], max_memory=memory)
+        return RayEngine(params["address"] or "auto", timeout=params["timeout"], max_retries=params["max_retries"], local_cpus=params["workers"], max_memory=memory, max_in_flight=params["max_in_flight"])
     from optimizer.fleet.local import LocalEngine
 
     if params["address"]:
@@ -146,6 +146,7 @@ def _render(document: dict, result, params: dict) -> None:
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds one model may take before it is stopped and failed.")
 @click.option("--max-memory", metavar="SIZE", help="Memory one model may use, e.g. 8GB: locally a cap on its process (past it, that model fails as out of memory); on Ray, reserved per task.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True, help="Ray: retries of a task whose worker or node died (never for bad input).")
+@click.option("--max-in-flight", type=click.IntRange(min=1), help="Ray: tasks submitted at once [default: the cluster's CPUs]; lower it for big models (the driver's object store holds each in-flight model).")
 @click.option("--node-type", "node_types", multiple=True, metavar="NAME", help="Ray: tune on nodes with the resource node_type:NAME; one model and settings file per type under OUT_DIR/NAME/ (repeatable).")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip models whose output is up to date (same source sha256, options and tool versions).")
 @click.option("--level", type=click.Choice(["O1", "O2", "O3"]), default="O2", show_default=True, help="As for `optimize run` (a manifest can set it per model, like every option below).")

@@ -81,12 +81,15 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, address: str | None = "auto", timeout: float | None = None, max_retries: int = 3, work: Work = run_job, local_cpus: int | None = None, max_memory: int | None = None) -> None:
+    def __init__(self, address: str | None = "auto", timeout: float | None = None, max_retries: int = 3, work: Work = run_job, local_cpus: int | None = None,
+                 max_memory: int | None = None, max_in_flight: int | None = None) -> None:
         """Connect to the cluster at `address` (auto, HOST:PORT, ray://...), or with `local` start a private
         instance on this machine (loopback only, `local_cpus` CPUs); an instance already started in this
-        process is used as it is. `max_memory` is reserved per task (Ray's `memory` resource)."""
+        process is used as it is. `max_memory` is reserved per task (Ray's `memory` resource);
+        `max_in_flight` caps the tasks submitted at once (the models the driver's object store holds)."""
         self.ray = _import_ray()
         self.max_memory = max_memory
+        self.max_in_flight = max_in_flight
         self.address = address
         self.timeout = timeout
         self.max_retries = max_retries
@@ -107,7 +110,8 @@ class RayEngine:
 
     def describe(self) -> dict:
         cpus = sum(node["Resources"].get("CPU", 0) for node in self.nodes)
-        return {"engine": self.name, "address": self.address, "nodes": len(self.nodes), "cpus": cpus, "timeout_s": self.timeout, "max_retries": self.max_retries}
+        return {"engine": self.name, "address": self.address, "nodes": len(self.nodes), "cpus": cpus, "timeout_s": self.timeout, "max_retries": self.max_retries,
+                "max_memory": self.max_memory, "max_in_flight": self.max_in_flight}
 
     def _node_cpus(self, node_type: str | None) -> int:
         """The CPUs of a whole node (of that type): what a tuning task reserves."""
@@ -159,6 +163,8 @@ class RayEngine:
     def _next(self, waiting: list[Job], pending: dict) -> Job | None:
         """The first waiting job whose pool has room: the cluster is kept busy, not flooded, so a task's
         time from submission is close to its running time."""
+        if self.max_in_flight and len(pending) >= self.max_in_flight:
+            return None
         for job in waiting:
             pool, size = self._slots(job)
             if sum(1 for other, _ in pending.values() if self._slots(other)[0] == pool) < size:
