@@ -165,6 +165,12 @@ def test_ray_engine_without_ray_is_one_line_and_exit_2(tmp_path, monkeypatch):
     assert result.stderr.strip() == "error: --engine ray needs Ray, which is not installed: pip install 'optimize[ray]'"
 
 
+def test_node_types_need_ray(tmp_path):
+    copy_samples(tmp_path / "models", {"if_model"})
+    result = invoke(tmp_path / "models", "-o", tmp_path / "out", "--node-type", "c7i")
+    assert result.exit_code == 2 and "--node-type picks machines of a Ray cluster" in result.stderr
+
+
 def _dies_or_hangs(job: dict, staging: Path) -> dict:
     """A worker that is killed (as by the out-of-memory killer) on one model and hangs on another."""
     name = Path(job["source"]).stem

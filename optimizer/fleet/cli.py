@@ -100,13 +100,15 @@ class _ProgressLine:
 def _run(params: dict, options: dict) -> tuple[dict, object]:
     from rich.console import Console
 
-    from optimizer.fleet.manifest import load_jobs
+    from optimizer.fleet.manifest import FleetInputError, load_jobs
     from optimizer.fleet.report import check_fleet_report_paths, fleet_document, write_fleet_reports
     from optimizer.fleet.runner import run_fleet
 
     out_dir: Path = params["out_dir"]
     reports = list(params["reports"])
     check_fleet_report_paths(reports, out_dir)
+    if params["node_types"] and params["engine"] != "ray":
+        raise FleetInputError("--node-type picks machines of a Ray cluster: add --engine ray (locally, every model is tuned on this machine)")
     jobs = load_jobs(params["models"], out_dir, options, params["node_types"])
     if params["node_types"] and not any(job.tuned for job in jobs):
         click.echo("warning: --node-type matters only for tuned models; these are not tuned", err=True)

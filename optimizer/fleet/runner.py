@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from optimizer.fleet.manifest import Job
@@ -92,7 +93,8 @@ def run_fleet(jobs: Sequence[Job], out_dir: Path, engine, *, resume: bool = True
     progress = Progress(total=len(jobs))
     report = on_progress or (lambda *_: None)
     entries: dict[str, dict] = {}
-    fingerprints = {job.name: fingerprint(job) for job in jobs}
+    with ThreadPoolExecutor(max_workers=4) as hashing:  # sha256 of every source: hashlib releases the GIL
+        fingerprints = dict(zip((job.name for job in jobs), hashing.map(fingerprint, jobs)))
     todo = []
     for job in jobs:
         previous = recorded_outcome(job, fingerprints[job.name]) if resume else None
