@@ -59,7 +59,7 @@ def _context():
     """Fork from a server that preloaded the optimizer (Linux); spawn where there is no forkserver."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["optimizer.api", "optimizer.fleet.worker"])
+        context.set_forkserver_preload(["onnxruntime", "optimizer.api", "optimizer.fleet.worker", "optimizer.reports.document"])
         return context
     return multiprocessing.get_context("spawn")
 
