@@ -21,6 +21,7 @@ from click.testing import CliRunner  # noqa: E402
 from optimizer import api  # noqa: E402
 from optimizer.fleet import load_jobs, run_fleet  # noqa: E402
 from optimizer.fleet.cli import fleet_command  # noqa: E402
+from optimizer.fleet.manifest import FleetInputError  # noqa: E402
 from optimizer.fleet.ray_engine import RayEngine  # noqa: E402
 from optimizer.fleet.worker import run_job  # noqa: E402
 
@@ -90,6 +91,8 @@ def test_a_killed_worker_is_retried_and_tuning_reserves_the_node(cluster, tmp_pa
     engine.max_in_flight = 1
     assert engine._next(jobs[1:], {"r": (jobs[0], 0.0)}) is None
     engine.max_in_flight = None
+    with pytest.raises(FleetInputError, match="no node of the cluster has the resource node_type:gpu"):
+        next(engine.run(load_jobs(manifest, tmp_path / "other", {}, node_types=["gpu"]), tmp_path / "other"))
     result = run_fleet(jobs, tmp_path / "out", engine)
     assert marker.exists()
     assert [entry["status"] for entry in result.entries] == ["ok", "ok", "bad-input"], result.entries

@@ -133,6 +133,8 @@ class RayEngine:
 
     def run(self, jobs: Sequence[Job], out_dir: Path, on_start: Callable[[Job], None] | None = None) -> Iterator[tuple[Job, dict, Path]]:
         ray = self.ray
+        for node_type in {job.node_type for job in jobs if job.tuned}:
+            self._node_cpus(node_type)  # an unknown node type fails the run before anything is submitted
         task = ray.remote(ray_task)
         waiting, pending = list(jobs), {}
         try:
@@ -156,8 +158,9 @@ class RayEngine:
         """The pool a job draws from and its size: a tuned job one of the nodes (of its type) it can have
         whole, any other job one of the cluster's CPUs."""
         if job.tuned:
-            key = f"node_type:{job.node_type}" if job.node_type else None
-            return ("tune", job.node_type), max(1, sum(1 for node in self.nodes if key is None or key in node["Resources"]))
+            key, cpus = f"node_type:{job.node_type}" if job.node_type else None, self._node_cpus(job.node_type)
+            hosts = [node for node in self.nodes if (key is None or key in node["Resources"]) and node["Resources"].get("CPU", 0) >= cpus]
+            return ("tune", job.node_type), max(1, len(hosts))
         return ("cpu",), max(1, int(sum(node["Resources"].get("CPU", 0) for node in self.nodes)))
 
     def _next(self, waiting: list[Job], pending: dict) -> Job | None:
