@@ -249,6 +249,19 @@ def test_the_html_table_sorts_in_a_browser(tmp_path):
     assert re.search(r'<svg[^>]*id="speedup"', done.stdout)
 
 
+def test_stopping_the_engine_stops_its_workers_and_leaves_no_staging(tmp_path):
+    """What an interrupt does: the driver's loop ends early, the engine stops the workers still running."""
+    copy_samples(tmp_path / "models", {"if_model", "initializer_inputs"})
+    jobs = load_jobs(tmp_path / "models", tmp_path / "out", {"tune": False})
+    engine = LocalEngine(workers=2, work=_dies_or_hangs)  # if_model hangs
+    results = engine.run(jobs, tmp_path / "out")
+    job, result, staging = next(results)
+    assert job.name == "initializer_inputs" and result["status"] == "ok"
+    shutil.rmtree(staging)
+    results.close()
+    assert not (tmp_path / "out" / ".fleet-staging").exists()
+
+
 def _allocates(job: dict, staging: Path) -> dict:
     """A model whose optimization needs far more memory than it is allowed."""
     import numpy as np

@@ -22,7 +22,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from optimizer.fleet.manifest import Job
-from optimizer.fleet.outputs import staging_folder
+from optimizer.fleet.outputs import discard, staging_folder
 from optimizer.fleet.worker import FAILED, OUT_OF_MEMORY, outcome, run_job
 
 __all__ = ["LocalEngine", "usable_cores"]
@@ -39,7 +39,9 @@ def usable_cores() -> int:
 
 
 def _child(work: Work, job: dict, staging: str, connection, max_memory: int | None) -> None:
-    """In the worker process: cap its address space, run the job and send its outcome back."""
+    """In the worker process: cap its address space, run the job and send its outcome back. Ctrl-C is
+    the driver's to handle (it stops the workers), not each worker's to print a traceback for."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     start = time.monotonic()
     try:
         if max_memory:
@@ -97,10 +99,13 @@ class _Running:
         self.receiver.close()
         return result
 
-    def kill(self) -> dict:
+    def stop(self) -> None:
         self.process.kill()
         self.process.join(5)
         self.receiver.close()
+
+    def timed_out(self) -> dict:
+        self.stop()
         return outcome(FAILED, f"timed out after {self.timeout:g} s", seconds=time.monotonic() - self.started)
 
 
@@ -132,9 +137,10 @@ class LocalEngine:
                     if on_start:
                         on_start(job)
                 yield from self._finished(running)
-        finally:
+        finally:  # interrupted, or the driver failed: stop what still runs and leave no staging behind
             for worker in running:
-                worker.kill()
+                worker.stop()
+                discard(worker.staging)
 
     def _may_start(self, job: Job, running: list[_Running]) -> bool:
         if job.tuned or any(worker.job.tuned for worker in running):
@@ -150,7 +156,7 @@ class LocalEngine:
             if worker.receiver in ready or worker.process.sentinel in ready:
                 result = worker.collect()
             elif worker.deadline is not None and now >= worker.deadline:
-                result = worker.kill()
+                result = worker.timed_out()
             else:
                 continue
             running.remove(worker)
