@@ -213,6 +213,18 @@ def test_outputs_inside_the_models_folder_are_not_models(tmp_path):
     assert [job.name for job in load_jobs(tmp_path, tmp_path / "optimized", {})] == ["if_model"]
 
 
+def test_an_output_no_fleet_wrote_is_kept_unless_forced(tmp_path):
+    copy_samples(tmp_path / "models", {"if_model"})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "if_model.onnx").write_bytes(b"someone else's")
+    jobs = load_jobs(tmp_path / "models", tmp_path / "out", {"tune": False})
+    kept = run_fleet(jobs, tmp_path / "out", LocalEngine(workers=1))
+    assert kept.exit_code == 2 and "exists and was not written by a fleet run; pass --force" in kept.entries[0]["reason"]
+    assert (tmp_path / "out" / "if_model.onnx").read_bytes() == b"someone else's"
+    forced = run_fleet(jobs, tmp_path / "out", LocalEngine(workers=1), force=True)
+    assert forced.exit_code == 0 and (tmp_path / "out" / "if_model.onnx").read_bytes() != b"someone else's"
+
+
 def test_load_jobs_refuses_a_missing_folder(tmp_path):
     with pytest.raises(FleetInputError, match="no such folder"):
         load_jobs(tmp_path / "missing", tmp_path / "out", {})

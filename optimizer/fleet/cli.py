@@ -116,7 +116,7 @@ def _run(params: dict, options: dict) -> tuple[dict, object]:
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     with _ProgressLine(console, enabled=not params["quiet"] and not params["as_json"]) as progress:
-        result = run_fleet(jobs, out_dir, engine, resume=params["resume"], on_progress=progress)
+        result = run_fleet(jobs, out_dir, engine, resume=params["resume"], force=params["force"], on_progress=progress)
     document = fleet_document(result, str(params["models"]), str(out_dir))
     write_fleet_reports(document, reports)
     return document, result
@@ -151,6 +151,7 @@ def _render(document: dict, result, params: dict) -> None:
 @click.option("--max-in-flight", type=click.IntRange(min=1), help="Ray: tasks submitted at once [default: the cluster's CPUs]; lower it for big models (the driver's object store holds each in-flight model).")
 @click.option("--node-type", "node_types", multiple=True, metavar="NAME", help="Ray: tune on nodes with the resource node_type:NAME; one model and settings file per type under OUT_DIR/NAME/ (repeatable).")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip models whose output is up to date (same source sha256, options and tool versions).")
+@click.option("--force", is_flag=True, help="Replace outputs in OUT_DIR that no fleet run wrote (by default those models fail).")
 @click.option("--level", type=click.Choice(["O1", "O2", "O3"]), default="O2", show_default=True, help="As for `optimize run` (a manifest can set it per model, like every option below).")
 @click.option("--passes", "only_passes", multiple=True, metavar="NAME,...")
 @click.option("--skip-passes", multiple=True, metavar="NAME,...")

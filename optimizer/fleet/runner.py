@@ -15,8 +15,8 @@ from pathlib import Path
 
 from optimizer.fleet.manifest import Job
 from optimizer.fleet.outputs import discard, publish
-from optimizer.fleet.resume import fingerprint, recorded_outcome, write_record
-from optimizer.fleet.worker import BAD_INPUT, FAILED, GATE_FAILED, OK
+from optimizer.fleet.resume import fingerprint, record_path, recorded_outcome, write_record
+from optimizer.fleet.worker import BAD_INPUT, FAILED, GATE_FAILED, OK, outcome
 
 __all__ = ["FleetResult", "Progress", "run_fleet"]
 
@@ -85,9 +85,18 @@ def _entry(job: Job, result: dict, skipped: bool) -> dict:
     }
 
 
-def run_fleet(jobs: Sequence[Job], out_dir: Path, engine, *, resume: bool = True, on_progress: Callable[[Progress, str, Job | None, dict | None], None] | None = None) -> FleetResult:
+def _foreign_output(job: Job) -> dict | None:
+    """A failure outcome when the job's output exists but no fleet run wrote it (it is not ours to replace)."""
+    if job.output.exists() and not record_path(job.output).exists():
+        return outcome(BAD_INPUT, f"{job.output}: exists and was not written by a fleet run; pass --force to replace it")
+    return None
+
+
+def run_fleet(jobs: Sequence[Job], out_dir: Path, engine, *, resume: bool = True, force: bool = False,
+              on_progress: Callable[[Progress, str, Job | None, dict | None], None] | None = None) -> FleetResult:
     """Run `jobs` on `engine` (a LocalEngine or RayEngine), writing outputs under `out_dir`.
 
+    An output that exists without a fleet record is left alone (that model fails) unless `force`.
     `on_progress(progress, event, job, entry)` hears "skipped", "started" and "finished" (with the model's entry)."""
     start = time.monotonic()
     progress = Progress(total=len(jobs))
@@ -97,14 +106,16 @@ def run_fleet(jobs: Sequence[Job], out_dir: Path, engine, *, resume: bool = True
         fingerprints = dict(zip((job.name for job in jobs), hashing.map(fingerprint, jobs)))
     todo = []
     for job in jobs:
-        previous = recorded_outcome(job, fingerprints[job.name]) if resume else None
-        if previous is None:
+        refused = None if force else _foreign_output(job)
+        previous = recorded_outcome(job, fingerprints[job.name]) if resume and refused is None else None
+        if previous is None and refused is None:
             todo.append(job)
             continue
-        entries[job.name] = _entry(job, previous, skipped=True)
+        entries[job.name] = _entry(job, previous or refused, skipped=previous is not None)
         progress.done += 1
-        progress.skipped += 1
-        report(progress, "skipped", job, entries[job.name])
+        progress.skipped += previous is not None
+        progress.failed += refused is not None
+        report(progress, "skipped" if previous else "finished", job, entries[job.name])
 
     def started(job: Job) -> None:
         progress.running += 1
