@@ -294,3 +294,27 @@ def test_max_memory_is_a_size(tmp_path):
     copy_samples(tmp_path / "models", {"if_model"})
     result = invoke(tmp_path / "models", "-o", tmp_path / "out", "--max-memory", "lots")
     assert result.exit_code == 2 and "--max-memory 'lots': expected a size such as 4GB" in result.stderr
+
+
+def test_options_become_optimize_keywords():
+    from optimizer.fleet.options import optimize_arguments
+
+    keywords = optimize_arguments({"level": "O3", "skip_passes": "a,b", "input_shape": {"x": [1, 3]}, "quantize": "dynamic", "max_error": ["rel=0.01"], "rtol": 0.001})
+    assert keywords["level"] == "O3" and keywords["skip_passes"] == ["a", "b"] and keywords["input_shapes"] == {"x": (1, 3)}
+    assert keywords["tune"] is True and keywords["tune_budget"] == 30.0 and keywords["rtol"] == 0.001 and "atol" not in keywords
+    assert keywords["lossy"].quantize == "dynamic" and keywords["lossy"].time_budget_s == 30.0
+    assert optimize_arguments({"input_shape": ["x=1,3", "y=2"]})["input_shapes"] == {"x": (1, 3), "y": (2,)}
+    assert optimize_arguments({})["lossy"] is None
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"input_shape": ["x=a"]}, "dims must be integers"),
+    ({"prune_weights": "largest:0.5"}, "expected magnitude:RATIO"),
+    ({"quantize": "static"}, "needs calibration data"),
+])
+def test_bad_option_values_are_user_errors(options, message):
+    from optimizer.errors import UserError
+    from optimizer.fleet.options import optimize_arguments
+
+    with pytest.raises(UserError, match=message):
+        optimize_arguments(options)

@@ -1,6 +1,7 @@
 """Many models at once: `optimize fleet MODELS -o OUT_DIR`.
 
     manifest.py    a folder or a YAML/JSON manifest -> Jobs (per-model options over the command line's)
+    options.py     per-model options -> optimize() keywords and gate checks
     worker.py      one model's work (optimize, gates) -> an outcome; never raises for the model's sake
     local.py       the local engine: a process per model, sized to the cores, with a timeout
     ray_engine.py  the Ray engine: CPU tasks, whole-node tuning tasks, retries for infrastructure faults
