@@ -88,15 +88,11 @@ class RayEngine:
         process is used as it is. `max_memory` is reserved per task (Ray's `memory` resource);
         `max_in_flight` caps the tasks submitted at once (the models the driver's object store holds)."""
         self.ray = _import_ray()
-        self.max_memory = max_memory
-        self.max_in_flight = max_in_flight
-        self.address = address
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.work = work
         if not self.ray.is_initialized():
             self._connect(address, local_cpus)
         self.nodes = [node for node in self.ray.nodes() if node.get("Alive")]
+        self.address, self.work = address, work
+        self.timeout, self.max_retries, self.max_memory, self.max_in_flight = timeout, max_retries, max_memory, max_in_flight
 
     def _connect(self, address: str | None, local_cpus: int | None) -> None:
         try:
