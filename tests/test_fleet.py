@@ -109,6 +109,8 @@ def test_resume_skips_what_is_up_to_date_and_redoes_the_rest(fleet):
     assert "skipped as up to date: " in rerun.stderr and "dynamic_dims" in rerun.stderr
     assert touched.read_bytes() != b"edited by hand"
     assert rerun.exit_code == 2  # the bad model is retried, and fails again
+    listed = invoke(fleet["models"], "-o", out, "--no-tune", "--dry-run").stdout.splitlines()
+    assert "dynamic_dims\tup to date\t" in "\n".join(listed) and any(line.startswith("broken\trun\t") for line in listed)
     other_options = invoke(fleet["models"], "-o", out, "--no-tune", "--level", "O1", "--json")
     assert not any(entry["skipped"] for entry in json.loads(other_options.stdout)["models"])
 

@@ -97,6 +97,17 @@ class _ProgressLine:
             self.console.print(f"[{text}] {job.name}: {entry['status']} ({entry['seconds']:.1f} s)", markup=False)
 
 
+def _print_plan(jobs, params: dict) -> None:
+    """--dry-run: per model, whether it would run, be skipped as up to date, or be refused; nothing runs."""
+    from optimizer.fleet.runner import plan
+
+    _, settled = plan(jobs, resume=params["resume"], force=params["force"])
+    for job in jobs:
+        how = settled[job.name]
+        state = "run" if how is None else "up to date" if how[0] == "skipped" else f"refused: {how[1]['reason']}"
+        click.echo(f"{job.name}\t{state}\t{job.source} -> {job.output}" + ("\ttuned" if job.tuned else ""))
+
+
 def _run(params: dict, options: dict) -> tuple[dict, object]:
     from rich.console import Console
 
@@ -110,6 +121,9 @@ def _run(params: dict, options: dict) -> tuple[dict, object]:
     if params["node_types"] and params["engine"] != "ray":
         raise FleetInputError("--node-type picks machines of a Ray cluster: add --engine ray (locally, every model is tuned on this machine)")
     jobs = load_jobs(params["models"], out_dir, options, params["node_types"])
+    if params["dry_run"]:
+        _print_plan(jobs, params)
+        sys.exit(0)
     if params["node_types"] and not any(job.tuned for job in jobs):
         click.echo("warning: --node-type matters only for tuned models; these are not tuned", err=True)
     engine = _engine(params)
@@ -151,6 +165,7 @@ def _render(document: dict, result, params: dict) -> None:
 @click.option("--max-in-flight", type=click.IntRange(min=1), help="Ray: tasks submitted at once [default: the cluster's CPUs]; lower it for big models (the driver's object store holds each in-flight model).")
 @click.option("--node-type", "node_types", multiple=True, metavar="NAME", help="Ray: tune on nodes with the resource node_type:NAME; one model and settings file per type under OUT_DIR/NAME/ (repeatable).")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip models whose output is up to date (same source sha256, options and tool versions).")
+@click.option("--dry-run", is_flag=True, help="List each model: to run, up to date, or refused (and why); run nothing.")
 @click.option("--force", is_flag=True, help="Replace outputs in OUT_DIR that no fleet run wrote (by default those models fail).")
 @click.option("--level", type=click.Choice(["O1", "O2", "O3"]), default="O2", show_default=True, help="As for `optimize run` (a manifest can set it per model, like every option below).")
 @click.option("--passes", "only_passes", multiple=True, metavar="NAME,...")

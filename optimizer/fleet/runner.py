@@ -18,7 +18,7 @@ from optimizer.fleet.outputs import discard, publish
 from optimizer.fleet.resume import fingerprint, record_path, recorded_outcome, write_record
 from optimizer.fleet.worker import BAD_INPUT, FAILED, GATE_FAILED, OK, outcome
 
-__all__ = ["FleetResult", "Progress", "run_fleet"]
+__all__ = ["FleetResult", "Progress", "plan", "run_fleet"]
 
 PUBLISHED = (OK, GATE_FAILED)
 
@@ -92,6 +92,19 @@ def _foreign_output(job: Job) -> dict | None:
     return None
 
 
+def plan(jobs: Sequence[Job], *, resume: bool = True, force: bool = False) -> tuple[dict[str, dict], dict[str, tuple[str, dict] | None]]:
+    """Each job's fingerprint, and what settles it without running: ("skipped", its recorded outcome) when
+    up to date, ("refused", a failure) when its output is not ours to replace, None when it must run."""
+    with ThreadPoolExecutor(max_workers=4) as hashing:  # sha256 of every source: hashlib releases the GIL
+        fingerprints = dict(zip((job.name for job in jobs), hashing.map(fingerprint, jobs)))
+    settled: dict[str, tuple[str, dict] | None] = {}
+    for job in jobs:
+        refused = None if force else _foreign_output(job)
+        previous = recorded_outcome(job, fingerprints[job.name]) if resume and refused is None else None
+        settled[job.name] = ("refused", refused) if refused else ("skipped", previous) if previous else None
+    return fingerprints, settled
+
+
 def run_fleet(jobs: Sequence[Job], out_dir: Path, engine, *, resume: bool = True, force: bool = False,
               on_progress: Callable[[Progress, str, Job | None, dict | None], None] | None = None) -> FleetResult:
     """Run `jobs` on `engine` (a LocalEngine or RayEngine), writing outputs under `out_dir`.
@@ -102,20 +115,17 @@ def run_fleet(jobs: Sequence[Job], out_dir: Path, engine, *, resume: bool = True
     progress = Progress(total=len(jobs))
     report = on_progress or (lambda *_: None)
     entries: dict[str, dict] = {}
-    with ThreadPoolExecutor(max_workers=4) as hashing:  # sha256 of every source: hashlib releases the GIL
-        fingerprints = dict(zip((job.name for job in jobs), hashing.map(fingerprint, jobs)))
-    todo = []
+    fingerprints, settled = plan(jobs, resume=resume, force=force)
+    todo = [job for job in jobs if settled[job.name] is None]
     for job in jobs:
-        refused = None if force else _foreign_output(job)
-        previous = recorded_outcome(job, fingerprints[job.name]) if resume and refused is None else None
-        if previous is None and refused is None:
-            todo.append(job)
+        if settled[job.name] is None:
             continue
-        entries[job.name] = _entry(job, previous or refused, skipped=previous is not None)
+        how, result = settled[job.name]
+        entries[job.name] = _entry(job, result, skipped=how == "skipped")
         progress.done += 1
-        progress.skipped += previous is not None
-        progress.failed += refused is not None
-        report(progress, "skipped" if previous else "finished", job, entries[job.name])
+        progress.skipped += how == "skipped"
+        progress.failed += how == "refused"
+        report(progress, "skipped" if how == "skipped" else "finished", job, entries[job.name])
 
     def started(job: Job) -> None:
         progress.running += 1
