@@ -40,8 +40,7 @@ def _given_options(context: click.Context, params: dict) -> dict:
         return [str(v) for v in value] if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
 
     options = {key: plain(params[name]) for name, key in PER_MODEL.items() if given(name)}
-    if "inputs" in options or "calibration" in options:
-        options.update({key: str(Path(options[key]).resolve()) for key in ("inputs", "calibration") if key in options})
+    options.update({key: str(Path(options[key]).resolve()) for key in ("inputs", "calibration") if key in options})
     gates = {key: plain(params[name]) for name, key in GATES.items() if given(name)}
     if gates:
         options["gates"] = gates
