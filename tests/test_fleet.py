@@ -137,6 +137,17 @@ def test_a_manifest_gives_options_per_model(tmp_path):
     assert (tmp_path / "out" / "models" / "transformer_block.onnx").read_bytes() == single_run_bytes(models / "transformer_block.onnx", tmp_path / "single-o3", level="O3")
 
 
+def test_inputs_for_all_models_from_the_command_line(tmp_path):
+    import numpy as np
+
+    copy_samples(tmp_path / "models", {"cnn_bn"})
+    np.savez(tmp_path / "image.npz", image=np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    result = invoke(tmp_path / "models", "-o", tmp_path / "out", "--no-tune", "--inputs", tmp_path / "image.npz", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"][0]["document"]["verification"]["inputs_source"] == "--inputs"
+    assert (tmp_path / "out" / "cnn_bn.onnx").read_bytes() == single_run_bytes(tmp_path / "models" / "cnn_bn.onnx", tmp_path / "single", inputs=dict(np.load(tmp_path / "image.npz")))
+
+
 def test_a_yaml_manifest(tmp_path):
     pytest.importorskip("yaml")
     copy_samples(tmp_path, {"if_model"})

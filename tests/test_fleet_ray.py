@@ -12,6 +12,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -78,9 +79,12 @@ def test_a_killed_worker_is_retried_and_tuning_reserves_the_node(cluster, tmp_pa
         return run_job(job, staging)
 
     shutil.copy(SAMPLES[0], tmp_path / SAMPLES[0].name)
+    assert SAMPLES[0].stem == "cnn_bn"
+    np.savez(tmp_path / "image.npz", image=np.ones((1, 3, 32, 32), np.float32))  # shipped to the task with the model
     manifest = tmp_path / "fleet.json"
     manifest.write_text(json.dumps({"models": [
-        {"path": SAMPLES[0].name, "tune": False}, {"path": SAMPLES[0].name, "name": "tuned", "budget": 2}, {"path": "missing.onnx", "tune": False},
+        {"path": SAMPLES[0].name, "tune": False, "inputs": "image.npz"}, {"path": SAMPLES[0].name, "name": "tuned", "budget": 2},
+        {"path": "missing.onnx", "tune": False},
     ]}))
     jobs = load_jobs(manifest, tmp_path / "out", {}, node_types=["test"])
     engine = RayEngine("auto", max_retries=2, work=dies_once)
@@ -97,6 +101,7 @@ def test_a_killed_worker_is_retried_and_tuning_reserves_the_node(cluster, tmp_pa
     assert marker.exists()
     assert [entry["status"] for entry in result.entries] == ["ok", "ok", "bad-input"], result.entries
     assert "missing.onnx: cannot read" in result.entries[2]["reason"]
+    assert result.entries[0]["document"]["verification"]["inputs_source"] == "--inputs"
     assert (tmp_path / "out" / "test" / "tuned.onnx.json").exists()  # one settings file per node type
     assert json.loads((tmp_path / "out" / "test" / "tuned.onnx.json").read_text())
     assert result.entries[1]["document"]["config"] == str((tmp_path / "out" / "test" / "tuned.onnx.json").resolve())
