@@ -59,7 +59,7 @@ def fleet(tmp_path_factory):
     shutil.move(models / "cnn_bn.onnx", models / "nested" / "cnn_bn.onnx")
     (models / "broken.onnx").write_bytes(b"this is not an onnx model")
     out = root / "out"
-    reports = [root / "fleet.json", root / "fleet.md", root / "fleet.html"]
+    reports = [out / "fleet.json", root / "fleet.md", root / "fleet.html"]  # a report may go inside OUT_DIR
     result = invoke(models, "-o", out, "--no-tune", "--workers", 2, *[f"--report={path}" for path in reports])
     return {"root": root, "models": models, "out": out, "result": result, "reports": reports}
 
@@ -168,6 +168,13 @@ def test_a_bad_manifest_is_refused_up_front(tmp_path, manifest, message):
     result = invoke(tmp_path / "fleet.json", "-o", tmp_path / "out", "--no-tune")
     assert result.exit_code == 2 and message in result.stderr, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_report_may_not_replace_a_model(tmp_path):
+    copy_samples(tmp_path / "models", {"if_model"})
+    result = invoke(tmp_path / "models", "-o", tmp_path / "out", "--report", tmp_path / "out" / "if_model.onnx.json")
+    assert result.exit_code == 2 and "would overwrite a model, its settings or its data" in result.stderr
+    assert invoke(tmp_path / "models", "-o", tmp_path / "out", "--report", tmp_path / "r.txt").exit_code == 2
 
 
 def test_ray_engine_without_ray_is_one_line_and_exit_2(tmp_path, monkeypatch):

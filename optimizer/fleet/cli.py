@@ -111,22 +111,22 @@ def _run(params: dict, options: dict) -> tuple[dict, object]:
     from rich.console import Console
 
     from optimizer.fleet.manifest import FleetInputError, load_jobs
-    from optimizer.fleet.report import check_fleet_report_paths, fleet_document, write_fleet_reports
+    from optimizer.fleet.report import fleet_document, write_fleet_reports
     from optimizer.fleet.runner import run_fleet
+    from optimizer.reports import check_report_paths
 
     out_dir: Path = params["out_dir"]
-    reports = list(params["reports"])
-    check_fleet_report_paths(reports, out_dir)
     if params["node_types"] and params["engine"] != "ray":
         raise FleetInputError("--node-type picks machines of a Ray cluster: add --engine ray (locally, every model is tuned on this machine)")
     jobs = load_jobs(params["models"], out_dir, options, params["node_types"])
     if params["dry_run"]:
         _print_plan(jobs, params)
         sys.exit(0)
+    out_dir.mkdir(parents=True, exist_ok=True)  # a report may go inside it
+    reports = check_report_paths(params["reports"], [path for job in jobs for path in (job.source, job.output)])
     if params["node_types"] and not any(job.tuned for job in jobs):
         click.echo("warning: --node-type matters only for tuned models; these are not tuned", err=True)
     engine = _engine(params)
-    out_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     with _ProgressLine(console, enabled=not params["quiet"] and not params["as_json"]) as progress:
         result = run_fleet(jobs, out_dir, engine, resume=params["resume"], force=params["force"], on_progress=progress)

@@ -12,10 +12,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from optimizer.fleet.manifest import FleetInputError
 from optimizer.units import format_bytes
 
-__all__ = ["fleet_document", "summary_row", "render_table", "render_markdown", "render_html", "write_fleet_reports", "check_fleet_report_paths", "to_json_text"]
+__all__ = ["fleet_document", "summary_row", "render_table", "render_markdown", "render_html", "write_fleet_reports", "to_json_text"]
 
 COLUMNS = ("model", "status", "nodes", "size", "speedup", "max error", "shipped", "time")
 
@@ -198,19 +197,9 @@ def _render(document: Mapping, suffix: str) -> str:
     return {".json": lambda: to_json(dict(document)), ".md": lambda: render_markdown(document), ".html": lambda: render_html(document)}[suffix]()
 
 
-def check_fleet_report_paths(paths: Sequence[Path], out_dir: Path) -> None:
-    """Refuse up front a report whose suffix is unknown, whose folder is missing, or that lies in OUT_DIR's models."""
-    for path in paths:
-        if path.suffix.lower() not in (".json", ".md", ".html"):
-            raise FleetInputError(f"--report {path}: the suffix picks the format; use .json, .md or .html")
-        if not (path.parent if str(path.parent) else Path(".")).is_dir():
-            raise FleetInputError(f"--report {path}: folder {path.parent} does not exist")
-        if path.name.endswith((".onnx", ".onnx.json", ".onnx.data")) and path.resolve().is_relative_to(out_dir.resolve()):
-            raise FleetInputError(f"--report {path}: would overwrite an output of the fleet; choose another name")
-
-
 def write_fleet_reports(document: Mapping, paths: Sequence[Path]) -> None:
-    """Write each report atomically (temporary name in the same folder, then rename)."""
+    """Write each report atomically (temporary name in the same folder, then rename); the paths were
+    checked up front by `optimizer.reports.check_report_paths`."""
     for path in paths:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
