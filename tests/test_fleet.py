@@ -327,10 +327,16 @@ def test_options_become_optimize_keywords():
     assert optimize_arguments({})["lossy"] is None
 
 
+def test_a_value_of_the_wrong_kind_is_that_models_bad_input(tmp_path):
+    outcome = run_job({"source": str(SAMPLES[0]), "output": str(tmp_path / "m.onnx"), "options": {"budget": "lots"}}, tmp_path)
+    assert outcome["status"] == "bad-input" and outcome["reason"].startswith("bad option value: could not convert")
+
+
 @pytest.mark.parametrize("options, message", [
     ({"input_shape": ["x=a"]}, "dims must be integers"),
     ({"prune_weights": "largest:0.5"}, "expected magnitude:RATIO"),
     ({"quantize": "static"}, "needs calibration data"),
+    ({"input_shape": {"x": ["a"]}}, "input_shape"),
 ])
 def test_bad_option_values_are_user_errors(options, message):
     from optimizer.errors import UserError

@@ -22,12 +22,12 @@ def _names(value) -> list[str]:
 def _input_shapes(value) -> dict:
     from optimizer.verify import VerificationInputError, parse_input_shapes
 
-    if isinstance(value, Mapping):
-        return {name: tuple(int(d) for d in dims) for name, dims in value.items()}
     try:
+        if isinstance(value, Mapping):
+            return {name: tuple(int(d) for d in dims) for name, dims in value.items()}
         return parse_input_shapes(_names(value) if not isinstance(value, (list, tuple)) else [str(v) for v in value])
-    except ValueError as error:
-        raise VerificationInputError(str(error)) from None
+    except (ValueError, TypeError) as error:
+        raise VerificationInputError(f"input_shape {value!r}: {error}") from None
 
 
 def _lossy(options: Mapping):

@@ -47,6 +47,11 @@ def run_job(job: Mapping, staging: str | Path) -> dict:
     staged = Path(staging) / Path(job["output"]).name
     try:
         keywords = optimize_arguments(job["options"])
+    except (ValueError, TypeError) as error:  # a manifest value of the wrong kind ("budget": "lots")
+        return outcome(BAD_INPUT, f"bad option value: {first_line(error)}")
+    except UserError as error:
+        return outcome(BAD_INPUT, first_line(error))
+    try:
         result = api.optimize(job["source"], staged, force=True, **keywords)
         document = _document(result)
         gates = job["options"].get("gates")
