@@ -205,11 +205,11 @@ def test_a_dead_or_hung_worker_is_one_failure(tmp_path):
     copy_samples(tmp_path / "models", {"cnn_bn", "if_model", "initializer_inputs"})
     jobs = load_jobs(tmp_path / "models", tmp_path / "out", {"tune": False})
     started = time.monotonic()
-    result = run_fleet(jobs, tmp_path / "out", LocalEngine(workers=3, timeout=8, work=_dies_or_hangs))
-    assert time.monotonic() - started < 40
+    result = run_fleet(jobs, tmp_path / "out", LocalEngine(workers=3, timeout=15, work=_dies_or_hangs))
+    assert time.monotonic() - started < 50
     by_name = {entry["name"]: entry for entry in result.entries}
     assert by_name["cnn_bn"]["status"] == "failed" and "killed by SIGKILL" in by_name["cnn_bn"]["reason"]
-    assert by_name["if_model"]["status"] == "failed" and "timed out after 8 s" in by_name["if_model"]["reason"]
+    assert by_name["if_model"]["status"] == "failed" and "timed out after 15 s" in by_name["if_model"]["reason"]
     assert by_name["initializer_inputs"]["status"] == "ok"
     assert result.exit_code == 3
     assert (tmp_path / "out" / "initializer_inputs.onnx").exists() and not (tmp_path / "out" / "cnn_bn.onnx").exists()
