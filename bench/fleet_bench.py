@@ -42,6 +42,7 @@ def build_folder(folder: Path, copies: int) -> list[Path]:
 
 
 def one_by_one_cli(models: list[Path], out: Path) -> float:
+    out.mkdir()
     start = time.perf_counter()
     for number, model in enumerate(models):
         output = out / f"{number}-{model.name}"
