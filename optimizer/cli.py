@@ -1026,6 +1026,16 @@ def passes_command(as_json: bool) -> None:
     render_pass_list(rows, report_console())
 
 
+def _register_fleet() -> None:
+    """`optimize fleet`: many models at once (optimizer.fleet); its heavy imports stay inside the command."""
+    from optimizer.fleet.cli import fleet_command
+
+    cli.add_command(fleet_command, "fleet")
+
+
+_register_fleet()
+
+
 def main() -> None:
     previous = _catch_signals()  # from the start: a signal while the libraries load is no traceback either
     try:

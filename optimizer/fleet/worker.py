@@ -30,9 +30,9 @@ def outcome(status: str, reason: str = "", document: dict | None = None, files: 
 
 
 def _document(result) -> dict:
-    from optimizer.reports.document import optimization_document
+    from optimizer.reports.document import RunReport
 
-    return optimization_document(result)
+    return RunReport.from_result(result).to_dict()
 
 
 def run_job(job: Mapping, staging: str | Path) -> dict:
