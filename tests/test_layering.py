@@ -55,3 +55,23 @@ def test_every_bad_input_error_is_a_user_error():
     for module, name in expected.items():
         cls = getattr(importlib.import_module(module), name)
         assert inspect.isclass(cls) and issubclass(cls, UserError), f"{module}.{name}"
+
+
+def _functions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node.name, node.end_lineno - node.lineno + 1
+
+
+def test_no_function_in_the_framework_or_the_passes_is_over_120_lines():
+    long = {
+        f"{path.relative_to(ROOT).as_posix()}:{name}": lines
+        for package in ("optimizer", "passes") for path in sorted((ROOT / package).rglob("*.py"))
+        for name, lines in _functions(path) if lines > 120
+    }
+    assert long == {}, f"functions over 120 lines: {long}"
+
+
+def test_optimize_fits_on_a_screen():
+    (lines,) = [lines for name, lines in _functions(ROOT / "optimizer" / "api.py") if name == "optimize"]
+    assert lines <= 60, f"optimize() is {lines} lines: it should stay a short sequence of stage calls"
