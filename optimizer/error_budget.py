@@ -126,8 +126,11 @@ class ErrorBudget:
                 if value is None:
                     continue
                 if not limit.holds(value):
+                    from optimizer.units import format_against
+
                     sign = ">" if limit.metric == "rel" else "<"
-                    found.append(f"{limit.metric} error {value:.3g} {sign} {limit.limit:g} on '{error.name}'")
+                    words = {"rel": "rel error", "cos": "cosine", "top1": "top-1 agreement"}.get(limit.metric, f"{limit.metric} error")
+                    found.append(f"{words} {format_against(value, limit.limit)} {sign} {limit.limit:g} on '{error.name}'")
         return found
 
     def __str__(self) -> str:

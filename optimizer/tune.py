@@ -146,7 +146,7 @@ def build_space(
         skipped.append(f"intra-op threads above {cores}: more threads than usable cores")
     if inter_op_speedup is not None and inter_op_speedup < PARALLEL_WORTH and not inter:
         parallel_inter: list[int] = []
-        skipped.append(f"parallel execution: the graph's parallel branches could give at most {inter_op_speedup:.2f}x (< {PARALLEL_WORTH:.2f})")
+        skipped.append(f"parallel execution: the graph's parallel branches could give at most {inter_op_speedup:.2f}x, under the {PARALLEL_WORTH:.2f}x worth timing")
     elif cores < 2 and not inter:
         parallel_inter = []
         skipped.append("parallel execution: one usable core")

@@ -76,6 +76,14 @@ def test_violations_name_metric_value_limit_and_output():
     budget = ErrorBudget.parse(["rel=0.05", "cos=0.999", "top1=0.99"])
     found = budget.violations(errors)
     assert found[0] == "rel error 1 > 0.05 on 'logits'"
-    assert any(v.startswith("cos error") and "< 0.999" in v for v in found)
-    assert any(v == "top1 error 0.5 < 0.99 on 'logits'" for v in found)
+    assert any(v.startswith("cosine ") and "< 0.999" in v for v in found)
+    assert any(v == "top-1 agreement 0.5 < 0.99 on 'logits'" for v in found)
     assert ErrorBudget.parse(["rel=2"]).violations(errors) == []
+
+
+def test_a_violation_prints_the_digits_that_tell_the_value_from_its_limit():
+    from optimizer.error_budget import OutputError
+
+    error = OutputError("out", max_abs=0.1, rel=0.01, cos=0.999698, top1=None, nonfinite=0)
+    (line,) = ErrorBudget.parse(["cos=0.99999"]).violations([error])
+    assert line == "cosine 0.999698 < 0.99999 on 'out'"  # not "cos error 1 < 0.99999"

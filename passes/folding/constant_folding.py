@@ -38,10 +38,47 @@ NEVER_FOLDED = frozenset(
 )
 
 
+BROADCASTING = frozenset({
+    "Add", "Sub", "Mul", "Div", "Pow", "Mod", "BitShift", "And", "Or", "Xor", "Equal", "Greater", "GreaterOrEqual",
+    "Less", "LessOrEqual", "Max", "Min", "Mean", "Sum", "Where", "PRelu", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
+})
+"""Ops whose output is the broadcast of their inputs' shapes: `[40000, 1] + [1, 40000]` is 1.6e9 elements."""
+
+
+def _static_elements(node: ir.Node) -> int | None:
+    """The outputs' element count when shape inference made every output's shape static."""
+    total = 0
+    for output in node.outputs:
+        shape = output.shape
+        if shape is None or not all(isinstance(d, int) for d in shape):
+            return None
+        total += int(np.prod([int(d) for d in shape], dtype=np.int64))
+    return total
+
+
 def _estimated_output_elements(node: ir.Node, arrays: list[np.ndarray | None]) -> int | None:
-    """Output element count of the ops that expand data, computed before running them."""
+    """Output element count computed from shapes before the node is evaluated (None: unknown).
+
+    Inferred static output shapes first; else the broadcast of the inputs for elementwise ops, the
+    batch dims times M x N for MatMul, indices times depth for OneHot, and the expanding ops' own
+    arguments (ConstantOfShape, Expand, Tile, Range, Resize sizes or scales)."""
+    static = _static_elements(node)
+    if static is not None:
+        return static
     try:
         op = node.op_type
+        if op in BROADCASTING:
+            return int(np.prod(np.broadcast_shapes(*(a.shape for a in arrays if a is not None)), dtype=np.int64))
+        if op == "MatMul":
+            a, b = arrays[0].shape, arrays[1].shape
+            if len(a) >= 2 and len(b) >= 2:
+                return int(np.prod(np.broadcast_shapes(a[:-2], b[:-2]), dtype=np.int64)) * a[-2] * b[-1]
+        if op == "OneHot":
+            return int(arrays[0].size * int(np.asarray(arrays[1]).reshape(-1)[0]))
+        if op == "Resize" and len(arrays) > 3 and arrays[3] is not None and arrays[3].size:
+            return int(np.prod(arrays[3], dtype=np.int64))
+        if op == "Resize" and len(arrays) > 2 and arrays[2] is not None and arrays[2].size:
+            return int(np.prod([np.floor(d * s) for d, s in zip(arrays[0].shape, arrays[2])]))
         if op == "ConstantOfShape":
             return int(np.prod(arrays[0]))
         if op == "Expand":
@@ -54,6 +91,23 @@ def _estimated_output_elements(node: ir.Node, arrays: list[np.ndarray | None]) -
     except Exception:  # noqa: BLE001 - malformed inputs: let the evaluator decide
         return None
     return None
+
+
+EXPANDING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range"})
+
+
+def _output_itemsize(node: ir.Node, arrays: list[np.ndarray | None]) -> int:
+    """Bytes per output element for the estimate: 8 for the expanding ops (their guard since the start), else the
+    inferred output dtype's, else the widest input's."""
+    if node.op_type in EXPANDING:
+        return 8
+    dtype = node.outputs[0].dtype if node.outputs else None
+    if dtype is not None:
+        try:
+            return max(1, int(dtype.itemsize))
+        except (AttributeError, TypeError, ValueError):
+            pass
+    return max((a.itemsize for a in arrays if a is not None), default=8)
 
 
 class FoldConstantsPass(OptimizationPass, name="fold-constants", level="O1"):
@@ -70,7 +124,8 @@ class FoldConstantsPass(OptimizationPass, name="fold-constants", level="O1"):
                 continue
             input_bytes = sum(a.nbytes for a in arrays if a is not None)
             estimate = _estimated_output_elements(node, arrays)
-            if estimate is not None and self._too_big(estimate * 8, input_bytes):
+            itemsize = _output_itemsize(node, arrays)
+            if estimate is not None and self._too_big(estimate * itemsize, input_bytes):
                 self.decline("output too large")
                 continue
             results = evaluate_node(node, arrays, opsets)

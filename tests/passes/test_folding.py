@@ -143,3 +143,46 @@ g (float[2] x) => (float[2] y) <float[2] w = {{1.0, 2.0}}> {{
   y = Add(x, w)
 }}"""
     verify_declines(InitializerInputsToConstantsPass, text)
+
+
+def _never_evaluated(monkeypatch):
+    def refuse(node, *args, **kwargs):
+        raise AssertionError(f"{node.op_type} was evaluated although its size is known from shapes")
+
+    monkeypatch.setattr("passes.folding.constant_folding.evaluate_node", refuse)
+
+
+def test_a_broadcast_too_large_is_refused_from_shapes_before_it_is_computed(monkeypatch):
+    """[4000, 1] + [1, 4000] is 16e6 floats (64 MB) from 32 KB of constants: judged by its shape, never computed."""
+    _never_evaluated(monkeypatch)
+    column = ", ".join(["1.0"] * 4000)
+    text = f"""{HEADER}
+g (float[4000, 4000] x) => (float[4000, 4000] y) <float[4000, 1] a = {{{column}}}, float[1, 4000] b = {{{column}}}> {{
+  big = Add(a, b)
+  y = Mul(x, big)
+}}"""
+    verify_declines(FoldConstantsPass, text, {"output too large": 1})
+
+
+def test_one_hot_and_mat_mul_are_judged_by_their_shapes(monkeypatch):
+    _never_evaluated(monkeypatch)
+    column = ", ".join(["1.0"] * 2000)
+    text = f"""{HEADER}
+g (float[2000, 2000] x, float[3000, 5000] z) => (float[2000, 2000] y, float[3000, 5000] w)
+  <float[2000, 1] a = {{{column}}}, float[1, 2000] b = {{{column}}}, int64[3000] ids = {{{", ".join(["1"] * 3000)}}},
+   int64[1] depth = {{5000}}, float[2] values = {{0.0, 1.0}}> {{
+  product = MatMul(a, b)
+  y = Add(x, product)
+  hot = OneHot(ids, depth, values)
+  w = Add(z, hot)
+}}"""
+    verify_declines(FoldConstantsPass, text, {"output too large": 2})
+
+
+def test_a_small_broadcast_still_folds():
+    text = f"""{HEADER}
+g (float[2, 3] x) => (float[2, 3] y) <float[2, 1] a = {{1.0, 2.0}}, float[1, 3] b = {{1.0, 2.0, 3.0}}> {{
+  s = Add(a, b)
+  y = Mul(x, s)
+}}"""
+    verify(FoldConstantsPass, text, ["Mul"], random_feeds(x=(2, 3)), stats={"Add": 1})
