@@ -44,12 +44,13 @@ def header(kind: str) -> dict:
 
     from optimizer.measure import machine_info
 
+    machine = machine_info()
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
-        "tool": {"optimize": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+        "tool": {"optimize": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "onnxruntime_flavour": machine.get("onnxruntime_flavour")},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine,
     }
 
 

@@ -33,7 +33,7 @@ def _footer(document: Document) -> str:
     cpu = machine.get("cpu_model") or "unknown CPU"
     cores = machine.get("cpu_affinity") or machine.get("cpu_count")
     return (
-        f"<sub>optimize {tool.get('optimize', '?')} · onnxruntime {tool.get('onnxruntime', '?')} · "
+        f"<sub>optimize {tool.get('optimize', '?')} · {tool.get('onnxruntime_flavour', 'onnxruntime')} {tool.get('onnxruntime', '?')} · "
         f"{_md(cpu)}{f', {cores} cores' if cores else ''} · {document.created}</sub>"
     )
 
