@@ -167,18 +167,26 @@ def undecided(verdicts: Mapping[str, Verdict]) -> list[str]:
     return [name for name, verdict in verdicts.items() if not verdict.settled]
 
 
-def choose(verdicts: Mapping[str, Verdict], preferred: str, *, eligible: Sequence[str] | None = None) -> tuple[str, str]:
+def choose(
+    verdicts: Mapping[str, Verdict], preferred: str, *, eligible: Sequence[str] | None = None, priority: Sequence[str] | None = None,
+) -> tuple[str, str]:
     """The candidate to ship and why: the preferred one, unless a candidate significantly beats it.
 
-    `verdicts` are against the preferred candidate; among the winners the one whose interval reaches
-    lowest ships. `eligible` (default: all) restricts who may win. Ties, losses and inconclusive
-    verdicts keep the preferred one. The reason is a sentence without the chosen one's name.
+    `verdicts` are against the preferred candidate. Winners whose intervals overlap the best winner's
+    cannot be told apart by these rounds: among them the first in `priority` ships (a fixed order, e.g.
+    the optimized graph before the original under the same settings), so equally fast winners never
+    flip from run to run with the noise; without `priority`, the one whose interval reaches lowest.
+    `eligible` (default: all) restricts who may win. Ties, losses and inconclusive verdicts keep the
+    preferred one. The reason is a sentence without the chosen one's name.
     """
     allowed = set(verdicts if eligible is None else eligible)
     winners = [v for name, v in verdicts.items() if name in allowed and v.outcome == WIN]
     if winners:
         best = min(winners, key=lambda v: (v.high, v.ratio))
-        return best.candidate, best.sentence
+        rank = {name: index for index, name in enumerate(priority or ())}
+        alike = [v for v in winners if v.low <= best.high]
+        pick = min(alike, key=lambda v: (rank.get(v.candidate, len(rank)), v.high, v.ratio)) if priority else best
+        return pick.candidate, pick.sentence
     if not verdicts:
         return preferred, "nothing else could be timed against it"
     if all(v.outcome == INCONCLUSIVE for v in verdicts.values()):

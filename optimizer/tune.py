@@ -720,7 +720,11 @@ def _final_members(search: _Search, anchor: Candidate, reference: Candidate, sur
 
 def _result(search: _Search, anchor, reference, members, times, verdicts, margin, early, space, inputs, batch) -> TuningResult:
     """The TuningResult and its decision record from the final run."""
-    chosen_key, reason = decision.choose(verdicts, anchor.key)
+    # Among winners these rounds cannot tell apart: the preferred graph, then other optimized graphs, the original
+    # last; within a graph the search order (defaults first). So the original never ships on a tie with a graph.
+    order = list(members)
+    priority = sorted(members, key=lambda key: (members[key].variant != anchor.variant, members[key].variant == reference.variant, order.index(key)))
+    chosen_key, reason = decision.choose(verdicts, anchor.key, priority=priority)
     chosen = members[chosen_key]
     final = {key: times.stats(key) for key in members if times is not None and key in times.warmup}
     for key, verdict in verdicts.items():

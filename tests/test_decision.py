@@ -153,3 +153,16 @@ def test_when_the_leader_failed_or_nothing_was_timed_the_preferred_ships():
     chosen, why = decision.choose(inconclusive, "O3|defaults")
     assert chosen == "O3|defaults" and "inconclusive at this noise" in why
     assert decision.choose({"a": _verdict("a", 2.0)}, "O3|defaults", eligible=[])[0] == "O3|defaults"
+
+
+def test_winners_the_rounds_cannot_tell_apart_go_by_the_fixed_priority():
+    """Two settings both beat the defaults; their intervals overlap: the optimized graph ships, not the original,
+    whichever measured a hair faster this time (that is what flipped from run to run under load)."""
+    original = decision.Verdict("original|intra=1", "O2|defaults", decision.WIN, 0.80, 0.76, 0.84, 0.03, 12, True)
+    optimized = decision.Verdict("O2|intra=1", "O2|defaults", decision.WIN, 0.82, 0.78, 0.86, 0.03, 12, True)
+    verdicts = {v.candidate: v for v in (original, optimized)}
+    priority = ["O2|intra=1", "original|intra=1"]
+    assert decision.choose(verdicts, "O2|defaults", priority=priority)[0] == "O2|intra=1"
+    assert decision.choose(verdicts, "O2|defaults")[0] == "original|intra=1"  # no priority: the lowest interval
+    clearly = decision.Verdict("original|intra=1", "O2|defaults", decision.WIN, 0.50, 0.47, 0.53, 0.03, 12, True)
+    assert decision.choose({**verdicts, clearly.candidate: clearly}, "O2|defaults", priority=priority)[0] == "original|intra=1"
