@@ -725,6 +725,7 @@ def _result(search: _Search, anchor, reference, members, times, verdicts, margin
     order = list(members)
     priority = sorted(members, key=lambda key: (members[key].variant != anchor.variant, members[key].variant == reference.variant, order.index(key)))
     chosen_key, reason = decision.choose(verdicts, anchor.key, priority=priority)
+    chosen_key, reason = _original_must_beat_its_graph(search, times, members, verdicts, anchor, reference, chosen_key, reason, margin)
     chosen = members[chosen_key]
     final = {key: times.stats(key) for key in members if times is not None and key in times.warmup}
     for key, verdict in verdicts.items():
@@ -752,6 +753,25 @@ def _result(search: _Search, anchor, reference, members, times, verdicts, margin
         mode="successive halving, then paired final rounds until decided", machine=_machine(), inputs=inputs, batch=batch,
         record=record, speedup_vs_reference=speedup if reference_verdict is not None or reference.key == anchor.key else 1.0,
     )
+
+
+def _original_must_beat_its_graph(search: _Search, times, members, verdicts, anchor, reference, chosen_key: str, reason: str, margin: float) -> tuple[str, str]:
+    """The original graph under some settings ships only when it also beats the preferred graph under those same
+    settings beyond the noise (the settings, not the graph, may be what won); else that graph with them does, or
+    the preferred candidate when it was not timed or lost."""
+    chosen = members[chosen_key]
+    if times is None or chosen.variant != reference.variant or anchor.variant == reference.variant:
+        return chosen_key, reason
+    twin = next((key for key, c in members.items() if c.variant == anchor.variant and c.config == chosen.config and key != chosen_key), None)
+    if twin is None or not times.runs.get(twin):
+        return anchor.key, f"the original graph's lead could not be weighed against the {anchor.variant} graph under the same settings ({reason})"
+    against = decision.compare(chosen_key, search.minimums(times, chosen_key), twin, search.minimums(times, twin), margin=margin)
+    if against.outcome == decision.WIN:
+        return chosen_key, f"{reason}; and it beats the {anchor.variant} graph under the same settings ({against.sentence})"
+    fallback = verdicts.get(twin)
+    if twin == anchor.key or (fallback is not None and fallback.outcome == decision.WIN):
+        return twin, f"{fallback.sentence if fallback is not None else reason}; the original under these settings was not faster than it ({against.sentence})"
+    return anchor.key, f"the original's lead came from its settings, not its graph ({against.sentence})"
 
 
 def _speedup_vs_reference(search: _Search, times: BlockTimes, chosen_key: str, reference_key: str) -> float:

@@ -39,6 +39,7 @@ def test_under_load_the_same_graph_ships_each_time_within_the_budget(sample, tmp
 def test_when_the_original_ships_the_pass_table_and_the_optimized_graph_stay(tmp_path, monkeypatch):
     original = tune.Candidate("original", tune.RuntimeConfig()).key
     monkeypatch.setattr(tune.decision, "choose", lambda verdicts, preferred, **_: (original, "forced by the test"))
+    monkeypatch.setattr(tune, "_original_must_beat_its_graph", lambda search, times, members, verdicts, anchor, reference, key, reason, margin: (key, reason))
     result = optimize(SAMPLES / "cnn_bn.onnx", tmp_path / "out.onnx", tune=True, tune_budget=BUDGET_S)
     assert result.shipped_variant == "original" and "forced by the test" in result.shipped_reason
     assert result.after.nodes == result.before.nodes  # what was written is the original
@@ -46,3 +47,21 @@ def test_when_the_original_ships_the_pass_table_and_the_optimized_graph_stay(tmp
     assert result.optimized.variant == "O2" and result.optimized.stats.nodes < result.before.nodes
     summary = result.to_dict()
     assert summary["optimized"]["nodes"] == result.optimized.stats.nodes and summary["shipped_reason"] == result.shipped_reason
+
+
+def test_the_original_that_won_by_its_settings_gives_way_to_the_optimized_graph_under_them(tmp_path, monkeypatch):
+    """Forced: the original under some settings wins against the preferred candidate. Unless it also beats the
+    optimized graph under the same settings beyond the noise, it does not ship."""
+    calls = {}
+
+    def pick_the_original(verdicts, preferred, **_):
+        key = next((k for k in verdicts if k.startswith("original")), preferred)
+        calls["forced"] = key
+        return key, "forced by the test"
+
+    monkeypatch.setattr(tune.decision, "choose", pick_the_original)
+    result = optimize(SAMPLES / "cnn_bn.onnx", tmp_path / "out.onnx", tune=True, tune_budget=BUDGET_S)
+    if result.shipped_variant == "original":  # it really beat its twin under the same settings
+        assert "beats the O2 graph under the same settings" in result.shipped_reason
+    else:
+        assert result.shipped_variant == "O2" and calls.get("forced", "").startswith("original")
