@@ -231,3 +231,17 @@ def test_static_int8_is_also_checked_on_openvino(tmp_path):
     assert sibling.status in ("kept", "discarded", "within budget") and "failed" not in sibling.reason, sibling.reason
     if sibling.status != "within budget":
         assert sibling.verdict is not None  # timed in the paired speed gate against the lossless model on both providers
+
+
+def test_the_openvino_lock_pins_what_the_default_lock_pins():
+    """requirements-openvino.lock is requirements.lock with onnxruntime-openvino for onnxruntime: nothing drifts."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def pins(name):
+        return {line.strip() for line in (root / name).read_text().splitlines() if line.strip() and not line.startswith("#")}
+
+    default, openvino = pins("requirements.lock"), pins("requirements-openvino.lock")
+    assert {p for p in default if not p.startswith("onnxruntime==")} == {p for p in openvino if not p.startswith("onnxruntime-openvino==")}
+    assert any(p.startswith("onnxruntime-openvino==") for p in openvino)
